@@ -1,0 +1,176 @@
+// Python bindings of the core. This file only converts: it checks the raw arrays the Python layer
+// prepared (dtype, C order, shape), takes their pointers, releases the GIL and runs the kernels.
+// Argument validation with user-facing messages lives in the Python layer; the checks here guard
+// the memory the kernels touch.
+#include <pybind11/functional.h>
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <chrono>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tripartite/attention.hpp"
+#include "tripartite/network.hpp"
+#include "tripartite/window.hpp"
+
+namespace py = pybind11;
+using namespace tripartite;
+
+namespace {
+
+std::string shape_str(const std::vector<py::ssize_t>& shape) {
+  std::ostringstream out;
+  out << "(";
+  for (std::size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
+  out << (shape.size() == 1 ? ",)" : ")");
+  return out.str();
+}
+
+template <class T>
+T* checked(py::array& arr, const char* name, const std::vector<py::ssize_t>& shape, bool writable) {
+  if (!arr.dtype().is(py::dtype::of<T>()))
+    throw std::invalid_argument(std::string(name) + " must have dtype " + std::string(py::str(py::dtype::of<T>())) +
+                                ", got " + std::string(py::str(arr.dtype())));
+  if (!(arr.flags() & py::array::c_style))
+    throw std::invalid_argument(std::string(name) + " must be C-contiguous");
+  std::vector<py::ssize_t> actual(arr.shape(), arr.shape() + arr.ndim());
+  if (actual != shape)
+    throw std::invalid_argument(std::string(name) + " must have shape " + shape_str(shape) + ", got " +
+                                shape_str(actual));
+  if (!writable) return const_cast<T*>(static_cast<const T*>(arr.data()));
+  if (!arr.writeable()) throw std::invalid_argument(std::string(name) + " must be writable");
+  return static_cast<T*>(arr.mutable_data());
+}
+
+template <class T>
+py::tuple attention(py::array W, py::array Q, py::array K, py::array V, double input_scale, bool causal,
+                    int num_threads) {
+  if (W.ndim() != 3 || Q.ndim() != 3 || K.ndim() != 3 || V.ndim() != 3)
+    throw std::invalid_argument("hidden_weights, q, k, v must be 3-D (heads, rows, features)");
+  AttentionArgs<T> a;
+  a.heads = W.shape(0), a.m = W.shape(1), a.D = W.shape(2);
+  a.Lq = Q.shape(1), a.Lk = K.shape(1), a.Dv = V.shape(2);
+  const auto hs = static_cast<py::ssize_t>(a.heads), D = static_cast<py::ssize_t>(a.D);
+  a.W = checked<T>(W, "hidden_weights", {hs, W.shape(1), D}, false);
+  a.Q = checked<T>(Q, "q", {hs, Q.shape(1), D}, false);
+  a.K = checked<T>(K, "k", {hs, K.shape(1), D}, false);
+  a.V = checked<T>(V, "v", {hs, K.shape(1), V.shape(2)}, false);
+  if (causal && a.Lq != a.Lk) throw std::invalid_argument("causal attention needs as many queries as keys");
+  py::array_t<T> Y({hs, Q.shape(1), V.shape(2)});
+  py::array_t<double> log_a({hs, Q.shape(1)});
+  a.Y = Y.mutable_data();
+  a.log_a = log_a.mutable_data();
+  a.input_scale = input_scale;
+  a.causal = causal;
+  const double work = 2.0 * double(a.heads) * double(a.m) * double(a.Lq + a.Lk) * double(a.D + a.Dv);
+  a.threads = effective_threads(num_threads, work);
+  {
+    py::gil_scoped_release release;
+    steady_state_attention(a);
+  }
+  return py::make_tuple(Y, log_a);
+}
+
+template <class T>
+py::tuple run_network(py::array W, py::array H, py::array g, py::array h, py::array scalars, py::array keys,
+                      py::array values, py::array queries, py::array is_write, py::array index,
+                      py::dict params, std::string integrator, std::size_t write_steps, std::size_t read_steps,
+                      int num_threads, py::object progress) {
+  NetworkParams p;
+  if (W.ndim() != 3) throw std::invalid_argument("hidden_weights must be 3-D");
+  p.heads = W.shape(0), p.m = W.shape(1), p.D = W.shape(2);
+  p.Dv = H.ndim() == 3 ? H.shape(1) : 0;
+  const auto hs = py::ssize_t(p.heads), m = py::ssize_t(p.m), D = py::ssize_t(p.D), Dv = py::ssize_t(p.Dv);
+  NetworkState<T> s;
+  s.W = checked<T>(W, "hidden_weights", {hs, m, D}, false);
+  s.H = checked<T>(H, "synapses", {hs, Dv, m}, true);
+  s.g = checked<T>(g, "astrocyte_weights", {hs, m}, true);
+  s.h = checked<T>(h, "hidden", {hs, m}, true);
+  s.scalars = checked<double>(scalars, "scalars", {hs, py::ssize_t(kNumScalars)}, true);
+  WindowInputs<T> in;
+  in.n_keys = keys.ndim() == 3 ? keys.shape(1) : 0;
+  in.n_queries = queries.ndim() == 3 ? queries.shape(1) : 0;
+  in.keys = checked<T>(keys, "keys", {hs, py::ssize_t(in.n_keys), D}, false);
+  in.values = checked<T>(values, "values", {hs, py::ssize_t(in.n_keys), Dv}, false);
+  in.queries = checked<T>(queries, "queries", {hs, py::ssize_t(in.n_queries), D}, false);
+  const py::ssize_t n_windows = is_write.ndim() == 1 ? is_write.shape(0) : -1;
+  const auto* kinds = checked<std::uint8_t>(is_write, "is_write", {n_windows}, false);
+  const auto* idx = checked<std::int64_t>(index, "index", {n_windows}, false);
+  std::vector<Window> schedule(static_cast<std::size_t>(n_windows));
+  for (py::ssize_t i = 0; i < n_windows; ++i) {
+    const bool w = kinds[i] != 0;
+    const auto limit = static_cast<std::int64_t>(w ? in.n_keys : in.n_queries);
+    if (idx[i] < 0 || idx[i] >= limit) throw std::invalid_argument("schedule index out of range");
+    schedule[std::size_t(i)] = Window{w, std::size_t(idx[i])};
+  }
+  py::array_t<T> outputs({hs, py::ssize_t(in.n_queries), Dv});
+  py::array_t<double> log_a({hs, py::ssize_t(in.n_queries)});
+  std::fill(outputs.mutable_data(), outputs.mutable_data() + outputs.size(), T(0));
+  std::fill(log_a.mutable_data(), log_a.mutable_data() + log_a.size(), kNegInf);
+  in.outputs = outputs.mutable_data();
+  in.log_astro = log_a.mutable_data();
+
+  const Integrator integ = parse_integrator(integrator);
+  const double tau_h = params["tau_hidden"].cast<double>(), tau_a = params["tau_astro"].cast<double>();
+  const double t_write = params["t_write"].cast<double>(), t_read = params["t_read"].cast<double>();
+  const double eta = params["eta"].cast<double>(), leak = params["leak"].cast<double>();
+  p.input_scale = params["input_scale"].cast<double>();
+  p.write_map = window_map(integ, t_write, write_steps, 1.0 / tau_h, 1.0 / tau_a, eta / t_write, leak);
+  p.read_map = window_map(integ, t_read, read_steps, 1.0 / tau_h, 1.0 / tau_a, 0.0, 0.0);
+  const double work = double(p.heads) * double(p.m) * double(p.D + 2 * p.Dv);
+  p.threads = effective_threads(num_threads, work);
+
+  // Between windows, at most every 0.1 s: take the GIL, let Python handle signals (Ctrl-C) and
+  // report progress. A pending KeyboardInterrupt stops the run at the window boundary.
+  bool interrupted = false;
+  auto last = std::chrono::steady_clock::now();
+  std::function<bool(std::size_t)> keep_going = [&](std::size_t done) {
+    const auto now = std::chrono::steady_clock::now();
+    if (done != schedule.size() && now - last < std::chrono::milliseconds(100)) return true;
+    last = now;
+    py::gil_scoped_acquire acquire;
+    if (PyErr_CheckSignals() != 0) {
+      PyErr_Clear();
+      interrupted = true;
+      return false;
+    }
+    if (!progress.is_none()) progress(done);
+    return true;
+  };
+  std::size_t done;
+  {
+    py::gil_scoped_release release;
+    done = run_windows(p, s, in, schedule, keep_going);
+  }
+  return py::make_tuple(outputs, log_a, done, interrupted);
+}
+
+py::tuple window_map_py(const std::string& integrator, double duration, std::size_t steps, double rate_h,
+                        double rate_a, double e, double leak) {
+  const WindowMap w = window_map(parse_integrator(integrator), duration, steps, rate_h, rate_a, e, leak);
+  py::array_t<double> M({3, 3}), a(6);
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 3; ++j) M.mutable_at(i, j) = w.M[i][j];
+  for (int i = 0; i < 6; ++i) a.mutable_at(i) = w.a[i];
+  return py::make_tuple(M, a);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, mod) {
+  mod.doc() = "tripartite's compiled core (private: use the tripartite package).";
+  mod.def("attention_float32", &attention<float>);
+  mod.def("attention_float64", &attention<double>);
+  mod.def("run_network_float32", &run_network<float>);
+  mod.def("run_network_float64", &run_network<double>);
+  mod.def("window_map", &window_map_py,
+          "(M, a): the map of one window on (g, h, u) and the astrocyte's linear functional.");
+  mod.def("openmp_enabled", &has_openmp);
+  mod.def("max_threads", &max_threads);
+  mod.attr("block_size") = kBlock;
+  mod.attr("chunk_size") = kChunk;
+  mod.attr("num_scalars") = std::size_t(kNumScalars);
+}

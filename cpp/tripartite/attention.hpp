@@ -1,0 +1,289 @@
+// The paper's steady state (MODEL.md section 1) for many heads at once:
+//     y_t = H phi(q~_t) / a_t,  a_t = g . phi(q~_t),  H = sum_tau v_tau phi(k~_tau)^T,  g = sum_tau phi(k~_tau)
+// bidirectional (write all keys, then read all queries) or causal (query t sees keys tau <= t).
+//
+// Hidden neurons are processed in blocks of kBlock; keys and queries in chunks of kChunk, so no
+// feature matrix larger than kChunk x kBlock per thread is ever formed. Each block keeps its own
+// log-scale C_b: its synapses are stored as H_b * exp(-C_b), with C_b the largest log-rate of a key
+// seen by that block. Partial sums over a block are combined across blocks in double precision,
+// in block order, after rescaling to a common reference: thread-count independent and safe from
+// overflow.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <vector>
+
+#include "common.hpp"
+#include "features.hpp"
+
+namespace tripartite {
+
+inline constexpr std::size_t kChunk = 64;
+
+template <class T>
+struct AttentionArgs {
+  std::size_t heads = 1, Lk = 0, Lq = 0, D = 0, Dv = 0, m = 0;
+  const T* W = nullptr;  // heads x m x D
+  const T* Q = nullptr;  // heads x Lq x D (unscaled)
+  const T* K = nullptr;  // heads x Lk x D (unscaled)
+  const T* V = nullptr;  // heads x Lk x Dv
+  T* Y = nullptr;        // heads x Lq x Dv
+  double* log_a = nullptr;  // heads x Lq, log of the astrocyte response a_t (may be null)
+  double input_scale = 1.0;  // sqrt(s)
+  bool causal = false;
+  int threads = 1;
+};
+
+namespace detail {
+
+// Per-thread scratch for one (head, block) task.
+template <class T>
+struct BlockScratch {
+  std::vector<T> Wt, keys, queries, xk, xq;
+  std::vector<double> key_off, query_off, key_max, query_max;
+  std::vector<T> scores;  // kChunk x kChunk, causal only
+  BlockScratch(std::size_t D)
+      : Wt(D * kBlock), keys(kChunk * kBlock), queries(kChunk * kBlock), xk(kChunk * D), xq(kChunk * D),
+        key_off(kChunk), query_off(kChunk), key_max(kChunk), query_max(kChunk), scores(kChunk * kChunk) {}
+};
+
+template <class T>
+void scale_inputs(const T* X, std::size_t n, std::size_t D, double input_scale, std::size_t m, T* out,
+                  double* offsets) {
+  for (std::size_t i = 0; i < n; ++i) offsets[i] = scaled_input(X + i * D, D, input_scale, m, out + i * D);
+}
+
+// Sets the block's scale to at least `candidate`, rescaling its stored synapses and weights.
+template <class T>
+void raise_scale(double& C, double candidate, T* H, T* g, std::size_t Dv, std::size_t m, std::size_t r0,
+                 std::size_t nb) {
+  if (candidate <= C) return;
+  if (C != kNegInf) {
+    const T f = static_cast<T>(std::exp(C - candidate));
+    for (std::size_t d = 0; d < Dv; ++d)
+      for (std::size_t r = 0; r < nb; ++r) H[d * m + r0 + r] *= f;
+    for (std::size_t r = 0; r < nb; ++r) g[r0 + r] *= f;
+  }
+  C = candidate;
+}
+
+// E <- exp(E - shift[row]) for each of n rows of width nb.
+template <class T>
+void exp_rows(T* E, std::size_t n, std::size_t nb, const double* shift) {
+  for (std::size_t i = 0; i < n; ++i) {
+    const T s = static_cast<T>(shift[i]);
+    T* row = E + i * nb;
+    for (std::size_t r = 0; r < nb; ++r) row[r] = std::exp(row[r] - s);
+  }
+}
+
+// H_b += V^T E and g_b += column sums of E (the Hebbian and presynaptic rules for n tokens).
+template <class T>
+void write_block(const T* E, const T* V, std::size_t n, std::size_t Dv, std::size_t nb, T* H, T* g,
+                 std::size_t m, std::size_t r0) {
+  constexpr std::size_t kRows = 4;  // synapse rows updated together: E is read once per 4 rows
+  std::size_t d = 0;
+  for (; d + kRows <= Dv; d += kRows) {
+    T* h0 = H + (d + 0) * m + r0;
+    T* h1 = H + (d + 1) * m + r0;
+    T* h2 = H + (d + 2) * m + r0;
+    T* h3 = H + (d + 3) * m + r0;
+    for (std::size_t t = 0; t < n; ++t) {
+      const T* e = E + t * nb;
+      const T v0 = V[t * Dv + d], v1 = V[t * Dv + d + 1], v2 = V[t * Dv + d + 2], v3 = V[t * Dv + d + 3];
+#pragma omp simd
+      for (std::size_t r = 0; r < nb; ++r) {
+        const T er = e[r];
+        h0[r] += v0 * er;
+        h1[r] += v1 * er;
+        h2[r] += v2 * er;
+        h3[r] += v3 * er;
+      }
+    }
+  }
+  for (; d < Dv; ++d) {
+    T* hr = H + d * m + r0;
+    for (std::size_t t = 0; t < n; ++t) {
+      const T* e = E + t * nb;
+      const T vd = V[t * Dv + d];
+#pragma omp simd
+      for (std::size_t r = 0; r < nb; ++r) hr[r] += vd * e[r];
+    }
+  }
+  T* gb = g + r0;
+  for (std::size_t t = 0; t < n; ++t) {
+    const T* e = E + t * nb;
+#pragma omp simd
+    for (std::size_t r = 0; r < nb; ++r) gb[r] += e[r];
+  }
+}
+
+// Partial readout of n queries against one block: out[i] = (H_b psi_i, g_b . psi_i), Dv + 1 doubles.
+template <class T>
+void read_block(const T* P, std::size_t n, std::size_t Dv, std::size_t nb, const T* H, const T* g,
+                std::size_t m, std::size_t r0, double* out) {
+  for (std::size_t i = 0; i < n; ++i) {
+    const T* psi = P + i * nb;
+    double* o = out + i * (Dv + 1);
+    for (std::size_t d = 0; d < Dv; ++d) {
+      const T* hr = H + d * m + r0;
+      T acc = 0;
+#pragma omp simd reduction(+ : acc)
+      for (std::size_t r = 0; r < nb; ++r) acc += hr[r] * psi[r];
+      o[d] = acc;
+    }
+    const T* gb = g + r0;
+    T acc = 0;
+#pragma omp simd reduction(+ : acc)
+    for (std::size_t r = 0; r < nb; ++r) acc += gb[r] * psi[r];
+    o[Dv] = acc;
+  }
+}
+
+// Combines per-block partials of one query: scales[b] is the log-scale of block b's partial.
+template <class T>
+void combine_blocks(const double* partial, const double* scales, std::size_t nb, std::size_t stride,
+                    std::size_t Dv, T* y, double* log_a) {
+  double ref = kNegInf;
+  for (std::size_t b = 0; b < nb; ++b)
+    if (partial[b * stride + Dv] > 0) ref = std::max(ref, scales[b]);
+  if (ref == kNegInf) {  // every feature underflowed: no key is visible (or no key at all)
+    for (std::size_t d = 0; d < Dv; ++d) y[d] = 0;
+    if (log_a) *log_a = kNegInf;
+    return;
+  }
+  double den = 0;
+  for (std::size_t b = 0; b < nb; ++b) den += scaled(partial[b * stride + Dv], scales[b] - ref);
+  for (std::size_t d = 0; d < Dv; ++d) {
+    double num = 0;
+    for (std::size_t b = 0; b < nb; ++b) num += scaled(partial[b * stride + d], scales[b] - ref);
+    y[d] = static_cast<T>(num / den);
+  }
+  if (log_a) *log_a = ref + std::log(den);
+}
+
+}  // namespace detail
+
+template <class T>
+void steady_state_attention(const AttentionArgs<T>& a) {
+  const std::size_t heads = a.heads, D = a.D, Dv = a.Dv, m = a.m;
+  const std::size_t nb = n_blocks(m);
+  const std::size_t tasks = heads * nb;
+  const std::size_t stride = Dv + 1;
+  std::vector<T> H(heads * Dv * m, T(0)), g(heads * m, T(0));
+  std::vector<double> C(tasks, kNegInf);  // log-scale of each (head, block)
+  std::vector<double> partial(tasks * kChunk * stride), partial_scale(tasks * kChunk);
+  const int nthreads = a.threads;
+  std::vector<detail::BlockScratch<T>> scratch;
+  scratch.reserve(static_cast<std::size_t>(nthreads));
+  for (int i = 0; i < nthreads; ++i) scratch.emplace_back(D);
+  auto my_scratch = [&]() -> detail::BlockScratch<T>& {
+#ifdef _OPENMP
+    return scratch[static_cast<std::size_t>(omp_in_parallel() ? omp_get_thread_num() : 0)];
+#else
+    return scratch[0];
+#endif
+  };
+
+  // Loads the keys of chunk [t0, t0+n) of head hd for block (r0, nbk): exp-rates relative to the
+  // block's (raised) scale, in s.keys.
+  auto load_keys = [&](detail::BlockScratch<T>& s, std::size_t hd, std::size_t task, std::size_t t0, std::size_t n,
+                       std::size_t r0, std::size_t nbk) {
+    detail::scale_inputs(a.K + (hd * a.Lk + t0) * D, n, D, a.input_scale, m, s.xk.data(), s.key_off.data());
+    block_log_rates_many(s.Wt.data(), D, nbk, s.xk.data(), s.key_off.data(), n, s.keys.data(), s.key_max.data());
+    double mx = kNegInf;
+    for (std::size_t i = 0; i < n; ++i) mx = std::max(mx, s.key_max[i]);
+    detail::raise_scale(C[task], mx, H.data() + hd * Dv * m, g.data() + hd * m, Dv, m, r0, nbk);
+    std::vector<double>& shift = s.key_max;  // reuse: every key row is shifted by the block scale
+    for (std::size_t i = 0; i < n; ++i) shift[i] = C[task];
+    detail::exp_rows(s.keys.data(), n, nbk, shift.data());
+  };
+  auto load_queries = [&](detail::BlockScratch<T>& s, std::size_t hd, std::size_t t0, std::size_t n, std::size_t nbk) {
+    detail::scale_inputs(a.Q + (hd * a.Lq + t0) * D, n, D, a.input_scale, m, s.xq.data(), s.query_off.data());
+    block_log_rates_many(s.Wt.data(), D, nbk, s.xq.data(), s.query_off.data(), n, s.queries.data(),
+                         s.query_max.data());
+    detail::exp_rows(s.queries.data(), n, nbk, s.query_max.data());
+  };
+  auto combine = [&](std::size_t t0, std::size_t n) {
+    parallel_for(heads * n, nthreads, [&](std::size_t job) {
+      const std::size_t hd = job / n, i = job % n;
+      std::vector<double> part(nb * stride), sc(nb);
+      for (std::size_t b = 0; b < nb; ++b) {
+        const std::size_t task = hd * nb + b;
+        for (std::size_t k = 0; k < stride; ++k) part[b * stride + k] = partial[(task * kChunk + i) * stride + k];
+        sc[b] = partial_scale[task * kChunk + i];
+      }
+      double* la = a.log_a ? a.log_a + hd * a.Lq + t0 + i : nullptr;
+      detail::combine_blocks(part.data(), sc.data(), nb, stride, Dv, a.Y + (hd * a.Lq + t0 + i) * Dv, la);
+    });
+  };
+
+  if (!a.causal) {
+    // Writing phase: each (head, block) task takes every key chunk in order; no synchronisation.
+    parallel_for(tasks, nthreads, [&](std::size_t task) {
+      const std::size_t hd = task / nb, b = task % nb;
+      const std::size_t r0 = block_begin(b), nbk = block_end(b, m) - r0;
+      auto& s = my_scratch();
+      transpose_block(a.W + hd * m * D, D, r0, r0 + nbk, s.Wt.data());
+      for (std::size_t t0 = 0; t0 < a.Lk; t0 += kChunk) {
+        const std::size_t n = std::min(kChunk, a.Lk - t0);
+        load_keys(s, hd, task, t0, n, r0, nbk);
+        detail::write_block(s.keys.data(), a.V + (hd * a.Lk + t0) * Dv, n, Dv, nbk, H.data() + hd * Dv * m,
+                            g.data() + hd * m, m, r0);
+      }
+    });
+    // Reading phase, one chunk of queries at a time.
+    for (std::size_t t0 = 0; t0 < a.Lq; t0 += kChunk) {
+      const std::size_t n = std::min(kChunk, a.Lq - t0);
+      parallel_for(tasks, nthreads, [&](std::size_t task) {
+        const std::size_t hd = task / nb, b = task % nb;
+        const std::size_t r0 = block_begin(b), nbk = block_end(b, m) - r0;
+        auto& s = my_scratch();
+        transpose_block(a.W + hd * m * D, D, r0, r0 + nbk, s.Wt.data());
+        load_queries(s, hd, t0, n, nbk);
+        detail::read_block(s.queries.data(), n, Dv, nbk, H.data() + hd * Dv * m, g.data() + hd * m, m, r0,
+                           partial.data() + task * kChunk * stride);
+        for (std::size_t i = 0; i < n; ++i) partial_scale[task * kChunk + i] = C[task] + s.query_max[i];
+      });
+      combine(t0, n);
+    }
+    return;
+  }
+
+  // Causal: chunk by chunk, read (state + masked intra-chunk scores), then write.
+  for (std::size_t t0 = 0; t0 < a.Lq; t0 += kChunk) {
+    const std::size_t n = std::min(kChunk, a.Lq - t0);
+    parallel_for(tasks, nthreads, [&](std::size_t task) {
+      const std::size_t hd = task / nb, b = task % nb;
+      const std::size_t r0 = block_begin(b), nbk = block_end(b, m) - r0;
+      auto& s = my_scratch();
+      T* Hh = H.data() + hd * Dv * m;
+      T* gh = g.data() + hd * m;
+      transpose_block(a.W + hd * m * D, D, r0, r0 + nbk, s.Wt.data());
+      load_keys(s, hd, task, t0, n, r0, nbk);
+      load_queries(s, hd, t0, n, nbk);
+      double* out = partial.data() + task * kChunk * stride;
+      detail::read_block(s.queries.data(), n, Dv, nbk, Hh, gh, m, r0, out);
+      const T* Vc = a.V + (hd * a.Lk + t0) * Dv;
+      for (std::size_t i = 0; i < n; ++i) {
+        const T* psi = s.queries.data() + i * nbk;
+        double* o = out + i * stride;
+        for (std::size_t j = 0; j <= i; ++j) {
+          const T* e = s.keys.data() + j * nbk;
+          T acc = 0;
+#pragma omp simd reduction(+ : acc)
+          for (std::size_t r = 0; r < nbk; ++r) acc += psi[r] * e[r];
+          const double score = acc;
+          for (std::size_t d = 0; d < Dv; ++d) o[d] += score * static_cast<double>(Vc[j * Dv + d]);
+          o[Dv] += score;
+        }
+        partial_scale[task * kChunk + i] = C[task] + s.query_max[i];
+      }
+      detail::write_block(s.keys.data(), Vc, n, Dv, nbk, Hh, gh, m, r0);
+    });
+    combine(t0, n);
+  }
+}
+
+}  // namespace tripartite

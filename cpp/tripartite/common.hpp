@@ -1,0 +1,89 @@
+// Shared pieces of the core: the fixed blocking of hidden neurons, the parallel loop, log-sum-exp.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstddef>
+#include <exception>
+#include <limits>
+#include <mutex>
+#include <stdexcept>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace tripartite {
+
+// Hidden neurons are split into blocks of this many. The width is fixed, never derived from the
+// number of threads: every reduction over hidden neurons adds the same per-block partial sums in
+// the same order, so results are bitwise independent of the thread count.
+inline constexpr std::size_t kBlock = 2048;
+
+inline std::size_t n_blocks(std::size_t m) { return (m + kBlock - 1) / kBlock; }
+inline std::size_t block_begin(std::size_t b) { return b * kBlock; }
+inline std::size_t block_end(std::size_t b, std::size_t m) { return std::min(m, (b + 1) * kBlock); }
+
+inline constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+
+inline int max_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+inline bool has_openmp() {
+#ifdef _OPENMP
+  return true;
+#else
+  return false;
+#endif
+}
+
+// Threads for a call: `requested` (0 = OpenMP's default), but one thread for work too small to
+// repay starting a team. `work` is a rough count of floating-point operations.
+inline int effective_threads(int requested, double work) {
+  int t = requested > 0 ? requested : max_threads();
+  if (work < 2.0e5) t = 1;
+  return std::max(1, t);
+}
+
+// Runs body(i) for i in [0, n) on `threads` threads (static schedule). An exception thrown by any
+// task is caught inside the parallel region, the remaining tasks are skipped, and the first
+// exception is rethrown after the region: nothing escapes an OpenMP region.
+template <class F>
+void parallel_for(std::size_t n, int threads, F&& body) {
+  std::exception_ptr error;
+  std::atomic<bool> failed{false};
+  std::mutex lock;
+  const std::ptrdiff_t count = static_cast<std::ptrdiff_t>(n);
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && count > 1)
+  for (std::ptrdiff_t i = 0; i < count; ++i) {
+    if (failed.load(std::memory_order_relaxed)) continue;
+    try {
+      body(static_cast<std::size_t>(i));
+    } catch (...) {
+      std::lock_guard<std::mutex> guard(lock);
+      if (!error) error = std::current_exception();
+      failed.store(true, std::memory_order_relaxed);
+    }
+  }
+  if (error) std::rethrow_exception(error);
+}
+
+// log(exp(x) + exp(y)), exact for -inf arguments.
+inline double log_add_exp(double x, double y) {
+  if (x == kNegInf) return y;
+  if (y == kNegInf) return x;
+  const double hi = std::max(x, y);
+  return hi + std::log1p(std::exp(-std::fabs(x - y)));
+}
+
+// x * exp(log_factor), with 0 * anything = 0 (a zero partial sum stays zero even when the factor
+// overflows because two scales have drifted far apart).
+inline double scaled(double x, double log_factor) { return x == 0.0 ? 0.0 : x * std::exp(log_factor); }
+
+}  // namespace tripartite

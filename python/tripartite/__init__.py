@@ -1,0 +1,28 @@
+"""tripartite: neuron-astrocyte networks that compute transformer attention.
+
+Implements Kozachkov, Kastanenka & Krotov, "Building transformers from neurons and astrocytes"
+(PNAS 2023): hidden neurons with random weights, tripartite synapses written by Hebbian
+plasticity, and one astrocyte per head whose calcium divides every synapse by the softmax
+denominator.
+
+- :func:`attention`: the paper's steady state, a drop-in attention function.
+- :class:`NeuronAstrocyteNetwork`: the network in continuous time.
+- :mod:`tripartite.reference`: slow NumPy references of both.
+"""
+
+from . import reference
+from ._core import openmp_enabled
+from .attention import attention
+from .network import NeuronAstrocyteNetwork
+from .weights import draw_hidden_weights
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "attention",
+    "NeuronAstrocyteNetwork",
+    "draw_hidden_weights",
+    "reference",
+    "openmp_enabled",
+    "__version__",
+]

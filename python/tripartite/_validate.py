@@ -1,0 +1,125 @@
+"""Argument checks shared by the public API. Every message names the argument, what was expected
+and what was given; checks run before any work is done or any state is touched."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Optional
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def real_array(x: Any, name: str) -> np.ndarray:
+    """``x`` as an array of a real numeric dtype (bool, complex, object and strings are refused)."""
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # ragged lists and the like
+        raise ValueError(f"{name} must be an array of real numbers, got {type(x).__name__}: {exc}") from None
+    if arr.dtype.kind not in "fiu":
+        raise ValueError(f"{name} must have a real numeric dtype (float32 or float64), got dtype {arr.dtype}")
+    return arr
+
+
+def finite(arr: np.ndarray, name: str) -> None:
+    if arr.size and not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise ValueError(f"{name} must be finite, got {arr[tuple(bad)]} at index {tuple(int(i) for i in bad)}")
+
+
+def compute_dtype(*arrays: np.ndarray) -> np.dtype:
+    """float64 if any input is float64 (or an integer type), else float32."""
+    kinds = [a.dtype for a in arrays]
+    if any(d == np.float64 or d.kind in "iu" or d.itemsize > 8 for d in kinds):
+        return np.dtype(np.float64)
+    return np.dtype(np.float32)
+
+
+def float_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise ValueError(f"{name} must be float32 or float64, got {dtype!r}") from None
+    if dt not in FLOAT_DTYPES:
+        raise ValueError(f"{name} must be float32 or float64, got {dt}")
+    return dt
+
+
+def positive(value: Any, name: str, unit: str = "") -> float:
+    v = number(value, name)
+    if not v > 0:
+        raise ValueError(f"{name} must be positive{(' (' + unit + ')') if unit else ''}, got {value!r}")
+    return v
+
+
+def non_negative(value: Any, name: str) -> float:
+    v = number(value, name)
+    if v < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return v
+
+
+def number(value: Any, name: str) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a real number, got {value!r}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return v
+
+
+def positive_int(value: Any, name: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def seed_value(seed: Any) -> int:
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
+def threads(num_threads: Any) -> int:
+    if isinstance(num_threads, (bool, np.bool_)) or not isinstance(num_threads, (int, np.integer)) or num_threads < 0:
+        raise ValueError(f"num_threads must be a non-negative integer (0 = all cores), got {num_threads!r}")
+    return int(num_threads)
+
+
+def choice(value: Any, name: str, options: tuple) -> str:
+    if value not in options:
+        raise ValueError(f"{name} must be one of {', '.join(repr(o) for o in options)}, got {value!r}")
+    return value
+
+
+def scale_value(scale: Optional[float], d_key: int) -> float:
+    """The score scale s (q.k is multiplied by s); default 1/sqrt(d_key)."""
+    if scale is None:
+        return 1.0 / math.sqrt(d_key)
+    return positive(scale, "scale")
+
+
+def available_memory() -> Optional[int]:
+    """Bytes of memory available to a new allocation, if the system says."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(n_bytes: float, what: str) -> None:
+    """MemoryError naming the size, before allocating, when ``n_bytes`` cannot fit."""
+    avail = available_memory()
+    if avail is not None and n_bytes > avail:
+        raise MemoryError(f"{what} needs {n_bytes / 2**30:.2f} GiB, but only {avail / 2**30:.2f} GiB of memory is available")

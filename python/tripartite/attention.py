@@ -1,0 +1,135 @@
+"""The paper's steady state as a drop-in attention function."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional, Tuple, Union
+
+import numpy as np
+
+from . import _core
+from . import _validate as V
+from .weights import FEATURE_MAPS, draw_hidden_weights
+
+
+def _broadcast_weights(hidden_weights: Any, batch: tuple, m_expected: Optional[int], d: int, dtype: np.dtype) -> np.ndarray:
+    W = V.real_array(hidden_weights, "hidden_weights")
+    if W.ndim < 2 or W.shape[-1] != d:
+        raise ValueError(f"hidden_weights must have shape (..., m, D) with D = {d}, got {W.shape}")
+    if m_expected is not None and W.shape[-2] != m_expected:
+        raise ValueError(f"hidden_weights must have m = n_hidden = {m_expected} rows, got shape {W.shape}")
+    try:
+        W = np.broadcast_to(W, batch + W.shape[-2:])
+    except ValueError:
+        raise ValueError(f"hidden_weights must broadcast to {batch + W.shape[-2:]}, got {W.shape}") from None
+    V.finite(W, "hidden_weights")
+    return W
+
+
+def attention(
+    q: Any,
+    k: Any,
+    v: Any,
+    *,
+    n_hidden: Optional[int] = None,
+    seed: int = 0,
+    feature_map: str = "performer",
+    causal: bool = False,
+    scale: Optional[float] = None,
+    num_threads: int = 0,
+    hidden_weights: Any = None,
+    return_astrocyte: bool = False,
+) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
+    """Neuron-astrocyte attention: the paper's steady state, like ``scaled_dot_product_attention``.
+
+    For every head, keys and values are written into the tripartite synapses by Hebbian
+    plasticity (H = sum_tau v_tau phi(k~_tau)^T, g = sum_tau phi(k~_tau)); each query's astrocyte
+    response a_t = g . phi(q~_t) divides the synapses: y_t = H phi(q~_t) / a_t. This is linear
+    attention with m positive random features and tends to softmax attention as m grows (relative
+    error ~ m^{-1/2} for moderate norms).
+
+    Parameters
+    ----------
+    q : array_like, shape (..., Lq, D)
+    k : array_like, shape (..., Lk, D)
+    v : array_like, shape (..., Lk, Dv)
+        Leading axes (batch, heads) broadcast against each other. float32 or float64; the result
+        is float64 if any input is float64 (or integer), else float32.
+    n_hidden : int
+        m, hidden neurons per head. Required unless ``hidden_weights`` is given.
+    seed : int
+        Seed of the hidden weights; each index of the (flattened) leading axes is its own head with
+        its own weights, as drawn by :func:`tripartite.draw_hidden_weights`.
+    feature_map : {"performer", "orthogonal"}
+    causal : bool
+        Query t sees keys tau <= t only (the streaming protocol). Needs Lq == Lk.
+    scale : float, optional
+        s, the factor of q.k (q~ = q s^{1/2}, k~ = k s^{1/2}); default 1/sqrt(D).
+    num_threads : int
+        0 = all cores. Results do not depend on it.
+    hidden_weights : array_like, shape (..., m, D), optional
+        Explicit hidden weights (broadcast over the leading axes) instead of drawing them.
+    return_astrocyte : bool
+        Also return a_t (float64, shape (..., Lq)), the astrocyte's response in the paper's units
+        (it estimates Z_t = sum_tau exp(s q_t.k_tau); it may be inf if that overflows float64).
+
+    Returns
+    -------
+    y : numpy.ndarray, shape (..., Lq, Dv)
+    a : numpy.ndarray, shape (..., Lq), only with ``return_astrocyte``
+    """
+    q = V.real_array(q, "q")
+    k = V.real_array(k, "k")
+    v = V.real_array(v, "v")
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        if x.ndim < 2:
+            raise ValueError(f"{name} must have shape (..., L, features), got {x.shape}")
+    d = q.shape[-1]
+    if d < 1:
+        raise ValueError(f"q must have at least one feature, got shape {q.shape}")
+    if k.shape[-1] != d:
+        raise ValueError(f"k must have shape (..., Lk, D) with D = {d} (from q), got {k.shape}")
+    if v.shape[-2] != k.shape[-2]:
+        raise ValueError(f"v must have shape (..., Lk, Dv) with Lk = {k.shape[-2]} (from k), got {v.shape}")
+    if causal and q.shape[-2] != k.shape[-2]:
+        raise ValueError(f"causal attention needs Lq == Lk, got q {q.shape} and k {k.shape}")
+    try:
+        batch = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    except ValueError:
+        raise ValueError(f"leading axes of q {q.shape}, k {k.shape}, v {v.shape} do not broadcast") from None
+    V.choice(feature_map, "feature_map", FEATURE_MAPS)
+    seed = V.seed_value(seed)
+    threads = V.threads(num_threads)
+    s = V.scale_value(scale, d)
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        V.finite(x, name)
+    dtype = V.compute_dtype(q, k, v)
+    heads = math.prod(batch)
+    Lq, Lk, Dv = q.shape[-2], k.shape[-2], v.shape[-1]
+    if hidden_weights is None:
+        if n_hidden is None:
+            raise ValueError("n_hidden (the number of hidden neurons m) is required unless hidden_weights is given")
+        m = V.positive_int(n_hidden, "n_hidden")
+        W = None
+    else:
+        W = _broadcast_weights(hidden_weights, batch, None if n_hidden is None else V.positive_int(n_hidden, "n_hidden"), d, dtype)
+        m = W.shape[-2]
+    V.check_memory(heads * (m * (d + Dv) + (Lq + Lk) * (d + Dv)) * dtype.itemsize, "attention")
+
+    out_shape = batch + (Lq, Dv)
+    if heads == 0 or Lq == 0 or Dv == 0:
+        y = np.zeros(out_shape, dtype=dtype)
+        return (y, np.zeros(batch + (Lq,))) if return_astrocyte else y
+    if W is None:
+        W = draw_hidden_weights(m, d, heads=heads, seed=seed, feature_map=feature_map, dtype=dtype)
+    flat = lambda x, shape: np.ascontiguousarray(np.broadcast_to(x, batch + shape).reshape((heads,) + shape), dtype=dtype)  # noqa: E731
+    kernel = _core.attention_float32 if dtype == np.float32 else _core.attention_float64
+    y, log_a = kernel(
+        flat(W, (m, d)), flat(q, (Lq, d)), flat(k, (Lk, d)), flat(v, (Lk, Dv)), math.sqrt(s), bool(causal), threads
+    )
+    y = y.reshape(out_shape)
+    if not return_astrocyte:
+        return y
+    with np.errstate(over="ignore"):
+        a = np.exp(log_a).reshape(batch + (Lq,))
+    return y, a

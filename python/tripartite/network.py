@@ -1,0 +1,353 @@
+"""The neuron-astrocyte network in continuous time (MODEL.md section 2)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Optional, Tuple, Union
+
+import numpy as np
+
+from . import _core
+from . import _validate as V
+from .weights import FEATURE_MAPS, draw_hidden_weights
+
+INTEGRATORS = ("euler", "rk4", "exact")
+
+# Columns of the per-head scalar state kept by the core (see cpp/tripartite/network.hpp):
+# stored values are relative to log-scales, true x = stored x * exp(scale).
+_A, _SCALE_A, _SCALE_H, _SCALE_h, _BOUND_G, _BOUND_h = range(6)
+assert _core.num_scalars == 6
+
+# Explicit Euler keeps the rates non-negative and monotone only for dt <= tau; classical RK4 is
+# stable for dt/tau below 2.78 on a decaying mode, and we keep a margin.
+_MAX_STEP = {"euler": 1.0, "rk4": 2.5}
+
+
+class NeuronAstrocyteNetwork:
+    """A neuron-astrocyte network with one astrocyte per head, simulated in continuous time.
+
+    Each head has ``n_hidden`` hidden neurons h with fixed random input weights W, tripartite
+    synapses H (d_value x n_hidden) to the output neurons, neuron-to-astrocyte weights g and an
+    astrocyte with calcium a. Times are in milliseconds::
+
+        tau_hidden dh/dt = -h + u(t)                  u = phi(k~) while writing, phi(q~) while reading
+        dH/dt = (eta/t_write) v h^T - leak H          while writing token (k, v)
+        dg/dt = (eta/t_write) h   - leak g            while writing
+        tau_astro da/dt = -a + g.h                    always
+        y = H h / a                                   read at the end of each query's window
+
+    With leak = 0 and tau_hidden, tau_astro << t_write, t_read the outputs equal the paper's
+    steady state (:func:`tripartite.attention` with the same hidden weights).
+
+    Parameters
+    ----------
+    d_key, d_value : int
+        D (keys and queries) and Dv (values, output neurons).
+    n_hidden : int
+        m, hidden neurons per head; the network has heads * d_value * n_hidden synapses.
+    heads : int
+        Number of heads, one astrocyte each.
+    seed : int
+        Seed of the hidden weights (see :func:`tripartite.draw_hidden_weights`).
+    feature_map : {"performer", "orthogonal"}
+    scale : float, optional
+        s, the factor of q.k; inputs enter as x~ = x s^{1/2}. Default 1/sqrt(d_key).
+    dtype : float32 or float64
+        Precision of the state arrays (scalar bookkeeping is always float64).
+    tau_hidden, tau_astro : float
+        Time constants of the hidden neurons and of the astrocyte (ms, > 0).
+    t_write, t_read : float
+        Duration of the window for each written token and each read query (ms, > 0).
+    eta : float
+        Learning rate of the Hebbian and presynaptic rules (> 0; 1 gives the paper's sums).
+    leak : float
+        Synaptic decay rate while writing (1/ms, >= 0); old tokens weigh exp(-leak * elapsed).
+    dt : float
+        Time step (ms) of "euler" and "rk4"; must divide t_write and t_read, and be <= tau_hidden,
+        tau_astro for euler (<= 2.5 tau for rk4). "exact" solves each window in closed form and
+        needs dt only to be no larger than the windows.
+    integrator : {"exact", "euler", "rk4"}
+    num_threads : int
+        0 = all cores. Results are bitwise independent of it.
+    """
+
+    def __init__(
+        self,
+        d_key: int,
+        d_value: int,
+        n_hidden: int,
+        *,
+        heads: int = 1,
+        seed: int = 0,
+        feature_map: str = "performer",
+        scale: Optional[float] = None,
+        dtype: Any = np.float32,
+        tau_hidden: float = 10.0,
+        tau_astro: float = 100.0,
+        t_write: float = 100.0,
+        t_read: float = 1000.0,
+        eta: float = 1.0,
+        leak: float = 0.0,
+        dt: float = 1.0,
+        integrator: str = "exact",
+        num_threads: int = 0,
+    ) -> None:
+        self._d_key = V.positive_int(d_key, "d_key")
+        self._d_value = V.positive_int(d_value, "d_value")
+        self._n_hidden = V.positive_int(n_hidden, "n_hidden")
+        self._heads = V.positive_int(heads, "heads")
+        self._seed = V.seed_value(seed)
+        self._feature_map = V.choice(feature_map, "feature_map", FEATURE_MAPS)
+        self._scale = V.scale_value(scale, self._d_key)
+        self._dtype = V.float_dtype(dtype)
+        self._params = dict(
+            tau_hidden=V.positive(tau_hidden, "tau_hidden", "ms"),
+            tau_astro=V.positive(tau_astro, "tau_astro", "ms"),
+            t_write=V.positive(t_write, "t_write", "ms"),
+            t_read=V.positive(t_read, "t_read", "ms"),
+            eta=V.positive(eta, "eta"),
+            leak=V.non_negative(leak, "leak"),
+            input_scale=math.sqrt(self._scale),
+        )
+        self._integrator = V.choice(integrator, "integrator", INTEGRATORS)
+        self._dt = V.positive(dt, "dt", "ms")
+        self._write_steps, self._read_steps = self._check_dt()
+        self.num_threads = V.threads(num_threads)
+
+        m, D, Dv, nh, item = self._n_hidden, self._d_key, self._d_value, self._heads, self._dtype.itemsize
+        # State + weights + the core's per-window workspace (u and w vectors).
+        V.check_memory(nh * m * (Dv + D + 4) * item + nh * m * D * 8, f"a network of {nh * Dv * m} synapses")
+        self._W = draw_hidden_weights(m, D, heads=nh, seed=self._seed, feature_map=self._feature_map, dtype=self._dtype)
+        self._W.flags.writeable = False
+        self._H = np.zeros((nh, Dv, m), dtype=self._dtype)
+        self._g = np.zeros((nh, m), dtype=self._dtype)
+        self._h = np.zeros((nh, m), dtype=self._dtype)
+        self._scalars = np.zeros((nh, 6))
+        self._time = 0.0
+        self.reset()
+
+    # ----------------------------------------------------------------------------------------
+    def _check_dt(self) -> Tuple[int, int]:
+        p, dt = self._params, self._dt
+        for window in ("t_write", "t_read"):
+            if dt > p[window]:
+                raise ValueError(f"dt must be at most {window} = {p[window]} ms, got dt = {dt} ms")
+        if self._integrator == "exact":
+            return 1, 1
+        limit = _MAX_STEP[self._integrator] * min(p["tau_hidden"], p["tau_astro"])
+        if p["leak"] > 0:
+            limit = min(limit, _MAX_STEP[self._integrator] / p["leak"])
+        if dt > limit:
+            raise ValueError(
+                f"dt = {dt} ms is unstable for the {self._integrator} integrator: it must be at most "
+                f"{limit:g} ms ({_MAX_STEP[self._integrator]:g} x min(tau_hidden, tau_astro, 1/leak)); "
+                f"use a smaller dt or integrator='exact'"
+            )
+        steps = []
+        for window in ("t_write", "t_read"):
+            n = round(p[window] / dt)
+            if abs(n * dt - p[window]) > 1e-9 * p[window]:
+                raise ValueError(f"dt must divide {window} = {p[window]} ms into whole steps, got dt = {dt} ms")
+            steps.append(n)
+        return steps[0], steps[1]
+
+    def reset(self) -> None:
+        """Forget everything: synapses, weights to the astrocyte, rates and calcium to zero, time 0."""
+        self._H.fill(0)
+        self._g.fill(0)
+        self._h.fill(0)
+        self._scalars[:] = 0.0
+        self._scalars[:, _BOUND_G] = -np.inf
+        self._scalars[:, _BOUND_h] = -np.inf
+        self._time = 0.0
+
+    # ----------------------------------------------------------------------------------------
+    def _inputs(self, x: Any, name: str, width: int, width_name: str) -> Tuple[np.ndarray, bool]:
+        """(heads, L, width) array in the network's dtype, and whether the caller gave 2-D input."""
+        arr = V.real_array(x, name)
+        two_d = arr.ndim == 2
+        if two_d and self._heads == 1:
+            arr = arr[None]
+        expect = f"(L, {width_name}) or (heads, L, {width_name})" if self._heads == 1 else f"(heads, L, {width_name})"
+        if arr.ndim != 3 or arr.shape[0] != self._heads or arr.shape[2] != width:
+            raise ValueError(
+                f"{name} must have shape {expect} with heads = {self._heads}, {width_name} = {width}, "
+                f"got {np.asarray(x).shape}"
+            )
+        V.finite(arr, name)
+        return np.ascontiguousarray(arr, dtype=self._dtype), two_d
+
+    def _empty(self, width: int) -> np.ndarray:
+        return np.zeros((self._heads, 0, width), dtype=self._dtype)
+
+    def _run(self, keys, values, queries, is_write, index, progress):
+        kernel = _core.run_network_float32 if self._dtype == np.float32 else _core.run_network_float64
+        outputs, log_a, done, interrupted = kernel(
+            self._W, self._H, self._g, self._h, self._scalars, keys, values, queries,
+            np.ascontiguousarray(is_write, dtype=np.uint8), np.ascontiguousarray(index, dtype=np.int64),
+            self._params, self._integrator, self._write_steps, self._read_steps, self.num_threads, progress,
+        )
+        n_write = int(np.count_nonzero(is_write[:done]))
+        self._time += n_write * self._params["t_write"] + (done - n_write) * self._params["t_read"]
+        if interrupted:
+            raise KeyboardInterrupt(
+                f"stopped after {done} of {len(is_write)} windows, at t = {self._time:g} ms; "
+                "the network is at that window boundary and can be resumed"
+            )
+        return outputs, log_a
+
+    @staticmethod
+    def _shape_out(outputs: np.ndarray, log_a: np.ndarray, two_d: bool, return_astrocyte: bool):
+        with np.errstate(over="ignore"):
+            a = np.exp(log_a)
+        if two_d:
+            outputs, a = outputs[0], a[0]
+        return (outputs, a) if return_astrocyte else outputs
+
+    def write(self, keys: Any, values: Any, *, progress: Optional[Callable[[int], None]] = None) -> None:
+        """Write tokens: for each (key, value) in turn, drive the hidden neurons with phi(k~) for
+        t_write ms while the output neurons are clamped to v (Hebbian and presynaptic plasticity on).
+
+        keys (L, D) and values (L, Dv) for one head, or (heads, L, D) and (heads, L, Dv).
+        """
+        k, _ = self._inputs(keys, "keys", self._d_key, "D")
+        v, _ = self._inputs(values, "values", self._d_value, "Dv")
+        if v.shape[1] != k.shape[1]:
+            raise ValueError(f"values must have as many tokens as keys ({k.shape[1]}), got {v.shape[1]}")
+        L = k.shape[1]
+        self._run(k, v, self._empty(self._d_key), np.ones(L, np.uint8), np.arange(L), progress)
+
+    def read(
+        self, queries: Any, *, return_astrocyte: bool = False, progress: Optional[Callable[[int], None]] = None
+    ) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
+        """Read queries: drive the hidden neurons with phi(q~) for t_read ms each (no plasticity)
+        and return the output neurons' rates y = H h / a at the end of each window.
+
+        queries (Lq, D) for one head, or (heads, Lq, D). Returns outputs (Lq, Dv) or
+        (heads, Lq, Dv), and with ``return_astrocyte`` the astrocyte's calcium a at the end of each
+        window (float64, (Lq,) or (heads, Lq), in the paper's units: it tracks Z_t).
+        """
+        q, two_d = self._inputs(queries, "queries", self._d_key, "D")
+        Lq = q.shape[1]
+        out, log_a = self._run(
+            self._empty(self._d_key), self._empty(self._d_value), q, np.zeros(Lq, np.uint8), np.arange(Lq), progress
+        )
+        return self._shape_out(out, log_a, two_d, return_astrocyte)
+
+    def stream(
+        self,
+        queries: Any,
+        keys: Any,
+        values: Any,
+        *,
+        return_astrocyte: bool = False,
+        progress: Optional[Callable[[int], None]] = None,
+    ) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
+        """The streaming (causal) protocol: write token t, then read query t, for t = 0..L-1.
+
+        Shapes as in :meth:`write` and :meth:`read`, with as many queries as tokens.
+        """
+        q, two_d = self._inputs(queries, "queries", self._d_key, "D")
+        k, _ = self._inputs(keys, "keys", self._d_key, "D")
+        v, _ = self._inputs(values, "values", self._d_value, "Dv")
+        if not (q.shape[1] == k.shape[1] == v.shape[1]):
+            raise ValueError(
+                f"stream needs as many queries, keys and values, got {q.shape[1]}, {k.shape[1]}, {v.shape[1]}"
+            )
+        L = q.shape[1]
+        is_write = np.tile(np.array([1, 0], np.uint8), L)
+        index = np.repeat(np.arange(L), 2)
+        out, log_a = self._run(k, v, q, is_write, index, progress)
+        return self._shape_out(out, log_a, two_d, return_astrocyte)
+
+    # ----------------------------------------------------------------------------------------
+    @staticmethod
+    def _readonly(x: np.ndarray) -> np.ndarray:
+        x.flags.writeable = False
+        return x
+
+    def _true(self, stored: np.ndarray, column: int) -> np.ndarray:
+        scale = self._scalars[:, column].reshape((-1,) + (1,) * (stored.ndim - 1))
+        with np.errstate(over="ignore"):
+            return self._readonly((stored * np.exp(scale)).astype(self._dtype))
+
+    @property
+    def hidden_weights(self) -> np.ndarray:
+        """W, (heads, n_hidden, d_key), read-only."""
+        return self._W
+
+    @property
+    def synapses(self) -> np.ndarray:
+        """H, the tripartite synapses, (heads, d_value, n_hidden): a read-only copy."""
+        return self._true(self._H, _SCALE_H)
+
+    @property
+    def astrocyte_weights(self) -> np.ndarray:
+        """g, the neuron-to-astrocyte weights, (heads, n_hidden): a read-only copy."""
+        return self._true(self._g, _SCALE_H)
+
+    @property
+    def hidden_rates(self) -> np.ndarray:
+        """h, the hidden neurons' rates now, (heads, n_hidden): a read-only copy."""
+        return self._true(self._h, _SCALE_h)
+
+    @property
+    def calcium(self) -> np.ndarray:
+        """a, each astrocyte's calcium now, (heads,) float64."""
+        with np.errstate(over="ignore"):
+            return self._readonly(self._scalars[:, _A] * np.exp(self._scalars[:, _SCALE_A]))
+
+    @property
+    def n_synapses(self) -> int:
+        """Number of tripartite synapses, heads * d_value * n_hidden."""
+        return self._heads * self._d_value * self._n_hidden
+
+    @property
+    def time(self) -> float:
+        """Simulated time since the last reset (ms)."""
+        return self._time
+
+    @property
+    def heads(self) -> int:
+        return self._heads
+
+    @property
+    def d_key(self) -> int:
+        return self._d_key
+
+    @property
+    def d_value(self) -> int:
+        return self._d_value
+
+    @property
+    def n_hidden(self) -> int:
+        return self._n_hidden
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._dtype
+
+    @property
+    def scale(self) -> float:
+        return self._scale
+
+    @property
+    def integrator(self) -> str:
+        return self._integrator
+
+    @property
+    def params(self) -> dict:
+        """Time constants and rates: tau_hidden, tau_astro, t_write, t_read, eta, leak, dt."""
+        p = {k: v for k, v in self._params.items() if k != "input_scale"}
+        p["dt"] = self._dt
+        return p
+
+    def __repr__(self) -> str:
+        p = self._params
+        return (
+            f"NeuronAstrocyteNetwork(d_key={self._d_key}, d_value={self._d_value}, n_hidden={self._n_hidden}, "
+            f"heads={self._heads}, feature_map={self._feature_map!r}, integrator={self._integrator!r}, "
+            f"dtype={self._dtype.name}, tau_hidden={p['tau_hidden']:g}, tau_astro={p['tau_astro']:g}, "
+            f"t_write={p['t_write']:g}, t_read={p['t_read']:g}, eta={p['eta']:g}, leak={p['leak']:g}, "
+            f"dt={self._dt:g}; {self.n_synapses} synapses, time={self._time:g} ms)"
+        )

@@ -1,0 +1,178 @@
+"""Slow, readable NumPy references, in float64. The compiled kernels are tested against these.
+
+- :func:`softmax_attention`: the transformer's attention.
+- :func:`random_feature_attention`: the paper's steady state (MODEL.md section 1) for given hidden
+  weights W.
+- :func:`simulate`: the continuous-time network (MODEL.md section 2), stepped with explicit Euler or
+  classical Runge-Kutta, one time step at a time.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple
+
+import numpy as np
+
+__all__ = ["softmax_attention", "random_feature_attention", "log_features", "simulate"]
+
+
+def _scale(scale: Optional[float], d: int) -> float:
+    return 1.0 / math.sqrt(d) if scale is None else float(scale)
+
+
+def softmax_attention(q, k, v, scale: Optional[float] = None, causal: bool = False) -> np.ndarray:
+    """Softmax attention ``softmax(s q k^T) v`` over the last two axes, s = 1/sqrt(D) by default.
+
+    Shapes: q (..., Lq, D), k (..., Lk, D), v (..., Lk, Dv) -> (..., Lq, Dv). ``causal`` masks
+    keys after the query (needs Lq == Lk).
+    """
+    q, k, v = (np.asarray(x, dtype=np.float64) for x in (q, k, v))
+    scores = (q @ np.swapaxes(k, -1, -2)) * _scale(scale, q.shape[-1])
+    if causal:
+        mask = np.tril(np.ones(scores.shape[-2:], dtype=bool))
+        scores = np.where(mask, scores, -np.inf)
+    scores = scores - scores.max(axis=-1, keepdims=True)
+    weights = np.exp(scores)
+    weights /= weights.sum(axis=-1, keepdims=True)
+    return weights @ v
+
+
+def softmax_normaliser(q, k, scale: Optional[float] = None) -> np.ndarray:
+    """Z_t = sum_tau exp(s q_t . k_tau), the softmax denominator the astrocyte estimates."""
+    q, k = np.asarray(q, dtype=np.float64), np.asarray(k, dtype=np.float64)
+    return np.exp((q @ np.swapaxes(k, -1, -2)) * _scale(scale, q.shape[-1])).sum(axis=-1)
+
+
+def log_features(x, hidden_weights, scale: Optional[float] = None) -> np.ndarray:
+    """log phi(x~) = W x~ - |x~|^2 / 2 - log(m) / 2, with x~ = x sqrt(s).
+
+    x (..., L, D), hidden_weights (..., m, D) -> (..., L, m).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    W = np.asarray(hidden_weights, dtype=np.float64)
+    xs = x * math.sqrt(_scale(scale, x.shape[-1]))
+    m = W.shape[-2]
+    return xs @ np.swapaxes(W, -1, -2) - 0.5 * (xs * xs).sum(axis=-1, keepdims=True) - 0.5 * math.log(m)
+
+
+def random_feature_attention(
+    q, k, v, hidden_weights, scale: Optional[float] = None, causal: bool = False, return_astrocyte: bool = False
+):
+    """The paper's steady state: y_t = H phi(q~_t) / a_t with H = sum_tau v_tau phi(k~_tau)^T and
+    a_t = g . phi(q~_t), g = sum_tau phi(k~_tau).
+
+    Shapes: q (..., Lq, D), k (..., Lk, D), v (..., Lk, Dv), hidden_weights (..., m, D).
+    Returns y (..., Lq, Dv), and with ``return_astrocyte`` also a_t (..., Lq) in true units.
+
+    Features are formed in the log domain: the keys' log-features are shifted by their overall
+    maximum (a constant that cancels in y and is added back to log a_t), each query's by its own
+    maximum.
+    """
+    v = np.asarray(v, dtype=np.float64)
+    log_k = log_features(k, hidden_weights, scale)
+    log_q = log_features(q, hidden_weights, scale)
+    shift_k = log_k.max(axis=(-2, -1), keepdims=True)
+    shift_q = log_q.max(axis=-1, keepdims=True)
+    phi_k = np.exp(log_k - shift_k)
+    phi_q = np.exp(log_q - shift_q)
+    if causal:
+        scores = phi_q @ np.swapaxes(phi_k, -1, -2)  # (..., Lq, Lk): phi(q_t) . phi(k_tau)
+        scores = np.tril(scores)
+        num = scores @ v
+        den = scores.sum(axis=-1)
+    else:
+        H = np.swapaxes(v, -1, -2) @ phi_k  # (..., Dv, m): the tripartite synapses
+        g = phi_k.sum(axis=-2)  # (..., m): neuron-to-astrocyte weights
+        num = phi_q @ np.swapaxes(H, -1, -2)
+        den = phi_q @ g[..., None]
+        den = den[..., 0]
+    y = num / den[..., None]
+    if not return_astrocyte:
+        return y
+    with np.errstate(over="ignore"):
+        a = den * np.exp(shift_q[..., 0] + shift_k[..., 0])
+    return y, a
+
+
+def simulate(
+    keys,
+    values,
+    queries,
+    hidden_weights,
+    *,
+    stream: bool = False,
+    scale: Optional[float] = None,
+    tau_hidden: float = 10.0,
+    tau_astro: float = 100.0,
+    t_write: float = 100.0,
+    t_read: float = 1000.0,
+    eta: float = 1.0,
+    leak: float = 0.0,
+    dt: float = 1.0,
+    integrator: str = "euler",
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Step the continuous-time network of one head, one dt at a time (MODEL.md section 2).
+
+    keys (L, D), values (L, Dv), queries (Lq, D), hidden_weights (m, D). With ``stream=False``
+    all tokens are written, then all queries read; with ``stream=True`` token t is written, then
+    query t read. Returns the outputs y (Lq, Dv) and the astrocyte's calcium a (Lq,), each at the
+    end of its query's read window. ``integrator`` is "euler" or "rk4". Float64, true units (no
+    log-domain rescaling): meant for moderate inputs and small networks.
+    """
+    keys, values, queries = (np.asarray(x, dtype=np.float64) for x in (keys, values, queries))
+    W = np.asarray(hidden_weights, dtype=np.float64)
+    m, Dv = W.shape[0], values.shape[1]
+    phi = lambda x: np.exp(log_features(x, W, scale))  # noqa: E731
+
+    # The state: hidden rates h (m), synapses H (Dv, m), astrocyte weights g (m), calcium a.
+    state = (np.zeros(m), np.zeros((Dv, m)), np.zeros(m), 0.0)
+
+    def derivative(state, u, v, writing):
+        h, H, g, a = state
+        dh = (u - h) / tau_hidden
+        if writing:
+            dH = (eta / t_write) * np.outer(v, h) - leak * H
+            dg = (eta / t_write) * h - leak * g
+        else:  # no plasticity while reading
+            dH, dg = np.zeros_like(H), np.zeros_like(g)
+        da = (-a + g @ h) / tau_astro
+        return dh, dH, dg, da
+
+    def add(state, deriv, step):
+        return tuple(x + step * dx for x, dx in zip(state, deriv))
+
+    def step(state, u, v, writing):
+        if integrator == "euler":
+            return add(state, derivative(state, u, v, writing), dt)
+        k1 = derivative(state, u, v, writing)
+        k2 = derivative(add(state, k1, dt / 2), u, v, writing)
+        k3 = derivative(add(state, k2, dt / 2), u, v, writing)
+        k4 = derivative(add(state, k3, dt), u, v, writing)
+        return tuple(x + dt / 6 * (d1 + 2 * d2 + 2 * d3 + d4) for x, d1, d2, d3, d4 in zip(state, k1, k2, k3, k4))
+
+    if integrator not in ("euler", "rk4"):
+        raise ValueError(f"integrator must be 'euler' or 'rk4', got {integrator!r}")
+    n_write, n_read = round(t_write / dt), round(t_read / dt)
+
+    def window(state, u, v, writing, n_steps):
+        for _ in range(n_steps):
+            state = step(state, u, v, writing)
+        return state
+
+    def read(state, query):
+        state = window(state, phi(query[None])[0], None, False, n_read)
+        h, H, _, a = state
+        return state, (H @ h / a if a > 0 else np.zeros(Dv)), a
+
+    outputs, calcium = np.zeros((len(queries), Dv)), np.zeros(len(queries))
+    if stream:
+        for t in range(len(queries)):
+            state = window(state, phi(keys[t][None])[0], values[t], True, n_write)
+            state, outputs[t], calcium[t] = read(state, queries[t])
+    else:
+        for t in range(len(keys)):
+            state = window(state, phi(keys[t][None])[0], values[t], True, n_write)
+        for t in range(len(queries)):
+            state, outputs[t], calcium[t] = read(state, queries[t])
+    return outputs, calcium

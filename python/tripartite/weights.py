@@ -1,0 +1,74 @@
+"""The hidden neurons' fixed random input weights W (MODEL.md section 1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _validate as V
+
+FEATURE_MAPS = ("performer", "orthogonal")
+
+
+def _head_rng(seed: int, head: int) -> np.random.Generator:
+    # One independent stream per head: head i's weights do not depend on how many heads there are.
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(head,)))
+
+
+def _orthogonal(rng: np.random.Generator, m: int, d: int) -> np.ndarray:
+    """Block-orthogonal rows with chi(d)-distributed norms: each block of d rows is a Haar-random
+    orthonormal basis, rescaled so every row has the norm of a d-dimensional Gaussian vector. The
+    marginal law of each row is N(0, I), so E[phi(x).phi(y)] = exp(x.y) is unchanged."""
+    n_blocks = -(-m // d)
+    gauss = rng.standard_normal((n_blocks, d, d))
+    q, r = np.linalg.qr(gauss)
+    q = q * np.sign(np.diagonal(r, axis1=-2, axis2=-1))[:, None, :]  # Haar measure
+    rows = np.swapaxes(q, -1, -2)  # orthonormal rows
+    norms = np.sqrt(rng.chisquare(d, size=(n_blocks, d)))
+    return (rows * norms[..., None]).reshape(n_blocks * d, d)[:m]
+
+
+def draw_hidden_weights(
+    n_hidden: int,
+    d_key: int,
+    *,
+    heads: int = 1,
+    seed: int = 0,
+    feature_map: str = "performer",
+    dtype: Any = np.float32,
+) -> np.ndarray:
+    """Draw the hidden neurons' input weights, one matrix per head.
+
+    Parameters
+    ----------
+    n_hidden : int
+        m, the number of hidden neurons per head.
+    d_key : int
+        D, the dimension of keys and queries.
+    heads : int
+        Number of heads (astrocytes); head ``i`` uses the ``i``-th child stream of ``seed``.
+    seed : int
+        Non-negative seed. The same seed gives the same weights in float32 and float64 (drawn in
+        float64, then rounded).
+    feature_map : {"performer", "orthogonal"}
+        "performer": iid N(0, 1) entries, as in the paper. "orthogonal": block-orthogonal rows
+        with chi-distributed norms (lower variance at equal m).
+    dtype : float32 or float64
+
+    Returns
+    -------
+    numpy.ndarray, shape (heads, n_hidden, d_key)
+    """
+    m = V.positive_int(n_hidden, "n_hidden")
+    d = V.positive_int(d_key, "d_key")
+    heads = V.positive_int(heads, "heads")
+    seed = V.seed_value(seed)
+    V.choice(feature_map, "feature_map", FEATURE_MAPS)
+    dt = V.float_dtype(dtype)
+    V.check_memory(heads * m * d * dt.itemsize + m * d * 8, "hidden_weights")
+    out = np.empty((heads, m, d), dtype=dt)
+    for i in range(heads):
+        rng = _head_rng(seed, i)
+        out[i] = rng.standard_normal((m, d)) if feature_map == "performer" else _orthogonal(rng, m, d)
+    return out
