@@ -121,7 +121,7 @@ def attention(
         y = np.zeros(out_shape, dtype=dtype)
         return (y, np.zeros(batch + (Lq,))) if return_astrocyte else y
     if W is None:
-        W = draw_hidden_weights(m, d, heads=heads, seed=seed, feature_map=feature_map, dtype=dtype)
+        W = draw_hidden_weights(m, d, heads=heads, seed=seed, feature_map=feature_map, dtype=dtype).reshape(batch + (m, d))
     flat = lambda x, shape: np.ascontiguousarray(np.broadcast_to(x, batch + shape).reshape((heads,) + shape), dtype=dtype)  # noqa: E731
     kernel = _core.attention_float32 if dtype == np.float32 else _core.attention_float64
     y, log_a = kernel(

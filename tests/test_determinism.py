@@ -1,0 +1,57 @@
+"""Results depend on the seed, never on the number of threads: bitwise."""
+
+import numpy as np
+import pytest
+
+import tripartite
+
+from conftest import moderate_inputs
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_attention_threads_bitwise(rng, causal, dtype):
+    q, k, v = moderate_inputs(rng, (3, 70, 16), (3, 70, 16), 8)
+    q, k, v = (x.astype(dtype) for x in (q, k, v))
+    runs = [tripartite.attention(q, k, v, n_hidden=5000, causal=causal, num_threads=t, return_astrocyte=True) for t in (1, 2, 3)]
+    for y, a in runs[1:]:
+        assert np.array_equal(y, runs[0][0]) and np.array_equal(a, runs[0][1])
+
+
+@pytest.mark.parametrize("integrator", ["exact", "euler"])
+def test_network_threads_bitwise(rng, integrator):
+    q, k, v = moderate_inputs(rng, (2, 5, 16), (2, 5, 16), 8)
+    results = []
+    for threads in (1, 2, 3):
+        net = tripartite.NeuronAstrocyteNetwork(16, 8, 6149, heads=2, integrator=integrator, num_threads=threads)
+        y, a = net.stream(q, k, v, return_astrocyte=True)
+        results.append((y, a, net.synapses, net.astrocyte_weights, net.hidden_rates))
+    for other in results[1:]:
+        for x, y in zip(results[0], other):
+            assert np.array_equal(x, y)
+
+
+def test_same_seed_same_network(rng):
+    q, k, v = moderate_inputs(rng, (5, 8), (5, 8), 4)
+    outs = []
+    for _ in range(2):
+        net = tripartite.NeuronAstrocyteNetwork(8, 4, 300, seed=11)
+        outs.append(net.stream(q, k, v))
+    assert np.array_equal(outs[0], outs[1])
+    other = tripartite.NeuronAstrocyteNetwork(8, 4, 300, seed=12).stream(q, k, v)
+    assert not np.array_equal(outs[0], other)
+
+
+def test_heads_do_not_depend_on_head_count():
+    W2 = tripartite.draw_hidden_weights(100, 8, heads=2, seed=4)
+    W5 = tripartite.draw_hidden_weights(100, 8, heads=5, seed=4)
+    assert np.array_equal(W2, W5[:2])
+    assert np.array_equal(tripartite.draw_hidden_weights(100, 8, seed=4, dtype=np.float64).astype(np.float32), W2[:1])
+
+
+def test_orthogonal_rows_are_orthogonal_within_blocks():
+    W = tripartite.draw_hidden_weights(40, 16, feature_map="orthogonal", dtype=np.float64)[0]
+    block = W[:16]
+    gram = block @ block.T
+    assert np.allclose(gram - np.diag(np.diag(gram)), 0, atol=1e-12)
+    assert W.shape == (40, 16)

@@ -1,0 +1,87 @@
+"""The network object: protocols, heads, properties, reset, repr."""
+
+import numpy as np
+import pytest
+
+import tripartite
+from tripartite import reference
+
+from conftest import moderate_inputs
+
+
+def test_heads_are_independent_networks(rng):
+    q, k, v = moderate_inputs(rng, (3, 6, 8), (3, 6, 8), 4)
+    net = tripartite.NeuronAstrocyteNetwork(8, 4, 300, heads=3, seed=9, dtype=np.float64)
+    net.write(k, v)
+    y, a = net.read(q, return_astrocyte=True)
+    assert y.shape == (3, 6, 4) and a.shape == (3, 6)
+    for i in range(3):
+        single = tripartite.NeuronAstrocyteNetwork(8, 4, 300, seed=9, dtype=np.float64)
+        single._W = net.hidden_weights[i : i + 1]  # the same hidden neurons as head i
+        single.write(k[i], v[i])
+        y_i, a_i = single.read(q[i], return_astrocyte=True)
+        assert np.allclose(y_i, y[i], rtol=1e-13, atol=0) and np.allclose(a_i, a[i], rtol=1e-13)
+
+
+def test_stream_is_causal(rng):
+    q, k, v = moderate_inputs(rng, (6, 8), (6, 8), 4)
+    net = tripartite.NeuronAstrocyteNetwork(8, 4, 200, dtype=np.float64)
+    y = net.stream(q, k, v)
+    v_changed = v.copy()
+    v_changed[4:] += 10.0  # future values cannot change past outputs
+    net.reset()
+    y2 = net.stream(q, k, v_changed)
+    assert np.array_equal(y[:4], y2[:4]) and not np.allclose(y[4:], y2[4:])
+
+
+def test_write_then_read_equals_steady_state_with_short_time_constants(rng):
+    q, k, v = moderate_inputs(rng, (5, 8), (7, 8), 4)
+    net = tripartite.NeuronAstrocyteNetwork(8, 4, 500, dtype=np.float64, tau_hidden=1e-4, tau_astro=1e-4)
+    net.write(k, v)
+    y, a = net.read(q, return_astrocyte=True)
+    y_ss, a_ss = reference.random_feature_attention(q, k, v, net.hidden_weights[0], return_astrocyte=True)
+    assert np.allclose(y, y_ss, rtol=1e-5, atol=1e-6) and np.allclose(a, a_ss, rtol=1e-5)  # O(tau/t) = 1e-6
+
+
+def test_state_properties_and_reset(rng):
+    q, k, v = moderate_inputs(rng, (3, 8), (3, 8), 4)
+    net = tripartite.NeuronAstrocyteNetwork(8, 4, 100, heads=1, dtype=np.float64, tau_hidden=1e-3, tau_astro=1e-3)
+    assert net.n_synapses == 400 and net.time == 0.0 and net.hidden_weights.shape == (1, 100, 8)
+    net.write(k, v)
+    phi_k = np.exp(reference.log_features(k, net.hidden_weights[0]))
+    # Hebbian rule H = sum v phi^T, up to the O(tau_hidden / t_write) = 1e-5 continuous-time term
+    H = v.T @ phi_k
+    assert np.allclose(net.synapses[0], H, rtol=0, atol=1e-4 * np.abs(H).max())
+    assert np.allclose(net.astrocyte_weights[0], phi_k.sum(0), rtol=1e-4)
+    assert np.allclose(net.hidden_rates[0], phi_k[-1], rtol=1e-6)
+    assert net.time == 300.0
+    with pytest.raises(ValueError):
+        net.synapses[0, 0, 0] = 1.0  # read-only copies
+    with pytest.raises(ValueError):
+        net.hidden_weights[0, 0, 0] = 1.0
+    net.reset()
+    assert net.time == 0.0 and not net.synapses.any() and not net.calcium.any()
+    assert "NeuronAstrocyteNetwork(d_key=8, d_value=4, n_hidden=100" in repr(net) and "time=0 ms" in repr(net)
+
+
+def test_leak_weights_recent_tokens(rng):
+    """With leak, older tokens weigh exp(-leak * elapsed writing time) in H and g."""
+    q, k, v = moderate_inputs(rng, (2, 8), (3, 8), 4)
+    leak = 0.005
+    net = tripartite.NeuronAstrocyteNetwork(8, 4, 100, dtype=np.float64, leak=leak, tau_hidden=1e-3, tau_astro=1e-3)
+    net.write(k, v)
+    phi_k = np.exp(reference.log_features(k, net.hidden_weights[0]))
+    # token tau's increment is spread over its window: weight (1 - e^{-leak T}) / (leak T) e^{-leak T (L-1-tau)}
+    T = 100.0
+    w = (1 - np.exp(-leak * T)) / (leak * T) * np.exp(-leak * T * np.arange(2, -1, -1))
+    assert np.allclose(net.astrocyte_weights[0], w @ phi_k, rtol=1e-4)
+
+
+def test_float32_and_float64_networks_agree(rng):
+    q, k, v = moderate_inputs(rng, (6, 8), (6, 8), 4)
+    out = []
+    for dtype in (np.float32, np.float64):
+        net = tripartite.NeuronAstrocyteNetwork(8, 4, 1000, dtype=dtype)
+        out.append(net.stream(q, k, v))
+    assert out[0].dtype == np.float32
+    assert np.allclose(out[0], out[1], rtol=0, atol=1e-5 * np.abs(out[1]).max())

@@ -1,0 +1,126 @@
+"""Bad input raises ValueError (or MemoryError) naming the argument, before any work, and leaves
+the network's state unchanged."""
+
+import numpy as np
+import pytest
+
+import tripartite
+
+from conftest import moderate_inputs
+
+
+def snapshot(net):
+    return (net.synapses.copy(), net.astrocyte_weights.copy(), net.hidden_rates.copy(), net.calcium.copy(), net.time)
+
+
+def assert_same(a, b):
+    for x, y in zip(a, b):
+        assert np.array_equal(x, y)
+
+
+@pytest.fixture
+def net(rng):
+    net = tripartite.NeuronAstrocyteNetwork(8, 3, 64, dtype=np.float64)
+    q, k, v = moderate_inputs(rng, (4, 8), (4, 8), 3)
+    net.write(k, v)
+    return net
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(tau_hidden=0.0), "tau_hidden must be positive"),
+        (dict(tau_astro=-1.0), "tau_astro must be positive"),
+        (dict(t_write=0), "t_write must be positive"),
+        (dict(t_read=float("nan")), "t_read must be finite"),
+        (dict(eta=0.0), "eta must be positive"),
+        (dict(leak=-0.1), "leak must be >= 0"),
+        (dict(dt=0.0), "dt must be positive"),
+        (dict(dt=200.0), "dt must be at most t_write"),
+        (dict(dt=20.0, integrator="euler"), "unstable for the euler integrator"),
+        (dict(dt=30.0, integrator="rk4"), "unstable for the rk4 integrator"),
+        (dict(dt=0.3, integrator="euler"), "dt must divide t_write"),
+        (dict(dt=1.0, leak=2.0, integrator="euler"), "unstable"),
+        (dict(integrator="midpoint"), "integrator must be one of"),
+        (dict(feature_map="cosine"), "feature_map must be one of"),
+        (dict(dtype=np.int32), "dtype must be float32 or float64"),
+        (dict(heads=0), "heads must be a positive integer"),
+        (dict(seed=-1), "seed must be a non-negative integer"),
+        (dict(scale=0.0), "scale must be positive"),
+        (dict(num_threads=-2), "num_threads must be a non-negative integer"),
+    ],
+)
+def test_bad_parameters(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        tripartite.NeuronAstrocyteNetwork(8, 3, 64, **kwargs)
+
+
+@pytest.mark.parametrize("args, match", [((0, 3, 64), "d_key"), ((8, 3.5, 64), "d_value"), ((8, 3, True), "n_hidden")])
+def test_bad_sizes(args, match):
+    with pytest.raises(ValueError, match=match):
+        tripartite.NeuronAstrocyteNetwork(*args)
+
+
+def test_too_large_for_memory():
+    with pytest.raises(MemoryError, match="GiB"):
+        tripartite.NeuronAstrocyteNetwork(64, 64, 10**12)
+
+
+@pytest.mark.parametrize(
+    "method, make, match",
+    [
+        ("write", lambda: (np.ones((4, 7)), np.ones((4, 3))), r"keys must have shape .* D = 8, got \(4, 7\)"),
+        ("write", lambda: (np.ones((4, 8)), np.ones((5, 3))), "values must have as many tokens"),
+        ("write", lambda: (np.ones((4, 8)), np.ones((4, 2))), "values must have shape"),
+        ("write", lambda: (np.ones(8), np.ones(3)), "keys must have shape"),
+        ("write", lambda: (np.full((4, 8), np.nan), np.ones((4, 3))), "keys must be finite, got nan at index"),
+        ("write", lambda: (np.ones((4, 8)), np.full((4, 3), np.inf)), "values must be finite"),
+        ("write", lambda: (np.ones((4, 8), complex), np.ones((4, 3))), "keys must have a real numeric dtype"),
+        ("write", lambda: (np.ones((4, 8), bool), np.ones((4, 3))), "keys must have a real numeric dtype"),
+        ("write", lambda: ([["a"] * 8] * 4, np.ones((4, 3))), "keys must have a real numeric dtype"),
+        ("read", lambda: (np.ones((2, 4, 8)),), "queries must have shape"),
+        ("read", lambda: (np.full((2, 8), -np.inf),), "queries must be finite"),
+        ("stream", lambda: (np.ones((3, 8)), np.ones((4, 8)), np.ones((4, 3))), "as many queries, keys and values"),
+    ],
+)
+def test_bad_inputs_leave_state_unchanged(net, method, make, match):
+    before = snapshot(net)
+    with pytest.raises(ValueError, match=match):
+        getattr(net, method)(*make())
+    assert_same(before, snapshot(net))
+
+
+def test_multi_head_inputs_need_head_axis(rng):
+    net = tripartite.NeuronAstrocyteNetwork(8, 3, 64, heads=2)
+    with pytest.raises(ValueError, match=r"\(heads, L, D\) with heads = 2"):
+        net.write(np.ones((4, 8)), np.ones((4, 3)))
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: (np.ones((4, 5)), np.ones((4, 6)), np.ones((4, 2))), "k must have shape"),
+        (lambda: (np.ones((4, 5)), np.ones((4, 5)), np.ones((3, 2))), "v must have shape"),
+        (lambda: (np.ones(5), np.ones((4, 5)), np.ones((4, 2))), "q must have shape"),
+        (lambda: (np.ones((2, 4, 5)), np.ones((3, 4, 5)), np.ones((3, 4, 2))), "do not broadcast"),
+        (lambda: (np.full((4, 5), np.nan), np.ones((4, 5)), np.ones((4, 2))), "q must be finite"),
+        (lambda: (np.ones((4, 5), complex), np.ones((4, 5)), np.ones((4, 2))), "q must have a real numeric dtype"),
+    ],
+)
+def test_attention_bad_inputs(make, match):
+    with pytest.raises(ValueError, match=match):
+        tripartite.attention(*make(), n_hidden=16)
+
+
+def test_attention_bad_options():
+    q = np.ones((4, 5))
+    with pytest.raises(ValueError, match="n_hidden"):
+        tripartite.attention(q, q, q)
+    with pytest.raises(ValueError, match="causal attention needs Lq == Lk"):
+        tripartite.attention(q[:3], q, q, n_hidden=8, causal=True)
+    with pytest.raises(ValueError, match="hidden_weights must have shape"):
+        tripartite.attention(q, q, q, hidden_weights=np.ones((8, 4)))
+    with pytest.raises(ValueError, match="scale must be positive"):
+        tripartite.attention(q, q, q, n_hidden=8, scale=-1.0)
+    with pytest.raises(MemoryError, match="GiB"):
+        tripartite.attention(q, q, q, n_hidden=10**13)
