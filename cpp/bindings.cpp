@@ -46,7 +46,15 @@ T* checked(py::array& arr, const char* name, const std::vector<py::ssize_t>& sha
 }
 
 template <class T>
-py::tuple attention(py::array W, py::array Q, py::array K, py::array V, double input_scale, bool causal,
+const T* optional_bias(const py::object& bias, std::size_t heads, std::size_t m) {
+  if (bias.is_none()) return nullptr;
+  if (!py::isinstance<py::array>(bias)) throw std::invalid_argument("hidden_bias must be a NumPy array or None");
+  py::array arr = py::reinterpret_borrow<py::array>(bias);
+  return checked<T>(arr, "hidden_bias", {py::ssize_t(heads), py::ssize_t(m)}, false);
+}
+
+template <class T>
+py::tuple attention(py::array W, py::object bias, py::array Q, py::array K, py::array V, double input_scale, bool causal,
                     int num_threads) {
   if (W.ndim() != 3 || Q.ndim() != 3 || K.ndim() != 3 || V.ndim() != 3)
     throw std::invalid_argument("hidden_weights, q, k, v must be 3-D (heads, rows, features)");
@@ -55,6 +63,7 @@ py::tuple attention(py::array W, py::array Q, py::array K, py::array V, double i
   a.Lq = Q.shape(1), a.Lk = K.shape(1), a.Dv = V.shape(2);
   const auto hs = static_cast<py::ssize_t>(a.heads), D = static_cast<py::ssize_t>(a.D);
   a.W = checked<T>(W, "hidden_weights", {hs, W.shape(1), D}, false);
+  a.bias = optional_bias<T>(bias, a.heads, a.m);
   a.Q = checked<T>(Q, "q", {hs, Q.shape(1), D}, false);
   a.K = checked<T>(K, "k", {hs, K.shape(1), D}, false);
   a.V = checked<T>(V, "v", {hs, K.shape(1), V.shape(2)}, false);
@@ -75,7 +84,7 @@ py::tuple attention(py::array W, py::array Q, py::array K, py::array V, double i
 }
 
 template <class T>
-py::tuple run_network(py::array W, py::array H, py::array g, py::array h, py::array scalars, py::array keys,
+py::tuple run_network(py::array W, py::object bias, py::array H, py::array g, py::array h, py::array scalars, py::array keys,
                       py::array values, py::array queries, py::array is_write, py::array index,
                       py::dict params, std::string integrator, std::size_t write_steps, std::size_t read_steps,
                       int num_threads, py::object progress) {
@@ -86,6 +95,7 @@ py::tuple run_network(py::array W, py::array H, py::array g, py::array h, py::ar
   const auto hs = py::ssize_t(p.heads), m = py::ssize_t(p.m), D = py::ssize_t(p.D), Dv = py::ssize_t(p.Dv);
   NetworkState<T> s;
   s.W = checked<T>(W, "hidden_weights", {hs, m, D}, false);
+  s.bias = optional_bias<T>(bias, p.heads, p.m);
   s.H = checked<T>(H, "synapses", {hs, Dv, m}, true);
   s.g = checked<T>(g, "astrocyte_weights", {hs, m}, true);
   s.h = checked<T>(h, "hidden", {hs, m}, true);

@@ -97,3 +97,19 @@ def test_window_map_exact_matches_composed_rk4_steps():
     M_rk4, a_rk4 = tripartite._core.window_map("rk4", 100.0, 10000, 0.1, 0.01, 0.01, 0.002)
     assert np.allclose(M_exact, M_rk4, rtol=1e-12, atol=1e-14)
     assert np.allclose(a_exact, a_rk4, rtol=1e-11, atol=1e-14)
+
+
+@pytest.mark.parametrize("integrator", ["euler", "exact"])
+def test_explicit_weights_and_bias_match_reference(rng, integrator):
+    D, Dv, m, L = 5, 3, 64, 4
+    q, k, v = moderate_inputs(rng, (L, D), (L, D), Dv)
+    W = rng.standard_normal((1, m, D)) * 0.9
+    b = rng.normal(-0.3, 0.2, (1, m))
+    net = network(D, Dv, m, integrator=integrator, dt=0.25, hidden_weights=W, hidden_bias=b)
+    assert np.array_equal(net.hidden_weights, W) and np.array_equal(net.hidden_bias, b)
+    y, a = run(net, q, k, v, True)
+    # "exact" is compared with rk4 stepping, whose error at dt/tau = 1/8 is (1/8)^4 ~ 2e-4 per unit time
+    ref_integrator = "euler" if integrator == "euler" else "rk4"
+    y_ref, a_ref = reference.simulate(k, v, q, W[0], stream=True, integrator=ref_integrator, dt=0.25, hidden_bias=b[0], **FAST)
+    tol = 1e-12 if integrator == "euler" else 1e-5
+    assert rel_err(y, y_ref) <= tol and np.max(np.abs(a / a_ref - 1)) <= tol

@@ -85,3 +85,16 @@ def test_dtype_follows_inputs(rng):
     assert tripartite.attention(q.astype(np.float32), k.astype(np.float32), v.astype(np.float32), n_hidden=64).dtype == np.float32
     assert tripartite.attention(q, k.astype(np.float32), v, n_hidden=64).dtype == np.float64
     assert tripartite.attention(np.ones((2, 3), int), np.ones((2, 3), int), np.ones((2, 2), int), n_hidden=8).dtype == np.float64
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("causal", [False, True], ids=["bidirectional", "causal"])
+def test_hidden_bias_matches_closed_form(rng, dtype, causal):
+    heads, L, D, Dv, m = 2, 37, 12, 5, 2500
+    q, k, v = (x.astype(dtype) for x in moderate_inputs(rng, (heads, L, D), (heads, L, D), Dv))
+    W = tripartite.draw_hidden_weights(m, D, heads=heads, seed=1, dtype=dtype) * 0.8
+    b = rng.normal(-0.5, 0.3, (heads, m))
+    y, a = tripartite.attention(q, k, v, hidden_weights=W, hidden_bias=b, causal=causal, return_astrocyte=True)
+    y_ref, a_ref = reference.random_feature_attention(q, k, v, W, causal=causal, return_astrocyte=True, hidden_bias=b)
+    assert rel_err(y, y_ref) <= TOL[dtype]
+    assert np.max(np.abs(a / a_ref - 1)) <= TOL[dtype]

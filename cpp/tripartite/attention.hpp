@@ -25,6 +25,7 @@ template <class T>
 struct AttentionArgs {
   std::size_t heads = 1, Lk = 0, Lq = 0, D = 0, Dv = 0, m = 0;
   const T* W = nullptr;  // heads x m x D
+  const T* bias = nullptr;  // heads x m, per-neuron log-rate offsets (null: none)
   const T* Q = nullptr;  // heads x Lq x D (unscaled)
   const T* K = nullptr;  // heads x Lk x D (unscaled)
   const T* V = nullptr;  // heads x Lk x Dv
@@ -191,7 +192,8 @@ void steady_state_attention(const AttentionArgs<T>& a) {
   auto load_keys = [&](detail::BlockScratch<T>& s, std::size_t hd, std::size_t task, std::size_t t0, std::size_t n,
                        std::size_t r0, std::size_t nbk) {
     detail::scale_inputs(a.K + (hd * a.Lk + t0) * D, n, D, a.input_scale, m, s.xk.data(), s.key_off.data());
-    block_log_rates_many(s.Wt.data(), D, nbk, s.xk.data(), s.key_off.data(), n, s.keys.data(), s.key_max.data());
+    block_log_rates_many(s.Wt.data(), D, nbk, s.xk.data(), s.key_off.data(), a.bias ? a.bias + hd * m + r0 : nullptr, n,
+                         s.keys.data(), s.key_max.data());
     double mx = kNegInf;
     for (std::size_t i = 0; i < n; ++i) mx = std::max(mx, s.key_max[i]);
     detail::raise_scale(C[task], mx, H.data() + hd * Dv * m, g.data() + hd * m, Dv, m, r0, nbk);
@@ -199,10 +201,11 @@ void steady_state_attention(const AttentionArgs<T>& a) {
     for (std::size_t i = 0; i < n; ++i) shift[i] = C[task];
     detail::exp_rows(s.keys.data(), n, nbk, shift.data());
   };
-  auto load_queries = [&](detail::BlockScratch<T>& s, std::size_t hd, std::size_t t0, std::size_t n, std::size_t nbk) {
+  auto load_queries = [&](detail::BlockScratch<T>& s, std::size_t hd, std::size_t t0, std::size_t n, std::size_t r0,
+                          std::size_t nbk) {
     detail::scale_inputs(a.Q + (hd * a.Lq + t0) * D, n, D, a.input_scale, m, s.xq.data(), s.query_off.data());
-    block_log_rates_many(s.Wt.data(), D, nbk, s.xq.data(), s.query_off.data(), n, s.queries.data(),
-                         s.query_max.data());
+    block_log_rates_many(s.Wt.data(), D, nbk, s.xq.data(), s.query_off.data(), a.bias ? a.bias + hd * m + r0 : nullptr,
+                         n, s.queries.data(), s.query_max.data());
     detail::exp_rows(s.queries.data(), n, nbk, s.query_max.data());
   };
   auto combine = [&](std::size_t t0, std::size_t n) {
@@ -241,7 +244,7 @@ void steady_state_attention(const AttentionArgs<T>& a) {
         const std::size_t r0 = block_begin(b), nbk = block_end(b, m) - r0;
         auto& s = my_scratch();
         transpose_block(a.W + hd * m * D, D, r0, r0 + nbk, s.Wt.data());
-        load_queries(s, hd, t0, n, nbk);
+        load_queries(s, hd, t0, n, r0, nbk);
         detail::read_block(s.queries.data(), n, Dv, nbk, H.data() + hd * Dv * m, g.data() + hd * m, m, r0,
                            partial.data() + task * kChunk * stride);
         for (std::size_t i = 0; i < n; ++i) partial_scale[task * kChunk + i] = C[task] + s.query_max[i];
@@ -262,7 +265,7 @@ void steady_state_attention(const AttentionArgs<T>& a) {
       T* gh = g.data() + hd * m;
       transpose_block(a.W + hd * m * D, D, r0, r0 + nbk, s.Wt.data());
       load_keys(s, hd, task, t0, n, r0, nbk);
-      load_queries(s, hd, t0, n, nbk);
+      load_queries(s, hd, t0, n, r0, nbk);
       double* out = partial.data() + task * kChunk * stride;
       detail::read_block(s.queries.data(), n, Dv, nbk, Hh, gh, m, r0, out);
       const T* Vc = a.V + (hd * a.Lk + t0) * Dv;

@@ -22,18 +22,20 @@ double scaled_input(const T* x, std::size_t D, double input_scale, std::size_t m
   return 0.5 * norm2 + 0.5 * std::log(static_cast<double>(m));
 }
 
-// Log-rates of hidden neurons [r0, r1) for one input: out[r - r0] = W_r . x~ - offset.
+// Log-rates of hidden neurons [r0, r1) for one input: out[r - r0] = W_r . x~ + b_r - offset, where
+// the bias b (m, may be null for zero) is a per-neuron constant (used by optimal positive features).
 // Returns their maximum.
 template <class T>
 double block_log_rates(const T* W, std::size_t D, std::size_t r0, std::size_t r1, const T* x_scaled,
-                       double offset, T* out) {
+                       double offset, const T* bias, T* out) {
   double best = kNegInf;
   for (std::size_t r = r0; r < r1; ++r) {
     const T* w = W + r * D;
     T acc = 0;
 #pragma omp simd reduction(+ : acc)
     for (std::size_t j = 0; j < D; ++j) acc += w[j] * x_scaled[j];
-    const T value = static_cast<T>(static_cast<double>(acc) - offset);
+    const double b = bias ? static_cast<double>(bias[r]) : 0.0;
+    const T value = static_cast<T>(static_cast<double>(acc) + b - offset);
     out[r - r0] = value;
     best = std::max(best, static_cast<double>(value));
   }
@@ -50,10 +52,10 @@ void transpose_block(const T* W, std::size_t D, std::size_t r0, std::size_t r1, 
 }
 
 // Log-rates of n inputs (X~: n x D, already scaled) for one block: out (n x nb) row-major, and
-// row_max[i] = max over the block of row i.
+// row_max[i] = max over the block of row i. `bias` points at the block's first bias (or is null).
 template <class T>
 void block_log_rates_many(const T* Wt, std::size_t D, std::size_t nb, const T* X, const double* offsets,
-                          std::size_t n, T* out, double* row_max) {
+                          const T* bias, std::size_t n, T* out, double* row_max) {
   for (std::size_t i = 0; i < n; ++i) {
     T* row = out + i * nb;
     const T off = static_cast<T>(-offsets[i]);
@@ -68,6 +70,7 @@ void block_log_rates_many(const T* Wt, std::size_t D, std::size_t nb, const T* X
     T best = -std::numeric_limits<T>::infinity();
     for (std::size_t r = 0; r < nb; ++r) {
       row[r] += off;
+      if (bias) row[r] += bias[r];
       best = std::max(best, row[r]);
     }
     row_max[i] = static_cast<double>(best);

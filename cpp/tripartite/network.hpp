@@ -33,6 +33,7 @@ struct NetworkParams {
 template <class T>
 struct NetworkState {
   const T* W;  // heads x m x D
+  const T* bias;  // heads x m per-neuron log-rate offsets, or null
   T* H;        // heads x Dv x m
   T* g;        // heads x m
   T* h;        // heads x m
@@ -116,7 +117,7 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
       const std::size_t r0 = block_begin(b), r1 = block_end(b, m);
       T* u = ws.u.data() + hd * m;
       const double mx = block_log_rates(s.W + hd * m * D, D, r0, r1, ws.x_scaled.data() + hd * D,
-                                        ws.offset[hd], u + r0);
+                                        ws.offset[hd], s.bias ? s.bias + hd * m : nullptr, u + r0);
       const T mxT = static_cast<T>(mx);
       const T* g = s.g + hd * m;
       const T* h = s.h + hd * m;

@@ -38,6 +38,7 @@ def attention(
     scale: Optional[float] = None,
     num_threads: int = 0,
     hidden_weights: Any = None,
+    hidden_bias: Any = None,
     return_astrocyte: bool = False,
 ) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
     """Neuron-astrocyte attention: the paper's steady state, like ``scaled_dot_product_attention``.
@@ -69,6 +70,9 @@ def attention(
         0 = all cores. Results do not depend on it.
     hidden_weights : array_like, shape (..., m, D), optional
         Explicit hidden weights (broadcast over the leading axes) instead of drawing them.
+    hidden_bias : array_like, shape (..., m), optional
+        Per-neuron offsets b_r added to the log-rates (phi_r = m^{-1/2} exp(W_r x~ + b_r - |x~|^2/2));
+        used by optimal positive random features. Broadcast over the leading axes.
     return_astrocyte : bool
         Also return a_t (float64, shape (..., Lq)), the astrocyte's response in the paper's units
         (it estimates Z_t = sum_tau exp(s q_t.k_tau); it may be inf if that overflows float64).
@@ -116,6 +120,18 @@ def attention(
         m = W.shape[-2]
     V.check_memory(heads * (m * (d + Dv) + (Lq + Lk) * (d + Dv)) * dtype.itemsize, "attention")
 
+    bias = None
+    if hidden_bias is not None:
+        b = V.real_array(hidden_bias, "hidden_bias")
+        if b.ndim < 1 or b.shape[-1] != m:
+            raise ValueError(f"hidden_bias must have shape (..., m) with m = {m}, got {b.shape}")
+        try:
+            b = np.broadcast_to(b, batch + (m,))
+        except ValueError:
+            raise ValueError(f"hidden_bias must broadcast to {batch + (m,)}, got {b.shape}") from None
+        V.finite(b, "hidden_bias")
+        bias = np.ascontiguousarray(b.reshape((heads, m)), dtype=dtype)
+
     out_shape = batch + (Lq, Dv)
     if heads == 0 or Lq == 0 or Dv == 0:
         y = np.zeros(out_shape, dtype=dtype)
@@ -125,7 +141,7 @@ def attention(
     flat = lambda x, shape: np.ascontiguousarray(np.broadcast_to(x, batch + shape).reshape((heads,) + shape), dtype=dtype)  # noqa: E731
     kernel = _core.attention_float32 if dtype == np.float32 else _core.attention_float64
     y, log_a = kernel(
-        flat(W, (m, d)), flat(q, (Lq, d)), flat(k, (Lk, d)), flat(v, (Lk, Dv)), math.sqrt(s), bool(causal), threads
+        flat(W, (m, d)), bias, flat(q, (Lq, d)), flat(k, (Lk, d)), flat(v, (Lk, Dv)), math.sqrt(s), bool(causal), threads
     )
     y = y.reshape(out_shape)
     if not return_astrocyte:

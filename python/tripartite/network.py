@@ -69,6 +69,10 @@ class NeuronAstrocyteNetwork:
     integrator : {"exact", "euler", "rk4"}
     num_threads : int
         0 = all cores. Results are bitwise independent of it.
+    hidden_weights : array_like, shape (heads, n_hidden, d_key), optional
+        Explicit hidden weights instead of drawing them from ``seed`` and ``feature_map``.
+    hidden_bias : array_like, shape (heads, n_hidden), optional
+        Per-neuron offsets of the log-rates (zero by default); see :func:`tripartite.attention`.
     """
 
     def __init__(
@@ -91,6 +95,8 @@ class NeuronAstrocyteNetwork:
         dt: float = 1.0,
         integrator: str = "exact",
         num_threads: int = 0,
+        hidden_weights: Any = None,
+        hidden_bias: Any = None,
     ) -> None:
         self._d_key = V.positive_int(d_key, "d_key")
         self._d_value = V.positive_int(d_value, "d_value")
@@ -117,8 +123,23 @@ class NeuronAstrocyteNetwork:
         m, D, Dv, nh, item = self._n_hidden, self._d_key, self._d_value, self._heads, self._dtype.itemsize
         # State + weights + the core's per-window workspace (u and w vectors).
         V.check_memory(nh * m * (Dv + D + 4) * item + nh * m * D * 8, f"a network of {nh * Dv * m} synapses")
-        self._W = draw_hidden_weights(m, D, heads=nh, seed=self._seed, feature_map=self._feature_map, dtype=self._dtype)
+        if hidden_weights is None:
+            self._W = draw_hidden_weights(m, D, heads=nh, seed=self._seed, feature_map=self._feature_map, dtype=self._dtype)
+        else:
+            W = V.real_array(hidden_weights, "hidden_weights")
+            if W.shape != (nh, m, D):
+                raise ValueError(f"hidden_weights must have shape (heads, n_hidden, d_key) = {(nh, m, D)}, got {W.shape}")
+            V.finite(W, "hidden_weights")
+            self._W = np.array(W, dtype=self._dtype)
         self._W.flags.writeable = False
+        self._bias = None
+        if hidden_bias is not None:
+            b = V.real_array(hidden_bias, "hidden_bias")
+            if b.shape != (nh, m):
+                raise ValueError(f"hidden_bias must have shape (heads, n_hidden) = {(nh, m)}, got {b.shape}")
+            V.finite(b, "hidden_bias")
+            self._bias = np.array(b, dtype=self._dtype)
+            self._bias.flags.writeable = False
         self._H = np.zeros((nh, Dv, m), dtype=self._dtype)
         self._g = np.zeros((nh, m), dtype=self._dtype)
         self._h = np.zeros((nh, m), dtype=self._dtype)
@@ -183,7 +204,7 @@ class NeuronAstrocyteNetwork:
     def _run(self, keys, values, queries, is_write, index, progress):
         kernel = _core.run_network_float32 if self._dtype == np.float32 else _core.run_network_float64
         outputs, log_a, done, interrupted = kernel(
-            self._W, self._H, self._g, self._h, self._scalars, keys, values, queries,
+            self._W, self._bias, self._H, self._g, self._h, self._scalars, keys, values, queries,
             np.ascontiguousarray(is_write, dtype=np.uint8), np.ascontiguousarray(index, dtype=np.int64),
             self._params, self._integrator, self._write_steps, self._read_steps, self.num_threads, progress,
         )
@@ -275,6 +296,11 @@ class NeuronAstrocyteNetwork:
     def hidden_weights(self) -> np.ndarray:
         """W, (heads, n_hidden, d_key), read-only."""
         return self._W
+
+    @property
+    def hidden_bias(self) -> Optional[np.ndarray]:
+        """b, per-neuron log-rate offsets, (heads, n_hidden), or None; read-only."""
+        return self._bias
 
     @property
     def synapses(self) -> np.ndarray:

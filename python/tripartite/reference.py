@@ -44,34 +44,44 @@ def softmax_normaliser(q, k, scale: Optional[float] = None) -> np.ndarray:
     return np.exp((q @ np.swapaxes(k, -1, -2)) * _scale(scale, q.shape[-1])).sum(axis=-1)
 
 
-def log_features(x, hidden_weights, scale: Optional[float] = None) -> np.ndarray:
-    """log phi(x~) = W x~ - |x~|^2 / 2 - log(m) / 2, with x~ = x sqrt(s).
+def log_features(x, hidden_weights, scale: Optional[float] = None, hidden_bias=None) -> np.ndarray:
+    """log phi(x~) = W x~ + b - |x~|^2 / 2 - log(m) / 2, with x~ = x sqrt(s).
 
-    x (..., L, D), hidden_weights (..., m, D) -> (..., L, m).
+    x (..., L, D), hidden_weights (..., m, D), hidden_bias (..., m) or None -> (..., L, m).
     """
     x = np.asarray(x, dtype=np.float64)
     W = np.asarray(hidden_weights, dtype=np.float64)
     xs = x * math.sqrt(_scale(scale, x.shape[-1]))
     m = W.shape[-2]
-    return xs @ np.swapaxes(W, -1, -2) - 0.5 * (xs * xs).sum(axis=-1, keepdims=True) - 0.5 * math.log(m)
+    logits = xs @ np.swapaxes(W, -1, -2) - 0.5 * (xs * xs).sum(axis=-1, keepdims=True) - 0.5 * math.log(m)
+    if hidden_bias is not None:
+        logits = logits + np.asarray(hidden_bias, dtype=np.float64)[..., None, :]
+    return logits
 
 
 def random_feature_attention(
-    q, k, v, hidden_weights, scale: Optional[float] = None, causal: bool = False, return_astrocyte: bool = False
+    q,
+    k,
+    v,
+    hidden_weights,
+    scale: Optional[float] = None,
+    causal: bool = False,
+    return_astrocyte: bool = False,
+    hidden_bias=None,
 ):
     """The paper's steady state: y_t = H phi(q~_t) / a_t with H = sum_tau v_tau phi(k~_tau)^T and
     a_t = g . phi(q~_t), g = sum_tau phi(k~_tau).
 
-    Shapes: q (..., Lq, D), k (..., Lk, D), v (..., Lk, Dv), hidden_weights (..., m, D).
-    Returns y (..., Lq, Dv), and with ``return_astrocyte`` also a_t (..., Lq) in true units.
+    Shapes: q (..., Lq, D), k (..., Lk, D), v (..., Lk, Dv), hidden_weights (..., m, D),
+    hidden_bias (..., m) or None (per-neuron log-rate offsets). Returns y (..., Lq, Dv), and with ``return_astrocyte`` also a_t (..., Lq) in true units.
 
     Features are formed in the log domain: the keys' log-features are shifted by their overall
     maximum (a constant that cancels in y and is added back to log a_t), each query's by its own
     maximum.
     """
     v = np.asarray(v, dtype=np.float64)
-    log_k = log_features(k, hidden_weights, scale)
-    log_q = log_features(q, hidden_weights, scale)
+    log_k = log_features(k, hidden_weights, scale, hidden_bias)
+    log_q = log_features(q, hidden_weights, scale, hidden_bias)
     shift_k = log_k.max(axis=(-2, -1), keepdims=True)
     shift_q = log_q.max(axis=-1, keepdims=True)
     phi_k = np.exp(log_k - shift_k)
@@ -111,6 +121,7 @@ def simulate(
     leak: float = 0.0,
     dt: float = 1.0,
     integrator: str = "euler",
+    hidden_bias=None,
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Step the continuous-time network of one head, one dt at a time (MODEL.md section 2).
 
@@ -123,7 +134,7 @@ def simulate(
     keys, values, queries = (np.asarray(x, dtype=np.float64) for x in (keys, values, queries))
     W = np.asarray(hidden_weights, dtype=np.float64)
     m, Dv = W.shape[0], values.shape[1]
-    phi = lambda x: np.exp(log_features(x, W, scale))  # noqa: E731
+    phi = lambda x: np.exp(log_features(x, W, scale, hidden_bias))  # noqa: E731
 
     # The state: hidden rates h (m), synapses H (Dv, m), astrocyte weights g (m), calcium a.
     state = (np.zeros(m), np.zeros((Dv, m)), np.zeros(m), 0.0)
