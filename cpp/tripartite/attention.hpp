@@ -16,6 +16,8 @@
 
 #include "common.hpp"
 #include "features.hpp"
+#include "simd.hpp"
+#include "tiles.hpp"
 
 namespace tripartite {
 
@@ -41,12 +43,13 @@ namespace detail {
 // Per-thread scratch for one (head, block) task.
 template <class T>
 struct BlockScratch {
-  std::vector<T> Wt, keys, queries, xk, xq;
-  std::vector<double> key_off, query_off, key_max, query_max;
-  std::vector<T> scores;  // kChunk x kChunk, causal only
-  BlockScratch(std::size_t D)
-      : Wt(D * kBlock), keys(kChunk * kBlock), queries(kChunk * kBlock), xk(kChunk * D), xq(kChunk * D),
-        key_off(kChunk), query_off(kChunk), key_max(kChunk), query_max(kChunk), scores(kChunk * kChunk) {}
+  std::vector<T> packed, keys, queries, xk, xq;
+  std::vector<double> key_off, query_off, key_max, query_max, scores;
+  std::vector<const T*> rows;
+  BlockScratch(std::size_t D, std::size_t Dv)
+      : packed(D * kBlock), keys(kChunk * kBlock), queries(kChunk * kBlock), xk(kChunk * D), xq(kChunk * D),
+        key_off(kChunk), query_off(kChunk), key_max(kChunk), query_max(kChunk), scores(kChunk * kChunk),
+        rows(std::max(Dv + 1, kChunk)) {}
 };
 
 template <class T>
@@ -69,77 +72,13 @@ void raise_scale(double& C, double candidate, T* H, T* g, std::size_t Dv, std::s
   C = candidate;
 }
 
-// E <- exp(E - shift[row]) for each of n rows of width nb.
-template <class T>
-void exp_rows(T* E, std::size_t n, std::size_t nb, const double* shift) {
-  for (std::size_t i = 0; i < n; ++i) {
-    const T s = static_cast<T>(shift[i]);
-    T* row = E + i * nb;
-    for (std::size_t r = 0; r < nb; ++r) row[r] = std::exp(row[r] - s);
-  }
-}
-
-// H_b += V^T E and g_b += column sums of E (the Hebbian and presynaptic rules for n tokens).
-template <class T>
-void write_block(const T* E, const T* V, std::size_t n, std::size_t Dv, std::size_t nb, T* H, T* g,
-                 std::size_t m, std::size_t r0) {
-  constexpr std::size_t kRows = 4;  // synapse rows updated together: E is read once per 4 rows
-  std::size_t d = 0;
-  for (; d + kRows <= Dv; d += kRows) {
-    T* h0 = H + (d + 0) * m + r0;
-    T* h1 = H + (d + 1) * m + r0;
-    T* h2 = H + (d + 2) * m + r0;
-    T* h3 = H + (d + 3) * m + r0;
-    for (std::size_t t = 0; t < n; ++t) {
-      const T* e = E + t * nb;
-      const T v0 = V[t * Dv + d], v1 = V[t * Dv + d + 1], v2 = V[t * Dv + d + 2], v3 = V[t * Dv + d + 3];
-#pragma omp simd
-      for (std::size_t r = 0; r < nb; ++r) {
-        const T er = e[r];
-        h0[r] += v0 * er;
-        h1[r] += v1 * er;
-        h2[r] += v2 * er;
-        h3[r] += v3 * er;
-      }
-    }
-  }
-  for (; d < Dv; ++d) {
-    T* hr = H + d * m + r0;
-    for (std::size_t t = 0; t < n; ++t) {
-      const T* e = E + t * nb;
-      const T vd = V[t * Dv + d];
-#pragma omp simd
-      for (std::size_t r = 0; r < nb; ++r) hr[r] += vd * e[r];
-    }
-  }
-  T* gb = g + r0;
-  for (std::size_t t = 0; t < n; ++t) {
-    const T* e = E + t * nb;
-#pragma omp simd
-    for (std::size_t r = 0; r < nb; ++r) gb[r] += e[r];
-  }
-}
-
 // Partial readout of n queries against one block: out[i] = (H_b psi_i, g_b . psi_i), Dv + 1 doubles.
 template <class T>
-void read_block(const T* P, std::size_t n, std::size_t Dv, std::size_t nb, const T* H, const T* g,
+void read_block(BlockScratch<T>& s, const T* P, std::size_t n, std::size_t Dv, std::size_t nb, const T* H, const T* g,
                 std::size_t m, std::size_t r0, double* out) {
-  for (std::size_t i = 0; i < n; ++i) {
-    const T* psi = P + i * nb;
-    double* o = out + i * (Dv + 1);
-    for (std::size_t d = 0; d < Dv; ++d) {
-      const T* hr = H + d * m + r0;
-      T acc = 0;
-#pragma omp simd reduction(+ : acc)
-      for (std::size_t r = 0; r < nb; ++r) acc += hr[r] * psi[r];
-      o[d] = acc;
-    }
-    const T* gb = g + r0;
-    T acc = 0;
-#pragma omp simd reduction(+ : acc)
-    for (std::size_t r = 0; r < nb; ++r) acc += gb[r] * psi[r];
-    o[Dv] = acc;
-  }
+  for (std::size_t d = 0; d < Dv; ++d) s.rows[d] = H + d * m + r0;
+  s.rows[Dv] = g + r0;
+  tiles::dot_rows(s.rows.data(), Dv + 1, P, kBlock, n, nb, out, Dv + 1);
 }
 
 // Combines per-block partials of one query: scales[b] is the log-scale of block b's partial.
@@ -178,7 +117,7 @@ void steady_state_attention(const AttentionArgs<T>& a) {
   const int nthreads = a.threads;
   std::vector<detail::BlockScratch<T>> scratch;
   scratch.reserve(static_cast<std::size_t>(nthreads));
-  for (int i = 0; i < nthreads; ++i) scratch.emplace_back(D);
+  for (int i = 0; i < nthreads; ++i) scratch.emplace_back(D, Dv);
   auto my_scratch = [&]() -> detail::BlockScratch<T>& {
 #ifdef _OPENMP
     return scratch[static_cast<std::size_t>(omp_in_parallel() ? omp_get_thread_num() : 0)];
@@ -192,21 +131,20 @@ void steady_state_attention(const AttentionArgs<T>& a) {
   auto load_keys = [&](detail::BlockScratch<T>& s, std::size_t hd, std::size_t task, std::size_t t0, std::size_t n,
                        std::size_t r0, std::size_t nbk) {
     detail::scale_inputs(a.K + (hd * a.Lk + t0) * D, n, D, a.input_scale, m, s.xk.data(), s.key_off.data());
-    block_log_rates_many(s.Wt.data(), D, nbk, s.xk.data(), s.key_off.data(), a.bias ? a.bias + hd * m + r0 : nullptr, n,
-                         s.keys.data(), s.key_max.data());
+    tiles::log_rates(s.packed.data(), a.W + hd * m * D, D, r0, nbk, s.xk.data(), s.key_off.data(),
+                     a.bias ? a.bias + hd * m + r0 : nullptr, n, s.keys.data(), kBlock, s.key_max.data());
     double mx = kNegInf;
     for (std::size_t i = 0; i < n; ++i) mx = std::max(mx, s.key_max[i]);
     detail::raise_scale(C[task], mx, H.data() + hd * Dv * m, g.data() + hd * m, Dv, m, r0, nbk);
-    std::vector<double>& shift = s.key_max;  // reuse: every key row is shifted by the block scale
-    for (std::size_t i = 0; i < n; ++i) shift[i] = C[task];
-    detail::exp_rows(s.keys.data(), n, nbk, shift.data());
+    for (std::size_t i = 0; i < n; ++i) simd::exp_shifted(s.keys.data() + i * kBlock, nbk, static_cast<T>(C[task]));
   };
   auto load_queries = [&](detail::BlockScratch<T>& s, std::size_t hd, std::size_t t0, std::size_t n, std::size_t r0,
                           std::size_t nbk) {
     detail::scale_inputs(a.Q + (hd * a.Lq + t0) * D, n, D, a.input_scale, m, s.xq.data(), s.query_off.data());
-    block_log_rates_many(s.Wt.data(), D, nbk, s.xq.data(), s.query_off.data(), a.bias ? a.bias + hd * m + r0 : nullptr,
-                         n, s.queries.data(), s.query_max.data());
-    detail::exp_rows(s.queries.data(), n, nbk, s.query_max.data());
+    tiles::log_rates(s.packed.data(), a.W + hd * m * D, D, r0, nbk, s.xq.data(), s.query_off.data(),
+                     a.bias ? a.bias + hd * m + r0 : nullptr, n, s.queries.data(), kBlock, s.query_max.data());
+    for (std::size_t i = 0; i < n; ++i)
+      simd::exp_shifted(s.queries.data() + i * kBlock, nbk, static_cast<T>(s.query_max[i]));
   };
   auto combine = [&](std::size_t t0, std::size_t n) {
     parallel_for(heads * n, nthreads, [&](std::size_t job) {
@@ -228,12 +166,12 @@ void steady_state_attention(const AttentionArgs<T>& a) {
       const std::size_t hd = task / nb, b = task % nb;
       const std::size_t r0 = block_begin(b), nbk = block_end(b, m) - r0;
       auto& s = my_scratch();
-      transpose_block(a.W + hd * m * D, D, r0, r0 + nbk, s.Wt.data());
+      tiles::pack_panels(a.W + hd * m * D, D, r0, tiles::full_panels<T>(nbk), s.packed.data());
       for (std::size_t t0 = 0; t0 < a.Lk; t0 += kChunk) {
         const std::size_t n = std::min(kChunk, a.Lk - t0);
         load_keys(s, hd, task, t0, n, r0, nbk);
-        detail::write_block(s.keys.data(), a.V + (hd * a.Lk + t0) * Dv, n, Dv, nbk, H.data() + hd * Dv * m,
-                            g.data() + hd * m, m, r0);
+        tiles::hebbian_write(s.keys.data(), kBlock, a.V + (hd * a.Lk + t0) * Dv, n, Dv, nbk, H.data() + hd * Dv * m,
+                             g.data() + hd * m, m, r0);
       }
     });
     // Reading phase, one chunk of queries at a time.
@@ -243,9 +181,9 @@ void steady_state_attention(const AttentionArgs<T>& a) {
         const std::size_t hd = task / nb, b = task % nb;
         const std::size_t r0 = block_begin(b), nbk = block_end(b, m) - r0;
         auto& s = my_scratch();
-        transpose_block(a.W + hd * m * D, D, r0, r0 + nbk, s.Wt.data());
+        tiles::pack_panels(a.W + hd * m * D, D, r0, tiles::full_panels<T>(nbk), s.packed.data());
         load_queries(s, hd, t0, n, r0, nbk);
-        detail::read_block(s.queries.data(), n, Dv, nbk, H.data() + hd * Dv * m, g.data() + hd * m, m, r0,
+        detail::read_block(s, s.queries.data(), n, Dv, nbk, H.data() + hd * Dv * m, g.data() + hd * m, m, r0,
                            partial.data() + task * kChunk * stride);
         for (std::size_t i = 0; i < n; ++i) partial_scale[task * kChunk + i] = C[task] + s.query_max[i];
       });
@@ -263,27 +201,25 @@ void steady_state_attention(const AttentionArgs<T>& a) {
       auto& s = my_scratch();
       T* Hh = H.data() + hd * Dv * m;
       T* gh = g.data() + hd * m;
-      transpose_block(a.W + hd * m * D, D, r0, r0 + nbk, s.Wt.data());
+      tiles::pack_panels(a.W + hd * m * D, D, r0, tiles::full_panels<T>(nbk), s.packed.data());
       load_keys(s, hd, task, t0, n, r0, nbk);
       load_queries(s, hd, t0, n, r0, nbk);
       double* out = partial.data() + task * kChunk * stride;
-      detail::read_block(s.queries.data(), n, Dv, nbk, Hh, gh, m, r0, out);
+      detail::read_block(s, s.queries.data(), n, Dv, nbk, Hh, gh, m, r0, out);
       const T* Vc = a.V + (hd * a.Lk + t0) * Dv;
+      // Intra-chunk scores phi(q_i) . phi(k_j) on this block, then the masked sums over j <= i.
+      for (std::size_t j = 0; j < n; ++j) s.rows[j] = s.keys.data() + j * kBlock;
+      tiles::dot_rows(s.rows.data(), n, s.queries.data(), kBlock, n, nbk, s.scores.data(), kChunk);
       for (std::size_t i = 0; i < n; ++i) {
-        const T* psi = s.queries.data() + i * nbk;
         double* o = out + i * stride;
         for (std::size_t j = 0; j <= i; ++j) {
-          const T* e = s.keys.data() + j * nbk;
-          T acc = 0;
-#pragma omp simd reduction(+ : acc)
-          for (std::size_t r = 0; r < nbk; ++r) acc += psi[r] * e[r];
-          const double score = acc;
+          const double score = s.scores[i * kChunk + j];
           for (std::size_t d = 0; d < Dv; ++d) o[d] += score * static_cast<double>(Vc[j * Dv + d]);
           o[Dv] += score;
         }
         partial_scale[task * kChunk + i] = C[task] + s.query_max[i];
       }
-      detail::write_block(s.keys.data(), Vc, n, Dv, nbk, Hh, gh, m, r0);
+      tiles::hebbian_write(s.keys.data(), kBlock, Vc, n, Dv, nbk, Hh, gh, m, r0);
     });
     combine(t0, n);
   }

@@ -42,39 +42,4 @@ double block_log_rates(const T* W, std::size_t D, std::size_t r0, std::size_t r1
   return best;
 }
 
-// W rows [r0, r1) transposed into Wt (D x (r1 - r0)), so that log-rates of many inputs can be
-// computed with the hidden neurons as the contiguous (vectorised) axis.
-template <class T>
-void transpose_block(const T* W, std::size_t D, std::size_t r0, std::size_t r1, T* Wt) {
-  const std::size_t nb = r1 - r0;
-  for (std::size_t r = r0; r < r1; ++r)
-    for (std::size_t j = 0; j < D; ++j) Wt[j * nb + (r - r0)] = W[r * D + j];
-}
-
-// Log-rates of n inputs (X~: n x D, already scaled) for one block: out (n x nb) row-major, and
-// row_max[i] = max over the block of row i. `bias` points at the block's first bias (or is null).
-template <class T>
-void block_log_rates_many(const T* Wt, std::size_t D, std::size_t nb, const T* X, const double* offsets,
-                          const T* bias, std::size_t n, T* out, double* row_max) {
-  for (std::size_t i = 0; i < n; ++i) {
-    T* row = out + i * nb;
-    const T off = static_cast<T>(-offsets[i]);
-    for (std::size_t r = 0; r < nb; ++r) row[r] = 0;
-    const T* x = X + i * D;
-    for (std::size_t j = 0; j < D; ++j) {
-      const T xj = x[j];
-      const T* wt = Wt + j * nb;
-#pragma omp simd
-      for (std::size_t r = 0; r < nb; ++r) row[r] += xj * wt[r];
-    }
-    T best = -std::numeric_limits<T>::infinity();
-    for (std::size_t r = 0; r < nb; ++r) {
-      row[r] += off;
-      if (bias) row[r] += bias[r];
-      best = std::max(best, row[r]);
-    }
-    row_max[i] = static_cast<double>(best);
-  }
-}
-
 }  // namespace tripartite

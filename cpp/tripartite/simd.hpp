@@ -1,0 +1,88 @@
+// Small SIMD helpers on GCC/Clang vector extensions (32-byte vectors: AVX2 when the compiler may
+// use it, pairs of SSE registers otherwise). Plain loops stay the readable reference; these are
+// used only in the kernels' innermost tiles.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+namespace tripartite::simd {
+
+template <class T>
+struct Vec {
+  static constexpr std::size_t width = 32 / sizeof(T);
+  typedef T type __attribute__((vector_size(32)));
+};
+template <class T>
+using V = typename Vec<T>::type;
+template <class T>
+inline constexpr std::size_t W = Vec<T>::width;
+
+template <class T>
+inline V<T> load(const T* p) {
+  V<T> v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+template <class T>
+inline void store(T* p, V<T> v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+template <class T>
+inline V<T> splat(T x) {
+  return V<T>{} + x;
+}
+template <class T>
+inline double hsum(V<T> v) {  // fixed order: lane 0, 1, 2, ...
+  double s = 0;
+  for (std::size_t i = 0; i < W<T>; ++i) s += static_cast<double>(v[i]);
+  return s;
+}
+
+// exp(x) for float lanes, x <= ~88: Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, and a
+// degree-6 polynomial for e^r (relative error ~2 ulp). Inputs below -87.3 give 0 (like expf's
+// underflow, without denormals).
+inline V<float> exp(V<float> x) {
+  typedef std::int32_t vi __attribute__((vector_size(32)));
+  const V<float> lo = splat(-87.3f);
+  const vi underflow = x < lo;
+  x = x < lo ? lo : x;
+  const V<float> n = __builtin_convertvector(__builtin_convertvector(x * 1.44269504088896341f + splat(0.5f) - (x < 0.0f ? splat(1.0f) : splat(0.0f)), vi), V<float>);
+  V<float> r = x - n * 0.693359375f;  // ln2 split: hi part exact in float
+  r = r + n * 2.12194440e-4f;
+  V<float> p = splat(1.0f / 720.0f);
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const vi bits = (__builtin_convertvector(n, vi) + 127) << 23;
+  V<float> scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  V<float> result = p * scale;
+  vi rbits;
+  std::memcpy(&rbits, &result, sizeof(rbits));
+  rbits &= ~underflow;
+  std::memcpy(&result, &rbits, sizeof(result));
+  return result;
+}
+
+// x[i] <- exp(x[i] - shift) for i < n.
+inline void exp_shifted(float* x, std::size_t n, float shift) {
+  std::size_t i = 0;
+  for (; i + W<float> <= n; i += W<float>) store(x + i, exp(load(x + i) - shift));
+  if (i < n) {
+    float tail[W<float>] = {};
+    for (std::size_t j = i; j < n; ++j) tail[j - i] = x[j];
+    V<float> t = exp(load(tail) - shift);
+    for (std::size_t j = i; j < n; ++j) x[j] = t[j - i];
+  }
+}
+inline void exp_shifted(double* x, std::size_t n, double shift) {
+  for (std::size_t i = 0; i < n; ++i) x[i] = std::exp(x[i] - shift);
+}
+
+}  // namespace tripartite::simd
