@@ -168,6 +168,23 @@ py::tuple window_map_py(const std::string& integrator, double duration, std::siz
   return py::make_tuple(M, a);
 }
 
+// a = b + s c over float32 arrays, the STREAM triad: the machine's memory bandwidth for the
+// benchmarks (bytes moved = 12 per element).
+void triad(py::array a, py::array b, py::array c, float s, int num_threads) {
+  const py::ssize_t n = a.ndim() == 1 ? a.shape(0) : -1;
+  float* pa = checked<float>(a, "a", {n}, true);
+  const float* pb = checked<float>(b, "b", {n}, false);
+  const float* pc = checked<float>(c, "c", {n}, false);
+  const int threads = num_threads > 0 ? num_threads : max_threads();
+  py::gil_scoped_release release;
+  const std::size_t chunk = 1 << 16, chunks = (std::size_t(n) + chunk - 1) / chunk;
+  parallel_for(chunks, threads, [&](std::size_t i) {
+    const std::size_t lo = i * chunk, hi = std::min(std::size_t(n), lo + chunk);
+#pragma omp simd
+    for (std::size_t j = lo; j < hi; ++j) pa[j] = pb[j] + s * pc[j];
+  });
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, mod) {
@@ -178,6 +195,7 @@ PYBIND11_MODULE(_core, mod) {
   mod.def("run_network_float64", &run_network<double>);
   mod.def("window_map", &window_map_py,
           "(M, a): the map of one window on (g, h, u) and the astrocyte's linear functional.");
+  mod.def("triad", &triad, "a = b + s c (float32), for measuring memory bandwidth");
   mod.def("openmp_enabled", &has_openmp);
   mod.def("max_threads", &max_threads);
   mod.attr("block_size") = kBlock;

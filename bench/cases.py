@@ -1,0 +1,112 @@
+"""The benchmark registry: each case builds its inputs once and returns the callable to time.
+
+Used by both ``bench/run.py`` (one command, a table and JSON) and ``bench/test_bench.py``
+(pytest-benchmark)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+import tripartite
+
+# Writing-phase sizes: (n_hidden, d_value) giving 1M, 6.4M and 64M synapses at D = 64.
+SYNAPSE_SIZES = {"1M": (16384, 64), "6.4M": (100000, 64), "64M": (1000000, 64)}
+PAPER = dict(L=197, D=64, m=100000)  # the paper's scale: ~197 tokens, D = 64, m = 1e5
+
+
+@dataclass
+class Case:
+    name: str
+    run: Callable[[], object]
+    work: float  # units of work per call (synapse-updates, tokens, ...)
+    unit: str
+
+
+def inputs(L, D, Dv, heads=1, dtype=np.float32, seed=0):
+    rng = np.random.default_rng(seed)
+    shape = (heads, L) if heads > 1 else (L,)
+    q = (rng.standard_normal(shape + (D,)) * D**-0.25).astype(dtype)  # |q~|^2 ~ 1
+    k = (rng.standard_normal(shape + (D,)) * D**-0.25).astype(dtype)
+    v = rng.standard_normal(shape + (Dv,)).astype(dtype)
+    return q, k, v
+
+
+def network_write(size: str, integrator: str, dtype, threads: int, tokens: int, net=None) -> Case:
+    """The writing phase of the continuous-time network. A synapse-update is one synapse advanced
+    by one dt: Dv m (t_write/dt) L per call, whatever the kernel does internally."""
+    m, Dv = SYNAPSE_SIZES[size]
+    if net is None:
+        net = tripartite.NeuronAstrocyteNetwork(64, Dv, m, dtype=dtype, integrator=integrator, num_threads=threads)
+    net.num_threads = threads
+    _, k, v = inputs(tokens, 64, Dv, dtype=dtype)
+    net.write(k[:1], v[:1])  # warm the caches and the thread team
+    steps = round(net.params["t_write"] / net.params["dt"])
+    if integrator == "exact":
+        return Case(f"exact write {size} {np.dtype(dtype).name} {threads}t", lambda: net.write(k, v), tokens, "tokens")
+    return Case(
+        f"euler write {size} {np.dtype(dtype).name} {threads}t", lambda: net.write(k, v), Dv * m * steps * tokens, "synapse-updates"
+    )
+
+
+def steady_state(heads: int, threads: int, dtype=np.float32) -> Case:
+    L, D, m = PAPER["L"], PAPER["D"], PAPER["m"]
+    q, k, v = inputs(L, D, D, heads=heads, dtype=dtype)
+    W = tripartite.draw_hidden_weights(m, D, heads=heads, dtype=dtype)
+    W = W if heads > 1 else W[0]
+    return Case(
+        f"steady state {heads}h ours {threads}t",
+        lambda: tripartite.attention(q, k, v, hidden_weights=W, num_threads=threads),
+        heads * L,
+        "queries",
+    )
+
+
+def numpy_steady_state(q, k, v, W):
+    """The same mathematics with NumPy/BLAS matrix products, head by head (the fair peer)."""
+    out = []
+    for h in range(W.shape[0]):
+        s = q.shape[-1] ** -0.25
+        qs, ks = q[h] * s, k[h] * s
+        lk = ks @ W[h].T - 0.5 * np.sum(ks * ks, axis=1, keepdims=True)
+        lq = qs @ W[h].T - 0.5 * np.sum(qs * qs, axis=1, keepdims=True)
+        pk = np.exp(lk - lk.max())
+        pq = np.exp(lq - lq.max(axis=1, keepdims=True))
+        H = v[h].T @ pk
+        g = pk.sum(axis=0)
+        out.append((pq @ H.T) / (pq @ g)[:, None])
+    return np.stack(out)
+
+
+def per_token_loop(q, k, v, W):
+    """The paper's notebooks' way: a Python loop of numpy.dot over tokens, then over queries."""
+    out = []
+    m = W.shape[1]
+    for h in range(W.shape[0]):
+        s = q.shape[-1] ** -0.25
+        H = np.zeros((v.shape[-1], m), dtype=W.dtype)
+        g = np.zeros(m, dtype=W.dtype)
+        for tau in range(k.shape[1]):
+            x = k[h, tau] * s
+            phi = np.exp(np.dot(W[h], x) - 0.5 * np.dot(x, x)) / math.sqrt(m)
+            H += np.outer(v[h, tau], phi)
+            g += phi
+        ys = []
+        for t in range(q.shape[1]):
+            x = q[h, t] * s
+            phi = np.exp(np.dot(W[h], x) - 0.5 * np.dot(x, x)) / math.sqrt(m)
+            ys.append(np.dot(H, phi) / np.dot(g, phi))
+        out.append(np.stack(ys))
+    return np.stack(out)
+
+
+def steady_state_peer(heads: int, peer: str, dtype=np.float32) -> Case:
+    L, D, m = PAPER["L"], PAPER["D"], PAPER["m"]
+    q, k, v = inputs(L, D, D, heads=max(heads, 2), dtype=dtype)
+    q, k, v = q[:heads], k[:heads], v[:heads]
+    W = tripartite.draw_hidden_weights(m, D, heads=heads, dtype=dtype)
+    fn = numpy_steady_state if peer == "numpy" else per_token_loop
+    return Case(f"steady state {heads}h {peer}", lambda: fn(q, k, v, W), heads * L, "queries")

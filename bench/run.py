@@ -1,0 +1,183 @@
+"""The benchmark suite in one command: prints a table and writes JSON.
+
+    python bench/run.py [--quick] [--json bench-results.json] [--skip-brian2]
+
+Every figure is measured in this run, beside the machine's own limits measured in the same run
+(memory bandwidth by a STREAM triad, float32 GEMM throughput by NumPy's BLAS). Each timing is the
+median of --repeats calls (after a warm-up call), with its range.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+import cases  # noqa: E402
+
+import tripartite  # noqa: E402
+from tripartite import _core  # noqa: E402
+
+
+def timeit(fn, repeats):
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), min(times), max(times)
+
+
+def machine_limits(repeats):
+    n = 1 << 26  # 3 x 256 MiB: far out of cache
+    a, b, c = np.zeros(n, np.float32), np.ones(n, np.float32), np.ones(n, np.float32)
+    out = {}
+    for threads in (1, 2):
+        med, lo, hi = timeit(lambda: _core.triad(a, b, c, 2.0, threads), repeats)
+        out[f"triad_GBps_{threads}t"] = 12 * n / med / 1e9
+    x = np.random.default_rng(0).standard_normal((2048, 2048)).astype(np.float32)
+    med, _, _ = timeit(lambda: x @ x, repeats)
+    out["sgemm_GFLOPs"] = 2 * 2048**3 / med / 1e9
+    return out
+
+
+def row(results, case, repeats, **extra):
+    med, lo, hi = timeit(case.run, repeats)
+    rate = case.work / med
+    entry = dict(name=case.name, seconds_median=med, seconds_min=lo, seconds_max=hi, unit=case.unit, rate=rate, **extra)
+    results.append(entry)
+    print(f"  {case.name:<38} {med * 1e3:10.2f} ms  [{lo * 1e3:.2f}, {hi * 1e3:.2f}]  {rate:14.4g} {case.unit}/s", flush=True)
+    return entry
+
+
+def peak_rss(code: str) -> dict:
+    """Runs `code` in a fresh interpreter that prints the bytes of state + inputs + outputs;
+    returns that and the process's peak resident set size."""
+    # VmHWM (not ru_maxrss, which Linux carries over from the forking parent) is this
+    # interpreter's own high-water mark.
+    script = textwrap.dedent(code) + (
+        "\nprint([int(l.split()[1]) * 1024 for l in open('/proc/self/status') if l.startswith('VmHWM')][0])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
+    payload, rss = int(out[-2]), int(out[-1])
+    return dict(payload_bytes=payload, peak_rss_bytes=rss, ratio=rss / payload)
+
+
+NETWORK_RSS = """
+import numpy as np, tripartite
+net = tripartite.NeuronAstrocyteNetwork(64, 64, {m}, heads={heads}, dtype=np.float32)
+rng = np.random.default_rng(0)
+k = (rng.standard_normal(({heads}, 4, 64)) * 0.35).astype(np.float32)
+v = rng.standard_normal(({heads}, 4, 64)).astype(np.float32)
+net.write(k, v)
+y = net.read(k)
+state = net._H.nbytes + net._W.nbytes + net._g.nbytes + net._h.nbytes
+print(state + k.nbytes + v.nbytes + y.nbytes)
+"""
+
+ATTENTION_RSS = """
+import numpy as np, tripartite
+rng = np.random.default_rng(0)
+q, k, v = ((rng.standard_normal(({heads}, 197, 64)) * 0.35).astype(np.float32) for _ in range(3))
+y = tripartite.attention(q, k, v, n_hidden={m})
+# state: the hidden weights and the synapses H, g that attention() builds internally
+print({heads} * {m} * (64 + 64 + 1) * 4 + q.nbytes * 3 + y.nbytes)
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats (a smoke run)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", default="bench-results.json")
+    parser.add_argument("--skip-brian2", action="store_true")
+    args = parser.parse_args()
+    repeats = 2 if args.quick else args.repeats
+    sizes = ["1M"] if args.quick else list(cases.SYNAPSE_SIZES)
+    report = dict(
+        machine=dict(platform=platform.platform(), cpus=os.cpu_count(), python=sys.version.split()[0], numpy=np.__version__,
+                     openmp=_core.openmp_enabled(), max_threads=_core.max_threads()),
+        results=[],
+    )
+    print("machine limits")
+    limits = machine_limits(repeats)
+    report["limits"] = limits
+    for key, value in limits.items():
+        print(f"  {key:<38} {value:10.2f}")
+
+    results = report["results"]
+    print("\n1-2. continuous-time network, writing phase (D = Dv = 64, dt = 1 ms, t_write = 100 ms)")
+    for size in sizes:
+        m, Dv = cases.SYNAPSE_SIZES[size]
+        tokens = 4 if size == "64M" else 16
+        for dtype in (np.float32, np.float64):
+            for integrator in ("euler", "exact"):
+                net = tripartite.NeuronAstrocyteNetwork(64, Dv, m, dtype=dtype, integrator=integrator)
+                for threads in (1, 2):
+                    entry = row(results, cases.network_write(size, integrator, dtype, threads, tokens, net=net), repeats,
+                                size=size, threads=threads, dtype=np.dtype(dtype).name)
+                    # bytes per token: H read + written, W read, small vectors
+                    per_token = (2 * Dv * m + 64 * m + 6 * m) * np.dtype(dtype).itemsize
+                    entry["GBps"] = per_token * tokens / entry["seconds_median"] / 1e9
+                del net
+
+    print("\n3. steady-state attention at the paper's scale (L = 197, D = 64, m = 1e5, float32)")
+    for heads in (1, 12):
+        for threads in (1, 2):
+            row(results, cases.steady_state(heads, threads), repeats, heads=heads, threads=threads, impl="ours")
+        row(results, cases.steady_state_peer(heads, "numpy"), repeats, heads=heads, impl="numpy")
+        if heads == 1:
+            row(results, cases.steady_state_peer(heads, "per-token loop"), max(1, repeats // 2), heads=heads, impl="loop")
+    by = {r["name"]: r["seconds_median"] for r in results}
+    for heads in (1, 12):
+        ours = by[f"steady state {heads}h ours 2t"]
+        print(f"  {heads}h: ours / numpy = {ours / by[f'steady state {heads}h numpy']:.2f}", end="")
+        if heads == 1:
+            print(f", per-token loop / ours = {by['steady state 1h per-token loop'] / ours:.1f}", end="")
+        print(f", 2 threads vs 1: {by[f'steady state {heads}h ours 1t'] / ours:.2f}x")
+
+    print("\n5. peak memory (RSS) against state + inputs + outputs")
+    mem = []
+    for label, code in (
+        ("network 6.4M synapses", NETWORK_RSS.format(m=100000, heads=1)),
+        ("network 100M synapses (16 heads x 98304 x 64)", NETWORK_RSS.format(m=98304, heads=16)),
+        ("attention 12 heads m=1e5", ATTENTION_RSS.format(m=100000, heads=12)),
+    ):
+        if args.quick and "100M" in label:
+            continue
+        entry = dict(name=label, **peak_rss(code))
+        mem.append(entry)
+        print(f"  {label:<46} payload {entry['payload_bytes'] / 2**20:9.1f} MiB  peak RSS {entry['peak_rss_bytes'] / 2**20:9.1f} MiB  ratio {entry['ratio']:.2f}")
+    report["memory"] = mem
+
+    if not args.skip_brian2:
+        print("\n4. Brian2 C++ standalone, the same writing-phase equations")
+        script = Path(__file__).parent / "brian2_writing.py"
+        out = Path(args.json).with_suffix(".brian2.json")
+        proc = subprocess.run([sys.executable, str(script), "--out", str(out)] + (["--quick"] if args.quick else []),
+                              capture_output=True, text=True)
+        if out.exists():
+            report["brian2"] = json.loads(out.read_text())
+            print(textwrap.indent(json.dumps(report["brian2"], indent=1), "  "))
+        else:
+            report["brian2"] = {"skipped": f"brian2 script failed: {proc.stderr[-500:]}"}
+            print("  skipped:", report["brian2"]["skipped"])
+
+    Path(args.json).write_text(json.dumps(report, indent=1))
+    print(f"\nJSON: {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
