@@ -87,7 +87,7 @@ template <class T>
 py::tuple run_network(py::array W, py::object bias, py::array H, py::array g, py::array h, py::array scalars, py::array keys,
                       py::array values, py::array queries, py::array is_write, py::array index,
                       py::dict params, std::string integrator, std::size_t write_steps, std::size_t read_steps,
-                      int num_threads, py::object progress) {
+                      int num_threads, py::object progress, std::size_t stop_multiple) {
   NetworkParams p;
   if (W.ndim() != 3) throw std::invalid_argument("hidden_weights must be 3-D");
   p.heads = W.shape(0), p.m = W.shape(1), p.D = W.shape(2);
@@ -134,16 +134,25 @@ py::tuple run_network(py::array W, py::object bias, py::array H, py::array g, py
   p.threads = effective_threads(num_threads, work);
 
   // Between windows, at most every 0.1 s: take the GIL, let Python handle signals (Ctrl-C) and
-  // report progress. A pending KeyboardInterrupt stops the run at the window boundary.
-  bool interrupted = false;
+  // report progress. A pending KeyboardInterrupt stops the run at the next window boundary that
+  // is a multiple of stop_multiple (2 for streams: never between a token and its query).
+  bool interrupted = false, pending = false;
+  if (stop_multiple == 0) stop_multiple = 1;
   auto last = std::chrono::steady_clock::now();
   std::function<bool(std::size_t)> keep_going = [&](std::size_t done) {
+    if (pending) {
+      if (done % stop_multiple != 0) return true;
+      interrupted = true;
+      return false;
+    }
     const auto now = std::chrono::steady_clock::now();
     if (done != schedule.size() && now - last < std::chrono::milliseconds(100)) return true;
     last = now;
     py::gil_scoped_acquire acquire;
     if (PyErr_CheckSignals() != 0) {
       PyErr_Clear();
+      pending = true;
+      if (done % stop_multiple != 0) return true;
       interrupted = true;
       return false;
     }

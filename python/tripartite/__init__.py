@@ -13,7 +13,7 @@ denominator.
 from . import reference
 from ._core import openmp_enabled
 from .attention import attention
-from .network import NeuronAstrocyteNetwork
+from .network import NeuronAstrocyteNetwork, SimulationInterrupted
 from .weights import draw_hidden_weights
 
 __version__ = "0.1.0"
@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 __all__ = [
     "attention",
     "NeuronAstrocyteNetwork",
+    "SimulationInterrupted",
     "draw_hidden_weights",
     "reference",
     "openmp_enabled",

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
+import sys
+import zipfile
 from typing import Any, Callable, Optional, Tuple, Union
 
 import numpy as np
@@ -12,6 +17,7 @@ from . import _validate as V
 from .weights import FEATURE_MAPS, draw_hidden_weights
 
 INTEGRATORS = ("euler", "rk4", "exact")
+CHECKPOINT_FORMAT = 1
 
 # Columns of the per-head scalar state kept by the core (see cpp/tripartite/network.hpp):
 # stored values are relative to log-scales, true x = stored x * exp(scale).
@@ -201,20 +207,24 @@ class NeuronAstrocyteNetwork:
     def _empty(self, width: int) -> np.ndarray:
         return np.zeros((self._heads, 0, width), dtype=self._dtype)
 
-    def _run(self, keys, values, queries, is_write, index, progress):
+    def _run(self, keys, values, queries, is_write, index, progress, stop_multiple=1, what="windows"):
+        total = len(is_write)
+        bar = _progress_bar(progress, total, what)
         kernel = _core.run_network_float32 if self._dtype == np.float32 else _core.run_network_float64
-        outputs, log_a, done, interrupted = kernel(
-            self._W, self._bias, self._H, self._g, self._h, self._scalars, keys, values, queries,
-            np.ascontiguousarray(is_write, dtype=np.uint8), np.ascontiguousarray(index, dtype=np.int64),
-            self._params, self._integrator, self._write_steps, self._read_steps, self.num_threads, progress,
-        )
+        try:
+            outputs, log_a, done, interrupted = kernel(
+                self._W, self._bias, self._H, self._g, self._h, self._scalars, keys, values, queries,
+                np.ascontiguousarray(is_write, dtype=np.uint8), np.ascontiguousarray(index, dtype=np.int64),
+                self._params, self._integrator, self._write_steps, self._read_steps, self.num_threads,
+                None if bar is None else (lambda n: bar.update(n - bar.n)), stop_multiple,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
         n_write = int(np.count_nonzero(is_write[:done]))
         self._time += n_write * self._params["t_write"] + (done - n_write) * self._params["t_read"]
         if interrupted:
-            raise KeyboardInterrupt(
-                f"stopped after {done} of {len(is_write)} windows, at t = {self._time:g} ms; "
-                "the network is at that window boundary and can be resumed"
-            )
+            raise SimulationInterrupted(done, total, self._time, stop_multiple)
         return outputs, log_a
 
     @staticmethod
@@ -225,7 +235,7 @@ class NeuronAstrocyteNetwork:
             outputs, a = outputs[0], a[0]
         return (outputs, a) if return_astrocyte else outputs
 
-    def write(self, keys: Any, values: Any, *, progress: Optional[Callable[[int], None]] = None) -> None:
+    def write(self, keys: Any, values: Any, *, progress: Optional[bool] = None) -> None:
         """Write tokens: for each (key, value) in turn, drive the hidden neurons with phi(k~) for
         t_write ms while the output neurons are clamped to v (Hebbian and presynaptic plasticity on).
 
@@ -236,10 +246,10 @@ class NeuronAstrocyteNetwork:
         if v.shape[1] != k.shape[1]:
             raise ValueError(f"values must have as many tokens as keys ({k.shape[1]}), got {v.shape[1]}")
         L = k.shape[1]
-        self._run(k, v, self._empty(self._d_key), np.ones(L, np.uint8), np.arange(L), progress)
+        self._run(k, v, self._empty(self._d_key), np.ones(L, np.uint8), np.arange(L), progress, what="tokens")
 
     def read(
-        self, queries: Any, *, return_astrocyte: bool = False, progress: Optional[Callable[[int], None]] = None
+        self, queries: Any, *, return_astrocyte: bool = False, progress: Optional[bool] = None
     ) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
         """Read queries: drive the hidden neurons with phi(q~) for t_read ms each (no plasticity)
         and return the output neurons' rates y = H h / a at the end of each window.
@@ -251,7 +261,8 @@ class NeuronAstrocyteNetwork:
         q, two_d = self._inputs(queries, "queries", self._d_key, "D")
         Lq = q.shape[1]
         out, log_a = self._run(
-            self._empty(self._d_key), self._empty(self._d_value), q, np.zeros(Lq, np.uint8), np.arange(Lq), progress
+            self._empty(self._d_key), self._empty(self._d_value), q, np.zeros(Lq, np.uint8), np.arange(Lq), progress,
+            what="queries",
         )
         return self._shape_out(out, log_a, two_d, return_astrocyte)
 
@@ -262,7 +273,7 @@ class NeuronAstrocyteNetwork:
         values: Any,
         *,
         return_astrocyte: bool = False,
-        progress: Optional[Callable[[int], None]] = None,
+        progress: Optional[bool] = None,
     ) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
         """The streaming (causal) protocol: write token t, then read query t, for t = 0..L-1.
 
@@ -278,8 +289,83 @@ class NeuronAstrocyteNetwork:
         L = q.shape[1]
         is_write = np.tile(np.array([1, 0], np.uint8), L)
         index = np.repeat(np.arange(L), 2)
-        out, log_a = self._run(k, v, q, is_write, index, progress)
+        # An interruption stops only after a read, so that a resumed stream starts with a token.
+        out, log_a = self._run(k, v, q, is_write, index, progress, stop_multiple=2)
         return self._shape_out(out, log_a, two_d, return_astrocyte)
+
+    # ----------------------------------------------------------------------------------------
+    def _config(self) -> dict:
+        return dict(
+            d_key=self._d_key, d_value=self._d_value, n_hidden=self._n_hidden, heads=self._heads, seed=self._seed,
+            feature_map=self._feature_map, scale=self._scale, dtype=self._dtype.name, integrator=self._integrator,
+            dt=self._dt, **{k: v for k, v in self._params.items() if k != "input_scale"},
+        )
+
+    def _arrays(self) -> dict:
+        arrays = dict(hidden_weights=self._W, synapses=self._H, astrocyte_weights=self._g, hidden=self._h,
+                      scalars=self._scalars, time=np.array(self._time))
+        if self._bias is not None:
+            arrays["hidden_bias"] = self._bias
+        return arrays
+
+    @staticmethod
+    def _checksum(config_json: str, arrays: dict) -> str:
+        digest = hashlib.sha256(config_json.encode())
+        for name in sorted(arrays):
+            a = np.ascontiguousarray(arrays[name])
+            digest.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
+            digest.update(a.tobytes())
+        return digest.hexdigest()
+
+    def save(self, path: Union[str, os.PathLike]) -> None:
+        """Save the whole network (parameters, seed, hidden weights, synapses, astrocyte state,
+        time) to one ``.npz`` file, with a format version and a SHA-256 checksum of its contents.
+        A network loaded from it continues bitwise as this one would."""
+        config_json = json.dumps(self._config(), sort_keys=True)
+        arrays = self._arrays()
+        np.savez(
+            path,
+            format=np.array(CHECKPOINT_FORMAT),
+            config=np.array(config_json),
+            checksum=np.array(self._checksum(config_json, arrays)),
+            **arrays,
+        )
+
+    @classmethod
+    def load(cls, path: Union[str, os.PathLike], *, num_threads: int = 0) -> "NeuronAstrocyteNetwork":
+        """Load a network saved by :meth:`save`. A damaged file, or one from an incompatible
+        checkpoint format, raises ValueError; nothing is silently repaired."""
+        try:
+            with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as f:
+                contents = {name: f[name] for name in f.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, AttributeError, TypeError) as exc:
+            raise ValueError(f"{os.fspath(path)!r} is not a readable tripartite checkpoint: {exc}") from None
+        missing = {"format", "config", "checksum", "hidden_weights", "synapses", "astrocyte_weights", "hidden",
+                   "scalars", "time"} - set(contents)
+        if "format" in contents and int(contents["format"]) != CHECKPOINT_FORMAT:
+            raise ValueError(
+                f"{os.fspath(path)!r} has checkpoint format {int(contents['format'])}; this version of tripartite "
+                f"reads format {CHECKPOINT_FORMAT}"
+            )
+        if missing:
+            raise ValueError(f"{os.fspath(path)!r} is not a tripartite checkpoint: missing {sorted(missing)}")
+        config_json = str(contents.pop("config"))
+        checksum = str(contents.pop("checksum"))
+        contents.pop("format")
+        if cls._checksum(config_json, contents) != checksum:
+            raise ValueError(f"{os.fspath(path)!r} is damaged: its contents do not match the checksum saved with it")
+        config = json.loads(config_json)
+        net = cls(
+            config.pop("d_key"), config.pop("d_value"), config.pop("n_hidden"),
+            hidden_weights=contents["hidden_weights"], hidden_bias=contents.get("hidden_bias"),
+            num_threads=num_threads, **config,
+        )
+        net._H[...] = contents["synapses"]
+        net._g[...] = contents["astrocyte_weights"]
+        net._h[...] = contents["hidden"]
+        net._scalars[...] = contents["scalars"]
+        net._time = float(contents["time"])
+        return net
 
     # ----------------------------------------------------------------------------------------
     @staticmethod
@@ -377,3 +463,33 @@ class NeuronAstrocyteNetwork:
             f"t_write={p['t_write']:g}, t_read={p['t_read']:g}, eta={p['eta']:g}, leak={p['leak']:g}, "
             f"dt={self._dt:g}; {self.n_synapses} synapses, time={self._time:g} ms)"
         )
+
+
+class SimulationInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: the network stopped at a window boundary and can be resumed.
+
+    Attributes: ``windows_done`` and ``windows_total`` of the interrupted call, ``time`` (ms) of
+    the network now. For :meth:`NeuronAstrocyteNetwork.stream` a window pair (write, read) is
+    never split, so ``windows_done // 2`` tokens are complete."""
+
+    def __init__(self, windows_done: int, windows_total: int, time: float, stop_multiple: int = 1) -> None:
+        self.windows_done, self.windows_total, self.time = windows_done, windows_total, time
+        unit = "tokens (write + read)" if stop_multiple == 2 else "windows"
+        super().__init__(
+            f"stopped after {windows_done // stop_multiple} of {windows_total // stop_multiple} {unit}, at t = {time:g} ms; "
+            "the network is at that window boundary and can be saved or resumed"
+        )
+
+
+def _progress_bar(progress: Optional[bool], total: int, what: str):
+    """A tqdm bar when asked (progress=True), or by default when stderr is a terminal and the run
+    is long enough to watch; None otherwise (or when tqdm is not installed)."""
+    if progress is None:
+        progress = total >= 64 and sys.stderr.isatty()
+    if not progress:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit=" " + what, desc="tripartite")

@@ -1,0 +1,125 @@
+"""Checkpoints, Ctrl-C and resumption: a run stopped, saved, loaded and resumed is bitwise equal
+to an uninterrupted run."""
+
+import os
+import signal
+import threading
+import zipfile
+
+import numpy as np
+import pytest
+
+import tripartite
+from tripartite import SimulationInterrupted
+
+from conftest import moderate_inputs
+
+
+def state(net):
+    return [net.synapses, net.astrocyte_weights, net.hidden_rates, net.calcium, np.array(net.time)]
+
+
+def assert_bitwise(a, b):
+    for x, y in zip(a, b):
+        assert np.array_equal(x, y)
+
+
+@pytest.mark.parametrize("integrator", ["exact", "rk4"])
+def test_save_load_resume_is_bitwise(tmp_path, rng, integrator):
+    q, k, v = moderate_inputs(rng, (2, 10, 8), (2, 10, 8), 3)
+    kw = dict(heads=2, seed=3, integrator=integrator, dt=0.5, leak=0.001)
+    whole = tripartite.NeuronAstrocyteNetwork(8, 3, 300, **kw)
+    y_whole = whole.stream(q, k, v)
+
+    first = tripartite.NeuronAstrocyteNetwork(8, 3, 300, **kw)
+    y_a = first.stream(q[:, :4], k[:, :4], v[:, :4])
+    first.save(tmp_path / "net.npz")
+    second = tripartite.NeuronAstrocyteNetwork.load(tmp_path / "net.npz")
+    assert repr(second) == repr(first)
+    y_b = second.stream(q[:, 4:], k[:, 4:], v[:, 4:])
+    assert np.array_equal(np.concatenate([y_a, y_b], axis=1), y_whole)
+    assert_bitwise(state(second), state(whole))
+
+
+def test_bias_and_explicit_weights_round_trip(tmp_path, rng):
+    W = rng.standard_normal((1, 50, 4))
+    b = rng.normal(size=(1, 50))
+    net = tripartite.NeuronAstrocyteNetwork(4, 2, 50, hidden_weights=W, hidden_bias=b, dtype=np.float64)
+    net.save(tmp_path / "n.npz")
+    back = tripartite.NeuronAstrocyteNetwork.load(tmp_path / "n.npz")
+    assert np.array_equal(back.hidden_weights, W) and np.array_equal(back.hidden_bias, b)
+
+
+def test_damaged_and_foreign_files_are_refused(tmp_path, rng):
+    net = tripartite.NeuronAstrocyteNetwork(4, 2, 50)
+    net.write(*moderate_inputs(rng, (3, 4), (3, 4), 2)[1:])
+    path = tmp_path / "net.npz"
+    net.save(path)
+
+    data = dict(np.load(path))
+    data["synapses"] = data["synapses"] + 1e-3  # silently edited contents
+    np.savez(tmp_path / "edited.npz", **data)
+    with pytest.raises(ValueError, match="damaged"):
+        tripartite.NeuronAstrocyteNetwork.load(tmp_path / "edited.npz")
+
+    raw = path.read_bytes()
+    (tmp_path / "truncated.npz").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match="not a readable tripartite checkpoint"):
+        tripartite.NeuronAstrocyteNetwork.load(tmp_path / "truncated.npz")
+
+    data = dict(np.load(path))
+    data["format"] = np.array(99)
+    np.savez(tmp_path / "future.npz", **data)
+    with pytest.raises(ValueError, match="checkpoint format 99"):
+        tripartite.NeuronAstrocyteNetwork.load(tmp_path / "future.npz")
+
+    np.savez(tmp_path / "other.npz", x=np.ones(3))
+    with pytest.raises(ValueError, match="missing"):
+        tripartite.NeuronAstrocyteNetwork.load(tmp_path / "other.npz")
+    with pytest.raises(ValueError, match="not a readable"):
+        tripartite.NeuronAstrocyteNetwork.load(tmp_path / "absent.npz")
+    assert zipfile.is_zipfile(path)
+
+
+def interrupt_soon(delay):
+    timer = threading.Timer(delay, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    return timer
+
+
+@pytest.mark.parametrize("protocol", ["write", "stream"])
+def test_ctrl_c_stops_at_a_window_boundary_and_resumes_bitwise(rng, protocol):
+    D, Dv, m, L = 32, 32, 200_000, 4000
+    k = rng.standard_normal((L, D)).astype(np.float32) * 0.4
+    v = rng.standard_normal((L, Dv)).astype(np.float32)
+    net = tripartite.NeuronAstrocyteNetwork(D, Dv, m, num_threads=1)
+    timer = interrupt_soon(0.3)
+    try:
+        with pytest.raises(SimulationInterrupted) as info:
+            net.write(k, v) if protocol == "write" else net.stream(k, k, v)
+    finally:
+        timer.cancel()
+    done = info.value.windows_done
+    assert 0 < done < info.value.windows_total
+    if protocol == "write":
+        assert net.time == done * 100.0
+        net.write(k[done:done + 3], v[done:done + 3])
+        reference = tripartite.NeuronAstrocyteNetwork(D, Dv, m, num_threads=1)
+        reference.write(k[: done + 3], v[: done + 3])
+    else:
+        assert done % 2 == 0 and net.time == done // 2 * 1100.0  # never between a token and its query
+        n = done // 2
+        net.stream(k[n:n + 2], k[n:n + 2], v[n:n + 2])
+        reference = tripartite.NeuronAstrocyteNetwork(D, Dv, m, num_threads=1)
+        reference.stream(k[: n + 2], k[: n + 2], v[: n + 2])
+    assert_bitwise(state(net), state(reference))
+
+
+def test_progress_bar_reports_every_window(capsys):
+    pytest.importorskip("tqdm")
+    net = tripartite.NeuronAstrocyteNetwork(4, 2, 50)
+    net.write(np.ones((70, 4)), np.ones((70, 2)), progress=True)
+    err = capsys.readouterr().err
+    assert "70/70" in err and "tokens" in err
+    net.write(np.ones((70, 4)), np.ones((70, 2)), progress=False)
+    assert capsys.readouterr().err == ""
