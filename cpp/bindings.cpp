@@ -194,6 +194,24 @@ void triad(py::array a, py::array b, py::array c, float s, int num_threads) {
   });
 }
 
+// Maps from a window's start to each sampled step: M (k, 3, 3) and the astrocyte functionals (k, 6).
+py::tuple window_trajectory(const std::string& integrator, double duration, std::size_t steps, double rate_h,
+                            double rate_a, double e, double leak, std::vector<std::size_t> samples) {
+  for (std::size_t i = 0; i < samples.size(); ++i)
+    if (samples[i] < 1 || samples[i] > steps || (i && samples[i] <= samples[i - 1]))
+      throw std::invalid_argument("samples must be increasing step numbers in [1, steps]");
+  std::vector<WindowMap> traj;
+  window_map(parse_integrator(integrator), duration, steps, rate_h, rate_a, e, leak, &samples, &traj);
+  const auto k = py::ssize_t(traj.size());
+  py::array_t<double> M({k, py::ssize_t(3), py::ssize_t(3)}), a({k, py::ssize_t(6)});
+  for (py::ssize_t s = 0; s < k; ++s) {
+    for (int i = 0; i < 3; ++i)
+      for (int j = 0; j < 3; ++j) M.mutable_at(s, i, j) = traj[std::size_t(s)].M[i][j];
+    for (int i = 0; i < 6; ++i) a.mutable_at(s, i) = traj[std::size_t(s)].a[i];
+  }
+  return py::make_tuple(M, a);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, mod) {
@@ -205,6 +223,8 @@ PYBIND11_MODULE(_core, mod) {
   mod.def("window_map", &window_map_py,
           "(M, a): the map of one window on (g, h, u) and the astrocyte's linear functional.");
   mod.def("triad", &triad, "a = b + s c (float32), for measuring memory bandwidth");
+  mod.def("window_trajectory", &window_trajectory,
+          "(M, a) from a window's start to each sampled step (for monitors).");
   mod.def("openmp_enabled", &has_openmp);
   mod.def("max_threads", &max_threads);
   mod.attr("block_size") = kBlock;

@@ -23,6 +23,7 @@
 #include <cstddef>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace tripartite {
 
@@ -99,8 +100,12 @@ inline std::array<double, 5> gram_coefficients(const std::array<double, 3>& A, c
 
 // The map of a window of `duration` ms. rate_h = 1/tau_hidden, rate_a = 1/tau_astro (1/ms),
 // e = eta/t_write (0 while reading), leak (1/ms, 0 while reading). `steps` is used by euler/rk4.
+// If `samples` is given (increasing step numbers in [1, steps]), the maps from the window's start
+// to each of those steps are appended to `trajectory` (for monitors; "exact" samples the
+// continuous solution at t = duration * step / steps).
 inline WindowMap window_map(Integrator integrator, double duration, std::size_t steps, double rate_h,
-                            double rate_a, double e, double leak) {
+                            double rate_a, double e, double leak, const std::vector<std::size_t>* samples = nullptr,
+                            std::vector<WindowMap>* trajectory = nullptr) {
   using detail::Mat;
   Mat<3> Nmat{};
   Nmat[0] = {-leak, e, 0.0};
@@ -108,6 +113,9 @@ inline WindowMap window_map(Integrator integrator, double duration, std::size_t 
   Nmat[2] = {0.0, 0.0, 0.0};
   WindowMap map{};
   if (integrator == Integrator::exact) {
+    if (samples && trajectory)
+      for (std::size_t step : *samples)
+        trajectory->push_back(window_map(integrator, duration * double(step) / double(steps), 1, rate_h, rate_a, e, leak));
     Mat<3> A = Nmat;
     for (auto& row : A)
       for (auto& x : row) x *= duration;
@@ -157,6 +165,18 @@ inline WindowMap window_map(Integrator integrator, double duration, std::size_t 
   // a_n as a linear functional over z0 = (a0, g.h, g.u, h.h, h.u, u.u).
   std::array<double, 6> alpha{1.0, 0.0, 0.0, 0.0, 0.0, 0.0};
   Mat<3> Pn = detail::identity<3>();
+  std::size_t next_sample = 0;
+  auto record = [&](std::size_t step) {
+    if (!samples || !trajectory) return;
+    while (next_sample < samples->size() && (*samples)[next_sample] < step) ++next_sample;
+    if (next_sample < samples->size() && (*samples)[next_sample] == step) {
+      WindowMap w{};
+      for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < 3; ++j) w.M[i][j] = Pn[i][j];
+      for (int i = 0; i < 6; ++i) w.a[i] = alpha[i];
+      trajectory->push_back(w);
+    }
+  };
   auto gh_at = [](const Mat<3>& X) {  // functional of g.h at the state X (g0, h0, u)
     const auto c = detail::gram_coefficients(X[0], X[1]);
     return std::array<double, 6>{0.0, c[0], c[1], c[2], c[3], c[4]};
@@ -176,6 +196,7 @@ inline WindowMap window_map(Integrator integrator, double duration, std::size_t 
       for (int i = 0; i < 6; ++i) alpha[i] += dt / 6.0 * (K[0][i] + 2.0 * K[1][i] + 2.0 * K[2][i] + K[3][i]);
     }
     Pn = detail::matmul(P, Pn);
+    record(n + 1);
   }
   for (int i = 0; i < 3; ++i)
     for (int j = 0; j < 3; ++j) map.M[i][j] = Pn[i][j];

@@ -8,12 +8,13 @@ import math
 import os
 import sys
 import zipfile
-from typing import Any, Callable, Optional, Tuple, Union
+from typing import Any, Iterable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from . import _core
 from . import _validate as V
+from .monitor import StateMonitor
 from .weights import FEATURE_MAPS, draw_hidden_weights
 
 INTEGRATORS = ("euler", "rk4", "exact")
@@ -151,6 +152,8 @@ class NeuronAstrocyteNetwork:
         self._h = np.zeros((nh, m), dtype=self._dtype)
         self._scalars = np.zeros((nh, 6))
         self._time = 0.0
+        self._step = 0  # integration steps of dt since the last reset (the monitors' clock)
+        self._monitors: list = []
         self.reset()
 
     # ----------------------------------------------------------------------------------------
@@ -187,6 +190,7 @@ class NeuronAstrocyteNetwork:
         self._scalars[:, _BOUND_G] = -np.inf
         self._scalars[:, _BOUND_h] = -np.inf
         self._time = 0.0
+        self._step = 0
 
     # ----------------------------------------------------------------------------------------
     def _inputs(self, x: Any, name: str, width: int, width_name: str) -> Tuple[np.ndarray, bool]:
@@ -207,24 +211,69 @@ class NeuronAstrocyteNetwork:
     def _empty(self, width: int) -> np.ndarray:
         return np.zeros((self._heads, 0, width), dtype=self._dtype)
 
+    def _window_steps(self, write: bool) -> int:
+        """Steps of dt in one window (for exact: the monitors' sampling grid)."""
+        T = self._params["t_write" if write else "t_read"]
+        return max(1, round(T / self._dt))
+
     def _run(self, keys, values, queries, is_write, index, progress, stop_multiple=1, what="windows"):
         total = len(is_write)
         bar = _progress_bar(progress, total, what)
-        kernel = _core.run_network_float32 if self._dtype == np.float32 else _core.run_network_float64
         try:
-            outputs, log_a, done, interrupted = kernel(
-                self._W, self._bias, self._H, self._g, self._h, self._scalars, keys, values, queries,
-                np.ascontiguousarray(is_write, dtype=np.uint8), np.ascontiguousarray(index, dtype=np.int64),
-                self._params, self._integrator, self._write_steps, self._read_steps, self.num_threads,
-                None if bar is None else (lambda n: bar.update(n - bar.n)), stop_multiple,
-            )
+            if self._monitors:
+                return self._run_monitored(keys, values, queries, is_write, index, bar, stop_multiple)
+            outputs, log_a, done, interrupted = self._kernel(keys, values, queries, is_write, index, bar, stop_multiple)
         finally:
             if bar is not None:
                 bar.close()
-        n_write = int(np.count_nonzero(is_write[:done]))
-        self._time += n_write * self._params["t_write"] + (done - n_write) * self._params["t_read"]
+        self._advance(is_write[:done])
         if interrupted:
             raise SimulationInterrupted(done, total, self._time, stop_multiple)
+        return outputs, log_a
+
+    def _kernel(self, keys, values, queries, is_write, index, bar, stop_multiple):
+        kernel = _core.run_network_float32 if self._dtype == np.float32 else _core.run_network_float64
+        return kernel(
+            self._W, self._bias, self._H, self._g, self._h, self._scalars, keys, values, queries,
+            np.ascontiguousarray(is_write, dtype=np.uint8), np.ascontiguousarray(index, dtype=np.int64),
+            self._params, self._integrator, self._write_steps, self._read_steps, self.num_threads,
+            None if bar is None else (lambda n: bar.update(n - bar.n)), stop_multiple,
+        )
+
+    def _advance(self, is_write) -> None:
+        n_write = int(np.count_nonzero(is_write))
+        n_read = len(is_write) - n_write
+        self._time += n_write * self._params["t_write"] + n_read * self._params["t_read"]
+        self._step += n_write * self._window_steps(True) + n_read * self._window_steps(False)
+
+    def _run_monitored(self, keys, values, queries, is_write, index, bar, stop_multiple):
+        """Window by window, letting each monitor sample the window from its starting state."""
+        total = len(is_write)
+        outputs = np.zeros((self._heads, queries.shape[1], self._d_value), dtype=self._dtype)
+        log_a = np.full((self._heads, queries.shape[1]), -np.inf)
+        one = np.zeros(1, dtype=np.int64)
+        pending = False  # Ctrl-C seen; stop at the next allowed window boundary
+        for i in range(total):
+            write, j = bool(is_write[i]), int(index[i])
+            x = keys[:, j] if write else queries[:, j]
+            v = values[:, j] if write else None
+            steps = self._window_steps(write)
+            for mon in self._monitors:
+                mon._record(self, "write" if write else "read", x, v, self._time, self._step, steps,
+                            self._params["t_write" if write else "t_read"])
+            if write:
+                *_, interrupted = self._kernel(np.ascontiguousarray(keys[:, j : j + 1]), np.ascontiguousarray(values[:, j : j + 1]),
+                                               self._empty(self._d_key), np.ones(1, np.uint8), one, None, 1)
+            else:
+                y, la, _, interrupted = self._kernel(self._empty(self._d_key), self._empty(self._d_value),
+                                                     np.ascontiguousarray(queries[:, j : j + 1]), np.zeros(1, np.uint8), one, None, 1)
+                outputs[:, j], log_a[:, j] = y[:, 0], la[:, 0]
+            self._advance(is_write[i : i + 1])
+            if bar is not None:
+                bar.update(1)
+            pending = pending or interrupted
+            if pending and (i + 1) % stop_multiple == 0 and i + 1 < total:
+                raise SimulationInterrupted(i + 1, total, self._time, stop_multiple)
         return outputs, log_a
 
     @staticmethod
@@ -294,6 +343,37 @@ class NeuronAstrocyteNetwork:
         return self._shape_out(out, log_a, two_d, return_astrocyte)
 
     # ----------------------------------------------------------------------------------------
+    def monitor(
+        self,
+        variables: Sequence[str] = ("calcium",),
+        *,
+        heads: Optional[Iterable[int]] = None,
+        hidden: Optional[Iterable[int]] = None,
+        synapses: Optional[Iterable[Tuple[int, int]]] = None,
+        every: int = 1,
+    ) -> StateMonitor:
+        """Record ``variables`` from now on, every ``every`` steps of dt (as Brian2's StateMonitor).
+
+        Parameters
+        ----------
+        variables : subset of {"calcium", "hidden", "astrocyte_weights", "synapses", "outputs"}
+        heads : indices of the heads to record (default: all)
+        hidden : hidden-neuron indices for "hidden" and "astrocyte_weights" (default: the first 10)
+        synapses : (output d, hidden r) pairs for "synapses" (default: [(0, 0)])
+        every : record every this many steps of dt (the "exact" integrator samples its continuous
+            solution on the same grid)
+
+        Returns
+        -------
+        StateMonitor
+            Its arrays grow as the network runs; ``monitor.stop()`` detaches it. The current
+            state is recorded first (if the step count is a multiple of ``every``).
+        """
+        mon = StateMonitor(self, variables, heads, hidden, synapses, every)
+        mon._record(self, "now", None, None, self._time, self._step, 0, 0.0)
+        self._monitors.append(mon)
+        return mon
+
     def _config(self) -> dict:
         return dict(
             d_key=self._d_key, d_value=self._d_value, n_hidden=self._n_hidden, heads=self._heads, seed=self._seed,
@@ -303,7 +383,7 @@ class NeuronAstrocyteNetwork:
 
     def _arrays(self) -> dict:
         arrays = dict(hidden_weights=self._W, synapses=self._H, astrocyte_weights=self._g, hidden=self._h,
-                      scalars=self._scalars, time=np.array(self._time))
+                      scalars=self._scalars, time=np.array(self._time), step=np.array(self._step))
         if self._bias is not None:
             arrays["hidden_bias"] = self._bias
         return arrays
@@ -341,7 +421,7 @@ class NeuronAstrocyteNetwork:
         except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, AttributeError, TypeError) as exc:
             raise ValueError(f"{os.fspath(path)!r} is not a readable tripartite checkpoint: {exc}") from None
         missing = {"format", "config", "checksum", "hidden_weights", "synapses", "astrocyte_weights", "hidden",
-                   "scalars", "time"} - set(contents)
+                   "scalars", "time", "step"} - set(contents)
         if "format" in contents and int(contents["format"]) != CHECKPOINT_FORMAT:
             raise ValueError(
                 f"{os.fspath(path)!r} has checkpoint format {int(contents['format'])}; this version of tripartite "
@@ -365,6 +445,7 @@ class NeuronAstrocyteNetwork:
         net._h[...] = contents["hidden"]
         net._scalars[...] = contents["scalars"]
         net._time = float(contents["time"])
+        net._step = int(contents["step"])
         return net
 
     # ----------------------------------------------------------------------------------------

@@ -50,6 +50,39 @@ def error_vs_m(ax: Any, ms: Sequence[int], errors: Sequence[float], label: Optio
     return ax
 
 
+def _shade_windows(ax: Any, monitor: Any) -> None:
+    """Shades the writing windows of a monitor's time axis."""
+    t, kind = monitor.t, monitor.window
+    writing = kind == "write"
+    start = None
+    for i in range(len(t)):
+        if writing[i] and start is None:
+            start = t[i - 1] if i else t[i]
+        if start is not None and (not writing[i] or i == len(t) - 1):
+            ax.axvspan(start, t[i - 1] if not writing[i] else t[i], color="0.9", lw=0)
+            start = None
+
+
+def calcium_trace(ax: Any, monitor: Any, head: int = 0) -> Any:
+    """The astrocyte's calcium a(t) from a monitor recording "calcium"; writing windows shaded."""
+    _shade_windows(ax, monitor)
+    ax.plot(monitor.t, monitor.calcium[:, head], lw=1.2)
+    ax.set_xlabel("time (ms)")
+    ax.set_ylabel("astrocyte calcium a(t)")
+    return ax
+
+
+def synapse_traces(ax: Any, monitor: Any, head: int = 0) -> Any:
+    """Traces of the monitored tripartite synapses H_dr(t); writing windows shaded."""
+    _shade_windows(ax, monitor)
+    for i, (d, r) in enumerate(monitor.synapse_indices):
+        ax.plot(monitor.t, monitor.synapses[:, head, i], lw=1.2, label=f"H[{d},{r}]")
+    ax.set_xlabel("time (ms)")
+    ax.set_ylabel("synaptic weight")
+    ax.legend(fontsize="small")
+    return ax
+
+
 def figure(ncols: int = 1, width: float = 5.0, height: float = 4.0):
     """A new figure with ``ncols`` axes side by side."""
     plt = _pyplot()

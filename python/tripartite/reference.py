@@ -122,7 +122,8 @@ def simulate(
     dt: float = 1.0,
     integrator: str = "euler",
     hidden_bias=None,
-) -> Tuple[np.ndarray, np.ndarray]:
+    record_every: Optional[int] = None,
+):
     """Step the continuous-time network of one head, one dt at a time (MODEL.md section 2).
 
     keys (L, D), values (L, Dv), queries (Lq, D), hidden_weights (m, D). With ``stream=False``
@@ -130,6 +131,10 @@ def simulate(
     query t read. Returns the outputs y (Lq, Dv) and the astrocyte's calcium a (Lq,), each at the
     end of its query's read window. ``integrator`` is "euler" or "rk4". Float64, true units (no
     log-domain rescaling): meant for moderate inputs and small networks.
+
+    With ``record_every=n`` it also returns a dict of traces sampled every n steps (including
+    t = 0): "t" (ms), "calcium", "hidden" (k, m), "astrocyte_weights" (k, m), "synapses"
+    (k, Dv, m), "outputs" (k, Dv).
     """
     keys, values, queries = (np.asarray(x, dtype=np.float64) for x in (keys, values, queries))
     W = np.asarray(hidden_weights, dtype=np.float64)
@@ -166,10 +171,28 @@ def simulate(
         raise ValueError(f"integrator must be 'euler' or 'rk4', got {integrator!r}")
     n_write, n_read = round(t_write / dt), round(t_read / dt)
 
+    trace = {name: [] for name in ("t", "calcium", "hidden", "astrocyte_weights", "synapses", "outputs")}
+    clock = [0]
+
+    def record(state):
+        h, H, g, a = state
+        trace["t"].append(clock[0] * dt)
+        trace["calcium"].append(a)
+        trace["hidden"].append(h)
+        trace["astrocyte_weights"].append(g)
+        trace["synapses"].append(H)
+        trace["outputs"].append(H @ h / a if a > 0 else np.zeros(Dv))
+
     def window(state, u, v, writing, n_steps):
         for _ in range(n_steps):
             state = step(state, u, v, writing)
+            clock[0] += 1
+            if record_every and clock[0] % record_every == 0:
+                record(state)
         return state
+
+    if record_every:
+        record(state)
 
     def read(state, query):
         state = window(state, phi(query[None])[0], None, False, n_read)
@@ -186,4 +209,6 @@ def simulate(
             state = window(state, phi(keys[t][None])[0], values[t], True, n_write)
         for t in range(len(queries)):
             state, outputs[t], calcium[t] = read(state, queries[t])
+    if record_every:
+        return outputs, calcium, {name: np.array(values) for name, values in trace.items()}
     return outputs, calcium

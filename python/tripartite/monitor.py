@@ -1,0 +1,161 @@
+"""Monitors: record chosen variables of a network, for chosen indices, every n-th step.
+
+Inside a window the core advances the network in closed form (see cpp/tripartite/window.hpp), so a
+monitor does not slow the simulation down by stepping it: for each window it takes the state at
+the window's start and the maps from there to each sampled step (the same maps the core uses),
+and evaluates only the recorded entries. Memory is bounded by samples x recorded indices.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import _core
+from . import reference
+
+VARIABLES = ("calcium", "hidden", "astrocyte_weights", "synapses", "outputs")
+
+
+class StateMonitor:
+    """Recorded traces of one network (created by :meth:`NeuronAstrocyteNetwork.monitor`).
+
+    Attributes (NumPy arrays, time first):
+
+    - ``t`` (n,): sample times in ms;
+    - ``calcium`` (n, heads): astrocyte calcium a(t);
+    - ``hidden`` (n, heads, len(hidden_indices)): hidden rates h_r(t);
+    - ``astrocyte_weights`` (n, heads, len(hidden_indices)): g_r(t);
+    - ``synapses`` (n, heads, len(synapse_indices)): H_dr(t) for the chosen (d, r);
+    - ``outputs`` (n, heads, d_value): y(t) = H h / a (0 where a = 0);
+    - ``window`` (n,): "write" or "read", the kind of window each sample lies in.
+
+    Values are in true units (float64) and equal, up to rounding, what step-by-step integration
+    with the network's integrator and dt gives at those steps.
+    """
+
+    def __init__(self, net, variables: Sequence[str], heads: Optional[Iterable[int]], hidden: Optional[Iterable[int]],
+                 synapses: Optional[Iterable[Tuple[int, int]]], every: int) -> None:
+        for v in variables:
+            if v not in VARIABLES:
+                raise ValueError(f"variables must be among {', '.join(VARIABLES)}, got {v!r}")
+        if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
+            raise ValueError(f"every must be a positive integer (steps of dt), got {every!r}")
+        self.variables = tuple(variables)
+        self.every = int(every)
+        self.heads = np.arange(net.heads) if heads is None else np.asarray(list(heads), dtype=np.int64)
+        if self.heads.size == 0 or self.heads.min() < 0 or self.heads.max() >= net.heads:
+            raise ValueError(f"heads must be indices in [0, {net.heads}), got {self.heads.tolist()}")
+        wants_hidden = {"hidden", "astrocyte_weights"} & set(self.variables)
+        self.hidden_indices = np.asarray(list(hidden) if hidden is not None else range(min(10, net.n_hidden)), dtype=np.int64)
+        if wants_hidden and (self.hidden_indices.size == 0 or self.hidden_indices.min() < 0 or self.hidden_indices.max() >= net.n_hidden):
+            raise ValueError(f"hidden must be neuron indices in [0, {net.n_hidden}), got {self.hidden_indices.tolist()}")
+        pairs = np.asarray(list(synapses) if synapses is not None else [(0, 0)], dtype=np.int64).reshape(-1, 2)
+        if "synapses" in self.variables and (
+            pairs.size == 0 or pairs.min() < 0 or pairs[:, 0].max() >= net.d_value or pairs[:, 1].max() >= net.n_hidden
+        ):
+            raise ValueError(f"synapses must be (output d < {net.d_value}, hidden r < {net.n_hidden}) pairs, got {pairs.tolist()}")
+        self.synapse_indices = pairs
+        self._chunks: Dict[str, List[np.ndarray]] = {name: [] for name in ("t", "window") + self.variables}
+        self._net = net
+
+    # ----------------------------------------------------------------------------------------
+    def _record(self, net, kind: str, x: Optional[np.ndarray], v: Optional[np.ndarray], start_time: float, start_step: int,
+                steps: int, duration: float) -> None:
+        """Samples of one window of `steps` steps starting at global step `start_step`, from the
+        state now (the window's start). kind: "write", "read" or "now" (the current state only)."""
+        if kind == "now":
+            samples = np.array([0]) if start_step % self.every == 0 else np.array([], dtype=np.int64)
+            M = np.eye(3)[None]
+            A = np.eye(6)[:1]
+        else:
+            first = (-start_step) % self.every or self.every
+            samples = np.arange(first, steps + 1, self.every)
+            if samples.size == 0:
+                return
+            p = net._params
+            writing = kind == "write"
+            M, A = _core.window_trajectory(
+                net._integrator, duration, steps, 1 / p["tau_hidden"], 1 / p["tau_astro"],
+                p["eta"] / p["t_write"] if writing else 0.0, p["leak"] if writing else 0.0, samples.tolist(),
+            )
+        if samples.size == 0:
+            return
+        self._chunks["t"].append(start_time + samples * (duration / steps if steps else 0.0))
+        self._chunks["window"].append(np.full(samples.size, "now" if kind == "now" else kind))
+        sc = net._scalars
+        per_head: Dict[str, list] = {name: [] for name in self.variables}
+        with np.errstate(over="ignore", invalid="ignore"):
+            for hd in self.heads:
+                h0 = net._h[hd].astype(np.float64) * np.exp(sc[hd, 3])
+                g0 = net._g[hd].astype(np.float64) * np.exp(sc[hd, 2])
+                a0 = sc[hd, 0] * np.exp(sc[hd, 1])
+                if x is None:
+                    u = np.zeros_like(h0)
+                else:
+                    bias = None if net._bias is None else net._bias[hd]
+                    u = np.exp(reference.log_features(x[hd][None], net._W[hd], net.scale, bias)[0])
+                gram = dict(gh=g0 @ h0, gu=g0 @ u, hh=h0 @ h0, hu=h0 @ u, uu=u @ u)
+                z0 = np.array([a0, gram["gh"], gram["gu"], gram["hh"], gram["hu"], gram["uu"]])
+                a = A @ z0
+                if "calcium" in per_head:
+                    per_head["calcium"].append(a)
+                r = self.hidden_indices
+                if "hidden" in per_head:
+                    per_head["hidden"].append(M[:, 1, 1, None] * h0[r] + M[:, 1, 2, None] * u[r])
+                if "astrocyte_weights" in per_head:
+                    per_head["astrocyte_weights"].append(M[:, 0, 0, None] * g0[r] + M[:, 0, 1, None] * h0[r] + M[:, 0, 2, None] * u[r])
+                H_scale = np.exp(sc[hd, 2])
+                if "synapses" in per_head:
+                    d, rs = self.synapse_indices[:, 0], self.synapse_indices[:, 1]
+                    H0 = net._H[hd, d, rs].astype(np.float64) * H_scale
+                    if kind == "write":
+                        vd = v[hd, d].astype(np.float64)
+                        per_head["synapses"].append(M[:, 0, 0, None] * H0 + vd * (M[:, 0, 1, None] * h0[rs] + M[:, 0, 2, None] * u[rs]))
+                    else:
+                        per_head["synapses"].append(np.broadcast_to(H0, (len(a), len(H0))).copy())
+                if "outputs" in per_head:
+                    H = net._H[hd].astype(np.float64) * H_scale
+                    Hh, Hu = H @ h0, H @ u
+                    num = M[:, 1, 1, None] * Hh + M[:, 1, 2, None] * Hu  # H0 h(s)
+                    if kind == "write":  # H(s) = M00 H0 + v w(s)^T with w(s) = M01 h0 + M02 u
+                        M01, M02, M11, M12 = M[:, 0, 1], M[:, 0, 2], M[:, 1, 1], M[:, 1, 2]
+                        wh = M01 * M11 * gram["hh"] + (M01 * M12 + M02 * M11) * gram["hu"] + M02 * M12 * gram["uu"]
+                        num = M[:, 0, 0, None] * num + wh[:, None] * v[hd].astype(np.float64)
+                    per_head["outputs"].append(np.where(a[:, None] > 0, num / np.where(a > 0, a, 1)[:, None], 0.0))
+        for name, values in per_head.items():
+            self._chunks[name].append(np.stack(values, axis=1))
+
+    def _get(self, name: str) -> np.ndarray:
+        if name not in self._chunks:
+            raise AttributeError(f"this monitor does not record {name!r}; it records {', '.join(self.variables)}")
+        chunks = self._chunks[name]
+        if chunks:
+            return np.concatenate(chunks)
+        width = {"calcium": (len(self.heads),), "hidden": (len(self.heads), len(self.hidden_indices)),
+                 "astrocyte_weights": (len(self.heads), len(self.hidden_indices)),
+                 "synapses": (len(self.heads), len(self.synapse_indices)),
+                 "outputs": (len(self.heads), self._net.d_value)}.get(name, ())
+        return np.zeros((0,) + width)
+
+    t = property(lambda self: self._get("t"))
+    window = property(lambda self: self._get("window"))
+    calcium = property(lambda self: self._get("calcium"))
+    hidden = property(lambda self: self._get("hidden"))
+    astrocyte_weights = property(lambda self: self._get("astrocyte_weights"))
+    synapses = property(lambda self: self._get("synapses"))
+    outputs = property(lambda self: self._get("outputs"))
+
+    @property
+    def n_samples(self) -> int:
+        return int(sum(len(c) for c in self._chunks["t"]))
+
+    def stop(self) -> None:
+        """Detach from the network (the recorded data stays)."""
+        if self in self._net._monitors:
+            self._net._monitors.remove(self)
+
+    def __repr__(self) -> str:
+        return (f"StateMonitor(variables={self.variables}, heads={self.heads.tolist()}, every={self.every} steps, "
+                f"{self.n_samples} samples)")

@@ -1,0 +1,92 @@
+"""Monitors against the step-by-step reference: the same values at the same steps."""
+
+import numpy as np
+import pytest
+
+import tripartite
+from tripartite import reference
+
+from conftest import moderate_inputs
+
+FAST = dict(tau_hidden=2.0, tau_astro=5.0, t_write=10.0, t_read=20.0)
+
+
+@pytest.mark.parametrize("integrator", ["euler", "rk4"])
+def test_monitor_matches_reference_trace(rng, integrator):
+    D, Dv, m, L, dt, every = 5, 3, 40, 3, 0.5, 3
+    q, k, v = moderate_inputs(rng, (L, D), (L, D), Dv)
+    net = tripartite.NeuronAstrocyteNetwork(D, Dv, m, dtype=np.float64, integrator=integrator, dt=dt, leak=0.01, **FAST)
+    mon = net.monitor(("calcium", "hidden", "astrocyte_weights", "synapses", "outputs"), hidden=[0, 7, 39],
+                      synapses=[(0, 1), (2, 39)], every=every)
+    net.stream(q, k, v)
+    _, _, trace = reference.simulate(k, v, q, net.hidden_weights[0], stream=True, integrator=integrator, dt=dt,
+                                     leak=0.01, record_every=every, **FAST)
+    assert mon.n_samples == len(trace["t"])
+    assert np.allclose(mon.t, trace["t"], rtol=0, atol=1e-9)
+    scale = lambda x: np.max(np.abs(x))  # noqa: E731
+    assert np.max(np.abs(mon.calcium[:, 0] - trace["calcium"])) <= 1e-12 * scale(trace["calcium"])
+    assert np.max(np.abs(mon.hidden[:, 0] - trace["hidden"][:, [0, 7, 39]])) <= 1e-12 * scale(trace["hidden"])
+    assert np.max(np.abs(mon.astrocyte_weights[:, 0] - trace["astrocyte_weights"][:, [0, 7, 39]])) <= 1e-12 * scale(trace["astrocyte_weights"])
+    H_ref = trace["synapses"][:, [0, 2], [1, 39]]
+    assert np.max(np.abs(mon.synapses[:, 0] - H_ref)) <= 1e-12 * scale(H_ref)
+    assert np.max(np.abs(mon.outputs[:, 0] - trace["outputs"])) <= 1e-11 * scale(trace["outputs"])
+
+
+def test_monitor_memory_is_bounded_by_the_request(rng):
+    net = tripartite.NeuronAstrocyteNetwork(4, 2, 1000, heads=3)
+    mon = net.monitor(("calcium", "hidden"), heads=[1], hidden=[5, 6], every=50)
+    q, k, v = moderate_inputs(rng, (3, 4, 4), (3, 4, 4), 2)
+    net.write(k, v)
+    y = net.read(q)
+    # 4 writes x 100 steps + 4 reads x 1000 steps, one sample per 50, plus the state at t = 0
+    assert mon.calcium.shape == (1 + 4 * 2 + 4 * 20, 1) and mon.hidden.shape == (89, 1, 2)
+    assert mon.t[-1] == net.time and set(mon.window) == {"now", "write", "read"}
+    # the monitored run gives the same outputs as an unmonitored one
+    other = tripartite.NeuronAstrocyteNetwork(4, 2, 1000, heads=3)
+    other.write(k, v)
+    assert np.array_equal(other.read(q), y)
+    mon.stop()
+    net.read(q)
+    assert mon.calcium.shape[0] == 89
+    with pytest.raises(AttributeError, match="does not record 'outputs'"):
+        mon.outputs
+
+
+def test_exact_integrator_monitor_samples_continuous_solution(rng):
+    q, k, v = moderate_inputs(rng, (2, 4), (2, 4), 2)
+    exact = tripartite.NeuronAstrocyteNetwork(4, 2, 30, dtype=np.float64, **FAST)
+    rk4 = tripartite.NeuronAstrocyteNetwork(4, 2, 30, dtype=np.float64, integrator="rk4", dt=0.05, **FAST)
+    m1 = exact.monitor(every=10)  # every 10 ms (dt = 1)
+    m2 = rk4.monitor(every=200)  # every 10 ms
+    exact.stream(q, k, v)
+    rk4.stream(q, k, v)
+    assert np.allclose(m1.t, m2.t) and np.allclose(m1.calcium, m2.calcium, rtol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [(dict(variables=("voltage",)), "variables must be among"), (dict(every=0), "every must be a positive integer"),
+     (dict(heads=[3]), "heads must be indices"), (dict(variables=("hidden",), hidden=[100]), "hidden must be neuron indices"),
+     (dict(variables=("synapses",), synapses=[(5, 0)]), "synapses must be")],
+)
+def test_monitor_bad_arguments(kwargs, match):
+    net = tripartite.NeuronAstrocyteNetwork(4, 2, 30)
+    with pytest.raises(ValueError, match=match):
+        net.monitor(**kwargs)
+
+
+def test_plot_helpers_draw_monitor_traces(tmp_path, rng):
+    pytest.importorskip("matplotlib")
+    from tripartite.plots import calcium_trace, figure, synapse_traces
+
+    net = tripartite.NeuronAstrocyteNetwork(4, 2, 30, t_read=50.0)
+    mon = net.monitor(("calcium", "synapses"), synapses=[(0, 0), (1, 2)], every=5)
+    q, k, v = moderate_inputs(rng, (2, 4), (3, 4), 2)
+    net.write(k, v)
+    net.read(q)
+    fig, axes = figure(2)
+    calcium_trace(axes[0], mon)
+    synapse_traces(axes[1], mon)
+    assert len(axes[0].lines) == 1 and len(axes[1].lines) == 2 and len(axes[0].patches) == 1  # one shaded write span
+    fig.savefig(tmp_path / "m.png")
+    assert (tmp_path / "m.png").stat().st_size > 5000
