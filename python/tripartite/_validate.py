@@ -29,6 +29,29 @@ def finite(arr: np.ndarray, name: str) -> None:
         raise ValueError(f"{name} must be finite, got {arr[tuple(bad)]} at index {tuple(int(i) for i in bad)}")
 
 
+def input_norms(arr: np.ndarray, name: str, scale: float, dtype: np.dtype) -> None:
+    """Keys and queries enter the log-rates as W x~ - |x~|^2/2; beyond |x~|^2 = 0.1/eps of the
+    dtype the rounding of that difference exceeds 1, i.e. every rate would be off by a factor
+    e or more. Refuse such inputs instead of returning noise."""
+    if not arr.size:
+        return
+    with np.errstate(over="ignore"):
+        norm2 = float(np.max(np.sum(np.square(arr, dtype=np.float64), axis=-1))) * scale
+    limit = 0.1 / float(np.finfo(dtype).eps)
+    if not norm2 <= limit:
+        raise ValueError(
+            f"{name} is too large: max |{name}~|^2 = {norm2:.3g} exceeds {limit:.3g}, beyond which {np.dtype(dtype).name} "
+            "log-rates lose all precision (rescale the inputs or use float64)"
+        )
+
+
+def value_magnitude(arr: np.ndarray, name: str, dtype: np.dtype) -> None:
+    """Values are summed into the synapses; beyond sqrt(max float) those sums could overflow."""
+    limit = math.sqrt(float(np.finfo(dtype).max))
+    if arr.size and not float(np.max(np.abs(arr))) <= limit:
+        raise ValueError(f"{name} is too large: max |{name}| = {float(np.max(np.abs(arr))):.3g} exceeds {limit:.3g} for {np.dtype(dtype).name}")
+
+
 def compute_dtype(*arrays: np.ndarray) -> np.dtype:
     """float64 if any input is float64 (or an integer type), else float32."""
     kinds = [a.dtype for a in arrays]

@@ -108,6 +108,9 @@ def attention(
     for name, x in (("q", q), ("k", k), ("v", v)):
         V.finite(x, name)
     dtype = V.compute_dtype(q, k, v)
+    V.input_norms(q, "q", s, dtype)
+    V.input_norms(k, "k", s, dtype)
+    V.value_magnitude(v, "v", dtype)
     heads = math.prod(batch)
     Lq, Lk, Dv = q.shape[-2], k.shape[-2], v.shape[-1]
     if hidden_weights is None:

@@ -206,6 +206,10 @@ class NeuronAstrocyteNetwork:
                 f"got {np.asarray(x).shape}"
             )
         V.finite(arr, name)
+        if width_name == "D":
+            V.input_norms(arr, name, self._scale, self._dtype)
+        else:
+            V.value_magnitude(arr, name, self._dtype)
         return np.ascontiguousarray(arr, dtype=self._dtype), two_d
 
     def _empty(self, width: int) -> np.ndarray:
