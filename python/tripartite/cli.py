@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 
@@ -31,7 +32,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     minilm.add_argument("--methods", nargs="+", default=None, help="feature methods of the per-head study (default: all)")
     minilm.add_argument("--modes", nargs="+", default=None, help="steady, network, network-fast (default: all)")
     minilm.add_argument("--model-methods", nargs="*", default=None,
-                        help="methods for the whole model (default: iid oprf+ort+shift; none: skip it)")
+                        help="methods for the whole model (default: iid oprf+ort+shift; the flag alone skips it)")
     minilm.add_argument("--model-modes", nargs="+", default=["steady"], help="modes for the whole model (default: steady)")
     minilm.add_argument("--figure-head", type=int, nargs=2, metavar=("LAYER", "HEAD"),
                         help="0-based head of the paper's figure (default: the head with the smallest mean |q~+k~|^2)")
@@ -46,7 +47,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.command == "minilm":
         from . import minilm as study
 
-        text = None if args.text is None else open(args.text, encoding="utf-8").read()
+        try:
+            text = None if args.text is None else Path(args.text).read_text(encoding="utf-8")
+        except OSError as exc:
+            print(f"tripartite minilm: error: cannot read --text: {exc}", file=sys.stderr)
+            return 2
         kwargs = {}
         if args.methods is not None:
             kwargs["methods"] = args.methods

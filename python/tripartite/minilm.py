@@ -151,8 +151,8 @@ def replaced_heads(
             d, v.shape[-1], W.shape[-2], heads=q.shape[0], hidden_weights=W, hidden_bias=b,
             dtype=q.dtype, num_threads=num_threads, **network,
         )
-        net.write(k_in, v)
-        y, a = net.read(q, return_astrocyte=True)
+        net.write(k_in, v, progress=False)  # the study shows its own progress
+        y, a = net.read(q, return_astrocyte=True, progress=False)
     # a estimates sum_tau exp(s q.(k - u)) = Z_t exp(-s q.u): put the factor back.
     log_back = scale * np.einsum("hld,hd->hl", q.astype(np.float64), u.astype(np.float64))
     with np.errstate(over="ignore"):
