@@ -1,0 +1,41 @@
+"""Type stubs of the compiled core (private; use the tripartite package)."""
+
+from typing import Callable, Optional, Sequence, Tuple
+
+import numpy as np
+import numpy.typing as npt
+
+block_size: int
+chunk_size: int
+num_scalars: int
+
+def attention_float32(
+    W: npt.NDArray[np.float32], bias: Optional[npt.NDArray[np.float32]], Q: npt.NDArray[np.float32],
+    K: npt.NDArray[np.float32], V: npt.NDArray[np.float32], input_scale: float, causal: bool, num_threads: int,
+) -> Tuple[npt.NDArray[np.float32], npt.NDArray[np.float64]]: ...
+def attention_float64(
+    W: npt.NDArray[np.float64], bias: Optional[npt.NDArray[np.float64]], Q: npt.NDArray[np.float64],
+    K: npt.NDArray[np.float64], V: npt.NDArray[np.float64], input_scale: float, causal: bool, num_threads: int,
+) -> Tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+def run_network_float32(
+    W: np.ndarray, bias: Optional[np.ndarray], H: np.ndarray, g: np.ndarray, h: np.ndarray, scalars: np.ndarray,
+    keys: np.ndarray, values: np.ndarray, queries: np.ndarray, is_write: np.ndarray, index: np.ndarray,
+    params: dict, integrator: str, write_steps: int, read_steps: int, num_threads: int,
+    progress: Optional[Callable[[int], None]], stop_multiple: int,
+) -> Tuple[np.ndarray, np.ndarray, int, bool]: ...
+def run_network_float64(
+    W: np.ndarray, bias: Optional[np.ndarray], H: np.ndarray, g: np.ndarray, h: np.ndarray, scalars: np.ndarray,
+    keys: np.ndarray, values: np.ndarray, queries: np.ndarray, is_write: np.ndarray, index: np.ndarray,
+    params: dict, integrator: str, write_steps: int, read_steps: int, num_threads: int,
+    progress: Optional[Callable[[int], None]], stop_multiple: int,
+) -> Tuple[np.ndarray, np.ndarray, int, bool]: ...
+def window_map(
+    integrator: str, duration: float, steps: int, rate_h: float, rate_a: float, e: float, leak: float
+) -> Tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+def window_trajectory(
+    integrator: str, duration: float, steps: int, rate_h: float, rate_a: float, e: float, leak: float,
+    samples: Sequence[int],
+) -> Tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+def triad(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32], c: npt.NDArray[np.float32], s: float, num_threads: int) -> None: ...
+def openmp_enabled() -> bool: ...
+def max_threads() -> int: ...
