@@ -85,3 +85,11 @@ def test_float32_and_float64_networks_agree(rng):
         out.append(net.stream(q, k, v))
     assert out[0].dtype == np.float32
     assert np.allclose(out[0], out[1], rtol=0, atol=1e-5 * np.abs(out[1]).max())
+
+
+def test_stream_equals_causal_steady_state_with_short_time_constants(rng):
+    q, k, v = moderate_inputs(rng, (2, 9, 8), (2, 9, 8), 4)
+    net = tripartite.NeuronAstrocyteNetwork(8, 4, 500, heads=2, dtype=np.float64, tau_hidden=1e-4, tau_astro=1e-4)
+    y, a = net.stream(q, k, v, return_astrocyte=True)
+    y_ss, a_ss = tripartite.attention(q, k, v, hidden_weights=net.hidden_weights, causal=True, return_astrocyte=True)
+    assert np.allclose(y, y_ss, rtol=1e-5, atol=1e-6) and np.allclose(a, a_ss, rtol=1e-5)  # O(tau/t) = 1e-6
