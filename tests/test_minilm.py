@@ -119,7 +119,7 @@ def test_key_shift_is_exact_linear_attention_on_shifted_keys(qkv):
         method = M.METHODS[name]
         omega = M.hidden_draws(512, 32, 12, 0, 0, method)
         y, a = M.replaced_heads(q, k, v, omega, method)
-        k_in, u = M.prepare_inputs(q, k, method, s)
+        k_in, u = M.prepare_inputs(q, k, method)
         np.testing.assert_allclose(k_in, k - u[:, None, :], rtol=0, atol=8 * EPS32 * np.abs(k).max())
         W, b = (M.oprf_weights(omega, M.oprf_parameter(q * s**0.5, k_in * s**0.5)) if method.oprf else (omega, None))
         y_ref, a_ref = reference.random_feature_attention(q, k_in, v, W, return_astrocyte=True, hidden_bias=b)
@@ -133,10 +133,10 @@ def test_key_shift_is_exact_linear_attention_on_shifted_keys(qkv):
 def test_shifts_keep_the_softmax(qkv):
     q, k, v = (x[1].astype(np.float64) for x in qkv)
     for name in ("centred", "shifted"):
-        k_in, _ = M.prepare_inputs(q, k, M.METHODS[name], 1 / math.sqrt(32))
+        k_in, _ = M.prepare_inputs(q, k, M.METHODS[name])
         np.testing.assert_allclose(reference.softmax_attention(q, k_in, v), reference.softmax_attention(q, k, v), rtol=1e-11, atol=1e-13)
     # The optimal shift minimises the mean |q~ + k~ - u~|^2: it removes both means.
-    k_opt, _ = M.prepare_inputs(q, k, M.METHODS["shifted"], 1 / math.sqrt(32))
+    k_opt, _ = M.prepare_inputs(q, k, M.METHODS["shifted"])
     np.testing.assert_allclose(q.mean(-2) + k_opt.mean(-2), 0, atol=1e-12 * np.abs(k).max())
 
 
@@ -188,7 +188,7 @@ def test_replacement_converges_on_a_moderate_norm_head(qkv):
     s = 1 / math.sqrt(32)
     shift_oprf = M.Method("shift+oprf", key_shift="optimal", oprf=True)  # a method with a variance formula
     for method in (M.METHODS["iid"], shift_oprf, M.METHODS[M.BEST]):
-        k_in, _ = M.prepare_inputs(Q, K, method, s)
+        k_in, _ = M.prepare_inputs(Q, K, method)
         x, y = Q[0].astype(np.float64) * s**0.5, k_in[0].astype(np.float64) * s**0.5
         A = float(M.oprf_parameter(x, y)) if method.oprf else 0.0
         relvar = predicted_relative_variance(x, y, A)
@@ -294,7 +294,7 @@ def test_minilm_command_writes_tables_and_figures(tmp_path, capsys):
     pairs.write_text("A dog runs.\tA puppy plays.\nRates rose.\tA heron stood.\nShe reads.\tHe reads.\n")
     out = tmp_path / "out"
     argv = ["minilm", "--text", str(text), "--pairs", str(pairs), "--m", "300", "1000", "--out", str(out),
-            "--methods", "iid", M.BEST, "--modes", "steady", "--model-methods", "iid", "--no-progress"]
+            "--methods", "iid", M.BEST, "--network-methods", "--model-methods", "iid", "--no-progress"]
     assert main(argv) == 0
     printed = capsys.readouterr()
     assert "per-head summary" in printed.out and printed.err == ""

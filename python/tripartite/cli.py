@@ -18,6 +18,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--out", default="tripartite-demo.png", help="where to write the figure")
     demo.add_argument("--num-threads", type=int, default=0)
+    from .minilm import BEST, METHODS  # light: the model itself is loaded only when the command runs
+
     minilm = sub.add_parser(
         "minilm",
         help="replace the attention heads of a real transformer (all-MiniLM-L6-v2) by the network",
@@ -29,13 +31,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     minilm.add_argument("--pairs", help="sentence pairs, one per line, tab-separated (default: 30 built-in pairs)")
     minilm.add_argument("--m", type=int, nargs="+", default=[1000, 10000, 100000], help="hidden neurons per head (default 1000 10000 100000)")
     minilm.add_argument("--out", default="tripartite-minilm", help="output folder (default tripartite-minilm)")
-    minilm.add_argument("--methods", nargs="+", default=None, help="feature methods of the per-head study (default: all)")
-    minilm.add_argument("--modes", nargs="+", default=None, help="steady, network, network-fast (default: all)")
+    minilm.add_argument("--methods", nargs="+", default=None,
+                        help=f"feature methods of the per-head study, in the steady state (default: all: {' '.join(METHODS)})")
+    minilm.add_argument("--network-methods", nargs="*", default=None,
+                        help=f"methods also run as the continuous-time network (default: iid {BEST}; the flag alone: none)")
+    minilm.add_argument("--network-modes", nargs="+", default=None,
+                        help="continuous-time settings: network (tau_hidden/t_write = 0.1, the defaults) and/or network-fast (0.01); default: network")
     minilm.add_argument("--model-methods", nargs="*", default=None,
-                        help="methods for the whole model (default: iid oprf+ort+shift; the flag alone skips it)")
-    minilm.add_argument("--model-modes", nargs="+", default=["steady"], help="modes for the whole model (default: steady)")
+                        help=f"methods for the whole model (default: iid {BEST}; the flag alone skips it)")
+    minilm.add_argument("--model-modes", nargs="+", default=["steady"], help="steady, network or network-fast for the whole model (default: steady)")
     minilm.add_argument("--figure-head", type=int, nargs=2, metavar=("LAYER", "HEAD"),
-                        help="0-based head of the paper's figure (default: the head with the smallest mean |q~+k~|^2)")
+                        help="0-based head of the paper's figure (default: the head whose spread of log Z_t is largest against the "
+                        "random-feature noise)")
     minilm.add_argument("--seed", type=int, default=0)
     minilm.add_argument("--num-threads", type=int, default=0)
     minilm.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -52,13 +59,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         except OSError as exc:
             print(f"tripartite minilm: error: cannot read --text: {exc}", file=sys.stderr)
             return 2
-        kwargs = {}
-        if args.methods is not None:
-            kwargs["methods"] = args.methods
-        if args.modes is not None:
-            kwargs["modes"] = args.modes
-        if args.model_methods is not None:
-            kwargs["model_methods"] = args.model_methods
+        given = {"methods": args.methods, "network_methods": args.network_methods, "network_modes": args.network_modes,
+                 "model_methods": args.model_methods}
+        kwargs = {key: value for key, value in given.items() if value is not None}
         try:
             return study.run_minilm(
                 text, args.m, args.out, model_modes=args.model_modes, pairs=args.pairs, seed=args.seed,

@@ -9,7 +9,8 @@
 
 Feature methods (all estimate the same softmax; only the variance differs). With q~ = q s^{1/2},
 k~ = k s^{1/2}, positive random features estimate exp(q~.k~) with relative variance
-(e^{|q~+k~|^2} - 1)/m per pair (iid weights), and MiniLM's heads have mean |q~+k~|^2 of 6 to 100:
+(e^{|q~+k~|^2} - 1)/m per pair (iid weights), and on the built-in text MiniLM's heads have a mean
+|q~+k~|^2 from 6 to 104 (18 at the median head). The methods:
 
 - ``iid``: the paper's features, W_rj ~ N(0, 1).
 - ``orthogonal``: block-orthogonal rows with chi-distributed norms.
@@ -39,7 +40,7 @@ import numpy as np
 from .attention import attention
 from .network import NeuronAstrocyteNetwork
 from .reference import softmax_attention, softmax_normaliser
-from .weights import draw_hidden_weights
+from .weights import FEATURE_MAPS, draw_hidden_weights
 
 KEY_SHIFTS = ("none", "mean", "optimal")
 
@@ -53,6 +54,12 @@ class Method:
     key_shift: str = "none"  # "none", "mean" (centring) or "optimal"
     oprf: bool = False
     description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.feature_map not in FEATURE_MAPS:
+            raise ValueError(f"feature_map must be one of {', '.join(FEATURE_MAPS)}, got {self.feature_map!r}")
+        if self.key_shift not in KEY_SHIFTS:
+            raise ValueError(f"key_shift must be one of {', '.join(KEY_SHIFTS)}, got {self.key_shift!r}")
 
 
 METHODS: Dict[str, Method] = {
@@ -104,7 +111,7 @@ def oprf_weights(omega: np.ndarray, A: np.ndarray) -> Tuple[np.ndarray, np.ndarr
     return W, b.astype(omega.dtype)
 
 
-def prepare_inputs(q: np.ndarray, k: np.ndarray, method: Method, scale: float) -> Tuple[np.ndarray, np.ndarray]:
+def prepare_inputs(q: np.ndarray, k: np.ndarray, method: Method) -> Tuple[np.ndarray, np.ndarray]:
     """Keys shifted as ``method`` says (q, k unscaled, (..., L, D)). Returns (k_in, u): the keys to
     write and the shift u (..., D) subtracted from them (zero for "none")."""
     if method.key_shift == "none":
@@ -137,7 +144,7 @@ def replaced_heads(
     given time constants (ms). Returns y (heads, L, Dv) and a_t (heads, L) in the units of Z_t."""
     d = q.shape[-1]
     scale = 1.0 / math.sqrt(d)
-    k_in, u = prepare_inputs(q, k, method, scale)
+    k_in, u = prepare_inputs(q, k, method)
     if method.oprf:
         root = math.sqrt(scale)
         A = oprf_parameter(q * root, k_in * root)
@@ -394,8 +401,18 @@ def whole_model(
     for name in methods:
         for mode in modes:
             for m in ms:
+                replaced = NeuronAstrocyteAttention(m, name, mode, seed, num_threads)
+                calls = [0]
+
+                def attention(q, k, v, layer, replaced=replaced, calls=calls, what=f"whole model {name} {mode} m={_m_label(m)}"):
+                    out = replaced(q, k, v, layer)
+                    calls[0] += 1
+                    if progress is not None and calls[0] % len(sentences) == 0:  # a layer is done
+                        progress.step(f"{what} layer {layer}")
+                    return out
+
                 t0 = time.perf_counter()
-                E = model.encode(sentences, attention=NeuronAstrocyteAttention(m, name, mode, seed, num_threads))
+                E = model.encode(sentences, attention=attention)
                 seconds = time.perf_counter() - t0
                 cos = (E.astype(np.float64) * real).sum(-1)
                 s = pair_scores(E)
@@ -406,8 +423,6 @@ def whole_model(
                     "spearman": spearman(scores["real"], s), "pearson": float(_pearson(scores["real"], s)),
                     "seconds": seconds,
                 })
-                if progress is not None:
-                    progress.step(f"whole model {name} {mode} m={_m_label(m)}")
     return rows, scores
 
 
@@ -543,12 +558,28 @@ def paper_figure_data(
         series = {}
         for mode in modes:
             a = replaced_heads(q[layer], k[layer], v[layer], omega, METHODS[method], MODES[mode], num_threads)[1][h]
-            series["steady state" if mode == "steady" else "network, continuous time"] = a
+            series["steady state" if mode == "steady" else rf"network, $\tau_h$ = {MODES[mode]['tau_hidden']:g} ms"] = a
         title = "paper's iid features" if method == "iid" else method
         panels.append((f"{title}, m = {_m_label(m)}", series))
         if progress is not None:
             progress.step(f"figure {method} m={_m_label(m)}")
     return Z, panels
+
+
+def _plain_log_ticks(ax: Any) -> None:
+    """Label log axes at 1, 2 and 5 times powers of ten, in plain numbers (the default minor
+    labels of a sub-decade range collide)."""
+    from matplotlib.ticker import FuncFormatter
+
+    def label(value, _pos):
+        if value <= 0:
+            return ""
+        mantissa = value / 10 ** math.floor(math.log10(value) + 1e-9)
+        return f"{value:g}" if round(mantissa, 6) in (1.0, 2.0, 5.0) else ""
+
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(FuncFormatter(label))
+        axis.set_minor_formatter(FuncFormatter(label))
 
 
 def _close(fig: Any) -> None:
@@ -568,6 +599,7 @@ def figure_paper(path: Path, Z: np.ndarray, panels: Sequence[Tuple[str, Dict[str
             astrocyte_vs_normaliser(ax, a, Z, label=label, **style)
         ax.set_title(title, fontsize=10)
         ax.legend(fontsize=8, loc="upper left")
+        _plain_log_ticks(ax)
     fig.suptitle(f"all-MiniLM-L6-v2, layer {head[0] + 1} head {head[1] + 1} (1-based), {L} tokens of real text", fontsize=11)
     fig.savefig(path, dpi=130)
     _close(fig)
@@ -617,7 +649,8 @@ def run_minilm(
     ms: Sequence[int] = (1_000, 10_000, 100_000),
     out: Any = "tripartite-minilm",
     methods: Sequence[str] = tuple(METHODS),
-    modes: Sequence[str] = tuple(MODES),
+    network_methods: Sequence[str] = ("iid", BEST),
+    network_modes: Sequence[str] = ("network",),
     model_methods: Sequence[str] = ("iid", BEST),
     model_modes: Sequence[str] = ("steady",),
     pairs: Any = None,
@@ -629,20 +662,28 @@ def run_minilm(
     """``tripartite minilm``: the per-head study, the whole-model run and the figures.
 
     Writes into ``out``: ``heads.csv`` (one row per method, mode, m, layer and head), ``model.csv``
-    (one row per method, mode and m of the whole model), ``heads.md`` (summary, goal check,
-    whole-model table, per-head tables), ``figure.png`` (the paper's figure) and ``summary.png``.
-    ``text`` is the text of the per-head study (default: the package's ~200-token text); ``pairs``
-    a sentence-pair file (default: the package's 30 pairs). ``figure_head`` (layer, head), 0-based;
-    default: the head with the smallest mean |q~+k~|^2, where the paper's m^{-1/2} regime holds.
+    (one row per method, mode and m of the whole model), ``summary.md`` (summary, goal check,
+    whole-model table), ``heads.md`` (the same and the per-head tables), ``figure.png`` (the
+    paper's figure) and ``summary.png`` (errors against m and against the heads' norms).
+
+    Every method in ``methods`` runs in the steady state; those in ``network_methods`` also run as
+    the continuous-time network in each of ``network_modes`` (names in :data:`MODES`; the network
+    costs about five times the steady state). ``model_methods`` x ``model_modes`` replace every head
+    of the whole model. ``text`` is the text of the per-head study (default: the package's
+    ~200-token text); ``pairs`` a sentence-pair file (default: the package's 30 pairs).
+    ``figure_head`` (layer, head), 0-based; default: :func:`default_figure_head`.
     """
     from .transformer import MiniLM
 
-    for name in list(methods) + list(model_methods):
+    for name in list(methods) + list(network_methods) + list(model_methods):
         if name not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {name!r}")
-    for name in list(modes) + list(model_modes):
+    for name in model_modes:
         if name not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {name!r}")
+    for name in network_modes:
+        if name not in MODES or MODES[name] is None:
+            raise ValueError(f"network mode must be one of {', '.join(n for n in MODES if MODES[n])}, got {name!r}")
     ms = sorted({int(m) for m in ms})
     if not ms or ms[0] < 1:
         raise ValueError(f"m must be positive integers, got {ms}")
@@ -664,11 +705,15 @@ def run_minilm(
     if not (0 <= fl < q.shape[0] and 0 <= fh < q.shape[1]):
         raise ValueError(f"figure_head must be (layer, head) with layer < {q.shape[0]}, head < {q.shape[1]}, got {figure_head}")
 
-    bar = _Progress(len(methods) * len(ms) * q.shape[0] * len(modes) + len(model_methods) * len(model_modes) * len(ms) + 3,
-                    progress)
+    n_layers = q.shape[0]
+    network_modes = list(network_modes) if network_methods else []
+    steps = len(methods) + len(network_methods) * len(network_modes) + len(model_methods) * len(model_modes)
+    bar = _Progress(n_layers * len(ms) * steps + 3, progress)
     try:
         t0 = time.perf_counter()
-        rows = study_heads(q, k, v, ms, methods, modes, seed, num_threads, bar)
+        rows = study_heads(q, k, v, ms, methods, ["steady"], seed, num_threads, bar)
+        if network_modes:
+            rows += study_heads(q, k, v, ms, network_methods, network_modes, seed, num_threads, bar)
         t_heads = time.perf_counter() - t0
         model_rows, _ = whole_model(model, pair_list, ms, model_methods, model_modes, seed, num_threads, bar)
         Z, panels = paper_figure_data(q, k, v, (fl, fh), ms, seed, num_threads, bar)
@@ -697,17 +742,30 @@ def run_minilm(
     )
     goal = goal_check(summary)
     t_total = time.perf_counter() - t_start
-    mode_text = "; ".join(f"{name}: {MODE_NOTES[name]}" for name in modes)
+    n_sentences = len({s for p in pair_list for s in p})
     md = [
         "# Neuron-astrocyte attention in all-MiniLM-L6-v2",
         "",
-        f"Text: {len(ids)} tokens; {len(pair_list)} sentence pairs; seed {seed}; per head m = {', '.join(map(str, ms))} hidden neurons.",
-        f"Modes: {mode_text}. The network: t_write = 100 ms, t_read = 1000 ms, exact integrator; all in float32.",
-        "Heads are named layer.head, 0-based. q~ = q D^{-1/4}, so q~.k~ is the model's score. r: Pearson correlation over "
-        "the queries; med abs(a/Z-1): median over the queries; y err: |y - y_softmax| / |y_softmax| over the head's output.",
-        f"Per-head study {t_heads:.1f} s; whole run {t_total:.1f} s.",
+        f"Made by `tripartite minilm` (seed {seed}): every head of the model replaced by a neuron-astrocyte network "
+        f"with m = {', '.join(map(str, ms))} hidden neurons per head; per-head study on a text of {len(ids)} tokens, "
+        f"whole model on {len(pair_list)} sentence pairs. Per-head study {t_heads:.0f} s, whole run {t_total:.0f} s.",
         "",
-        "## Per-head summary (median head and worst head over the 72 heads)",
+        "Heads are named layer.head, 0-based. q~ = q D^{-1/4}, so q~.k~ is the model's score; mean (q~+k~)^2 is over all "
+        "query-key pairs. r(a,Z): Pearson correlation of a_t with Z_t over the queries; r(log): the same for log a_t and "
+        "log Z_t; med abs(a/Z-1): median over the queries of |a_t/Z_t - 1|; y err: |y - y_softmax| / |y_softmax| over the "
+        "head's output (Frobenius). The network: exact integrator, t_write = 100 ms, t_read = 1000 ms; everything in float32.",
+        "",
+        "Modes:",
+        *[f"- {name}: {MODE_NOTES[name]}" for name in ["steady", *network_modes]],
+        "",
+        "Methods:",
+        *[f"- {name}: {METHODS[name].description}" for name in dict.fromkeys([*methods, *network_methods, *model_methods])],
+        "",
+        f"Figure head: {fl}.{fh} (mean (q~+k~)^2 = {stats['rho'][fl, fh]:.3g}).",
+        "",
+        f"## Per-head summary (median head and worst head over the {q.shape[0] * q.shape[1]} heads)",
+        "",
+        "The median of each measure over the heads, and its worst value (the worst head is the one with the largest y err).",
         "",
         summary_md,
         "",
@@ -715,18 +773,18 @@ def run_minilm(
     if goal:
         md += ["## Goal: methods at m = 1e4 against the paper's features at m = 1e5", "", *goal, ""]
     md += ["## The whole model, every head replaced", "",
-           f"Cosine similarity of each sentence's embedding to the real model's ({2 * len(pair_list)} sentence slots, "
-           f"{len({s for p in pair_list for s in p})} distinct sentences), and rank (Spearman) and linear (Pearson) correlation "
-           f"of the {len(pair_list)} pair similarities with the real model's.", "", model_md, ""]
-    for name in methods:
-        for mode in modes:
-            md += [f"## Per head: {name}, {mode}", "", _per_head_markdown(rows, name, mode, ms), ""]
+           f"Cosine similarity of each of the {n_sentences} sentences' embedding to the real model's (mean, median, min), "
+           f"and the rank (Spearman) and linear (Pearson) correlation of the {len(pair_list)} pair similarities with the "
+           "real model's.", "", model_md, ""]
+    (out / "summary.md").write_text("\n".join(md), encoding="utf-8")
+    for name, mode in dict.fromkeys((r["method"], r["mode"]) for r in rows):
+        md += [f"## Per head: {name}, {mode}", "", _per_head_markdown(rows, name, mode, ms), ""]
     (out / "heads.md").write_text("\n".join(md), encoding="utf-8")
 
     print(f"\nper-head summary (median and worst over {q.shape[0] * q.shape[1]} heads):\n{summary_md}")
     if goal:
         print("\n" + "\n".join(goal))
     print(f"\nwhole model, every head replaced:\n{model_md}")
-    print(f"\nwrote {out / 'heads.csv'}, {out / 'model.csv'}, {out / 'heads.md'}; {figures} in {out}")
+    print(f"\nwrote heads.csv, model.csv, heads.md, summary.md; {figures} in {out}")
     print(f"figure head: layer.head {fl}.{fh} (mean |q~+k~|^2 = {stats['rho'][fl, fh]:.3g}); total {t_total:.1f} s")
     return 0
