@@ -16,6 +16,8 @@
 
 #include "common.hpp"
 #include "features.hpp"
+#include "simd.hpp"
+#include "tiles.hpp"
 #include "window.hpp"
 
 namespace tripartite {
@@ -61,188 +63,221 @@ namespace detail {
 
 inline double log_abs(double x) { return x == 0.0 ? kNegInf : std::log(std::fabs(x)); }
 
-// Work shared by the passes of one window, sized once per call.
+// Windows advanced together: one pass over the hidden weights and one over the synapses serve
+// a whole segment (the synapses take a rank-kSegment update), instead of one pass per window.
+inline constexpr std::size_t kSegment = 8;
+
+// Work shared by the passes of one segment, sized once per call.
 template <class T>
 struct Workspace {
   std::size_t nb;
-  std::vector<T> u;             // heads x m: exp(log-rate - block max) of the window's input
-  std::vector<T> w;             // heads x m: the window's increment of g per unit v
-  std::vector<double> block_max;  // heads x nb
-  std::vector<double> gram;       // heads x nb x 5: (g.h, g.u, h.h, h.u, u.u) per block
-  std::vector<double> coef;       // heads x 8: per-window update coefficients (stored units)
-  std::vector<double> readout;    // heads x nb x Dv: partial H h per block
-  std::vector<T> x_scaled;        // heads x D
-  std::vector<double> offset;     // heads
+  std::vector<T> u;               // heads x kSegment x m: exp(log-rate - block max) of each input
+  std::vector<T> x_scaled;        // heads x kSegment x D
+  std::vector<double> offset;     // heads x kSegment
+  std::vector<T> values;          // heads x kSegment x Dv: the values of the segment's writes
+  std::vector<double> block_max;  // heads x kSegment x nb
+  std::vector<double> gram;       // heads x kSegment x nb x 5: (g.h, g.u, h.h, h.u, u.u) per block
+  std::vector<double> coef;       // heads x kSegment x 8: update coefficients (stored units), c, scales
+  std::vector<double> dots;       // heads x nb x kSegment x Dv: H h at the end of each read, per block
   Workspace(const NetworkParams& p)
       : nb(n_blocks(p.m)),
-        u(p.heads * p.m),
-        w(p.heads * p.m),
-        block_max(p.heads * nb),
-        gram(p.heads * nb * 5),
-        coef(p.heads * 8),
-        readout(p.heads * nb * p.Dv),
-        x_scaled(p.heads * p.D),
-        offset(p.heads) {}
+        u(p.heads * kSegment * p.m),
+        x_scaled(p.heads * kSegment * p.D),
+        offset(p.heads * kSegment),
+        values(p.heads * kSegment * std::max<std::size_t>(p.Dv, 1)),
+        block_max(p.heads * kSegment * nb),
+        gram(p.heads * kSegment * nb * 5),
+        coef(p.heads * kSegment * 8),
+        dots(p.heads * nb * kSegment * std::max<std::size_t>(p.Dv, 1)) {}
+};
+
+// Per-thread scratch of the segment pass.
+template <class T>
+struct SegmentScratch {
+  std::vector<T> packed, w, hr;  // w: each write's increment of g per unit v; hr: h after each read
+  std::vector<double> row_max;
+  SegmentScratch(std::size_t D) : packed(D * kBlock), w(kSegment * kBlock), hr(kSegment * kBlock), row_max(kSegment) {}
 };
 
 }  // namespace detail
 
-// Runs the windows [first, last) of `schedule`. Between windows it calls `keep_going(done)` (if
-// set) with the number of windows completed; when it returns false the run stops there, at a
-// window boundary, with a consistent state. Returns the number of windows completed.
+// Runs the windows of `schedule` in order. Between segments it calls `keep_going(done)` (if set)
+// with the number of windows completed; when it returns false the run stops there, at a window
+// boundary, with a consistent state. Returns the number of windows completed.
 template <class T>
 std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowInputs<T>& in,
                         const std::vector<Window>& schedule,
                         const std::function<bool(std::size_t)>& keep_going = {}) {
+  using detail::kSegment;
   const std::size_t m = p.m, D = p.D, Dv = p.Dv, heads = p.heads;
   detail::Workspace<T> ws(p);
   const std::size_t nb = ws.nb;
   const std::size_t tasks = heads * nb;
+  std::vector<detail::SegmentScratch<T>> scratch;
+  for (int i = 0; i < p.threads; ++i) scratch.emplace_back(D);
+  auto my_scratch = [&]() -> detail::SegmentScratch<T>& {
+#ifdef _OPENMP
+    return scratch[static_cast<std::size_t>(omp_in_parallel() ? omp_get_thread_num() : 0)];
+#else
+    return scratch[0];
+#endif
+  };
 
   std::size_t done = 0;
-  for (const Window& win : schedule) {
-    const WindowMap& map = win.write ? p.write_map : p.read_map;
-    const bool update_g = win.write && p.write_changes_g;
+  while (done < schedule.size()) {
+    const std::size_t S = std::min(kSegment, schedule.size() - done);
+    const Window* win = schedule.data() + done;
+    bool is_write[kSegment];
+    for (std::size_t i = 0; i < S; ++i) is_write[i] = win[i].write;
 
-    // Inputs of this window, one per head.
-    for (std::size_t hd = 0; hd < heads; ++hd) {
-      const T* x = win.write ? in.keys + (hd * in.n_keys + win.index) * D
-                             : in.queries + (hd * in.n_queries + win.index) * D;
-      ws.offset[hd] = scaled_input(x, D, p.input_scale, m, ws.x_scaled.data() + hd * D);
-    }
+    for (std::size_t hd = 0; hd < heads; ++hd)
+      for (std::size_t i = 0; i < S; ++i) {
+        const T* x = win[i].write ? in.keys + (hd * in.n_keys + win[i].index) * D
+                                  : in.queries + (hd * in.n_queries + win[i].index) * D;
+        ws.offset[hd * kSegment + i] =
+            scaled_input(x, D, p.input_scale, m, ws.x_scaled.data() + (hd * kSegment + i) * D);
+        if (win[i].write)
+          std::copy_n(in.values + (hd * in.n_keys + win[i].index) * Dv, Dv, ws.values.data() + (hd * kSegment + i) * Dv);
+      }
 
-    // Pass 1: log-rates, their block maxima, u relative to the block maximum, Gram partial sums.
+    // Pass 1: log-rates of the segment's inputs (one pass over W), block maxima, u.
     parallel_for(tasks, p.threads, [&](std::size_t task) {
       const std::size_t hd = task / nb, b = task % nb;
-      const std::size_t r0 = block_begin(b), r1 = block_end(b, m);
-      T* u = ws.u.data() + hd * m;
-      const double mx = block_log_rates(s.W + hd * m * D, D, r0, r1, ws.x_scaled.data() + hd * D,
-                                        ws.offset[hd], s.bias ? s.bias + hd * m : nullptr, u + r0);
-      const T mxT = static_cast<T>(mx);
-      const T* g = s.g + hd * m;
-      const T* h = s.h + hd * m;
-      double gh = 0, gu = 0, hh = 0, hu = 0, uu = 0;
-      for (std::size_t r = r0; r < r1; ++r) {
-        const T ur = std::exp(u[r] - mxT);
-        u[r] = ur;
-        gh += static_cast<double>(g[r]) * h[r];
-        gu += static_cast<double>(g[r]) * ur;
-        hh += static_cast<double>(h[r]) * h[r];
-        hu += static_cast<double>(h[r]) * ur;
-        uu += static_cast<double>(ur) * ur;
+      const std::size_t r0 = block_begin(b), nbk = block_end(b, m) - r0;
+      auto& sc = my_scratch();
+      const T* W = s.W + hd * m * D;
+      tiles::pack_panels(W, D, r0, tiles::full_panels<T>(nbk), sc.packed.data());
+      T* u = ws.u.data() + hd * kSegment * m;
+      tiles::log_rates(sc.packed.data(), W, D, r0, nbk, ws.x_scaled.data() + hd * kSegment * D,
+                       ws.offset.data() + hd * kSegment, s.bias ? s.bias + hd * m + r0 : nullptr, S, u + r0, m,
+                       sc.row_max.data());
+      for (std::size_t i = 0; i < S; ++i) {
+        simd::exp_shifted(u + i * m + r0, nbk, static_cast<T>(sc.row_max[i]));
+        ws.block_max[(hd * kSegment + i) * nb + b] = sc.row_max[i];
       }
-      ws.block_max[task] = mx;
-      double* gr = ws.gram.data() + task * 5;
-      gr[0] = gh, gr[1] = gu, gr[2] = hh, gr[3] = hu, gr[4] = uu;
     });
 
-    // Per head: new scales, the astrocyte's new calcium, coefficients of pass 2.
+    // Per head and window: new scales and the update coefficients (they depend on the inputs'
+    // maxima only, not on the state's values).
     for (std::size_t hd = 0; hd < heads; ++hd) {
       double* sc = s.scalars + hd * kNumScalars;
-      const double* bmax = ws.block_max.data() + hd * nb;
-      double c = kNegInf;
-      for (std::size_t b = 0; b < nb; ++b) c = std::max(c, bmax[b]);
-      const double sH = sc[kScaleH], sh = sc[kScaleh], sa = sc[kScaleA];
-      const double sh_new = std::max(c, sc[kBoundh]);
-      double sH_new = sH, bound_g = sc[kBoundG];
-      if (update_g) {
-        bound_g = log_add_exp(log_add_exp(detail::log_abs(map.M[0][0]) + sc[kBoundG],
-                                          detail::log_abs(map.M[0][1]) + sc[kBoundh]),
-                              detail::log_abs(map.M[0][2]) + c);
-        if (bound_g != kNegInf) sH_new = bound_g;
+      for (std::size_t i = 0; i < S; ++i) {
+        const WindowMap& map = win[i].write ? p.write_map : p.read_map;
+        const bool update_g = win[i].write && p.write_changes_g;
+        const double* bmax = ws.block_max.data() + (hd * kSegment + i) * nb;
+        double c = kNegInf;
+        for (std::size_t b = 0; b < nb; ++b) c = std::max(c, bmax[b]);
+        const double sH = sc[kScaleH], sh = sc[kScaleh];
+        const double sh_new = std::max(c, sc[kBoundh]);
+        double sH_new = sH, bound_g = sc[kBoundG];
+        if (update_g) {
+          bound_g = log_add_exp(log_add_exp(detail::log_abs(map.M[0][0]) + sc[kBoundG],
+                                            detail::log_abs(map.M[0][1]) + sc[kBoundh]),
+                                detail::log_abs(map.M[0][2]) + c);
+          if (bound_g != kNegInf) sH_new = bound_g;
+        }
+        double* k = ws.coef.data() + (hd * kSegment + i) * 8;
+        k[0] = map.M[1][1] * std::exp(sh - sh_new);  // h <- k0 h + k1 e^{c_b - c} u
+        k[1] = map.M[1][2] * std::exp(c - sh_new);
+        k[2] = update_g ? map.M[0][0] * std::exp(sH - sH_new) : 1.0;  // g <- k2 g + k3 h + k4 e^{c_b - c} u
+        k[3] = update_g ? map.M[0][1] * std::exp(sh - sH_new) : 0.0;
+        k[4] = update_g ? map.M[0][2] * std::exp(c - sH_new) : 0.0;
+        k[5] = c;
+        k[6] = sH;  // scales before the window, for the Gram entries
+        k[7] = sh;
+        sc[kScaleH] = sH_new;
+        sc[kScaleh] = sh_new;
+        sc[kBoundG] = bound_g;
+        sc[kBoundh] = log_add_exp(detail::log_abs(map.M[1][1]) + sc[kBoundh], detail::log_abs(map.M[1][2]) + c);
       }
-      const double bound_h =
-          log_add_exp(detail::log_abs(map.M[1][1]) + sc[kBoundh], detail::log_abs(map.M[1][2]) + c);
-      const double sa_new = sH_new + sh_new;
-
-      // z = (a, g.h, g.u, h.h, h.u, u.u) in units of exp(sa_new).
-      double z[6] = {scaled(sc[kA], sa - sa_new), 0, 0, 0, 0, 0};
-      for (std::size_t b = 0; b < nb; ++b) {
-        const double* gr = ws.gram.data() + (hd * nb + b) * 5;
-        const double cb = bmax[b];
-        z[1] += scaled(gr[0], sH + sh - sa_new);
-        z[2] += scaled(gr[1], sH + cb - sa_new);
-        z[3] += scaled(gr[2], 2 * sh - sa_new);
-        z[4] += scaled(gr[3], sh + cb - sa_new);
-        z[5] += scaled(gr[4], 2 * cb - sa_new);
-      }
-      double a_new = 0;
-      for (int i = 0; i < 6; ++i) a_new += map.a[i] * z[i];
-
-      double* k = ws.coef.data() + hd * 8;
-      k[0] = map.M[1][1] * std::exp(sh - sh_new);  // h <- k0 h + k1 e^{c_b - c} u
-      k[1] = map.M[1][2] * std::exp(c - sh_new);
-      k[2] = update_g ? map.M[0][0] * std::exp(sH - sH_new) : 1.0;  // g <- k2 g + k3 h + k4 e^{c_b - c} u
-      k[3] = update_g ? map.M[0][1] * std::exp(sh - sH_new) : 0.0;
-      k[4] = update_g ? map.M[0][2] * std::exp(c - sH_new) : 0.0;
-      k[5] = c;
-
-      sc[kA] = a_new;
-      sc[kScaleA] = sa_new;
-      sc[kScaleH] = sH_new;
-      sc[kScaleh] = sh_new;
-      sc[kBoundG] = bound_g;
-      sc[kBoundh] = bound_h;
     }
 
-    // Pass 2: update h, g and the synapses (write) or read the output neurons (read).
+    // Pass 2: each block steps its neurons through the segment's windows, then takes one pass
+    // over its synapses (the Hebbian updates and the readouts, window by window per synapse).
     parallel_for(tasks, p.threads, [&](std::size_t task) {
       const std::size_t hd = task / nb, b = task % nb;
-      const std::size_t r0 = block_begin(b), r1 = block_end(b, m);
-      const double* k = ws.coef.data() + hd * 8;
-      const double rel = std::exp(ws.block_max[task] - k[5]);  // block scale -> window scale
-      const T kh = static_cast<T>(k[0]), ku = static_cast<T>(k[1] * rel);
-      const T kg = static_cast<T>(k[2]), kgh = static_cast<T>(k[3]), kgu = static_cast<T>(k[4] * rel);
-      T* g = s.g + hd * m;
-      T* h = s.h + hd * m;
-      const T* u = ws.u.data() + hd * m;
-      T* w = ws.w.data() + hd * m;
-      T* H = s.H + hd * Dv * m;
-      if (update_g) {
-#pragma omp simd
-        for (std::size_t r = r0; r < r1; ++r) {
-          w[r] = kgh * h[r] + kgu * u[r];
-          g[r] = kg * g[r] + w[r];
-          h[r] = kh * h[r] + ku * u[r];
+      const std::size_t r0 = block_begin(b), nbk = block_end(b, m) - r0;
+      auto& sc = my_scratch();
+      T* g = s.g + hd * m + r0;
+      T* h = s.h + hd * m + r0;
+      T kg_seg[kSegment];
+      for (std::size_t i = 0; i < S; ++i) {
+        const double* k = ws.coef.data() + (hd * kSegment + i) * 8;
+        const double rel = std::exp(ws.block_max[(hd * kSegment + i) * nb + b] - k[5]);
+        const T kh = static_cast<T>(k[0]), ku = static_cast<T>(k[1] * rel);
+        const T kg = static_cast<T>(k[2]), kgh = static_cast<T>(k[3]), kgu = static_cast<T>(k[4] * rel);
+        kg_seg[i] = kg;
+        const T* u = ws.u.data() + (hd * kSegment + i) * m + r0;
+        double gh = 0, gu = 0, hh = 0, hu = 0, uu = 0;
+#pragma omp simd reduction(+ : gh, gu, hh, hu, uu)
+        for (std::size_t r = 0; r < nbk; ++r) {
+          gh += static_cast<double>(g[r]) * h[r];
+          gu += static_cast<double>(g[r]) * u[r];
+          hh += static_cast<double>(h[r]) * h[r];
+          hu += static_cast<double>(h[r]) * u[r];
+          uu += static_cast<double>(u[r]) * u[r];
         }
-        const T* v = in.values + (hd * in.n_keys + win.index) * Dv;
-        for (std::size_t d = 0; d < Dv; ++d) {
-          T* row = H + d * m;
-          const T vd = v[d];
+        double* gr = ws.gram.data() + ((hd * kSegment + i) * nb + b) * 5;
+        gr[0] = gh, gr[1] = gu, gr[2] = hh, gr[3] = hu, gr[4] = uu;
+        if (win[i].write) {
+          T* w = sc.w.data() + i * kBlock;
 #pragma omp simd
-          for (std::size_t r = r0; r < r1; ++r) row[r] = kg * row[r] + vd * w[r];
+          for (std::size_t r = 0; r < nbk; ++r) {
+            w[r] = kgh * h[r] + kgu * u[r];
+            g[r] = kg * g[r] + w[r];
+            h[r] = kh * h[r] + ku * u[r];
+          }
+        } else {
+          T* hr = sc.hr.data() + i * kBlock;
+#pragma omp simd
+          for (std::size_t r = 0; r < nbk; ++r) h[r] = hr[r] = kh * h[r] + ku * u[r];
         }
-      } else {
-#pragma omp simd
-        for (std::size_t r = r0; r < r1; ++r) h[r] = kh * h[r] + ku * u[r];
       }
-      if (!win.write) {
-        double* out = ws.readout.data() + task * Dv;
-        for (std::size_t d = 0; d < Dv; ++d) {
-          const T* row = H + d * m;
-          double acc = 0;
-#pragma omp simd reduction(+ : acc)
-          for (std::size_t r = r0; r < r1; ++r) acc += static_cast<double>(row[r]) * h[r];
-          out[d] = acc;
-        }
-      }
+      tiles::synapse_segment(s.H + hd * Dv * m + r0, m, Dv, nbk, is_write, S, kg_seg,
+                             ws.values.data() + hd * kSegment * Dv, sc.w.data(), sc.hr.data(), kBlock,
+                             ws.dots.data() + task * kSegment * Dv, Dv);
     });
 
-    if (!win.write) {
-      for (std::size_t hd = 0; hd < heads; ++hd) {
-        const double* sc = s.scalars + hd * kNumScalars;
-        T* y = in.outputs + (hd * in.n_queries + win.index) * Dv;
-        const double a = sc[kA];
+    // Per head and window, in order: the astrocyte's calcium and the outputs of the reads.
+    for (std::size_t hd = 0; hd < heads; ++hd) {
+      double* sc = s.scalars + hd * kNumScalars;
+      for (std::size_t i = 0; i < S; ++i) {
+        const WindowMap& map = win[i].write ? p.write_map : p.read_map;
+        const double* k = ws.coef.data() + (hd * kSegment + i) * 8;
+        const double sH = k[6], sh = k[7];
+        const double sa = sc[kScaleA];
+        // the scales after window i
+        const double* k_next = i + 1 < S ? ws.coef.data() + (hd * kSegment + i + 1) * 8 : nullptr;
+        const double sH_new = k_next ? k_next[6] : sc[kScaleH];
+        const double sh_new = k_next ? k_next[7] : sc[kScaleh];
+        const double sa_new = sH_new + sh_new;
+        const double* bmax = ws.block_max.data() + (hd * kSegment + i) * nb;
+        double z[6] = {scaled(sc[kA], sa - sa_new), 0, 0, 0, 0, 0};
+        for (std::size_t b = 0; b < nb; ++b) {
+          const double* gr = ws.gram.data() + ((hd * kSegment + i) * nb + b) * 5;
+          const double cb = bmax[b];
+          z[1] += scaled(gr[0], sH + sh - sa_new);
+          z[2] += scaled(gr[1], sH + cb - sa_new);
+          z[3] += scaled(gr[2], 2 * sh - sa_new);
+          z[4] += scaled(gr[3], sh + cb - sa_new);
+          z[5] += scaled(gr[4], 2 * cb - sa_new);
+        }
+        double a = 0;
+        for (int t = 0; t < 6; ++t) a += map.a[t] * z[t];
+        sc[kA] = a;
+        sc[kScaleA] = sa_new;
+        if (win[i].write) continue;
+        // y = H h / a (stored units cancel: s_a = s_H + s_h)
+        T* y = in.outputs + (hd * in.n_queries + win[i].index) * Dv;
         for (std::size_t d = 0; d < Dv; ++d) {
           double acc = 0;
-          for (std::size_t b = 0; b < nb; ++b) acc += ws.readout[(hd * nb + b) * Dv + d];
-          // y = H h / a; stored units cancel because s_a = s_H + s_h.
+          for (std::size_t b = 0; b < nb; ++b) acc += ws.dots[((hd * nb + b) * kSegment + i) * Dv + d];
           y[d] = a > 0 ? static_cast<T>(acc / a) : T(0);
         }
-        if (in.log_astro) in.log_astro[hd * in.n_queries + win.index] = (a > 0 ? std::log(a) : kNegInf) + sc[kScaleA];
+        if (in.log_astro) in.log_astro[hd * in.n_queries + win[i].index] = (a > 0 ? std::log(a) : kNegInf) + sa_new;
       }
     }
-    ++done;
+    done += S;
     if (keep_going && !keep_going(done)) break;
   }
   return done;

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <stdexcept>
 
 #include "simd.hpp"
 
@@ -86,10 +87,12 @@ void log_rates(const T* packed, const T* W, std::size_t D, std::size_t r0, std::
   }
 }
 
-// H rows d (stride m, starting at column r0) += sum_t V[t][d] E[t][:], and g += sum_t E[t][:].
+// H rows d (stride m, starting at column r0) <- decay H + sum_t V[t][d] E[t][:], and (if g is not
+// null) g += sum_t E[t][:].
 template <class T>
 void hebbian_write(const T* E, std::size_t stride, const T* Vv, std::size_t n, std::size_t Dv, std::size_t nb, T* H,
-                   T* g, std::size_t m, std::size_t r0) {
+                   T* g, std::size_t m, std::size_t r0, T decay = T(1)) {
+  const V<T> f = splat(decay);
   constexpr std::size_t P = kPanel<T>, Wd = simd::W<T>;
   const std::size_t full = full_panels<T>(nb);
   for (std::size_t c = 0; c < full; c += P) {
@@ -98,8 +101,8 @@ void hebbian_write(const T* E, std::size_t stride, const T* Vv, std::size_t n, s
       V<T> acc[4][2];
       for (std::size_t dd = 0; dd < 4; ++dd) {
         const T* h = H + (d0 + dd) * m + r0 + c;
-        acc[dd][0] = load(h);
-        acc[dd][1] = load(h + Wd);
+        acc[dd][0] = load(h) * f;
+        acc[dd][1] = load(h + Wd) * f;
       }
       for (std::size_t t = 0; t < n; ++t) {
         const V<T> e0 = load(E + t * stride + c), e1 = load(E + t * stride + c + Wd);
@@ -118,7 +121,7 @@ void hebbian_write(const T* E, std::size_t stride, const T* Vv, std::size_t n, s
     }
     for (; d0 < Dv; ++d0) {
       T* h = H + d0 * m + r0 + c;
-      V<T> a0 = load(h), a1 = load(h + Wd);
+      V<T> a0 = load(h) * f, a1 = load(h + Wd) * f;
       for (std::size_t t = 0; t < n; ++t) {
         const V<T> vb = splat(Vv[t * Dv + d0]);
         a0 += vb * load(E + t * stride + c);
@@ -127,23 +130,94 @@ void hebbian_write(const T* E, std::size_t stride, const T* Vv, std::size_t n, s
       store(h, a0);
       store(h + Wd, a1);
     }
-    V<T> g0 = load(g + r0 + c), g1 = load(g + r0 + c + Wd);
-    for (std::size_t t = 0; t < n; ++t) {
-      g0 += load(E + t * stride + c);
-      g1 += load(E + t * stride + c + Wd);
+    if (g) {
+      V<T> g0 = load(g + r0 + c), g1 = load(g + r0 + c + Wd);
+      for (std::size_t t = 0; t < n; ++t) {
+        g0 += load(E + t * stride + c);
+        g1 += load(E + t * stride + c + Wd);
+      }
+      store(g + r0 + c, g0);
+      store(g + r0 + c + Wd, g1);
     }
-    store(g + r0 + c, g0);
-    store(g + r0 + c + Wd, g1);
   }
   for (std::size_t r = full; r < nb; ++r) {
     for (std::size_t d = 0; d < Dv; ++d) {
-      T acc = H[d * m + r0 + r];
+      T acc = H[d * m + r0 + r] * decay;
       for (std::size_t t = 0; t < n; ++t) acc += Vv[t * Dv + d] * E[t * stride + r];
       H[d * m + r0 + r] = acc;
     }
+    if (!g) continue;
     T acc = g[r0 + r];
     for (std::size_t t = 0; t < n; ++t) acc += E[t * stride + r];
     g[r0 + r] = acc;
+  }
+}
+
+// One pass over a block's synapses (rows d < Dv of stride m, starting at the block's first
+// neuron) for a segment of S windows, taken in order for every synapse:
+//   window j writes:  H[d][r] <- kg[j] H[d][r] + v[j][d] w_j[r]
+//   window j reads:   dots[j][d] = sum_r H[d][r] h_j[r]  (H as it is at that window)
+// w_j and h_j are rows j of `w` and `hr` (stride `stride`). The arithmetic applied to each synapse
+// does not depend on S, so running windows one at a time or in segments gives identical bits.
+template <class T>
+void synapse_segment(T* H, std::size_t m, std::size_t Dv, std::size_t nb, const bool* is_write, std::size_t S,
+                     const T* kg, const T* values, const T* w, const T* hr, std::size_t stride, double* dots,
+                     std::size_t dots_stride) {
+  constexpr std::size_t P = kPanel<T>, Wd = simd::W<T>;
+  const std::size_t full = full_panels<T>(nb);
+  V<T> dacc[16][4][2];  // per window of the segment, per row of the tile
+  if (S > 16) throw std::invalid_argument("synapse_segment: at most 16 windows");
+  T tail[16][4];
+  for (std::size_t d0 = 0; d0 < Dv; d0 += 4) {
+    const std::size_t nd = std::min<std::size_t>(4, Dv - d0);
+    for (std::size_t j = 0; j < S; ++j)
+      for (std::size_t dd = 0; dd < 4; ++dd) {
+        dacc[j][dd][0] = dacc[j][dd][1] = V<T>{};
+        tail[j][dd] = 0;
+      }
+    for (std::size_t c = 0; c < full; c += P) {
+      V<T> acc[4][2];
+      for (std::size_t dd = 0; dd < nd; ++dd) {
+        acc[dd][0] = load(H + (d0 + dd) * m + c);
+        acc[dd][1] = load(H + (d0 + dd) * m + c + Wd);
+      }
+      for (std::size_t j = 0; j < S; ++j) {
+        if (is_write[j]) {
+          const V<T> w0 = load(w + j * stride + c), w1 = load(w + j * stride + c + Wd), f = splat(kg[j]);
+          for (std::size_t dd = 0; dd < nd; ++dd) {
+            const V<T> vb = splat(values[j * Dv + d0 + dd]);
+            acc[dd][0] = acc[dd][0] * f + vb * w0;
+            acc[dd][1] = acc[dd][1] * f + vb * w1;
+          }
+        } else {
+          const V<T> h0 = load(hr + j * stride + c), h1 = load(hr + j * stride + c + Wd);
+          for (std::size_t dd = 0; dd < nd; ++dd) {
+            dacc[j][dd][0] += acc[dd][0] * h0;
+            dacc[j][dd][1] += acc[dd][1] * h1;
+          }
+        }
+      }
+      for (std::size_t dd = 0; dd < nd; ++dd) {
+        store(H + (d0 + dd) * m + c, acc[dd][0]);
+        store(H + (d0 + dd) * m + c + Wd, acc[dd][1]);
+      }
+    }
+    for (std::size_t r = full; r < nb; ++r)
+      for (std::size_t dd = 0; dd < nd; ++dd) {
+        T a = H[(d0 + dd) * m + r];
+        for (std::size_t j = 0; j < S; ++j) {
+          if (is_write[j])
+            a = a * kg[j] + values[j * Dv + d0 + dd] * w[j * stride + r];
+          else
+            tail[j][dd] += a * hr[j * stride + r];
+        }
+        H[(d0 + dd) * m + r] = a;
+      }
+    for (std::size_t j = 0; j < S; ++j)
+      if (!is_write[j])
+        for (std::size_t dd = 0; dd < nd; ++dd)
+          dots[j * dots_stride + d0 + dd] =
+              simd::hsum<T>(dacc[j][dd][0]) + simd::hsum<T>(dacc[j][dd][1]) + static_cast<double>(tail[j][dd]);
   }
 }
 
