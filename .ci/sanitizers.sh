@@ -9,7 +9,7 @@ venv="${SANITIZER_VENV:-$repo/build/asan-venv}"
 # An isolated environment: a tripartite installed elsewhere (editable installs register import
 # hooks) must not shadow the sanitized build.
 [ -x "$venv/bin/python" ] || python -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet numpy pytest hypothesis scikit-build-core pybind11
+"$venv/bin/python" -m pip install --quiet numpy pytest hypothesis tqdm scikit-build-core pybind11
 TRIPARTITE_SANITIZE=ON TRIPARTITE_NATIVE=OFF "$venv/bin/python" -m pip install --quiet --no-build-isolation --no-deps \
   -Cbuild-dir="$repo/build/asan" "$repo"
 runtime="$(g++ -print-file-name=libasan.so):$(g++ -print-file-name=libubsan.so)"
