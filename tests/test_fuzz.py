@@ -14,7 +14,9 @@ from hypothesis.extra import numpy as hnp
 import tripartite
 from tripartite import reference
 
-SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: CI sees the same examples every run (a failure is reproducible, never flaky); run
+# with --hypothesis-seed=random to explore new ones.
+SETTINGS = settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
 # Valid choices are drawn more often than poisoned ones, so that both paths get many examples.
 DTYPES = st.sampled_from([np.float32, np.float64] * 4 + [np.float16, np.int32, np.bool_, np.complex64])

@@ -40,6 +40,7 @@ def net(rng):
         (dict(dt=20.0, integrator="euler"), "unstable for the euler integrator"),
         (dict(dt=30.0, integrator="rk4"), "unstable for the rk4 integrator"),
         (dict(dt=0.3, integrator="euler"), "dt must divide t_write"),
+        (dict(dt=4e-308), "dt = 4e-308 ms is too small"),
         (dict(dt=1.0, leak=2.0, integrator="euler"), "unstable"),
         (dict(integrator="midpoint"), "integrator must be one of"),
         (dict(feature_map="cosine"), "feature_map must be one of"),

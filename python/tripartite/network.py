@@ -28,6 +28,9 @@ assert _core.num_scalars == 6
 # Explicit Euler keeps the rates non-negative and monotone only for dt <= tau; classical RK4 is
 # stable for dt/tau below 2.78 on a decaying mode, and we keep a margin.
 _MAX_STEP = {"euler": 1.0, "rk4": 2.5}
+# Steps of dt per window: euler and rk4 compose that many step maps per window (and monitors
+# sample on that grid), so a dt far below any time scale is refused rather than left to run.
+_MAX_STEPS = 1e8
 
 
 class NeuronAstrocyteNetwork:
@@ -162,6 +165,11 @@ class NeuronAstrocyteNetwork:
         for window in ("t_write", "t_read"):
             if dt > p[window]:
                 raise ValueError(f"dt must be at most {window} = {p[window]} ms, got dt = {dt} ms")
+            if p[window] / dt > _MAX_STEPS:
+                raise ValueError(
+                    f"dt = {dt:g} ms is too small: {window} / dt = {p[window] / dt:.3g} steps per window, "
+                    f"more than {_MAX_STEPS:.0e}"
+                )
         if self._integrator == "exact":
             return 1, 1
         limit = _MAX_STEP[self._integrator] * min(p["tau_hidden"], p["tau_astro"])
