@@ -165,11 +165,18 @@ def main() -> int:
         print("\n4. Brian2 C++ standalone, the same writing-phase equations")
         script = Path(__file__).parent / "brian2_writing.py"
         out = Path(args.json).with_suffix(".brian2.json")
-        proc = subprocess.run([sys.executable, str(script), "--out", str(out)] + (["--quick"] if args.quick else []),
-                              capture_output=True, text=True)
+        sizes = "16384x64" if args.quick else "16384x64,100000x64"
+        proc = subprocess.run([sys.executable, str(script), "--sizes", sizes, "--tokens", "10", "--threads", "1,2",
+                               "--repeats", "3", "--out", str(out)], capture_output=True, text=True)
         if out.exists():
             report["brian2"] = json.loads(out.read_text())
-            print(textwrap.indent(json.dumps(report["brian2"], indent=1), "  "))
+            for r in report["brian2"].get("results", []):
+                rate = r["synapse_updates"] / r["run_s"]["median"]
+                print(f"  brian2 {r['synapses'] / 1e6:.2f}M synapses float64 {r['threads']}t: run {r['run_s']['median']:.3f} s "
+                      f"[{r['run_s']['min']:.3f}, {r['run_s']['max']:.3f}] = {rate:.3g} synapse-updates/s; "
+                      f"code generation + compile {r['codegen_compile_s']:.1f} s, with the first run {r['total_first_s']:.1f} s")
+            if "skipped" in report["brian2"]:
+                print("  skipped:", report["brian2"]["skipped"])
         else:
             report["brian2"] = {"skipped": f"brian2 script failed: {proc.stderr[-500:]}"}
             print("  skipped:", report["brian2"]["skipped"])
