@@ -53,12 +53,13 @@ def network_write(size: str, integrator: str, dtype, threads: int, tokens: int, 
 
 
 def steady_state(heads: int, threads: int, dtype=np.float32) -> Case:
+    suffix = "" if dtype == np.float32 else f" {np.dtype(dtype).name}"
     L, D, m = PAPER["L"], PAPER["D"], PAPER["m"]
     q, k, v = inputs(L, D, D, heads=heads, dtype=dtype)
     W = tripartite.draw_hidden_weights(m, D, heads=heads, dtype=dtype)
     W = W if heads > 1 else W[0]
     return Case(
-        f"steady state {heads}h ours {threads}t",
+        f"steady state {heads}h ours {threads}t{suffix}",
         lambda: tripartite.attention(q, k, v, hidden_weights=W, num_threads=threads),
         heads * L,
         "queries",
@@ -109,4 +110,5 @@ def steady_state_peer(heads: int, peer: str, dtype=np.float32) -> Case:
     q, k, v = q[:heads], k[:heads], v[:heads]
     W = tripartite.draw_hidden_weights(m, D, heads=heads, dtype=dtype)
     fn = numpy_steady_state if peer == "numpy" else per_token_loop
-    return Case(f"steady state {heads}h {peer}", lambda: fn(q, k, v, W), heads * L, "queries")
+    suffix = "" if dtype == np.float32 else f" {np.dtype(dtype).name}"
+    return Case(f"steady state {heads}h {peer}{suffix}", lambda: fn(q, k, v, W), heads * L, "queries")

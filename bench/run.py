@@ -139,12 +139,18 @@ def main() -> int:
         row(results, cases.steady_state_peer(heads, "numpy"), repeats, heads=heads, impl="numpy")
         if heads == 1:
             row(results, cases.steady_state_peer(heads, "per-token loop"), max(1, repeats // 2), heads=heads, impl="loop")
+            # the notebooks' arrays are NumPy's default float64: that loop, and ours in float64
+            row(results, cases.steady_state_peer(heads, "per-token loop", dtype=np.float64), max(1, repeats // 2),
+                heads=heads, impl="loop-f64")
+            row(results, cases.steady_state(heads, 2, dtype=np.float64), repeats, heads=heads, threads=2, impl="ours-f64")
     by = {r["name"]: r["seconds_median"] for r in results}
     for heads in (1, 12):
         ours = by[f"steady state {heads}h ours 2t"]
         print(f"  {heads}h: ours / numpy = {ours / by[f'steady state {heads}h numpy']:.2f}", end="")
         if heads == 1:
-            print(f", per-token loop / ours = {by['steady state 1h per-token loop'] / ours:.1f}", end="")
+            print(f", per-token loop / ours = {by['steady state 1h per-token loop'] / ours:.1f} (float32), "
+                  f"{by['steady state 1h per-token loop float64'] / by['steady state 1h ours 2t float64']:.1f} (float64), "
+                  f"float64 loop / float32 ours = {by['steady state 1h per-token loop float64'] / ours:.1f}", end="")
         print(f", 2 threads vs 1: {by[f'steady state {heads}h ours 1t'] / ours:.2f}x")
 
     print("\n5. peak memory (RSS) against state + inputs + outputs")
