@@ -73,3 +73,10 @@ def test_network_results_do_not_depend_on_how_calls_are_split(rng, dtype):
     assert np.array_equal(y_whole, y_parts) and np.array_equal(y_whole, y_watched)
     for net in (parts, watched):
         assert np.array_equal(net.synapses, whole.synapses) and np.array_equal(net.calcium, whole.calcium)
+
+
+def test_performer_weights_are_standard_normal_stream():
+    """The chunked draw gives exactly the generator's stream (one draw of the whole matrix)."""
+    W = tripartite.draw_hidden_weights(20000, 3, seed=9, dtype=np.float64)[0]
+    rng = np.random.default_rng(np.random.SeedSequence(9, spawn_key=(0,)))
+    assert np.array_equal(W, rng.standard_normal((20000, 3)))

@@ -9,6 +9,7 @@ import numpy as np
 from . import _validate as V
 
 FEATURE_MAPS = ("performer", "orthogonal")
+_ROWS_PER_DRAW = 8192
 
 
 def _head_rng(seed: int, head: int) -> np.random.Generator:
@@ -66,9 +67,15 @@ def draw_hidden_weights(
     seed = V.seed_value(seed)
     V.choice(feature_map, "feature_map", FEATURE_MAPS)
     dt = V.float_dtype(dtype)
-    V.check_memory(heads * m * d * dt.itemsize + m * d * 8, "hidden_weights")
+    V.check_memory(heads * m * d * dt.itemsize, "hidden_weights")
     out = np.empty((heads, m, d), dtype=dt)
     for i in range(heads):
         rng = _head_rng(seed, i)
-        out[i] = rng.standard_normal((m, d)) if feature_map == "performer" else _orthogonal(rng, m, d)
+        if feature_map == "orthogonal":
+            out[i] = _orthogonal(rng, m, d)
+            continue
+        # In chunks of rows: the float64 draw stays small (the stream is the same as one draw).
+        for r0 in range(0, m, _ROWS_PER_DRAW):
+            r1 = min(m, r0 + _ROWS_PER_DRAW)
+            out[i, r0:r1] = rng.standard_normal((r1 - r0, d))
     return out
