@@ -44,7 +44,7 @@ def make_array(data, shape, dtype, special, name):
     return arr
 
 
-def bad_reason(arr, scale, out_dtype):
+def bad_reason(arr):
     """Why the API must refuse this array, or None."""
     if arr.dtype.kind not in "fiu":
         return "dtype"
@@ -70,7 +70,7 @@ def test_attention_fuzz(data):
     for name, shape in (("q", batch + (Lq, D)), ("k", batch + (L, D)), ("v", batch + (L, Dv))):
         arr = make_array(data, shape, data.draw(DTYPES, label=f"{name} dtype"), data.draw(SPECIAL, label=f"{name} special"), name)
         arrays[name] = arr
-        reasons[name] = bad_reason(arr, None, None)
+        reasons[name] = bad_reason(arr)
     m = data.draw(st.integers(1, 300), label="m")
     bad = [n for n in ("q", "k", "v") if reasons[n]]
     try:
@@ -121,7 +121,7 @@ def test_network_fuzz(fuzz_net, data):
     if history:
         net.write(np.full((1, 3), 0.3), np.ones((1, 2)))
     before = (net.synapses.copy(), net.astrocyte_weights.copy(), net.hidden_rates.copy(), net.calcium.copy(), net.time)
-    bad = [n for n in needed if bad_reason(arrays[n], None, None)]
+    bad = [n for n in needed if bad_reason(arrays[n])]
     bad += [n for n in needed if D != 3 or lead == (2,)]  # wrong width, or 2 heads for a 1-head network
     try:
         out = getattr(net, method)(*(arrays[n] for n in needed))

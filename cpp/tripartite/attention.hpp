@@ -81,23 +81,24 @@ void read_block(BlockScratch<T>& s, const T* P, std::size_t n, std::size_t Dv, s
   tiles::dot_rows(s.rows.data(), Dv + 1, P, kBlock, n, nb, out, Dv + 1);
 }
 
-// Combines per-block partials of one query: scales[b] is the log-scale of block b's partial.
+// Combines per-block partials of one query: block b's partial starts at partial[b * stride] and
+// its log-scale is scales[b * scale_stride].
 template <class T>
 void combine_blocks(const double* partial, const double* scales, std::size_t nb, std::size_t stride,
-                    std::size_t Dv, T* y, double* log_a) {
+                    std::size_t scale_stride, std::size_t Dv, T* y, double* log_a) {
   double ref = kNegInf;
   for (std::size_t b = 0; b < nb; ++b)
-    if (partial[b * stride + Dv] > 0) ref = std::max(ref, scales[b]);
+    if (partial[b * stride + Dv] > 0) ref = std::max(ref, scales[b * scale_stride]);
   if (ref == kNegInf) {  // every feature underflowed: no key is visible (or no key at all)
     for (std::size_t d = 0; d < Dv; ++d) y[d] = 0;
     if (log_a) *log_a = kNegInf;
     return;
   }
   double den = 0;
-  for (std::size_t b = 0; b < nb; ++b) den += scaled(partial[b * stride + Dv], scales[b] - ref);
+  for (std::size_t b = 0; b < nb; ++b) den += scaled(partial[b * stride + Dv], scales[b * scale_stride] - ref);
   for (std::size_t d = 0; d < Dv; ++d) {
     double num = 0;
-    for (std::size_t b = 0; b < nb; ++b) num += scaled(partial[b * stride + d], scales[b] - ref);
+    for (std::size_t b = 0; b < nb; ++b) num += scaled(partial[b * stride + d], scales[b * scale_stride] - ref);
     y[d] = static_cast<T>(num / den);
   }
   if (log_a) *log_a = ref + std::log(den);
@@ -118,13 +119,7 @@ void steady_state_attention(const AttentionArgs<T>& a) {
   std::vector<detail::BlockScratch<T>> scratch;
   scratch.reserve(static_cast<std::size_t>(nthreads));
   for (int i = 0; i < nthreads; ++i) scratch.emplace_back(D, Dv);
-  auto my_scratch = [&]() -> detail::BlockScratch<T>& {
-#ifdef _OPENMP
-    return scratch[static_cast<std::size_t>(omp_in_parallel() ? omp_get_thread_num() : 0)];
-#else
-    return scratch[0];
-#endif
-  };
+  auto my_scratch = [&]() -> detail::BlockScratch<T>& { return scratch[thread_slot()]; };
 
   // Loads the keys of chunk [t0, t0+n) of head hd for block (r0, nbk): exp-rates relative to the
   // block's (raised) scale, in s.keys.
@@ -149,14 +144,10 @@ void steady_state_attention(const AttentionArgs<T>& a) {
   auto combine = [&](std::size_t t0, std::size_t n) {
     parallel_for(heads * n, nthreads, [&](std::size_t job) {
       const std::size_t hd = job / n, i = job % n;
-      std::vector<double> part(nb * stride), sc(nb);
-      for (std::size_t b = 0; b < nb; ++b) {
-        const std::size_t task = hd * nb + b;
-        for (std::size_t k = 0; k < stride; ++k) part[b * stride + k] = partial[(task * kChunk + i) * stride + k];
-        sc[b] = partial_scale[task * kChunk + i];
-      }
+      const std::size_t first = hd * nb * kChunk + i;  // (task = hd * nb + 0, query i); tasks are kChunk apart
       double* la = a.log_a ? a.log_a + hd * a.Lq + t0 + i : nullptr;
-      detail::combine_blocks(part.data(), sc.data(), nb, stride, Dv, a.Y + (hd * a.Lq + t0 + i) * Dv, la);
+      detail::combine_blocks(partial.data() + first * stride, partial_scale.data() + first, nb, kChunk * stride, kChunk,
+                             Dv, a.Y + (hd * a.Lq + t0 + i) * Dv, la);
     });
   };
 

@@ -43,6 +43,16 @@ inline bool has_openmp() {
 #endif
 }
 
+// Index of the calling thread in the current team (0 outside a parallel region): selects the
+// per-thread scratch of a kernel.
+inline std::size_t thread_slot() {
+#ifdef _OPENMP
+  return static_cast<std::size_t>(omp_in_parallel() ? omp_get_thread_num() : 0);
+#else
+  return 0;
+#endif
+}
+
 // Threads for a call: `requested` (0 = OpenMP's default), but one thread for work too small to
 // repay starting a team. `work` is a rough count of floating-point operations.
 inline int effective_threads(int requested, double work) {

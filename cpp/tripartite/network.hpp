@@ -28,7 +28,6 @@ struct NetworkParams {
   std::size_t heads = 1, m = 0, D = 0, Dv = 0;
   double input_scale = 1.0;  // sqrt(s): x~ = x sqrt(s)
   WindowMap write_map{}, read_map{};
-  bool write_changes_g = true;  // false only if the write map leaves g unchanged
   int threads = 1;
 };
 
@@ -115,13 +114,7 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
   const std::size_t tasks = heads * nb;
   std::vector<detail::SegmentScratch<T>> scratch;
   for (int i = 0; i < p.threads; ++i) scratch.emplace_back(D);
-  auto my_scratch = [&]() -> detail::SegmentScratch<T>& {
-#ifdef _OPENMP
-    return scratch[static_cast<std::size_t>(omp_in_parallel() ? omp_get_thread_num() : 0)];
-#else
-    return scratch[0];
-#endif
-  };
+  auto my_scratch = [&]() -> detail::SegmentScratch<T>& { return scratch[thread_slot()]; };
 
   std::size_t done = 0;
   while (done < schedule.size()) {
@@ -163,7 +156,7 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
       double* sc = s.scalars + hd * kNumScalars;
       for (std::size_t i = 0; i < S; ++i) {
         const WindowMap& map = win[i].write ? p.write_map : p.read_map;
-        const bool update_g = win[i].write && p.write_changes_g;
+        const bool update_g = win[i].write;  // reads leave g and the synapses alone
         const double* bmax = ws.block_max.data() + (hd * kSegment + i) * nb;
         double c = kNegInf;
         for (std::size_t b = 0; b < nb; ++b) c = std::max(c, bmax[b]);

@@ -12,7 +12,7 @@ from . import _validate as V
 from .weights import FEATURE_MAPS, draw_hidden_weights
 
 
-def _broadcast_weights(hidden_weights: Any, batch: tuple, m_expected: Optional[int], d: int, dtype: np.dtype) -> np.ndarray:
+def _broadcast_weights(hidden_weights: Any, batch: tuple, m_expected: Optional[int], d: int) -> np.ndarray:
     W = V.real_array(hidden_weights, "hidden_weights")
     if W.ndim < 2 or W.shape[-1] != d:
         raise ValueError(f"hidden_weights must have shape (..., m, D) with D = {d}, got {W.shape}")
@@ -119,7 +119,7 @@ def attention(
         m = V.positive_int(n_hidden, "n_hidden")
         W = None
     else:
-        W = _broadcast_weights(hidden_weights, batch, None if n_hidden is None else V.positive_int(n_hidden, "n_hidden"), d, dtype)
+        W = _broadcast_weights(hidden_weights, batch, None if n_hidden is None else V.positive_int(n_hidden, "n_hidden"), d)
         m = W.shape[-2]
     V.check_memory(heads * (m * (d + Dv) + (Lq + Lk) * (d + Dv)) * dtype.itemsize, "attention")
 

@@ -79,14 +79,11 @@ def run_demo(n_hidden: int, L: int, D: int, seed: int, out: str, num_threads: in
         print(f"  m = {m:>6}: {e:.4f}")
     print(f"  log-log slope {slope:.3f} (m^-1/2 law: -0.5)")
 
-    try:
-        from .plots import astrocyte_vs_normaliser, error_vs_m, figure
-    except ImportError:  # pragma: no cover - matplotlib is an optional extra
-        print("\n(no figure: install matplotlib, e.g. pip install 'tripartite[plot]')")
-        return 0
+    from .plots import astrocyte_vs_normaliser, error_vs_m, figure
+
     try:
         fig, axes = figure(2)
-    except ImportError:
+    except ImportError:  # matplotlib is an optional extra
         print("\n(no figure: install matplotlib, e.g. pip install 'tripartite[plot]')")
         return 0
     astrocyte_vs_normaliser(axes[0], a_ss, Z, label=f"steady state, m = {n_hidden}", marker="x", s=14)

@@ -11,7 +11,8 @@ def _pyplot():
     try:
         import matplotlib
 
-        matplotlib.use("Agg") if not _interactive() else None
+        if not _interactive():  # no pyplot yet: draw off-screen, never open a window
+            matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         raise ImportError("plotting needs matplotlib: pip install 'tripartite[plot]'") from None
