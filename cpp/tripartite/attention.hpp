@@ -40,16 +40,19 @@ struct AttentionArgs {
 
 namespace detail {
 
-// Per-thread scratch for one (head, block) task.
+// Per-thread scratch for one (head, block) task: the block's packed weights, a chunk of key and of
+// query features, and the block's own synapses and astrocyte weights.
 template <class T>
 struct BlockScratch {
-  std::vector<T> packed, keys, queries, xk, xq;
-  std::vector<double> key_off, query_off, key_max, query_max, scores;
+  std::size_t Dvp;
+  std::vector<T> packed, keys, queries, xk, xq, H, g, vp;
+  std::vector<double> key_off, query_off, key_max, query_max, scores, sums;
   std::vector<const T*> rows;
   BlockScratch(std::size_t D, std::size_t Dv)
-      : packed(D * kBlock), keys(kChunk * kBlock), queries(kChunk * kBlock), xk(kChunk * D), xq(kChunk * D),
-        key_off(kChunk), query_off(kChunk), key_max(kChunk), query_max(kChunk), scores(kChunk * kChunk),
-        rows(std::max(Dv + 1, kChunk)) {}
+      : Dvp(tiles::padded_columns<T>(Dv)), packed(D * kBlock), keys(kChunk * kBlock), queries(kChunk * kBlock),
+        xk(kChunk * D), xq(kChunk * D), H(kBlock * Dvp), g(kBlock), vp(kChunk * Dvp, T(0)), key_off(kChunk),
+        query_off(kChunk), key_max(kChunk), query_max(kChunk), scores(kChunk * kChunk), sums(kChunk * (Dvp + 1)),
+        rows(kChunk) {}
 };
 
 template <class T>
@@ -60,160 +63,154 @@ void scale_inputs(const T* X, std::size_t n, std::size_t D, double input_scale, 
 
 // Sets the block's scale to at least `candidate`, rescaling its stored synapses and weights.
 template <class T>
-void raise_scale(double& C, double candidate, T* H, T* g, std::size_t Dv, std::size_t m, std::size_t r0,
-                 std::size_t nb) {
+void raise_scale(double& C, double candidate, std::vector<T>& H, std::vector<T>& g) {
   if (candidate <= C) return;
   if (C != kNegInf) {
     const T f = static_cast<T>(std::exp(C - candidate));
-    for (std::size_t d = 0; d < Dv; ++d)
-      for (std::size_t r = 0; r < nb; ++r) H[d * m + r0 + r] *= f;
-    for (std::size_t r = 0; r < nb; ++r) g[r0 + r] *= f;
+    for (T& h : H) h *= f;
+    for (T& x : g) x *= f;
   }
   C = candidate;
 }
 
-// Partial readout of n queries against one block: out[i] = (H_b psi_i, g_b . psi_i), Dv + 1 doubles.
-template <class T>
-void read_block(BlockScratch<T>& s, const T* P, std::size_t n, std::size_t Dv, std::size_t nb, const T* H, const T* g,
-                std::size_t m, std::size_t r0, double* out) {
-  for (std::size_t d = 0; d < Dv; ++d) s.rows[d] = H + d * m + r0;
-  s.rows[Dv] = g + r0;
-  tiles::dot_rows(s.rows.data(), Dv + 1, P, kBlock, n, nb, out, Dv + 1);
-}
-
-// Combines per-block partials of one query: block b's partial starts at partial[b * stride] and
-// its log-scale is scales[b * scale_stride].
-template <class T>
-void combine_blocks(const double* partial, const double* scales, std::size_t nb, std::size_t stride,
-                    std::size_t scale_stride, std::size_t Dv, T* y, double* log_a) {
-  double ref = kNegInf;
-  for (std::size_t b = 0; b < nb; ++b)
-    if (partial[b * stride + Dv] > 0) ref = std::max(ref, scales[b * scale_stride]);
-  if (ref == kNegInf) {  // every feature underflowed: no key is visible (or no key at all)
-    for (std::size_t d = 0; d < Dv; ++d) y[d] = 0;
-    if (log_a) *log_a = kNegInf;
-    return;
+// Running combination of one query's block partials, taken in block order:
+//   acc <- acc exp(ref - ref') + partial exp(scale - ref'),  ref' = max(ref, scale)
+// over blocks whose denominator is positive (a zero partial is a block where every key feature
+// underflowed: it adds nothing). The result depends on the block order only, never on how the
+// blocks were grouped or which thread computed them.
+inline void fold_partial(const double* partial, double scale, std::size_t n, double* acc, double& ref) {
+  if (!(partial[n - 1] > 0)) return;
+  if (ref == kNegInf) {
+    std::copy_n(partial, n, acc);
+    ref = scale;
+  } else if (scale > ref) {
+    const double f = std::exp(ref - scale);
+    for (std::size_t d = 0; d < n; ++d) acc[d] = acc[d] * f + partial[d];
+    ref = scale;
+  } else {
+    const double f = std::exp(scale - ref);
+    for (std::size_t d = 0; d < n; ++d) acc[d] += partial[d] * f;
   }
-  double den = 0;
-  for (std::size_t b = 0; b < nb; ++b) den += scaled(partial[b * stride + Dv], scales[b * scale_stride] - ref);
-  for (std::size_t d = 0; d < Dv; ++d) {
-    double num = 0;
-    for (std::size_t b = 0; b < nb; ++b) num += scaled(partial[b * stride + d], scales[b * scale_stride] - ref);
-    y[d] = static_cast<T>(num / den);
-  }
-  if (log_a) *log_a = ref + std::log(den);
 }
 
 }  // namespace detail
 
+// Bytes of block partials the steady state keeps at once (it folds them into the running sums
+// every group of blocks); at least one block per thread is kept whatever this says.
+inline constexpr std::size_t kPartialBudget = std::size_t(64) << 20;
+
 template <class T>
 void steady_state_attention(const AttentionArgs<T>& a) {
-  const std::size_t heads = a.heads, D = a.D, Dv = a.Dv, m = a.m;
+  const std::size_t heads = a.heads, D = a.D, Dv = a.Dv, m = a.m, Lq = a.Lq, Lk = a.Lk;
   const std::size_t nb = n_blocks(m);
   const std::size_t tasks = heads * nb;
   const std::size_t stride = Dv + 1;
-  std::vector<T> H(heads * Dv * m, T(0)), g(heads * m, T(0));
-  std::vector<double> C(tasks, kNegInf);  // log-scale of each (head, block)
-  std::vector<double> partial(tasks * kChunk * stride), partial_scale(tasks * kChunk);
   const int nthreads = a.threads;
   std::vector<detail::BlockScratch<T>> scratch;
   scratch.reserve(static_cast<std::size_t>(nthreads));
   for (int i = 0; i < nthreads; ++i) scratch.emplace_back(D, Dv);
   auto my_scratch = [&]() -> detail::BlockScratch<T>& { return scratch[thread_slot()]; };
 
-  // Loads the keys of chunk [t0, t0+n) of head hd for block (r0, nbk): exp-rates relative to the
-  // block's (raised) scale, in s.keys.
-  auto load_keys = [&](detail::BlockScratch<T>& s, std::size_t hd, std::size_t task, std::size_t t0, std::size_t n,
+  const std::size_t per_task = std::max<std::size_t>(1, Lq * stride * sizeof(double));
+  const std::size_t group =
+      std::min(tasks, std::max<std::size_t>(static_cast<std::size_t>(nthreads), kPartialBudget / per_task));
+  std::vector<double> partial(group * Lq * stride), partial_scale(group * Lq);
+  std::vector<double> acc(heads * Lq * stride, 0.0), ref(heads * Lq, kNegInf);
+
+  // Key features of chunk [t0, t0 + n) for the block: exp-rates relative to the block's (raised)
+  // scale C, in s.keys; the chunk's values, zero-padded to Dvp columns, in s.vp.
+  auto load_keys = [&](detail::BlockScratch<T>& s, std::size_t hd, double& C, std::size_t t0, std::size_t n,
                        std::size_t r0, std::size_t nbk) {
-    detail::scale_inputs(a.K + (hd * a.Lk + t0) * D, n, D, a.input_scale, m, s.xk.data(), s.key_off.data());
+    detail::scale_inputs(a.K + (hd * Lk + t0) * D, n, D, a.input_scale, m, s.xk.data(), s.key_off.data());
     tiles::log_rates(s.packed.data(), a.W + hd * m * D, D, r0, nbk, s.xk.data(), s.key_off.data(),
                      a.bias ? a.bias + hd * m + r0 : nullptr, n, s.keys.data(), kBlock, s.key_max.data());
     double mx = kNegInf;
     for (std::size_t i = 0; i < n; ++i) mx = std::max(mx, s.key_max[i]);
-    detail::raise_scale(C[task], mx, H.data() + hd * Dv * m, g.data() + hd * m, Dv, m, r0, nbk);
-    for (std::size_t i = 0; i < n; ++i) simd::exp_shifted(s.keys.data() + i * kBlock, nbk, static_cast<T>(C[task]));
+    detail::raise_scale(C, mx, s.H, s.g);
+    for (std::size_t i = 0; i < n; ++i) simd::exp_shifted(s.keys.data() + i * kBlock, nbk, static_cast<T>(C));
+    for (std::size_t i = 0; i < n; ++i) std::copy_n(a.V + (hd * Lk + t0 + i) * Dv, Dv, s.vp.data() + i * s.Dvp);
   };
   auto load_queries = [&](detail::BlockScratch<T>& s, std::size_t hd, std::size_t t0, std::size_t n, std::size_t r0,
                           std::size_t nbk) {
-    detail::scale_inputs(a.Q + (hd * a.Lq + t0) * D, n, D, a.input_scale, m, s.xq.data(), s.query_off.data());
+    detail::scale_inputs(a.Q + (hd * Lq + t0) * D, n, D, a.input_scale, m, s.xq.data(), s.query_off.data());
     tiles::log_rates(s.packed.data(), a.W + hd * m * D, D, r0, nbk, s.xq.data(), s.query_off.data(),
                      a.bias ? a.bias + hd * m + r0 : nullptr, n, s.queries.data(), kBlock, s.query_max.data());
     for (std::size_t i = 0; i < n; ++i)
       simd::exp_shifted(s.queries.data() + i * kBlock, nbk, static_cast<T>(s.query_max[i]));
   };
-  auto combine = [&](std::size_t t0, std::size_t n) {
-    parallel_for(heads * n, nthreads, [&](std::size_t job) {
-      const std::size_t hd = job / n, i = job % n;
-      const std::size_t first = hd * nb * kChunk + i;  // (task = hd * nb + 0, query i); tasks are kChunk apart
-      double* la = a.log_a ? a.log_a + hd * a.Lq + t0 + i : nullptr;
-      detail::combine_blocks(partial.data() + first * stride, partial_scale.data() + first, nb, kChunk * stride, kChunk,
-                             Dv, a.Y + (hd * a.Lq + t0 + i) * Dv, la);
-    });
-  };
 
-  if (!a.causal) {
-    // Writing phase: each (head, block) task takes every key chunk in order; no synchronisation.
-    parallel_for(tasks, nthreads, [&](std::size_t task) {
-      const std::size_t hd = task / nb, b = task % nb;
-      const std::size_t r0 = block_begin(b), nbk = block_end(b, m) - r0;
-      auto& s = my_scratch();
-      tiles::pack_panels(a.W + hd * m * D, D, r0, tiles::full_panels<T>(nbk), s.packed.data());
-      for (std::size_t t0 = 0; t0 < a.Lk; t0 += kChunk) {
-        const std::size_t n = std::min(kChunk, a.Lk - t0);
-        load_keys(s, hd, task, t0, n, r0, nbk);
-        tiles::hebbian_write(s.keys.data(), kBlock, a.V + (hd * a.Lk + t0) * Dv, n, Dv, nbk, H.data() + hd * Dv * m,
-                             g.data() + hd * m, m, r0);
+  // One (head, block) task: the block's synapses are written and read by this task alone, so the
+  // block's partial readout of every query is complete when the task ends.
+  auto run_block = [&](std::size_t task, double* out, double* out_scale) {
+    const std::size_t hd = task / nb, b = task % nb;
+    const std::size_t r0 = block_begin(b), nbk = block_end(b, m) - r0;
+    auto& s = my_scratch();
+    std::fill(s.H.begin(), s.H.end(), T(0));
+    std::fill(s.g.begin(), s.g.end(), T(0));
+    double C = kNegInf;  // the block's log-scale: its synapses are stored as H_b exp(-C)
+    tiles::pack_panels(a.W + hd * m * D, D, r0, tiles::full_panels<T>(nbk), s.packed.data());
+    if (!a.causal) {
+      for (std::size_t t0 = 0; t0 < Lk; t0 += kChunk) {
+        const std::size_t n = std::min(kChunk, Lk - t0);
+        load_keys(s, hd, C, t0, n, r0, nbk);
+        tiles::hebbian_write(s.keys.data(), kBlock, s.vp.data(), n, s.Dvp, nbk, s.H.data(), kBlock, s.g.data());
       }
-    });
-    // Reading phase, one chunk of queries at a time.
-    for (std::size_t t0 = 0; t0 < a.Lq; t0 += kChunk) {
-      const std::size_t n = std::min(kChunk, a.Lq - t0);
-      parallel_for(tasks, nthreads, [&](std::size_t task) {
-        const std::size_t hd = task / nb, b = task % nb;
-        const std::size_t r0 = block_begin(b), nbk = block_end(b, m) - r0;
-        auto& s = my_scratch();
-        tiles::pack_panels(a.W + hd * m * D, D, r0, tiles::full_panels<T>(nbk), s.packed.data());
+      for (std::size_t t0 = 0; t0 < Lq; t0 += kChunk) {
+        const std::size_t n = std::min(kChunk, Lq - t0);
         load_queries(s, hd, t0, n, r0, nbk);
-        detail::read_block(s, s.queries.data(), n, Dv, nbk, H.data() + hd * Dv * m, g.data() + hd * m, m, r0,
-                           partial.data() + task * kChunk * stride);
-        for (std::size_t i = 0; i < n; ++i) partial_scale[task * kChunk + i] = C[task] + s.query_max[i];
-      });
-      combine(t0, n);
+        tiles::readout(s.queries.data(), kBlock, n, nbk, s.H.data(), kBlock, Dv, s.g.data(), out + t0 * stride,
+                       s.sums.data());
+        for (std::size_t i = 0; i < n; ++i) out_scale[t0 + i] = C + s.query_max[i];
+      }
+      return;
     }
-    return;
-  }
-
-  // Causal: chunk by chunk, read (state + masked intra-chunk scores), then write.
-  for (std::size_t t0 = 0; t0 < a.Lq; t0 += kChunk) {
-    const std::size_t n = std::min(kChunk, a.Lq - t0);
-    parallel_for(tasks, nthreads, [&](std::size_t task) {
-      const std::size_t hd = task / nb, b = task % nb;
-      const std::size_t r0 = block_begin(b), nbk = block_end(b, m) - r0;
-      auto& s = my_scratch();
-      T* Hh = H.data() + hd * Dv * m;
-      T* gh = g.data() + hd * m;
-      tiles::pack_panels(a.W + hd * m * D, D, r0, tiles::full_panels<T>(nbk), s.packed.data());
-      load_keys(s, hd, task, t0, n, r0, nbk);
+    // Causal: chunk by chunk, read (the state so far + masked intra-chunk scores), then write.
+    for (std::size_t t0 = 0; t0 < Lq; t0 += kChunk) {
+      const std::size_t n = std::min(kChunk, Lq - t0);
+      load_keys(s, hd, C, t0, n, r0, nbk);
       load_queries(s, hd, t0, n, r0, nbk);
-      double* out = partial.data() + task * kChunk * stride;
-      detail::read_block(s, s.queries.data(), n, Dv, nbk, Hh, gh, m, r0, out);
-      const T* Vc = a.V + (hd * a.Lk + t0) * Dv;
+      double* o = out + t0 * stride;
+      tiles::readout(s.queries.data(), kBlock, n, nbk, s.H.data(), kBlock, Dv, s.g.data(), o, s.sums.data());
+      const T* Vc = a.V + (hd * Lk + t0) * Dv;
       // Intra-chunk scores phi(q_i) . phi(k_j) on this block, then the masked sums over j <= i.
       for (std::size_t j = 0; j < n; ++j) s.rows[j] = s.keys.data() + j * kBlock;
       tiles::dot_rows(s.rows.data(), n, s.queries.data(), kBlock, n, nbk, s.scores.data(), kChunk);
       for (std::size_t i = 0; i < n; ++i) {
-        double* o = out + i * stride;
+        double* oi = o + i * stride;
         for (std::size_t j = 0; j <= i; ++j) {
           const double score = s.scores[i * kChunk + j];
-          for (std::size_t d = 0; d < Dv; ++d) o[d] += score * static_cast<double>(Vc[j * Dv + d]);
-          o[Dv] += score;
+          for (std::size_t d = 0; d < Dv; ++d) oi[d] += score * static_cast<double>(Vc[j * Dv + d]);
+          oi[Dv] += score;
         }
-        partial_scale[task * kChunk + i] = C[task] + s.query_max[i];
+        out_scale[t0 + i] = C + s.query_max[i];
       }
-      tiles::hebbian_write(s.keys.data(), kBlock, Vc, n, Dv, nbk, Hh, gh, m, r0);
+      tiles::hebbian_write(s.keys.data(), kBlock, s.vp.data(), n, s.Dvp, nbk, s.H.data(), kBlock, s.g.data());
+    }
+  };
+
+  // Blocks run in groups (all at once when their partials fit kPartialBudget); each group's
+  // partials are folded into the running sums in block order.
+  for (std::size_t first = 0; first < tasks; first += group) {
+    const std::size_t count = std::min(group, tasks - first);
+    parallel_for(count, nthreads, [&](std::size_t k) {
+      run_block(first + k, partial.data() + k * Lq * stride, partial_scale.data() + k * Lq);
     });
-    combine(t0, n);
+    parallel_for(heads * Lq, nthreads, [&](std::size_t job) {
+      const std::size_t hd = job / Lq, i = job % Lq;
+      for (std::size_t k = 0; k < count; ++k) {
+        if ((first + k) / nb != hd) continue;
+        detail::fold_partial(partial.data() + (k * Lq + i) * stride, partial_scale[k * Lq + i], stride,
+                             acc.data() + job * stride, ref[job]);
+      }
+    });
   }
+  parallel_for(heads * Lq, nthreads, [&](std::size_t job) {
+    const double* s = acc.data() + job * stride;
+    T* y = a.Y + job * Dv;
+    const bool visible = ref[job] != kNegInf;  // else every feature underflowed, or there is no key
+    for (std::size_t d = 0; d < Dv; ++d) y[d] = visible ? static_cast<T>(s[d] / s[Dv]) : T(0);
+    if (a.log_a) a.log_a[job] = visible ? ref[job] + std::log(s[Dv]) : kNegInf;
+  });
 }
 
 }  // namespace tripartite

@@ -31,8 +31,11 @@ inline void store(T* p, V<T> v) {
   std::memcpy(p, &v, sizeof(v));
 }
 template <class T>
-inline V<T> splat(T x) {
-  return V<T>{} + x;
+inline V<T> splat(T x) {  // a broadcast (vbroadcastss/sd), not an add to zero
+  if constexpr (W<T> == 8)
+    return V<T>{x, x, x, x, x, x, x, x};
+  else
+    return V<T>{x, x, x, x};
 }
 template <class T>
 inline double hsum(V<T> v) {  // fixed order: lane 0, 1, 2, ...

@@ -1,14 +1,16 @@
 // Register-tiled inner kernels of the steady state: the three products that dominate its cost.
-//   log-rates      out (n x nb)   = X~ (n x D) W_b^T + offsets      (panels of packed W rows)
-//   Hebbian write  H_b (Dv x nb) += V^T (Dv x n) E (n x nb),  g_b += column sums of E
-//   readout        out (n x rows)  = P (n x nb) [H_b; g_b]^T        (dot products over neurons)
-// Each keeps a small tile of accumulators in registers. The neuron range of a block is split
-// into full panels of kPanel<T> neurons (vector code) and a tail (plain loops). The summation
-// order is fixed by the code, never by the thread count.
+//   log-rates      out (n x nb)    = X~ (n x D) W_b^T + offsets       (panels of packed W rows)
+//   Hebbian write  H_b (nb x Dv)  += E^T (nb x n) V (n x Dv),  g_b += column sums of E
+//   readout        out (n x Dv+1)  = P (n x nb) [H_b, g_b]             (in double, span by span)
+// Each keeps a 6 x 2-vector tile of accumulators in registers (12 of the 16 AVX registers) and
+// broadcasts one operand from memory, like a GEMM micro-kernel. The summation order is fixed by
+// the code, never by the thread count. The network's per-synapse pass (synapse_segment) and the
+// dot products of the causal intra-chunk scores (dot_rows) are here too.
 #pragma once
 
 #include <algorithm>
 #include <cstddef>
+#include <limits>
 #include <stdexcept>
 
 #include "simd.hpp"
@@ -39,117 +41,214 @@ void pack_panels(const T* W, std::size_t D, std::size_t r0, std::size_t full, T*
     }
 }
 
+// One register tile of log-rates: acc[i] (2 vectors) = sum_j x[i][j] panel[j][:], i < R. R = 6 keeps
+// 12 accumulators and 2 panel vectors in the 16 AVX registers.
+template <class T, std::size_t R>
+inline void rate_tile(const T* panel, std::size_t D, const T* const* x, T* const* o, const T* bias_panel,
+                      const T* off, V<T>* row_best) {
+  constexpr std::size_t P = kPanel<T>, Wd = simd::W<T>;
+  V<T> acc[R][2] = {};
+  for (std::size_t j = 0; j < D; ++j) {
+    const V<T> w0 = load(panel + j * P), w1 = load(panel + j * P + Wd);
+    for (std::size_t ii = 0; ii < R; ++ii) {
+      const V<T> xb = splat(x[ii][j]);
+      acc[ii][0] += xb * w0;
+      acc[ii][1] += xb * w1;
+    }
+  }
+  V<T> b0 = {}, b1 = {};
+  if (bias_panel) b0 = load(bias_panel), b1 = load(bias_panel + Wd);
+  for (std::size_t ii = 0; ii < R; ++ii) {
+    const V<T> s0 = acc[ii][0] + off[ii] + b0, s1 = acc[ii][1] + off[ii] + b1;
+    store(o[ii], s0);
+    store(o[ii] + Wd, s1);
+    const V<T> hi = s0 > s1 ? s0 : s1;
+    row_best[ii] = hi > row_best[ii] ? hi : row_best[ii];
+  }
+}
+
 // out[i][r] = X~_i . W_{r0+r} + bias[r] - offsets[i] for r < nb (row stride `stride`), row_max[i].
 template <class T>
 void log_rates(const T* packed, const T* W, std::size_t D, std::size_t r0, std::size_t nb, const T* X,
                const double* offsets, const T* bias, std::size_t n, T* out, std::size_t stride, double* row_max) {
-  constexpr std::size_t P = kPanel<T>, Wd = simd::W<T>;
+  constexpr std::size_t P = kPanel<T>, R = 6;
   const std::size_t full = full_panels<T>(nb);
-  for (std::size_t p = 0; p < full / P; ++p) {
-    const T* panel = packed + p * D * P;
-    for (std::size_t i0 = 0; i0 < n; i0 += 4) {
-      const T* x[4];
-      for (std::size_t ii = 0; ii < 4; ++ii) x[ii] = X + std::min(i0 + ii, n - 1) * D;
-      V<T> acc[4][2] = {};
-      for (std::size_t j = 0; j < D; ++j) {
-        const V<T> w0 = load(panel + j * P), w1 = load(panel + j * P + Wd);
-        for (std::size_t ii = 0; ii < 4; ++ii) {
-          const V<T> xb = splat(x[ii][j]);
-          acc[ii][0] += xb * w0;
-          acc[ii][1] += xb * w1;
+  for (std::size_t i0 = 0; i0 < n; i0 += R) {
+    const std::size_t rows = std::min(R, n - i0);
+    const T* x[R];
+    T* o[R];
+    T off[R];
+    V<T> best[R];
+    for (std::size_t ii = 0; ii < R; ++ii) {
+      const std::size_t i = i0 + std::min(ii, rows - 1);
+      x[ii] = X + i * D;
+      o[ii] = out + i * stride;
+      off[ii] = static_cast<T>(-offsets[i]);
+      best[ii] = splat(-std::numeric_limits<T>::infinity());
+    }
+    for (std::size_t p = 0; p < full / P; ++p) {
+      T* op[R];
+      for (std::size_t ii = 0; ii < R; ++ii) op[ii] = o[ii] + p * P;
+      const T* bp = bias ? bias + p * P : nullptr;
+      switch (rows) {
+        case 6: rate_tile<T, 6>(packed + p * D * P, D, x, op, bp, off, best); break;
+        case 5: rate_tile<T, 5>(packed + p * D * P, D, x, op, bp, off, best); break;
+        case 4: rate_tile<T, 4>(packed + p * D * P, D, x, op, bp, off, best); break;
+        case 3: rate_tile<T, 3>(packed + p * D * P, D, x, op, bp, off, best); break;
+        case 2: rate_tile<T, 2>(packed + p * D * P, D, x, op, bp, off, best); break;
+        default: rate_tile<T, 1>(packed + p * D * P, D, x, op, bp, off, best); break;
+      }
+    }
+    for (std::size_t ii = 0; ii < rows; ++ii) {
+      const std::size_t i = i0 + ii;
+      T* oi = out + i * stride;
+      T top = full ? best[ii][0] : -std::numeric_limits<T>::infinity();
+      for (std::size_t l = 1; l < simd::W<T> && full; ++l) top = std::max(top, best[ii][l]);
+      for (std::size_t r = full; r < nb; ++r) {  // the tail: plain loops
+        const T* w = W + (r0 + r) * D;
+        T acc = 0;
+        for (std::size_t j = 0; j < D; ++j) acc += w[j] * x[ii][j];
+        T value = acc + off[ii];
+        if (bias) value += bias[r];
+        oi[r] = value;
+        top = std::max(top, value);
+      }
+      row_max[i] = static_cast<double>(top);
+    }
+  }
+}
+
+// The block's synapses in the steady state are stored neuron-major in column panels of kPanel
+// values: Hp[(c * ld + r) * kPanel + l] is the synapse from neuron r to value column c kPanel + l,
+// with the value columns padded with zeros to a multiple of kPanel. A panel column is one
+// contiguous stream, and a register tile is R consecutive rows of it.
+template <class T>
+std::size_t padded_columns(std::size_t Dv) {
+  return (Dv + kPanel<T> - 1) / kPanel<T> * kPanel<T>;
+}
+
+template <class T, std::size_t R>
+inline void write_tile(const T* E, std::size_t stride, const T* Vp, std::size_t Dvp, std::size_t n, T* h) {
+  constexpr std::size_t P = kPanel<T>, Wd = simd::W<T>;
+  V<T> acc[R][2];
+  for (std::size_t ii = 0; ii < R; ++ii) acc[ii][0] = load(h + ii * P), acc[ii][1] = load(h + ii * P + Wd);
+  for (std::size_t t = 0; t < n; ++t) {
+    const V<T> v0 = load(Vp + t * Dvp), v1 = load(Vp + t * Dvp + Wd);
+    const T* e = E + t * stride;
+    for (std::size_t ii = 0; ii < R; ++ii) {
+      const V<T> eb = splat(e[ii]);
+      acc[ii][0] += eb * v0;
+      acc[ii][1] += eb * v1;
+    }
+  }
+  for (std::size_t ii = 0; ii < R; ++ii) store(h + ii * P, acc[ii][0]), store(h + ii * P + Wd, acc[ii][1]);
+}
+
+// Hebbian write of n keys into a block of nb neurons:
+//   Hp[r][c] += sum_t E[t][r] Vp[t][c]   (Vp: n x Dvp values, zero-padded)
+//   g[r]     += sum_t E[t][r]
+// t is summed in order for every synapse.
+template <class T>
+void hebbian_write(const T* E, std::size_t stride, const T* Vp, std::size_t n, std::size_t Dvp, std::size_t nb, T* Hp,
+                   std::size_t ld, T* g) {
+  constexpr std::size_t P = kPanel<T>, R = 6, Wd = simd::W<T>;
+  for (std::size_t r0 = 0; r0 < nb; r0 += R) {
+    const std::size_t rows = std::min(R, nb - r0);
+    for (std::size_t c = 0; c < Dvp / P; ++c) {
+      T* h = Hp + (c * ld + r0) * P;
+      const T* vp = Vp + c * P;
+      switch (rows) {
+        case 6: write_tile<T, 6>(E + r0, stride, vp, Dvp, n, h); break;
+        case 5: write_tile<T, 5>(E + r0, stride, vp, Dvp, n, h); break;
+        case 4: write_tile<T, 4>(E + r0, stride, vp, Dvp, n, h); break;
+        case 3: write_tile<T, 3>(E + r0, stride, vp, Dvp, n, h); break;
+        case 2: write_tile<T, 2>(E + r0, stride, vp, Dvp, n, h); break;
+        default: write_tile<T, 1>(E + r0, stride, vp, Dvp, n, h); break;
+      }
+    }
+  }
+  const std::size_t fullv = nb / Wd * Wd;
+  for (std::size_t r = 0; r < fullv; r += Wd) {
+    V<T> acc = load(g + r);
+    for (std::size_t t = 0; t < n; ++t) acc += load(E + t * stride + r);
+    store(g + r, acc);
+  }
+  for (std::size_t r = fullv; r < nb; ++r) {
+    T acc = g[r];
+    for (std::size_t t = 0; t < n; ++t) acc += E[t * stride + r];
+    g[r] = acc;
+  }
+}
+
+template <class T, std::size_t R>
+inline void read_tile(const T* const* p, std::size_t r0, std::size_t r1, const T* h, double* const* out) {
+  constexpr std::size_t P = kPanel<T>, Wd = simd::W<T>;
+  V<T> acc[R][2] = {};
+  for (std::size_t r = r0; r < r1; ++r) {
+    const V<T> h0 = load(h + r * P), h1 = load(h + r * P + Wd);
+    for (std::size_t ii = 0; ii < R; ++ii) {
+      const V<T> pb = splat(p[ii][r]);
+      acc[ii][0] += pb * h0;
+      acc[ii][1] += pb * h1;
+    }
+  }
+  for (std::size_t ii = 0; ii < R; ++ii)
+    for (std::size_t l = 0; l < Wd; ++l) {
+      out[ii][l] += static_cast<double>(acc[ii][0][l]);
+      out[ii][Wd + l] += static_cast<double>(acc[ii][1][l]);
+    }
+}
+
+inline constexpr std::size_t kReadSpan = 256;  // neurons summed in registers before adding in double
+
+// Readout of n query feature rows P (stride `stride`) against a block of nb neurons:
+//   out[i][c] = sum_r P[i][r] Hp[r][c] (c < Dv),  out[i][Dv] = sum_r P[i][r] g[r]
+// in double (out has row stride Dv + 1). Spans of kReadSpan neurons are summed in registers in
+// order, then added span by span: a fixed order.
+template <class T>
+void readout(const T* Pm, std::size_t stride, std::size_t n, std::size_t nb, const T* Hp, std::size_t ld,
+             std::size_t Dv, const T* g, double* out, double* scratch) {
+  constexpr std::size_t P = kPanel<T>, R = 6, Wd = simd::W<T>;
+  const std::size_t Dvp = padded_columns<T>(Dv), so = Dvp + 1;  // scratch rows: Dvp sums, then the denominator
+  std::fill(scratch, scratch + n * so, 0.0);
+  for (std::size_t s0 = 0; s0 < nb; s0 += kReadSpan) {
+    const std::size_t s1 = std::min(nb, s0 + kReadSpan);
+    for (std::size_t i0 = 0; i0 < n; i0 += R) {
+      const std::size_t rows = std::min(R, n - i0);
+      const T* p[R];
+      double* o[R];
+      for (std::size_t ii = 0; ii < R; ++ii) {
+        const std::size_t i = i0 + std::min(ii, rows - 1);
+        p[ii] = Pm + i * stride;
+        o[ii] = scratch + i * so;
+      }
+      for (std::size_t c = 0; c < Dvp / P; ++c) {
+        double* oc[R];
+        for (std::size_t ii = 0; ii < R; ++ii) oc[ii] = o[ii] + c * P;
+        const T* h = Hp + c * ld * P;
+        switch (rows) {
+          case 6: read_tile<T, 6>(p, s0, s1, h, oc); break;
+          case 5: read_tile<T, 5>(p, s0, s1, h, oc); break;
+          case 4: read_tile<T, 4>(p, s0, s1, h, oc); break;
+          case 3: read_tile<T, 3>(p, s0, s1, h, oc); break;
+          case 2: read_tile<T, 2>(p, s0, s1, h, oc); break;
+          default: read_tile<T, 1>(p, s0, s1, h, oc); break;
         }
       }
-      for (std::size_t ii = 0; ii < 4 && i0 + ii < n; ++ii) {
-        T* o = out + (i0 + ii) * stride + p * P;
-        store(o, acc[ii][0]);
-        store(o + Wd, acc[ii][1]);
+      for (std::size_t ii = 0; ii < rows; ++ii) {  // the denominator: P . g over the span
+        const T* pi = p[ii];
+        V<T> acc = {};
+        std::size_t r = s0;
+        for (; r + Wd <= s1; r += Wd) acc += load(pi + r) * load(g + r);
+        double den = simd::hsum<T>(acc);
+        for (; r < s1; ++r) den += static_cast<double>(pi[r] * g[r]);
+        o[ii][Dvp] += den;
       }
     }
   }
   for (std::size_t i = 0; i < n; ++i) {
-    T* o = out + i * stride;
-    const T* x = X + i * D;
-    for (std::size_t r = full; r < nb; ++r) {
-      const T* w = W + (r0 + r) * D;
-      T acc = 0;
-      for (std::size_t j = 0; j < D; ++j) acc += w[j] * x[j];
-      o[r] = acc;
-    }
-    const T off = static_cast<T>(-offsets[i]);
-    T best = -std::numeric_limits<T>::infinity();
-    for (std::size_t r = 0; r < nb; ++r) {
-      T value = o[r] + off;
-      if (bias) value += bias[r];
-      o[r] = value;
-      best = std::max(best, value);
-    }
-    row_max[i] = static_cast<double>(best);
-  }
-}
-
-// H rows d (stride m, starting at column r0) <- decay H + sum_t V[t][d] E[t][:], and (if g is not
-// null) g += sum_t E[t][:].
-template <class T>
-void hebbian_write(const T* E, std::size_t stride, const T* Vv, std::size_t n, std::size_t Dv, std::size_t nb, T* H,
-                   T* g, std::size_t m, std::size_t r0, T decay = T(1)) {
-  const V<T> f = splat(decay);
-  constexpr std::size_t P = kPanel<T>, Wd = simd::W<T>;
-  const std::size_t full = full_panels<T>(nb);
-  for (std::size_t c = 0; c < full; c += P) {
-    std::size_t d0 = 0;
-    for (; d0 + 4 <= Dv; d0 += 4) {
-      V<T> acc[4][2];
-      for (std::size_t dd = 0; dd < 4; ++dd) {
-        const T* h = H + (d0 + dd) * m + r0 + c;
-        acc[dd][0] = load(h) * f;
-        acc[dd][1] = load(h + Wd) * f;
-      }
-      for (std::size_t t = 0; t < n; ++t) {
-        const V<T> e0 = load(E + t * stride + c), e1 = load(E + t * stride + c + Wd);
-        const T* v = Vv + t * Dv + d0;
-        for (std::size_t dd = 0; dd < 4; ++dd) {
-          const V<T> vb = splat(v[dd]);
-          acc[dd][0] += vb * e0;
-          acc[dd][1] += vb * e1;
-        }
-      }
-      for (std::size_t dd = 0; dd < 4; ++dd) {
-        T* h = H + (d0 + dd) * m + r0 + c;
-        store(h, acc[dd][0]);
-        store(h + Wd, acc[dd][1]);
-      }
-    }
-    for (; d0 < Dv; ++d0) {
-      T* h = H + d0 * m + r0 + c;
-      V<T> a0 = load(h) * f, a1 = load(h + Wd) * f;
-      for (std::size_t t = 0; t < n; ++t) {
-        const V<T> vb = splat(Vv[t * Dv + d0]);
-        a0 += vb * load(E + t * stride + c);
-        a1 += vb * load(E + t * stride + c + Wd);
-      }
-      store(h, a0);
-      store(h + Wd, a1);
-    }
-    if (g) {
-      V<T> g0 = load(g + r0 + c), g1 = load(g + r0 + c + Wd);
-      for (std::size_t t = 0; t < n; ++t) {
-        g0 += load(E + t * stride + c);
-        g1 += load(E + t * stride + c + Wd);
-      }
-      store(g + r0 + c, g0);
-      store(g + r0 + c + Wd, g1);
-    }
-  }
-  for (std::size_t r = full; r < nb; ++r) {
-    for (std::size_t d = 0; d < Dv; ++d) {
-      T acc = H[d * m + r0 + r] * decay;
-      for (std::size_t t = 0; t < n; ++t) acc += Vv[t * Dv + d] * E[t * stride + r];
-      H[d * m + r0 + r] = acc;
-    }
-    if (!g) continue;
-    T acc = g[r0 + r];
-    for (std::size_t t = 0; t < n; ++t) acc += E[t * stride + r];
-    g[r0 + r] = acc;
+    std::copy_n(scratch + i * so, Dv, out + i * (Dv + 1));
+    out[i * (Dv + 1) + Dv] = scratch[i * so + Dvp];
   }
 }
 
