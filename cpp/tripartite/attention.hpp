@@ -22,6 +22,10 @@
 namespace tripartite {
 
 inline constexpr std::size_t kChunk = 64;
+// Row stride of a chunk's feature rows: 16 values (a cache line or two) more than a block, so the rows of a chunk
+// fall in different cache sets (a power-of-two stride puts them all in one set of L1).
+inline constexpr std::size_t kRow = kBlock + 16;
+
 
 template <class T>
 struct AttentionArgs {
@@ -45,12 +49,12 @@ namespace detail {
 template <class T>
 struct BlockScratch {
   std::size_t Dvp;
-  std::vector<T> packed, keys, queries, xk, xq, H, g, vp;
+  std::vector<T> packed, keys, queries, xk, xq, H, g, vp, key_w;
   std::vector<double> key_off, query_off, key_max, query_max, scores, sums;
   std::vector<const T*> rows;
   BlockScratch(std::size_t D, std::size_t Dv)
-      : Dvp(tiles::padded_columns<T>(Dv)), packed(D * kBlock), keys(kChunk * kBlock), queries(kChunk * kBlock),
-        xk(kChunk * D), xq(kChunk * D), H(kBlock * Dvp), g(kBlock), vp(kChunk * Dvp, T(0)), key_off(kChunk),
+      : Dvp(tiles::padded_columns<T>(Dv)), packed(D * kBlock), keys(kChunk * kRow), queries(kChunk * kRow),
+        xk(kChunk * D), xq(kChunk * D), H(kBlock * Dvp), g(kBlock), vp(kChunk * Dvp, T(0)), key_w(kChunk), key_off(kChunk),
         query_off(kChunk), key_max(kChunk), query_max(kChunk), scores(kChunk * kChunk), sums(kChunk * (Dvp + 1)),
         rows(kChunk) {}
 };
@@ -117,26 +121,29 @@ void steady_state_attention(const AttentionArgs<T>& a) {
   std::vector<double> partial(group * Lq * stride), partial_scale(group * Lq);
   std::vector<double> acc(heads * Lq * stride, 0.0), ref(heads * Lq, kNegInf);
 
-  // Key features of chunk [t0, t0 + n) for the block: exp-rates relative to the block's (raised)
-  // scale C, in s.keys; the chunk's values, zero-padded to Dvp columns, in s.vp.
+  // Key features of chunk [t0, t0 + n) for the block. Each key's row is exponentiated against its
+  // own maximum M_t (in s.keys) and carries the weight f_t = exp(M_t - C) <= 1 against the block's
+  // (raised) scale C: s.key_w. The chunk's values times f_t, zero-padded to Dvp columns, are s.vp.
   auto load_keys = [&](detail::BlockScratch<T>& s, std::size_t hd, double& C, std::size_t t0, std::size_t n,
                        std::size_t r0, std::size_t nbk) {
     detail::scale_inputs(a.K + (hd * Lk + t0) * D, n, D, a.input_scale, m, s.xk.data(), s.key_off.data());
     tiles::log_rates(s.packed.data(), a.W + hd * m * D, D, r0, nbk, s.xk.data(), s.key_off.data(),
-                     a.bias ? a.bias + hd * m + r0 : nullptr, n, s.keys.data(), kBlock, s.key_max.data());
+                     a.bias ? a.bias + hd * m + r0 : nullptr, n, s.keys.data(), kRow, s.key_max.data(), true);
     double mx = kNegInf;
     for (std::size_t i = 0; i < n; ++i) mx = std::max(mx, s.key_max[i]);
     detail::raise_scale(C, mx, s.H, s.g);
-    for (std::size_t i = 0; i < n; ++i) simd::exp_shifted(s.keys.data() + i * kBlock, nbk, static_cast<T>(C));
-    for (std::size_t i = 0; i < n; ++i) std::copy_n(a.V + (hd * Lk + t0 + i) * Dv, Dv, s.vp.data() + i * s.Dvp);
+    for (std::size_t i = 0; i < n; ++i) {
+      const T f = static_cast<T>(std::exp(s.key_max[i] - C));
+      s.key_w[i] = f;
+      const T* v = a.V + (hd * Lk + t0 + i) * Dv;
+      for (std::size_t d = 0; d < Dv; ++d) s.vp[i * s.Dvp + d] = f * v[d];
+    }
   };
   auto load_queries = [&](detail::BlockScratch<T>& s, std::size_t hd, std::size_t t0, std::size_t n, std::size_t r0,
                           std::size_t nbk) {
     detail::scale_inputs(a.Q + (hd * Lq + t0) * D, n, D, a.input_scale, m, s.xq.data(), s.query_off.data());
     tiles::log_rates(s.packed.data(), a.W + hd * m * D, D, r0, nbk, s.xq.data(), s.query_off.data(),
-                     a.bias ? a.bias + hd * m + r0 : nullptr, n, s.queries.data(), kBlock, s.query_max.data());
-    for (std::size_t i = 0; i < n; ++i)
-      simd::exp_shifted(s.queries.data() + i * kBlock, nbk, static_cast<T>(s.query_max[i]));
+                     a.bias ? a.bias + hd * m + r0 : nullptr, n, s.queries.data(), kRow, s.query_max.data(), true);
   };
 
   // One (head, block) task: the block's synapses are written and read by this task alone, so the
@@ -153,12 +160,13 @@ void steady_state_attention(const AttentionArgs<T>& a) {
       for (std::size_t t0 = 0; t0 < Lk; t0 += kChunk) {
         const std::size_t n = std::min(kChunk, Lk - t0);
         load_keys(s, hd, C, t0, n, r0, nbk);
-        tiles::hebbian_write(s.keys.data(), kBlock, s.vp.data(), n, s.Dvp, nbk, s.H.data(), kBlock, s.g.data());
+        tiles::hebbian_write(s.keys.data(), kRow, s.vp.data(), n, s.Dvp, nbk, s.H.data(), kBlock, s.g.data(),
+                             s.key_w.data());
       }
       for (std::size_t t0 = 0; t0 < Lq; t0 += kChunk) {
         const std::size_t n = std::min(kChunk, Lq - t0);
         load_queries(s, hd, t0, n, r0, nbk);
-        tiles::readout(s.queries.data(), kBlock, n, nbk, s.H.data(), kBlock, Dv, s.g.data(), out + t0 * stride,
+        tiles::readout(s.queries.data(), kRow, n, nbk, s.H.data(), kBlock, Dv, s.g.data(), out + t0 * stride,
                        s.sums.data());
         for (std::size_t i = 0; i < n; ++i) out_scale[t0 + i] = C + s.query_max[i];
       }
@@ -170,21 +178,23 @@ void steady_state_attention(const AttentionArgs<T>& a) {
       load_keys(s, hd, C, t0, n, r0, nbk);
       load_queries(s, hd, t0, n, r0, nbk);
       double* o = out + t0 * stride;
-      tiles::readout(s.queries.data(), kBlock, n, nbk, s.H.data(), kBlock, Dv, s.g.data(), o, s.sums.data());
-      const T* Vc = a.V + (hd * Lk + t0) * Dv;
-      // Intra-chunk scores phi(q_i) . phi(k_j) on this block, then the masked sums over j <= i.
-      for (std::size_t j = 0; j < n; ++j) s.rows[j] = s.keys.data() + j * kBlock;
-      tiles::dot_rows(s.rows.data(), n, s.queries.data(), kBlock, n, nbk, s.scores.data(), kChunk);
+      tiles::readout(s.queries.data(), kRow, n, nbk, s.H.data(), kBlock, Dv, s.g.data(), o, s.sums.data());
+      // Intra-chunk scores phi(q_i) . phi(k_j) on this block (key j weighted by f_j, as in the
+      // synapses), then the masked sums over j <= i.
+      for (std::size_t j = 0; j < n; ++j) s.rows[j] = s.keys.data() + j * kRow;
+      tiles::dot_rows(s.rows.data(), n, s.queries.data(), kRow, n, nbk, s.scores.data(), kChunk);
       for (std::size_t i = 0; i < n; ++i) {
         double* oi = o + i * stride;
         for (std::size_t j = 0; j <= i; ++j) {
           const double score = s.scores[i * kChunk + j];
-          for (std::size_t d = 0; d < Dv; ++d) oi[d] += score * static_cast<double>(Vc[j * Dv + d]);
-          oi[Dv] += score;
+          const T* vj = s.vp.data() + j * s.Dvp;  // f_j v_j
+          for (std::size_t d = 0; d < Dv; ++d) oi[d] += score * static_cast<double>(vj[d]);
+          oi[Dv] += score * static_cast<double>(s.key_w[j]);
         }
         out_scale[t0 + i] = C + s.query_max[i];
       }
-      tiles::hebbian_write(s.keys.data(), kBlock, s.vp.data(), n, s.Dvp, nbk, s.H.data(), kBlock, s.g.data());
+      tiles::hebbian_write(s.keys.data(), kRow, s.vp.data(), n, s.Dvp, nbk, s.H.data(), kBlock, s.g.data(),
+                             s.key_w.data());
     }
   };
 

@@ -143,11 +143,8 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
       T* u = ws.u.data() + hd * kSegment * m;
       tiles::log_rates(sc.packed.data(), W, D, r0, nbk, ws.x_scaled.data() + hd * kSegment * D,
                        ws.offset.data() + hd * kSegment, s.bias ? s.bias + hd * m + r0 : nullptr, S, u + r0, m,
-                       sc.row_max.data());
-      for (std::size_t i = 0; i < S; ++i) {
-        simd::exp_shifted(u + i * m + r0, nbk, static_cast<T>(sc.row_max[i]));
-        ws.block_max[(hd * kSegment + i) * nb + b] = sc.row_max[i];
-      }
+                       sc.row_max.data(), true);
+      for (std::size_t i = 0; i < S; ++i) ws.block_max[(hd * kSegment + i) * nb + b] = sc.row_max[i];
     });
 
     // Per head and window: new scales and the update coefficients (they depend on the inputs'

@@ -68,9 +68,12 @@ inline void rate_tile(const T* panel, std::size_t D, const T* const* x, T* const
 }
 
 // out[i][r] = X~_i . W_{r0+r} + bias[r] - offsets[i] for r < nb (row stride `stride`), row_max[i].
+// With `exponentiate`, each row is then replaced by exp(out[i][r] - row_max[i]) while its strip of
+// rows is still in cache (the same values as a separate simd::exp_shifted pass).
 template <class T>
 void log_rates(const T* packed, const T* W, std::size_t D, std::size_t r0, std::size_t nb, const T* X,
-               const double* offsets, const T* bias, std::size_t n, T* out, std::size_t stride, double* row_max) {
+               const double* offsets, const T* bias, std::size_t n, T* out, std::size_t stride, double* row_max,
+               bool exponentiate = false) {
   constexpr std::size_t P = kPanel<T>, R = 6;
   const std::size_t full = full_panels<T>(nb);
   for (std::size_t i0 = 0; i0 < n; i0 += R) {
@@ -114,6 +117,7 @@ void log_rates(const T* packed, const T* W, std::size_t D, std::size_t r0, std::
         top = std::max(top, value);
       }
       row_max[i] = static_cast<double>(top);
+      if (exponentiate) simd::exp_shifted(oi, nb, top);
     }
   }
 }
@@ -146,11 +150,11 @@ inline void write_tile(const T* E, std::size_t stride, const T* Vp, std::size_t 
 
 // Hebbian write of n keys into a block of nb neurons:
 //   Hp[r][c] += sum_t E[t][r] Vp[t][c]   (Vp: n x Dvp values, zero-padded)
-//   g[r]     += sum_t E[t][r]
+//   g[r]     += sum_t w[t] E[t][r]       (w = weights, or 1 when null; Vp carries the same w)
 // t is summed in order for every synapse.
 template <class T>
 void hebbian_write(const T* E, std::size_t stride, const T* Vp, std::size_t n, std::size_t Dvp, std::size_t nb, T* Hp,
-                   std::size_t ld, T* g) {
+                   std::size_t ld, T* g, const T* weights = nullptr) {
   constexpr std::size_t P = kPanel<T>, R = 6, Wd = simd::W<T>;
   for (std::size_t r0 = 0; r0 < nb; r0 += R) {
     const std::size_t rows = std::min(R, nb - r0);
@@ -170,12 +174,15 @@ void hebbian_write(const T* E, std::size_t stride, const T* Vp, std::size_t n, s
   const std::size_t fullv = nb / Wd * Wd;
   for (std::size_t r = 0; r < fullv; r += Wd) {
     V<T> acc = load(g + r);
-    for (std::size_t t = 0; t < n; ++t) acc += load(E + t * stride + r);
+    if (weights)
+      for (std::size_t t = 0; t < n; ++t) acc += splat(weights[t]) * load(E + t * stride + r);
+    else
+      for (std::size_t t = 0; t < n; ++t) acc += load(E + t * stride + r);
     store(g + r, acc);
   }
   for (std::size_t r = fullv; r < nb; ++r) {
     T acc = g[r];
-    for (std::size_t t = 0; t < n; ++t) acc += E[t * stride + r];
+    for (std::size_t t = 0; t < n; ++t) acc += weights ? weights[t] * E[t * stride + r] : E[t * stride + r];
     g[r] = acc;
   }
 }
