@@ -202,9 +202,12 @@ void steady_state_attention(const AttentionArgs<T>& a) {
   // partials are folded into the running sums in block order.
   for (std::size_t first = 0; first < tasks; first += group) {
     const std::size_t count = std::min(group, tasks - first);
-    parallel_for(count, nthreads, [&](std::size_t k) {
-      run_block(first + k, partial.data() + k * Lq * stride, partial_scale.data() + k * Lq);
-    });
+    parallel_for(
+        count, nthreads,
+        [&](std::size_t k) {
+          run_block(first + k, partial.data() + k * Lq * stride, partial_scale.data() + k * Lq);
+        },
+        true);
     parallel_for(heads * Lq, nthreads, [&](std::size_t job) {
       const std::size_t hd = job / Lq, i = job % Lq;
       for (std::size_t k = 0; k < count; ++k) {

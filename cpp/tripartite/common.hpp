@@ -61,18 +61,19 @@ inline int effective_threads(int requested, double work) {
   return std::max(1, t);
 }
 
-// Runs body(i) for i in [0, n) on `threads` threads (static schedule). An exception thrown by any
-// task is caught inside the parallel region, the remaining tasks are skipped, and the first
-// exception is rethrown after the region: nothing escapes an OpenMP region.
+// Runs body(i) for i in [0, n) on `threads` threads: a static schedule, or with `dynamic` one task
+// at a time to whichever thread is free (for a few long tasks of unequal cost). Which thread runs a
+// task never changes what the task computes. An exception thrown by any task is caught inside the
+// parallel region, the remaining tasks are skipped, and the first exception is rethrown after the
+// region: nothing escapes an OpenMP region.
 template <class F>
-void parallel_for(std::size_t n, int threads, F&& body) {
+void parallel_for(std::size_t n, int threads, F&& body, bool dynamic = false) {
   std::exception_ptr error;
   std::atomic<bool> failed{false};
   std::mutex lock;
   const std::ptrdiff_t count = static_cast<std::ptrdiff_t>(n);
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && count > 1)
-  for (std::ptrdiff_t i = 0; i < count; ++i) {
-    if (failed.load(std::memory_order_relaxed)) continue;
+  auto run = [&](std::ptrdiff_t i) {
+    if (failed.load(std::memory_order_relaxed)) return;
     try {
       body(static_cast<std::size_t>(i));
     } catch (...) {
@@ -80,6 +81,13 @@ void parallel_for(std::size_t n, int threads, F&& body) {
       if (!error) error = std::current_exception();
       failed.store(true, std::memory_order_relaxed);
     }
+  };
+  if (dynamic) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1 && count > 1)
+    for (std::ptrdiff_t i = 0; i < count; ++i) run(i);
+  } else {
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && count > 1)
+    for (std::ptrdiff_t i = 0; i < count; ++i) run(i);
   }
   if (error) std::rethrow_exception(error);
 }
