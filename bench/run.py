@@ -3,8 +3,11 @@
     python bench/run.py [--quick] [--json bench-results.json] [--skip-brian2]
 
 Every figure is measured in this run, beside the machine's own limits measured in the same run
-(memory bandwidth by a STREAM triad, float32 GEMM throughput by NumPy's BLAS). Each timing is the
-median of --repeats calls (after a warm-up call), with its range.
+(memory bandwidth by a STREAM triad, float32 FMA throughput of register-only chains on 1 and 2
+threads, float32 GEMM throughput by NumPy's BLAS). Each timing is the median of --repeats calls
+(after a warm-up call), with its range. Thread scaling is timed 1 and 2 threads alternately, pair
+by pair, and reported as the median of the per-pair ratios beside the machine's own FMA ratio:
+this VM's second core drifts by more than the effect being measured.
 """
 
 from __future__ import annotations
@@ -39,6 +42,21 @@ def timeit(fn, repeats):
     return statistics.median(times), min(times), max(times)
 
 
+def paired(fn_a, fn_b, repeats):
+    """Times fn_a and fn_b alternately (after one warm-up call each), so that the machine's drift
+    hits both alike. Returns (a, b, ratio) as (median, min, max), ratio = a / b per pair."""
+    fn_a(), fn_b()
+    ta, tb = [], []
+    for _ in range(repeats):
+        for fn, times in ((fn_a, ta), (fn_b, tb)):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    ratios = [x / y for x, y in zip(ta, tb)]
+    stats = lambda v: (statistics.median(v), min(v), max(v))  # noqa: E731
+    return stats(ta), stats(tb), stats(ratios)
+
+
 def machine_limits(repeats):
     n = 1 << 26  # 3 x 256 MiB: far out of cache
     a, b, c = np.zeros(n, np.float32), np.ones(n, np.float32), np.ones(n, np.float32)
@@ -46,6 +64,16 @@ def machine_limits(repeats):
     for threads in (1, 2):
         med, lo, hi = timeit(lambda: _core.triad(a, b, c, 2.0, threads), repeats)
         out[f"triad_GBps_{threads}t"] = 12 * n / med / 1e9
+    # Compute limit: register-only FMA chains, 1 and 2 threads alternately (their ratio is the
+    # best any compute-bound kernel can scale on this machine at this moment).
+    flops = []
+    for _ in range(max(5, repeats)):
+        flops.append((_core.fma_throughput(1, 20_000_000), _core.fma_throughput(2, 20_000_000)))
+    out["fma_GFLOPs_1t"] = statistics.median(f[0] for f in flops) / 1e9
+    out["fma_GFLOPs_2t"] = statistics.median(f[1] for f in flops) / 1e9
+    out["fma_2t_over_1t"] = statistics.median(f[1] / f[0] for f in flops)
+    out["fma_2t_over_1t_min"] = min(f[1] / f[0] for f in flops)
+    out["fma_2t_over_1t_max"] = max(f[1] / f[0] for f in flops)
     x = np.random.default_rng(0).standard_normal((2048, 2048)).astype(np.float32)
     med, _, _ = timeit(lambda: x @ x, repeats)
     out["sgemm_GFLOPs"] = 2 * 2048**3 / med / 1e9
@@ -66,12 +94,19 @@ def peak_rss(code: str) -> dict:
     returns that and the process's peak resident set size."""
     # VmHWM (not ru_maxrss, which Linux carries over from the forking parent) is this
     # interpreter's own high-water mark.
-    script = textwrap.dedent(code) + (
-        "\nprint([int(l.split()[1]) * 1024 for l in open('/proc/self/status') if l.startswith('VmHWM')][0])\n"
+    # The baseline is the interpreter with numpy and tripartite imported, before any array is
+    # made: what the process costs whatever the network's size.
+    status = "[int(l.split()[1]) * 1024 for l in open('/proc/self/status') if l.startswith('{}')][0]"
+    script = (
+        "import numpy, tripartite\n"
+        f"baseline = {status.format('VmRSS')}\n"
+        + textwrap.dedent(code)
+        + f"\nprint(baseline)\nprint({status.format('VmHWM')})\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
-    payload, rss = int(out[-2]), int(out[-1])
-    return dict(payload_bytes=payload, peak_rss_bytes=rss, ratio=rss / payload)
+    payload, baseline, rss = int(out[-3]), int(out[-2]), int(out[-1])
+    return dict(payload_bytes=payload, peak_rss_bytes=rss, baseline_rss_bytes=baseline, ratio=rss / payload,
+                ratio_above_baseline=(rss - baseline) / payload)
 
 
 NETWORK_RSS = """
@@ -91,8 +126,8 @@ import numpy as np, tripartite
 rng = np.random.default_rng(0)
 q, k, v = ((rng.standard_normal(({heads}, 197, 64)) * 0.35).astype(np.float32) for _ in range(3))
 y = tripartite.attention(q, k, v, n_hidden={m})
-# state: the hidden weights and the synapses H, g that attention() builds internally
-print({heads} * {m} * (64 + 64 + 1) * 4 + q.nbytes * 3 + y.nbytes)
+# state: the hidden weights attention() draws (the synapses live in per-thread block scratch)
+print({heads} * {m} * 64 * 4 + q.nbytes * 3 + y.nbytes)
 """
 
 
@@ -133,9 +168,17 @@ def main() -> int:
                 del net
 
     print("\n3. steady-state attention at the paper's scale (L = 197, D = 64, m = 1e5, float32)")
+    scaling = {}
     for heads in (1, 12):
         for threads in (1, 2):
             row(results, cases.steady_state(heads, threads), repeats, heads=heads, threads=threads, impl="ours")
+        # 1 vs 2 threads, alternately, pair by pair (the machine drifts by more than the effect)
+        pairs = max(repeats, 9) if heads == 1 else repeats
+        one, two, ratio = paired(cases.steady_state(heads, 1).run, cases.steady_state(heads, 2).run, pairs)
+        scaling[heads] = dict(pairs=pairs, seconds_1t=one, seconds_2t=two, ratio=ratio)
+        print(f"  {heads}h ours 1t vs 2t alternately, {pairs} pairs: 1t {one[0] * 1e3:.1f} ms [{one[1] * 1e3:.1f}, {one[2] * 1e3:.1f}], "
+              f"2t {two[0] * 1e3:.1f} ms [{two[1] * 1e3:.1f}, {two[2] * 1e3:.1f}], 2t speed-up {ratio[0]:.2f}x [{ratio[1]:.2f}, {ratio[2]:.2f}]",
+              flush=True)
         row(results, cases.steady_state_peer(heads, "numpy"), repeats, heads=heads, impl="numpy")
         if heads == 1:
             row(results, cases.steady_state_peer(heads, "per-token loop"), max(1, repeats // 2), heads=heads, impl="loop")
@@ -151,7 +194,9 @@ def main() -> int:
             print(f", per-token loop / ours = {by['steady state 1h per-token loop'] / ours:.1f} (float32), "
                   f"{by['steady state 1h per-token loop float64'] / by['steady state 1h ours 2t float64']:.1f} (float64), "
                   f"float64 loop / float32 ours = {by['steady state 1h per-token loop float64'] / ours:.1f}", end="")
-        print(f", 2 threads vs 1: {by[f'steady state {heads}h ours 1t'] / ours:.2f}x")
+        print(f", 2 threads vs 1: {scaling[heads]['ratio'][0]:.2f}x paired "
+              f"(machine's FMA limit {report['limits']['fma_2t_over_1t']:.2f}x)")
+    report["thread_scaling"] = scaling
 
     print("\n5. peak memory (RSS) against state + inputs + outputs")
     mem = []
@@ -164,7 +209,9 @@ def main() -> int:
             continue
         entry = dict(name=label, **peak_rss(code))
         mem.append(entry)
-        print(f"  {label:<46} payload {entry['payload_bytes'] / 2**20:9.1f} MiB  peak RSS {entry['peak_rss_bytes'] / 2**20:9.1f} MiB  ratio {entry['ratio']:.2f}")
+        print(f"  {label:<46} payload {entry['payload_bytes'] / 2**20:9.1f} MiB  peak RSS {entry['peak_rss_bytes'] / 2**20:9.1f} MiB  "
+              f"ratio {entry['ratio']:.2f}; above the {entry['baseline_rss_bytes'] / 2**20:.1f} MiB interpreter baseline "
+              f"{entry['ratio_above_baseline']:.2f}")
     report["memory"] = mem
 
     if not args.skip_brian2:

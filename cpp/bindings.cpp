@@ -55,7 +55,7 @@ const T* optional_bias(const py::object& bias, std::size_t heads, std::size_t m)
 
 template <class T>
 py::tuple attention(py::array W, py::object bias, py::array Q, py::array K, py::array V, double input_scale, bool causal,
-                    int num_threads) {
+                    int num_threads, std::size_t partial_budget) {
   if (W.ndim() != 3 || Q.ndim() != 3 || K.ndim() != 3 || V.ndim() != 3)
     throw std::invalid_argument("hidden_weights, q, k, v must be 3-D (heads, rows, features)");
   AttentionArgs<T> a;
@@ -74,6 +74,7 @@ py::tuple attention(py::array W, py::object bias, py::array Q, py::array K, py::
   a.log_a = log_a.mutable_data();
   a.input_scale = input_scale;
   a.causal = causal;
+  a.partial_budget = partial_budget;
   const double work = 2.0 * double(a.heads) * double(a.m) * double(a.Lq + a.Lk) * double(a.D + a.Dv);
   a.threads = effective_threads(num_threads, work);
   {
@@ -194,6 +195,34 @@ void triad(py::array a, py::array b, py::array c, float s, int num_threads) {
   });
 }
 
+// The machine's float32 FMA throughput (FLOP/s over all threads): each thread runs `iterations`
+// rounds of 12 independent vector FMA chains in registers, no memory traffic. The compute limit
+// the benchmarks quote beside the kernels, and its scaling from 1 to 2 threads.
+double fma_throughput(int num_threads, long iterations) {
+  if (iterations < 1) throw std::invalid_argument("iterations must be >= 1");
+  const int threads = num_threads > 0 ? num_threads : max_threads();
+  py::gil_scoped_release release;
+  using V = simd::V<float>;
+  std::vector<float> sink(static_cast<std::size_t>(threads) * 16, 0.0f);
+  const auto start = std::chrono::steady_clock::now();
+  parallel_for(static_cast<std::size_t>(threads), threads, [&](std::size_t t) {
+    const float base = 1e-3f * static_cast<float>(t + 1);
+    V a0 = simd::splat(base), a1 = a0 * 2.0f, a2 = a0 * 3.0f, a3 = a0 * 4.0f, a4 = a0 * 5.0f, a5 = a0 * 6.0f;
+    V a6 = a0 * 7.0f, a7 = a0 * 8.0f, a8 = a0 * 9.0f, a9 = a0 * 10.0f, a10 = a0 * 11.0f, a11 = a0 * 12.0f;
+    const V x = simd::splat(0.9999999f), y = simd::splat(1e-9f);
+    for (long it = 0; it < iterations; ++it) {
+      a0 = a0 * x + y, a1 = a1 * x + y, a2 = a2 * x + y, a3 = a3 * x + y, a4 = a4 * x + y, a5 = a5 * x + y;
+      a6 = a6 * x + y, a7 = a7 * x + y, a8 = a8 * x + y, a9 = a9 * x + y, a10 = a10 * x + y, a11 = a11 * x + y;
+      asm volatile("" : "+x"(a0), "+x"(a1), "+x"(a2), "+x"(a3), "+x"(a4), "+x"(a5), "+x"(a6), "+x"(a7), "+x"(a8),
+                   "+x"(a9), "+x"(a10), "+x"(a11));  // keeps the chains live and in registers
+    }
+    const V a[12] = {a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11};
+    for (int i = 0; i < 12; ++i) sink[t * 16] += a[i][0];
+  });
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return 2.0 * 12 * simd::W<float> * double(iterations) * threads / seconds;
+}
+
 // Maps from a window's start to each sampled step: M (k, 3, 3) and the astrocyte functionals (k, 6).
 py::tuple window_trajectory(const std::string& integrator, double duration, std::size_t steps, double rate_h,
                             double rate_a, double e, double leak, std::vector<std::size_t> samples) {
@@ -216,13 +245,19 @@ py::tuple window_trajectory(const std::string& integrator, double duration, std:
 
 PYBIND11_MODULE(_core, mod) {
   mod.doc() = "tripartite's compiled core (private: use the tripartite package).";
-  mod.def("attention_float32", &attention<float>);
-  mod.def("attention_float64", &attention<double>);
+  for (const char* name : {"attention_float32", "attention_float64"}) {
+    const bool single = std::string(name) == "attention_float32";
+    mod.def(name, single ? &attention<float> : &attention<double>, py::arg("W"), py::arg("bias"), py::arg("q"),
+            py::arg("k"), py::arg("v"), py::arg("input_scale"), py::arg("causal"), py::arg("num_threads"),
+            py::arg("partial_budget") = kPartialBudget);
+  }
   mod.def("run_network_float32", &run_network<float>);
   mod.def("run_network_float64", &run_network<double>);
   mod.def("window_map", &window_map_py,
           "(M, a): the map of one window on (g, h, u) and the astrocyte's linear functional.");
   mod.def("triad", &triad, "a = b + s c (float32), for measuring memory bandwidth");
+  mod.def("fma_throughput", &fma_throughput, py::arg("num_threads"), py::arg("iterations"),
+          "float32 FLOP/s of register-only FMA chains on num_threads threads (the compute limit)");
   mod.def("window_trajectory", &window_trajectory,
           "(M, a) from a window's start to each sampled step (for monitors).");
   mod.def("openmp_enabled", &has_openmp);

@@ -18,6 +18,21 @@ def test_attention_threads_bitwise(rng, causal, dtype):
         assert np.array_equal(y, runs[0][0]) and np.array_equal(a, runs[0][1])
 
 
+@pytest.mark.parametrize("causal", [False, True])
+def test_attention_does_not_depend_on_how_blocks_are_grouped(rng, causal):
+    """The block partials are folded in block order whether they are kept all at once or a few
+    blocks at a time (a memory budget of 1 byte keeps one block per thread)."""
+    from tripartite import _core
+
+    q, k, v = moderate_inputs(rng, (3, 70, 16), (3, 70, 16), 8)
+    W = tripartite.draw_hidden_weights(5000, 16, heads=3)  # 3 blocks per head, 9 in all
+    args = (W, None, *(x.astype(np.float32) for x in (q, k, v)), 0.5, causal)
+    ref = _core.attention_float32(*args, 1)
+    for threads, budget in ((1, 1), (2, 1), (3, 1), (2, 70 * 9 * 8 * 4)):
+        y, log_a = _core.attention_float32(*args, threads, partial_budget=budget)
+        assert np.array_equal(y, ref[0]) and np.array_equal(log_a, ref[1]), (threads, budget)
+
+
 @pytest.mark.parametrize("integrator", ["exact", "euler"])
 def test_network_threads_bitwise(rng, integrator):
     q, k, v = moderate_inputs(rng, (2, 5, 16), (2, 5, 16), 8)

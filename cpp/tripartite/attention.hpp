@@ -22,10 +22,14 @@
 namespace tripartite {
 
 inline constexpr std::size_t kChunk = 64;
-// Row stride of a chunk's feature rows: 16 values (a cache line or two) more than a block, so the rows of a chunk
-// fall in different cache sets (a power-of-two stride puts them all in one set of L1).
+// Row stride of a chunk's feature rows: 16 values (a cache line or two) more than a block, so the
+// rows of a chunk fall in different cache sets (a power-of-two stride puts them all in one set).
 inline constexpr std::size_t kRow = kBlock + 16;
 
+// Bytes of block partials the steady state keeps at once by default (it folds them into the
+// running sums every group of blocks); at least one block per thread is kept whatever this says.
+// The result does not depend on it (tested).
+inline constexpr std::size_t kPartialBudget = std::size_t(16) << 20;
 
 template <class T>
 struct AttentionArgs {
@@ -40,6 +44,7 @@ struct AttentionArgs {
   double input_scale = 1.0;  // sqrt(s)
   bool causal = false;
   int threads = 1;
+  std::size_t partial_budget = kPartialBudget;
 };
 
 namespace detail {
@@ -99,10 +104,6 @@ inline void fold_partial(const double* partial, double scale, std::size_t n, dou
 
 }  // namespace detail
 
-// Bytes of block partials the steady state keeps at once (it folds them into the running sums
-// every group of blocks); at least one block per thread is kept whatever this says.
-inline constexpr std::size_t kPartialBudget = std::size_t(64) << 20;
-
 template <class T>
 void steady_state_attention(const AttentionArgs<T>& a) {
   const std::size_t heads = a.heads, D = a.D, Dv = a.Dv, m = a.m, Lq = a.Lq, Lk = a.Lk;
@@ -117,7 +118,7 @@ void steady_state_attention(const AttentionArgs<T>& a) {
 
   const std::size_t per_task = std::max<std::size_t>(1, Lq * stride * sizeof(double));
   const std::size_t group =
-      std::min(tasks, std::max<std::size_t>(static_cast<std::size_t>(nthreads), kPartialBudget / per_task));
+      std::min(tasks, std::max<std::size_t>(static_cast<std::size_t>(nthreads), a.partial_budget / per_task));
   std::vector<double> partial(group * Lq * stride), partial_scale(group * Lq);
   std::vector<double> acc(heads * Lq * stride, 0.0), ref(heads * Lq, kNegInf);
 
