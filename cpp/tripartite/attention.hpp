@@ -167,7 +167,7 @@ void steady_state_attention(const AttentionArgs<T>& a) {
       for (std::size_t t0 = 0; t0 < Lq; t0 += kChunk) {
         const std::size_t n = std::min(kChunk, Lq - t0);
         load_queries(s, hd, t0, n, r0, nbk);
-        tiles::readout(s.queries.data(), kRow, n, nbk, s.H.data(), kBlock, Dv, s.g.data(), out + t0 * stride,
+        tiles::readout<T, kRow>(s.queries.data(), n, nbk, s.H.data(), kBlock, Dv, s.g.data(), out + t0 * stride,
                        s.sums.data());
         for (std::size_t i = 0; i < n; ++i) out_scale[t0 + i] = C + s.query_max[i];
       }
@@ -179,7 +179,7 @@ void steady_state_attention(const AttentionArgs<T>& a) {
       load_keys(s, hd, C, t0, n, r0, nbk);
       load_queries(s, hd, t0, n, r0, nbk);
       double* o = out + t0 * stride;
-      tiles::readout(s.queries.data(), kRow, n, nbk, s.H.data(), kBlock, Dv, s.g.data(), o, s.sums.data());
+      tiles::readout<T, kRow>(s.queries.data(), n, nbk, s.H.data(), kBlock, Dv, s.g.data(), o, s.sums.data());
       // Intra-chunk scores phi(q_i) . phi(k_j) on this block (key j weighted by f_j, as in the
       // synapses), then the masked sums over j <= i.
       for (std::size_t j = 0; j < n; ++j) s.rows[j] = s.keys.data() + j * kRow;

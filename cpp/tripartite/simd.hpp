@@ -44,16 +44,18 @@ inline double hsum(V<T> v) {  // fixed order: lane 0, 1, 2, ...
   return s;
 }
 
-// exp(x) for float lanes, x <= ~88: Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, and a
-// degree-6 polynomial for e^r (relative error ~2 ulp). Inputs below -87.3 give 0 (like expf's
-// underflow, without denormals).
+// exp(x) for float lanes, x <= ~88: x = n ln2 + r with n = round(x / ln2) (the rounding done by
+// adding 1.5 2^23, whose float spacing is 1), |r| <= ln2/2, and a degree-6 polynomial for e^r
+// (relative error ~2 ulp); 2^n is built in the exponent bits. Inputs below -87.3 give 0 (like
+// expf's underflow, without denormals).
 inline V<float> exp(V<float> x) {
   typedef std::int32_t vi __attribute__((vector_size(32)));
-  const V<float> lo = splat(-87.3f);
+  const V<float> lo = splat(-87.3f), magic = splat(12582912.0f);
   const vi underflow = x < lo;
   x = x < lo ? lo : x;
-  const V<float> n = __builtin_convertvector(__builtin_convertvector(x * 1.44269504088896341f + splat(0.5f) - (x < 0.0f ? splat(1.0f) : splat(0.0f)), vi), V<float>);
-  V<float> r = x - n * 0.693359375f;  // ln2 split: hi part exact in float
+  const V<float> t = x * 1.44269504088896341f + magic;
+  const V<float> n = t - magic;
+  V<float> r = x - n * 0.693359375f;  // ln2 split: the high part is exact in float
   r = r + n * 2.12194440e-4f;
   V<float> p = splat(1.0f / 720.0f);
   p = p * r + 1.0f / 120.0f;
@@ -62,7 +64,9 @@ inline V<float> exp(V<float> x) {
   p = p * r + 0.5f;
   p = p * r + 1.0f;
   p = p * r + 1.0f;
-  const vi bits = (__builtin_convertvector(n, vi) + 127) << 23;
+  vi ti;
+  std::memcpy(&ti, &t, sizeof(ti));
+  const vi bits = (ti - 0x4B400000 + 127) << 23;  // n + 127 in the exponent field (0x4B400000 is magic's bits)
   V<float> scale;
   std::memcpy(&scale, &bits, sizeof(scale));
   V<float> result = p * scale;

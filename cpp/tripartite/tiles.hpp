@@ -11,7 +11,9 @@
 #include <algorithm>
 #include <cstddef>
 #include <limits>
+#include <cstring>
 #include <stdexcept>
+#include <type_traits>
 
 #include "simd.hpp"
 
@@ -187,34 +189,52 @@ void hebbian_write(const T* E, std::size_t stride, const T* Vp, std::size_t n, s
   }
 }
 
-template <class T, std::size_t R>
-inline void read_tile(const T* const* p, std::size_t r0, std::size_t r1, const T* h, double* const* out) {
+// out[0 .. 2 Wd) += the two accumulator vectors, widened to double.
+template <class T>
+inline void add_widened(double* out, V<T> a0, V<T> a1) {
+  if constexpr (std::is_same_v<T, double>) {
+    store(out, load(out) + a0);
+    store(out + simd::W<T>, load(out + simd::W<T>) + a1);
+  } else {
+    typedef float half __attribute__((vector_size(16)));
+    typedef double wide __attribute__((vector_size(32)));
+    const half h[4] = {__builtin_shufflevector(a0, a0, 0, 1, 2, 3), __builtin_shufflevector(a0, a0, 4, 5, 6, 7),
+                       __builtin_shufflevector(a1, a1, 0, 1, 2, 3), __builtin_shufflevector(a1, a1, 4, 5, 6, 7)};
+    for (std::size_t k = 0; k < 4; ++k) {
+      wide o;
+      std::memcpy(&o, out + 4 * k, sizeof(o));
+      o += __builtin_convertvector(h[k], wide);
+      std::memcpy(out + 4 * k, &o, sizeof(o));
+    }
+  }
+}
+
+// One readout tile: rows ii < R of P start at p + ii * Stride (a compile-time stride, so the R rows
+// need one pointer register), neurons [r0, r1) of one panel column h of the synapses.
+template <class T, std::size_t R, std::size_t Stride>
+inline void read_tile(const T* p, std::size_t r0, std::size_t r1, const T* h, double* const* out) {
   constexpr std::size_t P = kPanel<T>, Wd = simd::W<T>;
   V<T> acc[R][2] = {};
   for (std::size_t r = r0; r < r1; ++r) {
     const V<T> h0 = load(h + r * P), h1 = load(h + r * P + Wd);
     for (std::size_t ii = 0; ii < R; ++ii) {
-      const V<T> pb = splat(p[ii][r]);
+      const V<T> pb = splat(p[ii * Stride + r]);
       acc[ii][0] += pb * h0;
       acc[ii][1] += pb * h1;
     }
   }
-  for (std::size_t ii = 0; ii < R; ++ii)
-    for (std::size_t l = 0; l < Wd; ++l) {
-      out[ii][l] += static_cast<double>(acc[ii][0][l]);
-      out[ii][Wd + l] += static_cast<double>(acc[ii][1][l]);
-    }
+  for (std::size_t ii = 0; ii < R; ++ii) add_widened<T>(out[ii], acc[ii][0], acc[ii][1]);
 }
 
 inline constexpr std::size_t kReadSpan = 256;  // neurons summed in registers before adding in double
 
-// Readout of n query feature rows P (stride `stride`) against a block of nb neurons:
+// Readout of n query feature rows P (row stride Stride) against a block of nb neurons:
 //   out[i][c] = sum_r P[i][r] Hp[r][c] (c < Dv),  out[i][Dv] = sum_r P[i][r] g[r]
 // in double (out has row stride Dv + 1). Spans of kReadSpan neurons are summed in registers in
 // order, then added span by span: a fixed order.
-template <class T>
-void readout(const T* Pm, std::size_t stride, std::size_t n, std::size_t nb, const T* Hp, std::size_t ld,
-             std::size_t Dv, const T* g, double* out, double* scratch) {
+template <class T, std::size_t Stride>
+void readout(const T* Pm, std::size_t n, std::size_t nb, const T* Hp, std::size_t ld, std::size_t Dv, const T* g,
+             double* out, double* scratch) {
   constexpr std::size_t P = kPanel<T>, R = 6, Wd = simd::W<T>;
   const std::size_t Dvp = padded_columns<T>(Dv), so = Dvp + 1;  // scratch rows: Dvp sums, then the denominator
   std::fill(scratch, scratch + n * so, 0.0);
@@ -222,34 +242,28 @@ void readout(const T* Pm, std::size_t stride, std::size_t n, std::size_t nb, con
     const std::size_t s1 = std::min(nb, s0 + kReadSpan);
     for (std::size_t i0 = 0; i0 < n; i0 += R) {
       const std::size_t rows = std::min(R, n - i0);
-      const T* p[R];
-      double* o[R];
-      for (std::size_t ii = 0; ii < R; ++ii) {
-        const std::size_t i = i0 + std::min(ii, rows - 1);
-        p[ii] = Pm + i * stride;
-        o[ii] = scratch + i * so;
-      }
+      const T* p = Pm + i0 * Stride;
       for (std::size_t c = 0; c < Dvp / P; ++c) {
         double* oc[R];
-        for (std::size_t ii = 0; ii < R; ++ii) oc[ii] = o[ii] + c * P;
+        for (std::size_t ii = 0; ii < R; ++ii) oc[ii] = scratch + (i0 + std::min(ii, rows - 1)) * so + c * P;
         const T* h = Hp + c * ld * P;
         switch (rows) {
-          case 6: read_tile<T, 6>(p, s0, s1, h, oc); break;
-          case 5: read_tile<T, 5>(p, s0, s1, h, oc); break;
-          case 4: read_tile<T, 4>(p, s0, s1, h, oc); break;
-          case 3: read_tile<T, 3>(p, s0, s1, h, oc); break;
-          case 2: read_tile<T, 2>(p, s0, s1, h, oc); break;
-          default: read_tile<T, 1>(p, s0, s1, h, oc); break;
+          case 6: read_tile<T, 6, Stride>(p, s0, s1, h, oc); break;
+          case 5: read_tile<T, 5, Stride>(p, s0, s1, h, oc); break;
+          case 4: read_tile<T, 4, Stride>(p, s0, s1, h, oc); break;
+          case 3: read_tile<T, 3, Stride>(p, s0, s1, h, oc); break;
+          case 2: read_tile<T, 2, Stride>(p, s0, s1, h, oc); break;
+          default: read_tile<T, 1, Stride>(p, s0, s1, h, oc); break;
         }
       }
       for (std::size_t ii = 0; ii < rows; ++ii) {  // the denominator: P . g over the span
-        const T* pi = p[ii];
+        const T* pi = p + ii * Stride;
         V<T> acc = {};
         std::size_t r = s0;
         for (; r + Wd <= s1; r += Wd) acc += load(pi + r) * load(g + r);
         double den = simd::hsum<T>(acc);
         for (; r < s1; ++r) den += static_cast<double>(pi[r] * g[r]);
-        o[ii][Dvp] += den;
+        scratch[(i0 + ii) * so + Dvp] += den;
       }
     }
   }
