@@ -1,5 +1,7 @@
 """Ladder item 1: the compiled steady state against the NumPy closed form (same W)."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -98,3 +100,25 @@ def test_hidden_bias_matches_closed_form(rng, dtype, causal):
     y_ref, a_ref = reference.random_feature_attention(q, k, v, W, causal=causal, return_astrocyte=True, hidden_bias=b)
     assert rel_err(y, y_ref) <= TOL[dtype]
     assert np.max(np.abs(a / a_ref - 1)) <= TOL[dtype]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("causal", [False, True], ids=["bidirectional", "causal"])
+def test_later_keys_far_larger_than_earlier_ones(rng, dtype, causal):
+    """The last chunk's keys are rows of W (k~ = w_r: log-rate |w_r|^2/2 ~ D/2 = 100 on that neuron)
+    while the first chunks' log-rates stay below ~8. That exceeds a block's scale by more than its
+    headroom (e^11 in float32, e^88 in float64), so the stored synapses are rescaled mid-sequence;
+    the early keys' features then sit e^-90 below and must neither overflow nor poison the sums."""
+    L, D, Dv, m = 150, 200, 3, 2100  # chunks of 64, 64 and 22 keys; blocks of 2048 and 52 neurons
+    W = tripartite.draw_hidden_weights(m, D, seed=5, dtype=np.float64)[0]
+    q, k, v = moderate_inputs(rng, (L, D), (L, D), Dv)
+    s = D**-0.5
+    k[128:] = W[rng.choice(m, L - 128, replace=False)] / math.sqrt(s)  # k~ = k s^{1/2} = w_r
+    q, k, v, W = (x.astype(dtype) for x in (q, k, v, W))
+    y, a = tripartite.attention(q, k, v, hidden_weights=W, causal=causal, return_astrocyte=True)
+    y_ref, a_ref = reference.random_feature_attention(q, k, v, W, causal=causal, return_astrocyte=True)
+    assert np.isfinite(y).all() and np.isfinite(a).all()
+    # float32: log-rates of ~100 carry ~100 eps = 1e-5 absolute error each, 1e-12 in float64
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    assert rel_err(y, y_ref) <= tol
+    assert np.max(np.abs(np.log(a) - np.log(a_ref))) <= tol

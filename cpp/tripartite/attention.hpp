@@ -2,16 +2,19 @@
 //     y_t = H phi(q~_t) / a_t,  a_t = g . phi(q~_t),  H = sum_tau v_tau phi(k~_tau)^T,  g = sum_tau phi(k~_tau)
 // bidirectional (write all keys, then read all queries) or causal (query t sees keys tau <= t).
 //
-// Hidden neurons are processed in blocks of kBlock; keys and queries in chunks of kChunk, so no
+// Hidden neurons are processed in blocks of kBlock, one task per (head, block): the task packs the
+// block's rows of W, writes every key into the block's own synapses (per-thread scratch, never a
+// full m x Dv array) and reads every query from them. Keys and queries go in chunks of kChunk, so no
 // feature matrix larger than kChunk x kBlock per thread is ever formed. Each block keeps its own
-// log-scale C_b: its synapses are stored as H_b * exp(-C_b), with C_b the largest log-rate of a key
-// seen by that block. Partial sums over a block are combined across blocks in double precision,
-// in block order, after rescaling to a common reference: thread-count independent and safe from
-// overflow.
+// log-scale C_b: its synapses are stored as H_b exp(-C_b), with C_b within a headroom of the
+// largest key log-rate the block has seen. The blocks' partial readouts are folded across blocks in
+// double precision, in block order, rescaled to a running reference: thread-count independent and
+// safe from overflow.
 #pragma once
 
 #include <cmath>
 #include <cstddef>
+#include <limits>
 #include <vector>
 
 #include "common.hpp"
@@ -70,10 +73,15 @@ void scale_inputs(const T* X, std::size_t n, std::size_t D, double input_scale, 
   for (std::size_t i = 0; i < n; ++i) offsets[i] = scaled_input(X + i * D, D, input_scale, m, out + i * D);
 }
 
-// Sets the block's scale to at least `candidate`, rescaling its stored synapses and weights.
+// Raises the block's scale C when a chunk's largest key log-rate `candidate` exceeds it by more
+// than a headroom of log(max T) / 8 (e^11 in float, e^88 in double), rescaling the stored synapses
+// and weights. Below that, the chunk's keys simply carry weights exp(M_t - C) > 1: floating point
+// does not care about the scale, and skipping the rescale saves a pass over the block's synapses
+// for nearly every chunk after the first. Nothing can overflow: |v| <= sqrt(max T) is enforced.
 template <class T>
 void raise_scale(double& C, double candidate, std::vector<T>& H, std::vector<T>& g) {
-  if (candidate <= C) return;
+  const double headroom = std::log(static_cast<double>(std::numeric_limits<T>::max())) / 8;
+  if (candidate <= C || (C != kNegInf && candidate <= C + headroom)) return;
   if (C != kNegInf) {
     const T f = static_cast<T>(std::exp(C - candidate));
     for (T& h : H) h *= f;
@@ -123,8 +131,8 @@ void steady_state_attention(const AttentionArgs<T>& a) {
   std::vector<double> acc(heads * Lq * stride, 0.0), ref(heads * Lq, kNegInf);
 
   // Key features of chunk [t0, t0 + n) for the block. Each key's row is exponentiated against its
-  // own maximum M_t (in s.keys) and carries the weight f_t = exp(M_t - C) <= 1 against the block's
-  // (raised) scale C: s.key_w. The chunk's values times f_t, zero-padded to Dvp columns, are s.vp.
+  // own maximum M_t (in s.keys) and carries the weight f_t = exp(M_t - C) against the block's
+  // scale C (raised if needed; f_t <= e^headroom): s.key_w. The chunk's values times f_t, zero-padded to Dvp columns, are s.vp.
   auto load_keys = [&](detail::BlockScratch<T>& s, std::size_t hd, double& C, std::size_t t0, std::size_t n,
                        std::size_t r0, std::size_t nbk) {
     detail::scale_inputs(a.K + (hd * Lk + t0) * D, n, D, a.input_scale, m, s.xk.data(), s.key_off.data());
