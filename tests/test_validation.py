@@ -125,3 +125,28 @@ def test_attention_bad_options():
         tripartite.attention(q, q, q, n_hidden=8, scale=-1.0)
     with pytest.raises(MemoryError, match="GiB"):
         tripartite.attention(q, q, q, n_hidden=10**13)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_compiled_finiteness_scan_matches_numpy(rng, dtype):
+    """The parallel scan used for large arrays finds the same first NaN/Inf as NumPy's isfinite."""
+    from tripartite import _core
+
+    n = 3 * (1 << 16) + 13  # several scan chunks and a ragged tail
+    for trial in range(12):
+        x = (rng.uniform(-1, 1, n) * np.finfo(dtype).max).astype(dtype)  # finite, up to the largest
+        for pos in rng.choice(n, size=trial % 4, replace=False):
+            x[pos] = (np.nan, np.inf, -np.inf)[int(pos) % 3]
+        bad = np.flatnonzero(~np.isfinite(x))
+        assert _core.find_nonfinite(x, 2) == (int(bad[0]) if bad.size else -1)
+    x = np.full(n, np.finfo(dtype).max, dtype)
+    x[-1] = np.nan
+    assert _core.find_nonfinite(x) == n - 1
+
+
+def test_large_hidden_weights_with_nan_are_refused_by_index(rng):
+    q, k, v = moderate_inputs(rng, (4, 16), (4, 16), 2)
+    W = tripartite.draw_hidden_weights(70000, 16)[0]  # over a million values: the compiled scan
+    W[51234, 7] = np.nan
+    with pytest.raises(ValueError, match=r"hidden_weights must be finite, got nan at index \(51234, 7\)"):
+        tripartite.attention(q, k, v, hidden_weights=W)
