@@ -8,6 +8,10 @@
 #include <cstdint>
 #include <cstring>
 
+#ifdef __AVX__
+#include <immintrin.h>
+#endif
+
 namespace tripartite::simd {
 
 template <class T>
@@ -37,6 +41,19 @@ inline V<T> splat(T x) {  // a broadcast (vbroadcastss/sd), not an add to zero
   else
     return V<T>{x, x, x, x};
 }
+// Lane-wise maximum (one vmaxps/vmaxpd under AVX; neither argument is ever NaN here).
+template <class T>
+inline V<T> max(V<T> a, V<T> b) {
+#ifdef __AVX__
+  if constexpr (sizeof(T) == 4)
+    return (V<T>)_mm256_max_ps((__m256)a, (__m256)b);
+  else
+    return (V<T>)_mm256_max_pd((__m256d)a, (__m256d)b);
+#else
+  return a > b ? a : b;
+#endif
+}
+
 template <class T>
 inline double hsum(V<T> v) {  // fixed order: lane 0, 1, 2, ...
   double s = 0;
@@ -52,7 +69,7 @@ inline V<float> exp(V<float> x) {
   typedef std::int32_t vi __attribute__((vector_size(32)));
   const V<float> lo = splat(-87.3f), magic = splat(12582912.0f);
   const vi underflow = x < lo;
-  x = x < lo ? lo : x;
+  x = max<float>(x, lo);
   const V<float> t = x * 1.44269504088896341f + magic;
   const V<float> n = t - magic;
   V<float> r = x - n * 0.693359375f;  // ln2 split: the high part is exact in float

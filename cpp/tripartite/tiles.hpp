@@ -58,14 +58,15 @@ inline void rate_tile(const T* panel, std::size_t D, const T* const* x, T* const
       acc[ii][1] += xb * w1;
     }
   }
-  V<T> b0 = {}, b1 = {};
-  if (bias_panel) b0 = load(bias_panel), b1 = load(bias_panel + Wd);
+  if (bias_panel) {
+    const V<T> b0 = load(bias_panel), b1 = load(bias_panel + Wd);
+    for (std::size_t ii = 0; ii < R; ++ii) acc[ii][0] += b0, acc[ii][1] += b1;
+  }
   for (std::size_t ii = 0; ii < R; ++ii) {
-    const V<T> s0 = acc[ii][0] + off[ii] + b0, s1 = acc[ii][1] + off[ii] + b1;
+    const V<T> s0 = acc[ii][0] + off[ii], s1 = acc[ii][1] + off[ii];
     store(o[ii], s0);
     store(o[ii] + Wd, s1);
-    const V<T> hi = s0 > s1 ? s0 : s1;
-    row_best[ii] = hi > row_best[ii] ? hi : row_best[ii];
+    row_best[ii] = simd::max<T>(row_best[ii], simd::max<T>(s0, s1));
   }
 }
 
