@@ -42,13 +42,16 @@ def timeit(fn, repeats):
     return statistics.median(times), min(times), max(times)
 
 
-def paired(fn_a, fn_b, repeats):
+def paired(fn_a, fn_b, repeats, settle=0.0):
     """Times fn_a and fn_b alternately (after one warm-up call each), so that the machine's drift
-    hits both alike. Returns (a, b, ratio) as (median, min, max), ratio = a / b per pair."""
+    hits both alike. `settle` seconds of sleep before each timed call let the other side's idle
+    threads (OpenBLAS's spin for a while after each call) go to sleep first. Returns (a, b, ratio)
+    as (median, min, max), ratio = a / b per pair."""
     fn_a(), fn_b()
     ta, tb = [], []
     for _ in range(repeats):
         for fn, times in ((fn_a, ta), (fn_b, tb)):
+            time.sleep(settle)
             t0 = time.perf_counter()
             fn()
             times.append(time.perf_counter() - t0)
@@ -182,6 +185,12 @@ def main() -> int:
         row(results, cases.steady_state_peer(heads, "numpy"), repeats, heads=heads, impl="numpy")
         if heads == 1:
             row(results, cases.steady_state_peer(heads, "per-token loop"), max(1, repeats // 2), heads=heads, impl="loop")
+            loop, ours, ratio = paired(cases.steady_state_peer(heads, "per-token loop").run, cases.steady_state(heads, 2).run,
+                                       repeats, settle=0.5)
+            scaling["loop_vs_ours_2t"] = dict(pairs=repeats, seconds_loop=loop, seconds_ours=ours, ratio=ratio)
+            print(f"  per-token loop vs ours 2t alternately, {repeats} pairs: loop {loop[0]:.3f} s [{loop[1]:.3f}, {loop[2]:.3f}], "
+                  f"ours {ours[0] * 1e3:.1f} ms [{ours[1] * 1e3:.1f}, {ours[2] * 1e3:.1f}], loop / ours {ratio[0]:.1f}x "
+                  f"[{ratio[1]:.1f}, {ratio[2]:.1f}]", flush=True)
             # the notebooks' arrays are NumPy's default float64: that loop, and ours in float64
             row(results, cases.steady_state_peer(heads, "per-token loop", dtype=np.float64), max(1, repeats // 2),
                 heads=heads, impl="loop-f64")
@@ -191,12 +200,13 @@ def main() -> int:
         ours = by[f"steady state {heads}h ours 2t"]
         print(f"  {heads}h: ours / numpy = {ours / by[f'steady state {heads}h numpy']:.2f}", end="")
         if heads == 1:
-            print(f", per-token loop / ours = {by['steady state 1h per-token loop'] / ours:.1f} (float32), "
+            print(f", per-token loop / ours = {by['steady state 1h per-token loop'] / ours:.1f} (float32; "
+                  f"{scaling['loop_vs_ours_2t']['ratio'][0]:.1f} paired), "
                   f"{by['steady state 1h per-token loop float64'] / by['steady state 1h ours 2t float64']:.1f} (float64), "
                   f"float64 loop / float32 ours = {by['steady state 1h per-token loop float64'] / ours:.1f}", end="")
         print(f", 2 threads vs 1: {scaling[heads]['ratio'][0]:.2f}x paired "
               f"(machine's FMA limit {report['limits']['fma_2t_over_1t']:.2f}x)")
-    report["thread_scaling"] = scaling
+    report["paired"] = scaling
 
     print("\n5. peak memory (RSS) against state + inputs + outputs")
     mem = []
