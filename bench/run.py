@@ -1,11 +1,11 @@
 """The benchmark suite in one command: prints a table and writes JSON.
 
-    python bench/run.py [--quick] [--json bench-results.json] [--skip-brian2]
+    python bench/run.py [--quick] [--json bench-results.json] [--skip-brian2] [--sections 1,3,4,5]
 
 Every figure is measured in this run, beside the machine's own limits measured in the same run
 (memory bandwidth by a STREAM triad, float32 FMA throughput of register-only chains on 1 and 2
 threads, float32 GEMM throughput by NumPy's BLAS). Each timing is the median of --repeats calls
-(after a warm-up call), with its range. Thread scaling is timed 1 and 2 threads alternately, pair
+(after at least 0.25 s of warm-up calls), with its range. Thread scaling is timed 1 and 2 threads alternately, pair
 by pair, and reported as the median of the per-pair ratios beside the machine's own FMA ratio:
 this VM's second core drifts by more than the effect being measured.
 """
@@ -32,8 +32,13 @@ import tripartite  # noqa: E402
 from tripartite import _core  # noqa: E402
 
 
-def timeit(fn, repeats):
+def timeit(fn, repeats, warmup=0.25):
+    """Median, min and max of `repeats` timed calls, after warming up for at least `warmup`
+    seconds (one call at least): on this VM an idle second core takes a while to come back."""
+    start = time.perf_counter()
     fn()
+    while time.perf_counter() - start < warmup:
+        fn()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -43,15 +48,16 @@ def timeit(fn, repeats):
 
 
 def paired(fn_a, fn_b, repeats, settle=0.0):
-    """Times fn_a and fn_b alternately (after one warm-up call each), so that the machine's drift
-    hits both alike. `settle` seconds of sleep before each timed call let the other side's idle
-    threads (OpenBLAS's spin for a while after each call) go to sleep first. Returns (a, b, ratio)
-    as (median, min, max), ratio = a / b per pair."""
-    fn_a(), fn_b()
+    """Times fn_a and fn_b alternately, so that the machine's drift hits both alike. Each timed
+    call follows an untimed one of the same function (a core left idle by the other side comes
+    back first), and `settle` seconds of sleep before that let the other side's idle threads
+    (OpenBLAS spins for a while after each call) go to sleep. Returns (a, b, ratio) as
+    (median, min, max), ratio = a / b per pair."""
     ta, tb = [], []
     for _ in range(repeats):
         for fn, times in ((fn_a, ta), (fn_b, tb)):
             time.sleep(settle)
+            fn()
             t0 = time.perf_counter()
             fn()
             times.append(time.perf_counter() - t0)
@@ -140,7 +146,11 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", default="bench-results.json")
     parser.add_argument("--skip-brian2", action="store_true")
+    parser.add_argument("--sections", default="1,3,4,5",
+                        help="comma-separated sections to run: 1 (network writing, with 2), 3 (steady state), "
+                             "4 (Brian2), 5 (memory); the machine limits always run")
     args = parser.parse_args()
+    sections = set(args.sections.split(","))
     repeats = 2 if args.quick else args.repeats
     sizes = ["1M"] if args.quick else list(cases.SYNAPSE_SIZES)
     report = dict(
@@ -155,6 +165,21 @@ def main() -> int:
         print(f"  {key:<38} {value:10.2f}")
 
     results = report["results"]
+    if "1" in sections:
+        network_section(results, sizes, repeats)
+    if "3" in sections:
+        report["paired"] = steady_state_section(results, repeats, report["limits"])
+    if "5" in sections:
+        report["memory"] = memory_section(args.quick)
+    if "4" in sections and not args.skip_brian2:
+        report["brian2"] = brian2_section(args.json, args.quick)
+
+    Path(args.json).write_text(json.dumps(report, indent=1))
+    print(f"\nJSON: {args.json}")
+    return 0
+
+
+def network_section(results, sizes, repeats):
     print("\n1-2. continuous-time network, writing phase (D = Dv = 64, dt = 1 ms, t_write = 100 ms)")
     for size in sizes:
         m, Dv = cases.SYNAPSE_SIZES[size]
@@ -170,6 +195,8 @@ def main() -> int:
                     entry["GBps"] = per_token * tokens / entry["seconds_median"] / 1e9
                 del net
 
+
+def steady_state_section(results, repeats, limits):
     print("\n3. steady-state attention at the paper's scale (L = 197, D = 64, m = 1e5, float32)")
     scaling = {}
     for heads in (1, 12):
@@ -205,9 +232,11 @@ def main() -> int:
                   f"{by['steady state 1h per-token loop float64'] / by['steady state 1h ours 2t float64']:.1f} (float64), "
                   f"float64 loop / float32 ours = {by['steady state 1h per-token loop float64'] / ours:.1f}", end="")
         print(f", 2 threads vs 1: {scaling[heads]['ratio'][0]:.2f}x paired "
-              f"(machine's FMA limit {report['limits']['fma_2t_over_1t']:.2f}x)")
-    report["paired"] = scaling
+              f"(machine's FMA limit {limits['fma_2t_over_1t']:.2f}x)")
+    return scaling
 
+
+def memory_section(quick):
     print("\n5. peak memory (RSS) against state + inputs + outputs")
     mem = []
     for label, code in (
@@ -215,38 +244,36 @@ def main() -> int:
         ("network 100M synapses (16 heads x 98304 x 64)", NETWORK_RSS.format(m=98304, heads=16)),
         ("attention 12 heads m=1e5", ATTENTION_RSS.format(m=100000, heads=12)),
     ):
-        if args.quick and "100M" in label:
+        if quick and "100M" in label:
             continue
         entry = dict(name=label, **peak_rss(code))
         mem.append(entry)
         print(f"  {label:<46} payload {entry['payload_bytes'] / 2**20:9.1f} MiB  peak RSS {entry['peak_rss_bytes'] / 2**20:9.1f} MiB  "
               f"ratio {entry['ratio']:.2f}; above the {entry['baseline_rss_bytes'] / 2**20:.1f} MiB interpreter baseline "
               f"{entry['ratio_above_baseline']:.2f}")
-    report["memory"] = mem
+    return mem
 
-    if not args.skip_brian2:
-        print("\n4. Brian2 C++ standalone, the same writing-phase equations")
-        script = Path(__file__).parent / "brian2_writing.py"
-        out = Path(args.json).with_suffix(".brian2.json")
-        sizes = "16384x64" if args.quick else "16384x64,100000x64"
-        proc = subprocess.run([sys.executable, str(script), "--sizes", sizes, "--tokens", "10", "--threads", "1,2",
-                               "--repeats", "3", "--out", str(out)], capture_output=True, text=True)
-        if out.exists():
-            report["brian2"] = json.loads(out.read_text())
-            for r in report["brian2"].get("results", []):
-                rate = r["synapse_updates"] / r["run_s"]["median"]
-                print(f"  brian2 {r['synapses'] / 1e6:.2f}M synapses float64 {r['threads']}t: run {r['run_s']['median']:.3f} s "
-                      f"[{r['run_s']['min']:.3f}, {r['run_s']['max']:.3f}] = {rate:.3g} synapse-updates/s; "
-                      f"code generation + compile {r['codegen_compile_s']:.1f} s, with the first run {r['total_first_s']:.1f} s")
-            if "skipped" in report["brian2"]:
-                print("  skipped:", report["brian2"]["skipped"])
-        else:
-            report["brian2"] = {"skipped": f"brian2 script failed: {proc.stderr[-500:]}"}
-            print("  skipped:", report["brian2"]["skipped"])
 
-    Path(args.json).write_text(json.dumps(report, indent=1))
-    print(f"\nJSON: {args.json}")
-    return 0
+def brian2_section(json_path, quick):
+    print("\n4. Brian2 C++ standalone, the same writing-phase equations")
+    script = Path(__file__).parent / "brian2_writing.py"
+    out = Path(json_path).with_suffix(".brian2.json")
+    sizes = "16384x64" if quick else "16384x64,100000x64"
+    proc = subprocess.run([sys.executable, str(script), "--sizes", sizes, "--tokens", "10", "--threads", "1,2",
+                           "--repeats", "3", "--out", str(out)], capture_output=True, text=True)
+    if not out.exists():
+        report = {"skipped": f"brian2 script failed: {proc.stderr[-500:]}"}
+        print("  skipped:", report["skipped"])
+        return report
+    report = json.loads(out.read_text())
+    for r in report.get("results", []):
+        rate = r["synapse_updates"] / r["run_s"]["median"]
+        print(f"  brian2 {r['synapses'] / 1e6:.2f}M synapses float64 {r['threads']}t: run {r['run_s']['median']:.3f} s "
+              f"[{r['run_s']['min']:.3f}, {r['run_s']['max']:.3f}] = {rate:.3g} synapse-updates/s; "
+              f"code generation + compile {r['codegen_compile_s']:.1f} s, with the first run {r['total_first_s']:.1f} s")
+    if "skipped" in report:
+        print("  skipped:", report["skipped"])
+    return report
 
 
 if __name__ == "__main__":
