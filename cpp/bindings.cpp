@@ -256,8 +256,13 @@ double fma_throughput(int num_threads, long iterations) {
     for (long it = 0; it < iterations; ++it) {
       a0 = a0 * x + y, a1 = a1 * x + y, a2 = a2 * x + y, a3 = a3 * x + y, a4 = a4 * x + y, a5 = a5 * x + y;
       a6 = a6 * x + y, a7 = a7 * x + y, a8 = a8 * x + y, a9 = a9 * x + y, a10 = a10 * x + y, a11 = a11 * x + y;
+#ifdef __AVX__
       asm volatile("" : "+x"(a0), "+x"(a1), "+x"(a2), "+x"(a3), "+x"(a4), "+x"(a5), "+x"(a6), "+x"(a7), "+x"(a8),
                    "+x"(a9), "+x"(a10), "+x"(a11));  // keeps the chains live and in registers
+#else  // 32-byte vectors do not fit one SSE register: keep them live through memory
+      asm volatile("" : "+m"(a0), "+m"(a1), "+m"(a2), "+m"(a3), "+m"(a4), "+m"(a5), "+m"(a6), "+m"(a7), "+m"(a8),
+                   "+m"(a9), "+m"(a10), "+m"(a11));
+#endif
     }
     const V a[12] = {a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11};
     for (int i = 0; i < 12; ++i) sink[t * 16] += a[i][0];
