@@ -57,7 +57,7 @@ namespace detail {
 template <class T>
 struct BlockScratch {
   std::size_t Dvp;
-  std::vector<T> packed, keys, queries, xk, xq, H, g, vp, key_w;
+  aligned_vector<T> packed, keys, queries, xk, xq, H, g, vp, key_w;
   std::vector<double> key_off, query_off, key_max, query_max, scores, sums;
   std::vector<const T*> rows;
   BlockScratch(std::size_t D, std::size_t Dv)
@@ -79,7 +79,7 @@ void scale_inputs(const T* X, std::size_t n, std::size_t D, double input_scale, 
 // does not care about the scale, and skipping the rescale saves a pass over the block's synapses
 // for nearly every chunk after the first. Nothing can overflow: |v| <= sqrt(max T) is enforced.
 template <class T>
-void raise_scale(double& C, double candidate, std::vector<T>& H, std::vector<T>& g) {
+void raise_scale(double& C, double candidate, aligned_vector<T>& H, aligned_vector<T>& g) {
   const double headroom = std::log(static_cast<double>(std::numeric_limits<T>::max())) / 8;
   if (candidate <= C || (C != kNegInf && candidate <= C + headroom)) return;
   if (C != kNegInf) {

@@ -8,7 +8,9 @@
 #include <exception>
 #include <limits>
 #include <mutex>
+#include <new>
 #include <stdexcept>
+#include <vector>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -26,6 +28,25 @@ inline std::size_t block_begin(std::size_t b) { return b * kBlock; }
 inline std::size_t block_end(std::size_t b, std::size_t m) { return std::min(m, (b + 1) * kBlock); }
 
 inline constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+
+// Allocator of 64-byte aligned storage (a cache line): the kernels' 32-byte loads from scratch
+// rows and panels then never straddle two lines (malloc's 16-byte alignment splits every other one).
+template <class T>
+struct AlignedAllocator {
+  using value_type = T;
+  static constexpr std::size_t alignment = 64;
+  AlignedAllocator() = default;
+  template <class U>
+  AlignedAllocator(const AlignedAllocator<U>&) {}
+  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(alignment))); }
+  void deallocate(T* p, std::size_t) { ::operator delete(p, std::align_val_t(alignment)); }
+  template <class U>
+  bool operator==(const AlignedAllocator<U>&) const { return true; }
+  template <class U>
+  bool operator!=(const AlignedAllocator<U>&) const { return false; }
+};
+template <class T>
+using aligned_vector = std::vector<T, AlignedAllocator<T>>;
 
 inline int max_threads() {
 #ifdef _OPENMP

@@ -70,7 +70,7 @@ inline constexpr std::size_t kSegment = 8;
 template <class T>
 struct Workspace {
   std::size_t nb;
-  std::vector<T> u;               // heads x kSegment x m: exp(log-rate - block max) of each input
+  aligned_vector<T> u;              // heads x kSegment x m: exp(log-rate - block max) of each input
   std::vector<T> x_scaled;        // heads x kSegment x D
   std::vector<double> offset;     // heads x kSegment
   std::vector<T> values;          // heads x kSegment x Dv: the values of the segment's writes
@@ -93,7 +93,7 @@ struct Workspace {
 // Per-thread scratch of the segment pass.
 template <class T>
 struct SegmentScratch {
-  std::vector<T> packed, w, hr;  // w: each write's increment of g per unit v; hr: h after each read
+  aligned_vector<T> packed, w, hr;  // w: each write's increment of g per unit v; hr: h after each read
   std::vector<double> row_max;
   SegmentScratch(std::size_t D) : packed(D * kBlock), w(kSegment * kBlock), hr(kSegment * kBlock), row_max(kSegment) {}
 };
