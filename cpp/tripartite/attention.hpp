@@ -132,7 +132,8 @@ void steady_state_attention(const AttentionArgs<T>& a) {
 
   // Key features of chunk [t0, t0 + n) for the block. Each key's row is exponentiated against its
   // own maximum M_t (in s.keys) and carries the weight f_t = exp(M_t - C) against the block's
-  // scale C (raised if needed; f_t <= e^headroom): s.key_w. The chunk's values times f_t, zero-padded to Dvp columns, are s.vp.
+  // scale C (raised if needed, so f_t <= e^headroom): s.key_w. The chunk's values times f_t,
+  // zero-padded to Dvp columns, are s.vp.
   auto load_keys = [&](detail::BlockScratch<T>& s, std::size_t hd, double& C, std::size_t t0, std::size_t n,
                        std::size_t r0, std::size_t nbk) {
     detail::scale_inputs(a.K + (hd * Lk + t0) * D, n, D, a.input_scale, m, s.xk.data(), s.key_off.data());
@@ -176,7 +177,7 @@ void steady_state_attention(const AttentionArgs<T>& a) {
         const std::size_t n = std::min(kChunk, Lq - t0);
         load_queries(s, hd, t0, n, r0, nbk);
         tiles::readout<T, kRow>(s.queries.data(), n, nbk, s.H.data(), kBlock, Dv, s.g.data(), out + t0 * stride,
-                       s.sums.data());
+                                s.sums.data());
         for (std::size_t i = 0; i < n; ++i) out_scale[t0 + i] = C + s.query_max[i];
       }
       return;
