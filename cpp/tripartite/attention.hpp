@@ -162,16 +162,18 @@ void steady_state_attention(const AttentionArgs<T>& a) {
     const std::size_t hd = task / nb, b = task % nb;
     const std::size_t r0 = block_begin(b), nbk = block_end(b, m) - r0;
     auto& s = my_scratch();
-    std::fill(s.H.begin(), s.H.end(), T(0));
-    std::fill(s.g.begin(), s.g.end(), T(0));
     double C = kNegInf;  // the block's log-scale: its synapses are stored as H_b exp(-C)
     tiles::pack_panels(a.W + hd * m * D, D, r0, tiles::full_panels<T>(nbk), s.packed.data());
+    if (a.causal || Lk == 0) {  // the state is read before (or without) any write: clear it
+      std::fill(s.H.begin(), s.H.end(), T(0));
+      std::fill(s.g.begin(), s.g.end(), T(0));
+    }
     if (!a.causal) {
-      for (std::size_t t0 = 0; t0 < Lk; t0 += kChunk) {
+      for (std::size_t t0 = 0; t0 < Lk; t0 += kChunk) {  // the first chunk's write starts from zero
         const std::size_t n = std::min(kChunk, Lk - t0);
         load_keys(s, hd, C, t0, n, r0, nbk);
         tiles::hebbian_write(s.keys.data(), kRow, s.vp.data(), n, s.Dvp, nbk, s.H.data(), kBlock, s.g.data(),
-                             s.key_w.data());
+                             s.key_w.data(), t0 == 0);
       }
       for (std::size_t t0 = 0; t0 < Lq; t0 += kChunk) {
         const std::size_t n = std::min(kChunk, Lq - t0);

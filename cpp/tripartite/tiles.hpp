@@ -135,10 +135,11 @@ std::size_t padded_columns(std::size_t Dv) {
 }
 
 template <class T, std::size_t R>
-inline void write_tile(const T* E, std::size_t stride, const T* Vp, std::size_t Dvp, std::size_t n, T* h) {
+inline void write_tile(const T* E, std::size_t stride, const T* Vp, std::size_t Dvp, std::size_t n, T* h, bool fresh) {
   constexpr std::size_t P = kPanel<T>, Wd = simd::W<T>;
-  V<T> acc[R][2];
-  for (std::size_t ii = 0; ii < R; ++ii) acc[ii][0] = load(h + ii * P), acc[ii][1] = load(h + ii * P + Wd);
+  V<T> acc[R][2] = {};
+  if (!fresh)
+    for (std::size_t ii = 0; ii < R; ++ii) acc[ii][0] = load(h + ii * P), acc[ii][1] = load(h + ii * P + Wd);
   for (std::size_t t = 0; t < n; ++t) {
     const V<T> v0 = load(Vp + t * Dvp), v1 = load(Vp + t * Dvp + Wd);
     const T* e = E + t * stride;
@@ -154,10 +155,11 @@ inline void write_tile(const T* E, std::size_t stride, const T* Vp, std::size_t 
 // Hebbian write of n keys into a block of nb neurons:
 //   Hp[r][c] += sum_t E[t][r] Vp[t][c]   (Vp: n x Dvp values, zero-padded)
 //   g[r]     += sum_t w[t] E[t][r]       (w = weights, or 1 when null; Vp carries the same w)
-// t is summed in order for every synapse.
+// t is summed in order for every synapse. With `fresh`, the rows r < nb start from zero instead
+// of their stored values (the first write into a block: no separate clearing pass).
 template <class T>
 void hebbian_write(const T* E, std::size_t stride, const T* Vp, std::size_t n, std::size_t Dvp, std::size_t nb, T* Hp,
-                   std::size_t ld, T* g, const T* weights = nullptr) {
+                   std::size_t ld, T* g, const T* weights = nullptr, bool fresh = false) {
   constexpr std::size_t P = kPanel<T>, R = 6, Wd = simd::W<T>;
   for (std::size_t r0 = 0; r0 < nb; r0 += R) {
     const std::size_t rows = std::min(R, nb - r0);
@@ -165,18 +167,18 @@ void hebbian_write(const T* E, std::size_t stride, const T* Vp, std::size_t n, s
       T* h = Hp + (c * ld + r0) * P;
       const T* vp = Vp + c * P;
       switch (rows) {
-        case 6: write_tile<T, 6>(E + r0, stride, vp, Dvp, n, h); break;
-        case 5: write_tile<T, 5>(E + r0, stride, vp, Dvp, n, h); break;
-        case 4: write_tile<T, 4>(E + r0, stride, vp, Dvp, n, h); break;
-        case 3: write_tile<T, 3>(E + r0, stride, vp, Dvp, n, h); break;
-        case 2: write_tile<T, 2>(E + r0, stride, vp, Dvp, n, h); break;
-        default: write_tile<T, 1>(E + r0, stride, vp, Dvp, n, h); break;
+        case 6: write_tile<T, 6>(E + r0, stride, vp, Dvp, n, h, fresh); break;
+        case 5: write_tile<T, 5>(E + r0, stride, vp, Dvp, n, h, fresh); break;
+        case 4: write_tile<T, 4>(E + r0, stride, vp, Dvp, n, h, fresh); break;
+        case 3: write_tile<T, 3>(E + r0, stride, vp, Dvp, n, h, fresh); break;
+        case 2: write_tile<T, 2>(E + r0, stride, vp, Dvp, n, h, fresh); break;
+        default: write_tile<T, 1>(E + r0, stride, vp, Dvp, n, h, fresh); break;
       }
     }
   }
   const std::size_t fullv = nb / Wd * Wd;
   for (std::size_t r = 0; r < fullv; r += Wd) {
-    V<T> acc = load(g + r);
+    V<T> acc = fresh ? V<T>{} : load(g + r);
     if (weights)
       for (std::size_t t = 0; t < n; ++t) acc += splat(weights[t]) * load(E + t * stride + r);
     else
@@ -184,7 +186,7 @@ void hebbian_write(const T* E, std::size_t stride, const T* Vp, std::size_t n, s
     store(g + r, acc);
   }
   for (std::size_t r = fullv; r < nb; ++r) {
-    T acc = g[r];
+    T acc = fresh ? T(0) : g[r];
     for (std::size_t t = 0; t < n; ++t) acc += weights ? weights[t] * E[t * stride + r] : E[t * stride + r];
     g[r] = acc;
   }
