@@ -57,7 +57,7 @@ namespace detail {
 template <class T>
 struct BlockScratch {
   std::size_t Dvp;
-  aligned_vector<T> packed, keys, queries, xk, xq, H, g, vp, key_w;
+  scratch_vector<T> packed, keys, queries, xk, xq, H, g, vp, key_w;  // written before read (vp's padding: zeroed)
   std::vector<double> key_off, query_off, key_max, query_max, scores, sums;
   std::vector<const T*> rows;
   BlockScratch(std::size_t D, std::size_t Dv)
@@ -79,13 +79,15 @@ void scale_inputs(const T* X, std::size_t n, std::size_t D, double input_scale, 
 // does not care about the scale, and skipping the rescale saves a pass over the block's synapses
 // for nearly every chunk after the first. Nothing can overflow: |v| <= sqrt(max T) is enforced.
 template <class T>
-void raise_scale(double& C, double candidate, aligned_vector<T>& H, aligned_vector<T>& g) {
+void raise_scale(double& C, double candidate, T* H, std::size_t columns, T* g, std::size_t nb) {
   const double headroom = std::log(static_cast<double>(std::numeric_limits<T>::max())) / 8;
   if (candidate <= C || (C != kNegInf && candidate <= C + headroom)) return;
-  if (C != kNegInf) {
+  if (C != kNegInf) {  // rescale the block's rows in use: nb rows of each panel column (ld kBlock)
     const T f = static_cast<T>(std::exp(C - candidate));
-    for (T& h : H) h *= f;
-    for (T& x : g) x *= f;
+    constexpr std::size_t P = tiles::kPanel<T>;
+    for (std::size_t c = 0; c < columns / P; ++c)
+      for (std::size_t i = 0; i < nb * P; ++i) H[c * kBlock * P + i] *= f;
+    for (std::size_t r = 0; r < nb; ++r) g[r] *= f;
   }
   C = candidate;
 }
@@ -127,7 +129,7 @@ void steady_state_attention(const AttentionArgs<T>& a) {
   const std::size_t per_task = std::max<std::size_t>(1, Lq * stride * sizeof(double));
   const std::size_t group =
       std::min(tasks, std::max<std::size_t>(static_cast<std::size_t>(nthreads), a.partial_budget / per_task));
-  std::vector<double> partial(group * Lq * stride), partial_scale(group * Lq);
+  scratch_vector<double> partial(group * Lq * stride), partial_scale(group * Lq);  // every entry written by its task
   std::vector<double> acc(heads * Lq * stride, 0.0), ref(heads * Lq, kNegInf);
 
   // Key features of chunk [t0, t0 + n) for the block. Each key's row is exponentiated against its
@@ -141,7 +143,7 @@ void steady_state_attention(const AttentionArgs<T>& a) {
                      a.bias ? a.bias + hd * m + r0 : nullptr, n, s.keys.data(), kRow, s.key_max.data(), true);
     double mx = kNegInf;
     for (std::size_t i = 0; i < n; ++i) mx = std::max(mx, s.key_max[i]);
-    detail::raise_scale(C, mx, s.H, s.g);
+    detail::raise_scale(C, mx, s.H.data(), s.Dvp, s.g.data(), nbk);
     for (std::size_t i = 0; i < n; ++i) {
       const T f = static_cast<T>(std::exp(s.key_max[i] - C));
       s.key_w[i] = f;

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <new>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 #ifdef _OPENMP
@@ -47,6 +48,30 @@ struct AlignedAllocator {
 };
 template <class T>
 using aligned_vector = std::vector<T, AlignedAllocator<T>>;
+
+// The same storage left uninitialised on resize (default-initialised, not zeroed): for scratch that
+// every kernel writes before it reads, so that a call does not first clear megabytes serially.
+template <class T>
+struct UninitAllocator : AlignedAllocator<T> {
+  using value_type = T;
+  template <class U>
+  struct rebind {
+    using other = UninitAllocator<U>;
+  };
+  UninitAllocator() = default;
+  template <class U>
+  UninitAllocator(const UninitAllocator<U>&) {}
+  template <class U>
+  void construct(U* p) noexcept {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <class U, class... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+template <class T>
+using scratch_vector = std::vector<T, UninitAllocator<T>>;
 
 inline int max_threads() {
 #ifdef _OPENMP
