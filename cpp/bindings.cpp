@@ -293,12 +293,13 @@ py::tuple window_trajectory(const std::string& integrator, double duration, std:
 
 PYBIND11_MODULE(_core, mod) {
   mod.doc() = "tripartite's compiled core (private: use the tripartite package).";
-  for (const char* name : {"attention_float32", "attention_float64"}) {
-    const bool single = std::string(name) == "attention_float32";
-    mod.def(name, single ? &attention<float> : &attention<double>, py::arg("W"), py::arg("bias"), py::arg("q"),
-            py::arg("k"), py::arg("v"), py::arg("input_scale"), py::arg("causal"), py::arg("num_threads"),
+  auto def_attention = [&mod](const char* name, auto kernel) {
+    mod.def(name, kernel, py::arg("W"), py::arg("bias"), py::arg("q"), py::arg("k"), py::arg("v"),
+            py::arg("input_scale"), py::arg("causal"), py::arg("num_threads"),
             py::arg("partial_budget") = kPartialBudget);
-  }
+  };
+  def_attention("attention_float32", &attention<float>);
+  def_attention("attention_float64", &attention<double>);
   mod.def("run_network_float32", &run_network<float>);
   mod.def("run_network_float64", &run_network<double>);
   mod.def("window_map", &window_map_py,

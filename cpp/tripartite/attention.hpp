@@ -19,7 +19,6 @@
 
 #include "common.hpp"
 #include "features.hpp"
-#include "simd.hpp"
 #include "tiles.hpp"
 
 namespace tripartite {
@@ -81,7 +80,7 @@ void scale_inputs(const T* X, std::size_t n, std::size_t D, double input_scale, 
 template <class T>
 void raise_scale(double& C, double candidate, T* H, std::size_t columns, T* g, std::size_t nb) {
   const double headroom = std::log(static_cast<double>(std::numeric_limits<T>::max())) / 8;
-  if (candidate <= C || (C != kNegInf && candidate <= C + headroom)) return;
+  if (candidate <= C + headroom) return;  // C = -inf (nothing written yet) compares as -inf
   if (C != kNegInf) {  // rescale the block's rows in use: nb rows of each panel column (ld kBlock)
     const T f = static_cast<T>(std::exp(C - candidate));
     constexpr std::size_t P = tiles::kPanel<T>;
@@ -139,8 +138,8 @@ void steady_state_attention(const AttentionArgs<T>& a) {
   auto load_keys = [&](detail::BlockScratch<T>& s, std::size_t hd, double& C, std::size_t t0, std::size_t n,
                        std::size_t r0, std::size_t nbk) {
     detail::scale_inputs(a.K + (hd * Lk + t0) * D, n, D, a.input_scale, m, s.xk.data(), s.key_off.data());
-    tiles::log_rates(s.packed.data(), a.W + hd * m * D, D, r0, nbk, s.xk.data(), s.key_off.data(),
-                     a.bias ? a.bias + hd * m + r0 : nullptr, n, s.keys.data(), kRow, s.key_max.data(), true);
+    tiles::shifted_rates(s.packed.data(), a.W + hd * m * D, D, r0, nbk, s.xk.data(), s.key_off.data(),
+                     a.bias ? a.bias + hd * m + r0 : nullptr, n, s.keys.data(), kRow, s.key_max.data());
     double mx = kNegInf;
     for (std::size_t i = 0; i < n; ++i) mx = std::max(mx, s.key_max[i]);
     detail::raise_scale(C, mx, s.H.data(), s.Dvp, s.g.data(), nbk);
@@ -154,8 +153,8 @@ void steady_state_attention(const AttentionArgs<T>& a) {
   auto load_queries = [&](detail::BlockScratch<T>& s, std::size_t hd, std::size_t t0, std::size_t n, std::size_t r0,
                           std::size_t nbk) {
     detail::scale_inputs(a.Q + (hd * Lq + t0) * D, n, D, a.input_scale, m, s.xq.data(), s.query_off.data());
-    tiles::log_rates(s.packed.data(), a.W + hd * m * D, D, r0, nbk, s.xq.data(), s.query_off.data(),
-                     a.bias ? a.bias + hd * m + r0 : nullptr, n, s.queries.data(), kRow, s.query_max.data(), true);
+    tiles::shifted_rates(s.packed.data(), a.W + hd * m * D, D, r0, nbk, s.xq.data(), s.query_off.data(),
+                     a.bias ? a.bias + hd * m + r0 : nullptr, n, s.queries.data(), kRow, s.query_max.data());
   };
 
   // One (head, block) task: the block's synapses are written and read by this task alone, so the
@@ -208,7 +207,7 @@ void steady_state_attention(const AttentionArgs<T>& a) {
         out_scale[t0 + i] = C + s.query_max[i];
       }
       tiles::hebbian_write(s.keys.data(), kRow, s.vp.data(), n, s.Dvp, nbk, s.H.data(), kBlock, s.g.data(),
-                             s.key_w.data());
+                           s.key_w.data(), false);
     }
   };
 
@@ -224,8 +223,10 @@ void steady_state_attention(const AttentionArgs<T>& a) {
         true);
     parallel_for(heads * Lq, nthreads, [&](std::size_t job) {
       const std::size_t hd = job / Lq, i = job % Lq;
-      for (std::size_t k = 0; k < count; ++k) {
-        if ((first + k) / nb != hd) continue;
+      // this head's blocks in the group: tasks [hd nb, (hd + 1) nb) within [first, first + count)
+      const std::size_t lo = std::max(first, hd * nb), hi = std::min(first + count, (hd + 1) * nb);
+      for (std::size_t task = lo; task < hi; ++task) {
+        const std::size_t k = task - first;
         detail::fold_partial(partial.data() + (k * Lq + i) * stride, partial_scale[k * Lq + i], stride,
                              acc.data() + job * stride, ref[job]);
       }

@@ -1,5 +1,5 @@
 // The hidden layer's log-rates: log phi_r(x) = W_r . x~ + b_r - |x~|^2 / 2 - log(m) / 2, with
-// x~ = x sqrt(s); the products themselves are tiles::log_rates. Rates are only ever exponentiated
+// x~ = x sqrt(s); the products themselves are tiles::shifted_rates. Rates are only ever exponentiated
 // after subtracting a maximum, so no row overflows or underflows as a whole (MODEL.md section 1).
 #pragma once
 

@@ -16,7 +16,6 @@
 
 #include "common.hpp"
 #include "features.hpp"
-#include "simd.hpp"
 #include "tiles.hpp"
 #include "window.hpp"
 
@@ -141,9 +140,9 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
       const T* W = s.W + hd * m * D;
       tiles::pack_panels(W, D, r0, tiles::full_panels<T>(nbk), sc.packed.data());
       T* u = ws.u.data() + hd * kSegment * m;
-      tiles::log_rates(sc.packed.data(), W, D, r0, nbk, ws.x_scaled.data() + hd * kSegment * D,
-                       ws.offset.data() + hd * kSegment, s.bias ? s.bias + hd * m + r0 : nullptr, S, u + r0, m,
-                       sc.row_max.data(), true);
+      tiles::shifted_rates(sc.packed.data(), W, D, r0, nbk, ws.x_scaled.data() + hd * kSegment * D,
+                           ws.offset.data() + hd * kSegment, s.bias ? s.bias + hd * m + r0 : nullptr, S, u + r0, m,
+                           sc.row_max.data());
       for (std::size_t i = 0; i < S; ++i) ws.block_max[(hd * kSegment + i) * nb + b] = sc.row_max[i];
     });
 

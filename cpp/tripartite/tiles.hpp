@@ -1,5 +1,5 @@
 // Register-tiled inner kernels of the steady state: the three products that dominate its cost.
-//   log-rates      out (n x nb)    = X~ (n x D) W_b^T + offsets       (panels of packed W rows)
+//   rates          out (n x nb)    = exp(X~ (n x D) W_b^T + offsets - row max)  (packed W panels)
 //   Hebbian write  H_b (nb x Dv)  += E^T (nb x n) V (n x Dv),  g_b += column sums of E
 //   readout        out (n x Dv+1)  = P (n x nb) [H_b, g_b]             (in double, span by span)
 // Each keeps a 6 x 2-vector tile of accumulators in registers (12 of the 16 AVX registers) and
@@ -32,6 +32,24 @@ std::size_t full_panels(std::size_t nb) {
   return nb / kPanel<T> * kPanel<T>;
 }
 
+// Register tiles are kRows tall; a strip's last tile may have 1 to kRows - 1. with_rows calls f
+// with the row count as a compile-time constant (std::integral_constant), so each tile height is
+// its own unrolled code.
+inline constexpr std::size_t kRows = 6;
+
+template <class F>
+inline void with_rows(std::size_t rows, F&& f) {
+  static_assert(kRows == 6, "with_rows lists the tile heights 1..6");
+  switch (rows) {
+    case 6: f(std::integral_constant<std::size_t, 6>{}); break;
+    case 5: f(std::integral_constant<std::size_t, 5>{}); break;
+    case 4: f(std::integral_constant<std::size_t, 4>{}); break;
+    case 3: f(std::integral_constant<std::size_t, 3>{}); break;
+    case 2: f(std::integral_constant<std::size_t, 2>{}); break;
+    default: f(std::integral_constant<std::size_t, 1>{}); break;
+  }
+}
+
 // W rows [r0, r0 + full) into panels: panel p is D x kPanel, packed[(p D + j) kPanel + l] = W[r0 + p kPanel + l][j].
 template <class T>
 void pack_panels(const T* W, std::size_t D, std::size_t r0, std::size_t full, T* packed) {
@@ -43,8 +61,8 @@ void pack_panels(const T* W, std::size_t D, std::size_t r0, std::size_t full, T*
     }
 }
 
-// One register tile of log-rates: acc[i] (2 vectors) = sum_j x[i][j] panel[j][:], i < R. R = 6 keeps
-// 12 accumulators and 2 panel vectors in the 16 AVX registers.
+// One register tile of log-rates: acc[i] (2 vectors) = sum_j x[i][j] panel[j][:], i < R. R = kRows
+// keeps 12 accumulators and 2 panel vectors in the 16 AVX registers.
 template <class T, std::size_t R>
 inline void rate_tile(const T* panel, std::size_t D, const T* const* x, T* const* o, const T* bias_panel,
                       const T* off, V<T>* row_best) {
@@ -70,14 +88,14 @@ inline void rate_tile(const T* panel, std::size_t D, const T* const* x, T* const
   }
 }
 
-// out[i][r] = X~_i . W_{r0+r} + bias[r] - offsets[i] for r < nb (row stride `stride`), row_max[i].
-// With `exponentiate`, each row is then replaced by exp(out[i][r] - row_max[i]) while its strip of
-// rows is still in cache (the same values as a separate simd::exp_shifted pass).
+// The rates of n inputs on a block of nb neurons. With l[i][r] = X~_i . W_{r0+r} + bias[r] -
+// offsets[i] (the log-rate), row_max[i] = max_r l[i][r] and out[i][r] = exp(l[i][r] - row_max[i])
+// (row stride `stride`). Each strip of rows is exponentiated while it is still in cache.
 template <class T>
-void log_rates(const T* packed, const T* W, std::size_t D, std::size_t r0, std::size_t nb, const T* X,
-               const double* offsets, const T* bias, std::size_t n, T* out, std::size_t stride, double* row_max,
-               bool exponentiate = false) {
-  constexpr std::size_t P = kPanel<T>, R = 6;
+void shifted_rates(const T* packed, const T* W, std::size_t D, std::size_t r0, std::size_t nb, const T* X,
+                   const double* offsets, const T* bias, std::size_t n, T* out, std::size_t stride,
+                   double* row_max) {
+  constexpr std::size_t P = kPanel<T>, R = kRows;
   const std::size_t full = full_panels<T>(nb);
   for (std::size_t i0 = 0; i0 < n; i0 += R) {
     const std::size_t rows = std::min(R, n - i0);
@@ -85,8 +103,8 @@ void log_rates(const T* packed, const T* W, std::size_t D, std::size_t r0, std::
     T* o[R];
     T off[R];
     V<T> best[R];
-    for (std::size_t ii = 0; ii < R; ++ii) {
-      const std::size_t i = i0 + std::min(ii, rows - 1);
+    for (std::size_t ii = 0; ii < rows; ++ii) {
+      const std::size_t i = i0 + ii;
       x[ii] = X + i * D;
       o[ii] = out + i * stride;
       off[ii] = static_cast<T>(-offsets[i]);
@@ -94,16 +112,9 @@ void log_rates(const T* packed, const T* W, std::size_t D, std::size_t r0, std::
     }
     for (std::size_t p = 0; p < full / P; ++p) {
       T* op[R];
-      for (std::size_t ii = 0; ii < R; ++ii) op[ii] = o[ii] + p * P;
+      for (std::size_t ii = 0; ii < rows; ++ii) op[ii] = o[ii] + p * P;
       const T* bp = bias ? bias + p * P : nullptr;
-      switch (rows) {
-        case 6: rate_tile<T, 6>(packed + p * D * P, D, x, op, bp, off, best); break;
-        case 5: rate_tile<T, 5>(packed + p * D * P, D, x, op, bp, off, best); break;
-        case 4: rate_tile<T, 4>(packed + p * D * P, D, x, op, bp, off, best); break;
-        case 3: rate_tile<T, 3>(packed + p * D * P, D, x, op, bp, off, best); break;
-        case 2: rate_tile<T, 2>(packed + p * D * P, D, x, op, bp, off, best); break;
-        default: rate_tile<T, 1>(packed + p * D * P, D, x, op, bp, off, best); break;
-      }
+      with_rows(rows, [&](auto R_) { rate_tile<T, R_>(packed + p * D * P, D, x, op, bp, off, best); });
     }
     for (std::size_t ii = 0; ii < rows; ++ii) {
       const std::size_t i = i0 + ii;
@@ -120,7 +131,7 @@ void log_rates(const T* packed, const T* W, std::size_t D, std::size_t r0, std::
         top = std::max(top, value);
       }
       row_max[i] = static_cast<double>(top);
-      if (exponentiate) simd::exp_shifted(oi, nb, top);
+      simd::exp_shifted(oi, nb, top);
     }
   }
 }
@@ -154,40 +165,30 @@ inline void write_tile(const T* E, std::size_t stride, const T* Vp, std::size_t 
 
 // Hebbian write of n keys into a block of nb neurons:
 //   Hp[r][c] += sum_t E[t][r] Vp[t][c]   (Vp: n x Dvp values, zero-padded)
-//   g[r]     += sum_t w[t] E[t][r]       (w = weights, or 1 when null; Vp carries the same w)
+//   g[r]     += sum_t w[t] E[t][r]       (w: the keys' weights, which Vp carries too)
 // t is summed in order for every synapse. With `fresh`, the rows r < nb start from zero instead
 // of their stored values (the first write into a block: no separate clearing pass).
 template <class T>
 void hebbian_write(const T* E, std::size_t stride, const T* Vp, std::size_t n, std::size_t Dvp, std::size_t nb, T* Hp,
-                   std::size_t ld, T* g, const T* weights = nullptr, bool fresh = false) {
-  constexpr std::size_t P = kPanel<T>, R = 6, Wd = simd::W<T>;
+                   std::size_t ld, T* g, const T* weights, bool fresh) {
+  constexpr std::size_t P = kPanel<T>, R = kRows, Wd = simd::W<T>;
   for (std::size_t r0 = 0; r0 < nb; r0 += R) {
     const std::size_t rows = std::min(R, nb - r0);
     for (std::size_t c = 0; c < Dvp / P; ++c) {
       T* h = Hp + (c * ld + r0) * P;
       const T* vp = Vp + c * P;
-      switch (rows) {
-        case 6: write_tile<T, 6>(E + r0, stride, vp, Dvp, n, h, fresh); break;
-        case 5: write_tile<T, 5>(E + r0, stride, vp, Dvp, n, h, fresh); break;
-        case 4: write_tile<T, 4>(E + r0, stride, vp, Dvp, n, h, fresh); break;
-        case 3: write_tile<T, 3>(E + r0, stride, vp, Dvp, n, h, fresh); break;
-        case 2: write_tile<T, 2>(E + r0, stride, vp, Dvp, n, h, fresh); break;
-        default: write_tile<T, 1>(E + r0, stride, vp, Dvp, n, h, fresh); break;
-      }
+      with_rows(rows, [&](auto R_) { write_tile<T, R_>(E + r0, stride, vp, Dvp, n, h, fresh); });
     }
   }
   const std::size_t fullv = nb / Wd * Wd;
   for (std::size_t r = 0; r < fullv; r += Wd) {
     V<T> acc = fresh ? V<T>{} : load(g + r);
-    if (weights)
-      for (std::size_t t = 0; t < n; ++t) acc += splat(weights[t]) * load(E + t * stride + r);
-    else
-      for (std::size_t t = 0; t < n; ++t) acc += load(E + t * stride + r);
+    for (std::size_t t = 0; t < n; ++t) acc += splat(weights[t]) * load(E + t * stride + r);
     store(g + r, acc);
   }
   for (std::size_t r = fullv; r < nb; ++r) {
     T acc = fresh ? T(0) : g[r];
-    for (std::size_t t = 0; t < n; ++t) acc += weights ? weights[t] * E[t * stride + r] : E[t * stride + r];
+    for (std::size_t t = 0; t < n; ++t) acc += weights[t] * E[t * stride + r];
     g[r] = acc;
   }
 }
@@ -238,7 +239,7 @@ inline constexpr std::size_t kReadSpan = 256;  // neurons summed in registers be
 template <class T, std::size_t Stride>
 void readout(const T* Pm, std::size_t n, std::size_t nb, const T* Hp, std::size_t ld, std::size_t Dv, const T* g,
              double* out, double* scratch) {
-  constexpr std::size_t P = kPanel<T>, R = 6, Wd = simd::W<T>;
+  constexpr std::size_t P = kPanel<T>, R = kRows, Wd = simd::W<T>;
   const std::size_t Dvp = padded_columns<T>(Dv), so = Dvp + 1;  // scratch rows: Dvp sums, then the denominator
   std::fill(scratch, scratch + n * so, 0.0);
   for (std::size_t s0 = 0; s0 < nb; s0 += kReadSpan) {
@@ -248,16 +249,9 @@ void readout(const T* Pm, std::size_t n, std::size_t nb, const T* Hp, std::size_
       const T* p = Pm + i0 * Stride;
       for (std::size_t c = 0; c < Dvp / P; ++c) {
         double* oc[R];
-        for (std::size_t ii = 0; ii < R; ++ii) oc[ii] = scratch + (i0 + std::min(ii, rows - 1)) * so + c * P;
+        for (std::size_t ii = 0; ii < rows; ++ii) oc[ii] = scratch + (i0 + ii) * so + c * P;
         const T* h = Hp + c * ld * P;
-        switch (rows) {
-          case 6: read_tile<T, 6, Stride>(p, s0, s1, h, oc); break;
-          case 5: read_tile<T, 5, Stride>(p, s0, s1, h, oc); break;
-          case 4: read_tile<T, 4, Stride>(p, s0, s1, h, oc); break;
-          case 3: read_tile<T, 3, Stride>(p, s0, s1, h, oc); break;
-          case 2: read_tile<T, 2, Stride>(p, s0, s1, h, oc); break;
-          default: read_tile<T, 1, Stride>(p, s0, s1, h, oc); break;
-        }
+        with_rows(rows, [&](auto R_) { read_tile<T, R_, Stride>(p, s0, s1, h, oc); });
       }
       for (std::size_t ii = 0; ii < rows; ++ii) {  // the denominator: P . g over the span
         const T* pi = p + ii * Stride;
