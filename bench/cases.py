@@ -5,6 +5,7 @@ Used by both ``bench/run.py`` (one command, a table and JSON) and ``bench/test_b
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -52,16 +53,26 @@ def network_write(size: str, integrator: str, dtype, threads: int, tokens: int, 
     )
 
 
-def steady_state(heads: int, threads: int, dtype=np.float32) -> Case:
-    suffix = "" if dtype == np.float32 else f" {np.dtype(dtype).name}"
+@functools.lru_cache(maxsize=1)
+def paper_problem(heads: int, dtype=np.float32):
+    """q, k, v (heads, L, D) and W (heads, m, D) at the paper's scale, drawn once and shared by our
+    kernel and its peers (the last problem is kept: 12 heads of W are 300 MiB)."""
     L, D, m = PAPER["L"], PAPER["D"], PAPER["m"]
-    q, k, v = inputs(L, D, D, heads=heads, dtype=dtype)
+    q, k, v = (x.reshape(heads, L, D) for x in inputs(L, D, D, heads=heads, dtype=dtype))
     W = tripartite.draw_hidden_weights(m, D, heads=heads, dtype=dtype)
-    W = W if heads > 1 else W[0]
+    return q, k, v, W
+
+
+def _suffix(dtype) -> str:
+    return "" if dtype == np.float32 else f" {np.dtype(dtype).name}"
+
+
+def steady_state(heads: int, threads: int, dtype=np.float32) -> Case:
+    q, k, v, W = paper_problem(heads, dtype)
     return Case(
-        f"steady state {heads}h ours {threads}t{suffix}",
+        f"steady state {heads}h ours {threads}t{_suffix(dtype)}",
         lambda: tripartite.attention(q, k, v, hidden_weights=W, num_threads=threads),
-        heads * L,
+        heads * PAPER["L"],
         "queries",
     )
 
@@ -105,10 +116,6 @@ def per_token_loop(q, k, v, W):
 
 
 def steady_state_peer(heads: int, peer: str, dtype=np.float32) -> Case:
-    L, D, m = PAPER["L"], PAPER["D"], PAPER["m"]
-    q, k, v = inputs(L, D, D, heads=max(heads, 2), dtype=dtype)
-    q, k, v = q[:heads], k[:heads], v[:heads]
-    W = tripartite.draw_hidden_weights(m, D, heads=heads, dtype=dtype)
+    q, k, v, W = paper_problem(heads, dtype)
     fn = numpy_steady_state if peer == "numpy" else per_token_loop
-    suffix = "" if dtype == np.float32 else f" {np.dtype(dtype).name}"
-    return Case(f"steady state {heads}h {peer}{suffix}", lambda: fn(q, k, v, W), heads * L, "queries")
+    return Case(f"steady state {heads}h {peer}{_suffix(dtype)}", lambda: fn(q, k, v, W), heads * PAPER["L"], "queries")

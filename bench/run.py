@@ -32,6 +32,11 @@ import tripartite  # noqa: E402
 from tripartite import _core  # noqa: E402
 
 
+def spread(values):
+    """(median, min, max)."""
+    return statistics.median(values), min(values), max(values)
+
+
 def timeit(fn, repeats, warmup=0.25):
     """Median, min and max of `repeats` timed calls, after warming up for at least `warmup`
     seconds (one call at least): on this VM an idle second core takes a while to come back."""
@@ -44,7 +49,7 @@ def timeit(fn, repeats, warmup=0.25):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times), min(times), max(times)
+    return spread(times)
 
 
 def paired(fn_a, fn_b, repeats, settle=0.0):
@@ -61,9 +66,7 @@ def paired(fn_a, fn_b, repeats, settle=0.0):
             t0 = time.perf_counter()
             fn()
             times.append(time.perf_counter() - t0)
-    ratios = [x / y for x, y in zip(ta, tb)]
-    stats = lambda v: (statistics.median(v), min(v), max(v))  # noqa: E731
-    return stats(ta), stats(tb), stats(ratios)
+    return spread(ta), spread(tb), spread([x / y for x, y in zip(ta, tb)])
 
 
 def machine_limits(repeats):
@@ -80,9 +83,8 @@ def machine_limits(repeats):
         flops.append((_core.fma_throughput(1, 20_000_000), _core.fma_throughput(2, 20_000_000)))
     out["fma_GFLOPs_1t"] = statistics.median(f[0] for f in flops) / 1e9
     out["fma_GFLOPs_2t"] = statistics.median(f[1] for f in flops) / 1e9
-    out["fma_2t_over_1t"] = statistics.median(f[1] / f[0] for f in flops)
-    out["fma_2t_over_1t_min"] = min(f[1] / f[0] for f in flops)
-    out["fma_2t_over_1t_max"] = max(f[1] / f[0] for f in flops)
+    ratio = spread([f[1] / f[0] for f in flops])
+    out["fma_2t_over_1t"], out["fma_2t_over_1t_min"], out["fma_2t_over_1t_max"] = ratio
     x = np.random.default_rng(0).standard_normal((2048, 2048)).astype(np.float32)
     med, _, _ = timeit(lambda: x @ x, repeats)
     out["sgemm_GFLOPs"] = 2 * 2048**3 / med / 1e9
@@ -199,25 +201,25 @@ def network_section(results, sizes, repeats):
 def steady_state_section(results, repeats, limits):
     print("\n3. steady-state attention at the paper's scale (L = 197, D = 64, m = 1e5, float32)")
     scaling = {}
+    ms = lambda t: f"{t[0] * 1e3:.1f} ms [{t[1] * 1e3:.1f}, {t[2] * 1e3:.1f}]"  # noqa: E731
     for heads in (1, 12):
-        for threads in (1, 2):
-            row(results, cases.steady_state(heads, threads), repeats, heads=heads, threads=threads, impl="ours")
+        ours = {threads: cases.steady_state(heads, threads) for threads in (1, 2)}
+        for threads, case in ours.items():
+            row(results, case, repeats, heads=heads, threads=threads, impl="ours")
         # 1 vs 2 threads, alternately, pair by pair (the machine drifts by more than the effect)
         pairs = max(repeats, 9) if heads == 1 else repeats
-        one, two, ratio = paired(cases.steady_state(heads, 1).run, cases.steady_state(heads, 2).run, pairs)
+        one, two, ratio = paired(ours[1].run, ours[2].run, pairs)
         scaling[heads] = dict(pairs=pairs, seconds_1t=one, seconds_2t=two, ratio=ratio)
-        print(f"  {heads}h ours 1t vs 2t alternately, {pairs} pairs: 1t {one[0] * 1e3:.1f} ms [{one[1] * 1e3:.1f}, {one[2] * 1e3:.1f}], "
-              f"2t {two[0] * 1e3:.1f} ms [{two[1] * 1e3:.1f}, {two[2] * 1e3:.1f}], 2t speed-up {ratio[0]:.2f}x [{ratio[1]:.2f}, {ratio[2]:.2f}]",
-              flush=True)
+        print(f"  {heads}h ours 1t vs 2t alternately, {pairs} pairs: 1t {ms(one)}, 2t {ms(two)}, "
+              f"2t speed-up {ratio[0]:.2f}x [{ratio[1]:.2f}, {ratio[2]:.2f}]", flush=True)
         row(results, cases.steady_state_peer(heads, "numpy"), repeats, heads=heads, impl="numpy")
         if heads == 1:
-            row(results, cases.steady_state_peer(heads, "per-token loop"), max(1, repeats // 2), heads=heads, impl="loop")
-            loop, ours, ratio = paired(cases.steady_state_peer(heads, "per-token loop").run, cases.steady_state(heads, 2).run,
-                                       repeats, settle=0.5)
-            scaling["loop_vs_ours_2t"] = dict(pairs=repeats, seconds_loop=loop, seconds_ours=ours, ratio=ratio)
+            loop_case = cases.steady_state_peer(heads, "per-token loop")
+            row(results, loop_case, max(1, repeats // 2), heads=heads, impl="loop")
+            loop, mine, ratio = paired(loop_case.run, ours[2].run, repeats, settle=0.5)
+            scaling["loop_vs_ours_2t"] = dict(pairs=repeats, seconds_loop=loop, seconds_ours=mine, ratio=ratio)
             print(f"  per-token loop vs ours 2t alternately, {repeats} pairs: loop {loop[0]:.3f} s [{loop[1]:.3f}, {loop[2]:.3f}], "
-                  f"ours {ours[0] * 1e3:.1f} ms [{ours[1] * 1e3:.1f}, {ours[2] * 1e3:.1f}], loop / ours {ratio[0]:.1f}x "
-                  f"[{ratio[1]:.1f}, {ratio[2]:.1f}]", flush=True)
+                  f"ours {ms(mine)}, loop / ours {ratio[0]:.1f}x [{ratio[1]:.1f}, {ratio[2]:.1f}]", flush=True)
             # the notebooks' arrays are NumPy's default float64: that loop, and ours in float64
             row(results, cases.steady_state_peer(heads, "per-token loop", dtype=np.float64), max(1, repeats // 2),
                 heads=heads, impl="loop-f64")

@@ -9,6 +9,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from . import _core
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -31,8 +33,6 @@ def finite(arr: np.ndarray, name: str) -> None:
     if not arr.size:
         return
     if arr.size >= _FAST_FINITE_SIZE and arr.dtype in FLOAT_DTYPES and arr.flags.c_contiguous:
-        from tripartite import _core
-
         flat = int(_core.find_nonfinite(arr.reshape(-1)))
         if flat < 0:
             return
