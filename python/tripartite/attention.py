@@ -121,7 +121,13 @@ def attention(
     else:
         W = _broadcast_weights(hidden_weights, batch, None if n_hidden is None else V.positive_int(n_hidden, "n_hidden"), d)
         m = W.shape[-2]
-    V.check_memory(heads * (m * (d + Dv) + (Lq + Lk) * (d + Dv)) * dtype.itemsize, "attention")
+    # W and the flattened q, k, v, y; then the core's working set: running sums (heads, Lq, Dv + 2)
+    # in double, and at most 16 MiB of block partials plus a few MiB of per-thread block scratch
+    # (the synapses live there, one 2048-neuron block at a time, never as an m x Dv array).
+    V.check_memory(
+        heads * (m * d + (Lq + Lk) * d + (Lk + Lq) * Dv) * dtype.itemsize + heads * Lq * (Dv + 2) * 8 + (64 << 20),
+        "attention",
+    )
 
     bias = None
     if hidden_bias is not None:

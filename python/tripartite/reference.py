@@ -73,7 +73,8 @@ def random_feature_attention(
     a_t = g . phi(q~_t), g = sum_tau phi(k~_tau).
 
     Shapes: q (..., Lq, D), k (..., Lk, D), v (..., Lk, Dv), hidden_weights (..., m, D),
-    hidden_bias (..., m) or None (per-neuron log-rate offsets). Returns y (..., Lq, Dv), and with ``return_astrocyte`` also a_t (..., Lq) in true units.
+    hidden_bias (..., m) or None (per-neuron log-rate offsets). Returns y (..., Lq, Dv), and with
+    ``return_astrocyte`` also a_t (..., Lq) in true units.
 
     Features are formed in the log domain: the keys' log-features are shifted by their overall
     maximum (a constant that cancels in y and is added back to log a_t), each query's by its own
@@ -210,5 +211,5 @@ def simulate(
         for t in range(len(queries)):
             state, outputs[t], calcium[t] = read(state, queries[t])
     if record_every:
-        return outputs, calcium, {name: np.array(values) for name, values in trace.items()}
+        return outputs, calcium, {name: np.array(samples) for name, samples in trace.items()}
     return outputs, calcium
