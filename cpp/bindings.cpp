@@ -271,6 +271,14 @@ double fma_throughput(int num_threads, long iterations) {
   return 2.0 * 12 * simd::W<float> * double(iterations) * threads / seconds;
 }
 
+// The kernels' vector exp on its own, for testing it against NumPy: exp(x - shift), elementwise.
+py::array_t<float> shifted_exp(py::array_t<float, py::array::c_style | py::array::forcecast> x, float shift) {
+  py::array_t<float> out(x.size());
+  std::copy_n(x.data(), x.size(), out.mutable_data());
+  simd::exp_shifted(out.mutable_data(), static_cast<std::size_t>(x.size()), shift);
+  return out;
+}
+
 // Maps from a window's start to each sampled step: M (k, 3, 3) and the astrocyte functionals (k, 6).
 py::tuple window_trajectory(const std::string& integrator, double duration, std::size_t steps, double rate_h,
                             double rate_a, double e, double leak, std::vector<std::size_t> samples) {
@@ -307,6 +315,8 @@ PYBIND11_MODULE(_core, mod) {
   mod.def("find_nonfinite", &find_nonfinite<float>, py::arg("array"), py::arg("num_threads") = 0);
   mod.def("find_nonfinite", &find_nonfinite<double>, py::arg("array"), py::arg("num_threads") = 0,
           "flat index of the first NaN or Inf of a float array, or -1");
+  mod.def("shifted_exp", &shifted_exp, py::arg("x"), py::arg("shift"),
+          "exp(x - shift) by the kernels' vector exp (float32, flat), for testing it");
   mod.def("triad", &triad, "a = b + s c (float32), for measuring memory bandwidth");
   mod.def("fma_throughput", &fma_throughput, py::arg("num_threads"), py::arg("iterations"),
           "float32 FLOP/s of register-only FMA chains on num_threads threads (the compute limit)");
@@ -315,6 +325,7 @@ PYBIND11_MODULE(_core, mod) {
   mod.def("openmp_enabled", &has_openmp);
   mod.def("max_threads", &max_threads);
   mod.attr("block_size") = kBlock;
+  mod.attr("attention_block_size") = kNeuronBlock;
   mod.attr("chunk_size") = kChunk;
   mod.attr("num_scalars") = std::size_t(kNumScalars);
 }

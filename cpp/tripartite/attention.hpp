@@ -2,10 +2,10 @@
 //     y_t = H phi(q~_t) / a_t,  a_t = g . phi(q~_t),  H = sum_tau v_tau phi(k~_tau)^T,  g = sum_tau phi(k~_tau)
 // bidirectional (write all keys, then read all queries) or causal (query t sees keys tau <= t).
 //
-// Hidden neurons are processed in blocks of kBlock, one task per (head, block): the task packs the
+// Hidden neurons are processed in blocks of kNeuronBlock, one task per (head, block): the task packs the
 // block's rows of W, writes every key into the block's own synapses (per-thread scratch, never a
 // full m x Dv array) and reads every query from them. Keys and queries go in chunks of kChunk, so no
-// feature matrix larger than kChunk x kBlock per thread is ever formed. Each block keeps its own
+// feature matrix larger than kChunk x kNeuronBlock per thread is ever formed. Each block keeps its own
 // log-scale C_b: its synapses are stored as H_b exp(-C_b), with C_b within a headroom of the
 // largest key log-rate the block has seen. The blocks' partial readouts are folded across blocks in
 // double precision, in block order, rescaled to a running reference: thread-count independent and
@@ -24,9 +24,14 @@
 namespace tripartite {
 
 inline constexpr std::size_t kChunk = 64;
+// Hidden neurons per steady-state task. 1024 keeps a task's packed weights, synapses and one chunk
+// of features (about 260 KB each) close to a core's L2, and splits one head at the paper's m = 1e5
+// into 98 tasks, which two threads share to within one task in 49. Results do not depend on it
+// beyond rounding (the blocks' partials are folded in block order).
+inline constexpr std::size_t kNeuronBlock = 1024;
 // Row stride of a chunk's feature rows: 16 values (a cache line or two) more than a block, so the
 // rows of a chunk fall in different cache sets (a power-of-two stride puts them all in one set).
-inline constexpr std::size_t kRow = kBlock + 16;
+inline constexpr std::size_t kRow = kNeuronBlock + 16;
 
 // Bytes of block partials the steady state keeps at once by default (it folds them into the
 // running sums every group of blocks); at least one block per thread is kept whatever this says.
@@ -60,8 +65,8 @@ struct BlockScratch {
   std::vector<double> key_off, query_off, key_max, query_max, scores, sums;
   std::vector<const T*> rows;
   BlockScratch(std::size_t D, std::size_t Dv)
-      : Dvp(tiles::padded_columns<T>(Dv)), packed(D * kBlock), keys(kChunk * kRow), queries(kChunk * kRow),
-        xk(kChunk * D), xq(kChunk * D), H(kBlock * Dvp), g(kBlock), vp(kChunk * Dvp, T(0)), key_w(kChunk), key_off(kChunk),
+      : Dvp(tiles::padded_columns<T>(Dv)), packed(D * kNeuronBlock), keys(kChunk * kRow), queries(kChunk * kRow),
+        xk(kChunk * D), xq(kChunk * D), H(kNeuronBlock * Dvp), g(kNeuronBlock), vp(kChunk * Dvp, T(0)), key_w(kChunk), key_off(kChunk),
         query_off(kChunk), key_max(kChunk), query_max(kChunk), scores(kChunk * kChunk), sums(kChunk * (Dvp + 1)),
         rows(kChunk) {}
 };
@@ -81,11 +86,11 @@ template <class T>
 void raise_scale(double& C, double candidate, T* H, std::size_t columns, T* g, std::size_t nb) {
   const double headroom = std::log(static_cast<double>(std::numeric_limits<T>::max())) / 8;
   if (candidate <= C + headroom) return;  // C = -inf (nothing written yet) compares as -inf
-  if (C != kNegInf) {  // rescale the block's rows in use: nb rows of each panel column (ld kBlock)
+  if (C != kNegInf) {  // rescale the block's rows in use: nb rows of each panel column (ld kNeuronBlock)
     const T f = static_cast<T>(std::exp(C - candidate));
     constexpr std::size_t P = tiles::kPanel<T>;
     for (std::size_t c = 0; c < columns / P; ++c)
-      for (std::size_t i = 0; i < nb * P; ++i) H[c * kBlock * P + i] *= f;
+      for (std::size_t i = 0; i < nb * P; ++i) H[c * kNeuronBlock * P + i] *= f;
     for (std::size_t r = 0; r < nb; ++r) g[r] *= f;
   }
   C = candidate;
@@ -116,7 +121,7 @@ inline void fold_partial(const double* partial, double scale, std::size_t n, dou
 template <class T>
 void steady_state_attention(const AttentionArgs<T>& a) {
   const std::size_t heads = a.heads, D = a.D, Dv = a.Dv, m = a.m, Lq = a.Lq, Lk = a.Lk;
-  const std::size_t nb = n_blocks(m);
+  const std::size_t nb = (m + kNeuronBlock - 1) / kNeuronBlock;
   const std::size_t tasks = heads * nb;
   const std::size_t stride = Dv + 1;
   const int nthreads = a.threads;
@@ -161,7 +166,7 @@ void steady_state_attention(const AttentionArgs<T>& a) {
   // block's partial readout of every query is complete when the task ends.
   auto run_block = [&](std::size_t task, double* out, double* out_scale) {
     const std::size_t hd = task / nb, b = task % nb;
-    const std::size_t r0 = block_begin(b), nbk = block_end(b, m) - r0;
+    const std::size_t r0 = b * kNeuronBlock, nbk = std::min(m, r0 + kNeuronBlock) - r0;
     auto& s = my_scratch();
     double C = kNegInf;  // the block's log-scale: its synapses are stored as H_b exp(-C)
     tiles::pack_panels(a.W + hd * m * D, D, r0, tiles::full_panels<T>(nbk), s.packed.data());
@@ -173,13 +178,13 @@ void steady_state_attention(const AttentionArgs<T>& a) {
       for (std::size_t t0 = 0; t0 < Lk; t0 += kChunk) {  // the first chunk's write starts from zero
         const std::size_t n = std::min(kChunk, Lk - t0);
         load_keys(s, hd, C, t0, n, r0, nbk);
-        tiles::hebbian_write(s.keys.data(), kRow, s.vp.data(), n, s.Dvp, nbk, s.H.data(), kBlock, s.g.data(),
+        tiles::hebbian_write(s.keys.data(), kRow, s.vp.data(), n, s.Dvp, nbk, s.H.data(), kNeuronBlock, s.g.data(),
                              s.key_w.data(), t0 == 0);
       }
       for (std::size_t t0 = 0; t0 < Lq; t0 += kChunk) {
         const std::size_t n = std::min(kChunk, Lq - t0);
         load_queries(s, hd, t0, n, r0, nbk);
-        tiles::readout<T, kRow>(s.queries.data(), n, nbk, s.H.data(), kBlock, Dv, s.g.data(), out + t0 * stride,
+        tiles::readout<T, kRow>(s.queries.data(), n, nbk, s.H.data(), kNeuronBlock, Dv, s.g.data(), out + t0 * stride,
                                 s.sums.data());
         for (std::size_t i = 0; i < n; ++i) out_scale[t0 + i] = C + s.query_max[i];
       }
@@ -191,7 +196,7 @@ void steady_state_attention(const AttentionArgs<T>& a) {
       load_keys(s, hd, C, t0, n, r0, nbk);
       load_queries(s, hd, t0, n, r0, nbk);
       double* o = out + t0 * stride;
-      tiles::readout<T, kRow>(s.queries.data(), n, nbk, s.H.data(), kBlock, Dv, s.g.data(), o, s.sums.data());
+      tiles::readout<T, kRow>(s.queries.data(), n, nbk, s.H.data(), kNeuronBlock, Dv, s.g.data(), o, s.sums.data());
       // Intra-chunk scores phi(q_i) . phi(k_j) on this block (key j weighted by f_j, as in the
       // synapses), then the masked sums over j <= i.
       for (std::size_t j = 0; j < n; ++j) s.rows[j] = s.keys.data() + j * kRow;
@@ -206,7 +211,7 @@ void steady_state_attention(const AttentionArgs<T>& a) {
         }
         out_scale[t0 + i] = C + s.query_max[i];
       }
-      tiles::hebbian_write(s.keys.data(), kRow, s.vp.data(), n, s.Dvp, nbk, s.H.data(), kBlock, s.g.data(),
+      tiles::hebbian_write(s.keys.data(), kRow, s.vp.data(), n, s.Dvp, nbk, s.H.data(), kNeuronBlock, s.g.data(),
                            s.key_w.data(), false);
     }
   };

@@ -1,5 +1,5 @@
 // Register-tiled inner kernels of the steady state: the three products that dominate its cost.
-//   rates          out (n x nb)    = exp(X~ (n x D) W_b^T + offsets - row max)  (packed W panels)
+//   rates          out (n x nb)    = exp(X~ (n x D) W_b^T - row max)  (packed W panels)
 //   Hebbian write  H_b (nb x Dv)  += E^T (nb x n) V (n x Dv),  g_b += column sums of E
 //   readout        out (n x Dv+1)  = P (n x nb) [H_b, g_b]             (in double, span by span)
 // Each keeps a 6 x 2-vector tile of accumulators in registers (12 of the 16 AVX registers) and
@@ -61,11 +61,12 @@ void pack_panels(const T* W, std::size_t D, std::size_t r0, std::size_t full, T*
     }
 }
 
-// One register tile of log-rates: acc[i] (2 vectors) = sum_j x[i][j] panel[j][:], i < R. R = kRows
-// keeps 12 accumulators and 2 panel vectors in the 16 AVX registers.
+// One register tile of log-rates without the rows' offsets: acc[i] (2 vectors) = sum_j x[i][j]
+// panel[j][:] (+ the bias), i < R, stored and folded into the rows' running maxima. R = kRows keeps
+// 12 accumulators and 2 panel vectors in the 16 AVX registers.
 template <class T, std::size_t R>
 inline void rate_tile(const T* panel, std::size_t D, const T* const* x, T* const* o, const T* bias_panel,
-                      const T* off, V<T>* row_best) {
+                      V<T>* row_best) {
   constexpr std::size_t P = kPanel<T>, Wd = simd::W<T>;
   V<T> acc[R][2] = {};
   for (std::size_t j = 0; j < D; ++j) {
@@ -81,16 +82,17 @@ inline void rate_tile(const T* panel, std::size_t D, const T* const* x, T* const
     for (std::size_t ii = 0; ii < R; ++ii) acc[ii][0] += b0, acc[ii][1] += b1;
   }
   for (std::size_t ii = 0; ii < R; ++ii) {
-    const V<T> s0 = acc[ii][0] + off[ii], s1 = acc[ii][1] + off[ii];
-    store(o[ii], s0);
-    store(o[ii] + Wd, s1);
-    row_best[ii] = simd::max<T>(row_best[ii], simd::max<T>(s0, s1));
+    store(o[ii], acc[ii][0]);
+    store(o[ii] + Wd, acc[ii][1]);
+    row_best[ii] = simd::max<T>(row_best[ii], simd::max<T>(acc[ii][0], acc[ii][1]));
   }
 }
 
 // The rates of n inputs on a block of nb neurons. With l[i][r] = X~_i . W_{r0+r} + bias[r] -
 // offsets[i] (the log-rate), row_max[i] = max_r l[i][r] and out[i][r] = exp(l[i][r] - row_max[i])
-// (row stride `stride`). Each strip of rows is exponentiated while it is still in cache.
+// (row stride `stride`). The offset is constant along a row, so the tiles leave it out (one add
+// fewer per value) and it enters row_max only, in double. Each strip of rows is exponentiated
+// while it is still in cache.
 template <class T>
 void shifted_rates(const T* packed, const T* W, std::size_t D, std::size_t r0, std::size_t nb, const T* X,
                    const double* offsets, const T* bias, std::size_t n, T* out, std::size_t stride,
@@ -101,20 +103,18 @@ void shifted_rates(const T* packed, const T* W, std::size_t D, std::size_t r0, s
     const std::size_t rows = std::min(R, n - i0);
     const T* x[R];
     T* o[R];
-    T off[R];
     V<T> best[R];
     for (std::size_t ii = 0; ii < rows; ++ii) {
       const std::size_t i = i0 + ii;
       x[ii] = X + i * D;
       o[ii] = out + i * stride;
-      off[ii] = static_cast<T>(-offsets[i]);
       best[ii] = splat(-std::numeric_limits<T>::infinity());
     }
     for (std::size_t p = 0; p < full / P; ++p) {
       T* op[R];
       for (std::size_t ii = 0; ii < rows; ++ii) op[ii] = o[ii] + p * P;
       const T* bp = bias ? bias + p * P : nullptr;
-      with_rows(rows, [&](auto R_) { rate_tile<T, R_>(packed + p * D * P, D, x, op, bp, off, best); });
+      with_rows(rows, [&](auto R_) { rate_tile<T, R_>(packed + p * D * P, D, x, op, bp, best); });
     }
     for (std::size_t ii = 0; ii < rows; ++ii) {
       const std::size_t i = i0 + ii;
@@ -123,14 +123,13 @@ void shifted_rates(const T* packed, const T* W, std::size_t D, std::size_t r0, s
       for (std::size_t l = 1; l < simd::W<T> && full; ++l) top = std::max(top, best[ii][l]);
       for (std::size_t r = full; r < nb; ++r) {  // the tail: plain loops
         const T* w = W + (r0 + r) * D;
-        T acc = 0;
-        for (std::size_t j = 0; j < D; ++j) acc += w[j] * x[ii][j];
-        T value = acc + off[ii];
+        T value = 0;
+        for (std::size_t j = 0; j < D; ++j) value += w[j] * x[ii][j];
         if (bias) value += bias[r];
         oi[r] = value;
         top = std::max(top, value);
       }
-      row_max[i] = static_cast<double>(top);
+      row_max[i] = static_cast<double>(top) - offsets[i];
       simd::exp_shifted(oi, nb, top);
     }
   }
