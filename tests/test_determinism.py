@@ -20,15 +20,17 @@ def test_attention_threads_bitwise(rng, causal, dtype):
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_attention_does_not_depend_on_how_blocks_are_grouped(rng, causal):
-    """The block partials are folded in block order whether they are kept all at once or a few
-    blocks at a time (a memory budget of 1 byte keeps one block per thread)."""
+    """The task partials are folded in task order whether they are kept all at once or a few
+    tasks at a time (a memory budget of 1 byte keeps one task per thread)."""
     from tripartite import _core
 
-    q, k, v = moderate_inputs(rng, (3, 70, 16), (3, 70, 16), 8)
-    W = tripartite.draw_hidden_weights(5000, 16, heads=3)  # 3 blocks per head, 9 in all
+    L = _core.chunk_size + 6  # two chunks
+    q, k, v = moderate_inputs(rng, (3, L, 16), (3, L, 16), 8)
+    m = 4 * _core.attention_block_size + 100  # 5 blocks per head: 3 tasks, the last of one block
+    W = tripartite.draw_hidden_weights(m, 16, heads=3)
     args = (W, None, *(x.astype(np.float32) for x in (q, k, v)), 0.5, causal)
     ref = _core.attention_float32(*args, 1)
-    for threads, budget in ((1, 1), (2, 1), (3, 1), (2, 70 * 9 * 8 * 4)):
+    for threads, budget in ((1, 1), (2, 1), (3, 1), (2, L * 9 * 8 * 4)):
         y, log_a = _core.attention_float32(*args, threads, partial_budget=budget)
         assert np.array_equal(y, ref[0]) and np.array_equal(log_a, ref[1]), (threads, budget)
 

@@ -56,10 +56,11 @@ def test_leading_axes_broadcast(rng):
 
 def test_causal_equals_masked_prefixes(rng):
     """Causal output t equals bidirectional attention over the first t+1 tokens (same W)."""
-    q, k, v = moderate_inputs(rng, (70, 12), (70, 12), 3)  # crosses a 64-token chunk
+    c = _core.chunk_size
+    q, k, v = moderate_inputs(rng, (c + 6, 12), (c + 6, 12), 3)  # crosses a chunk boundary
     W = tripartite.draw_hidden_weights(700, 12, dtype=np.float64)[0]
     y = tripartite.attention(q, k, v, hidden_weights=W, causal=True)
-    for t in (0, 5, 63, 64, 69):
+    for t in (0, 5, c - 1, c, c + 5):
         y_t = tripartite.attention(q[t : t + 1], k[: t + 1], v[: t + 1], hidden_weights=W)
         assert rel_err(y[t], y_t[0]) <= TOL[np.float64]
 
@@ -104,16 +105,22 @@ def test_hidden_bias_matches_closed_form(rng, dtype, causal):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("causal", [False, True], ids=["bidirectional", "causal"])
-def test_later_keys_far_larger_than_earlier_ones(rng, dtype, causal):
-    """The last chunk's keys are rows of W (k~ = w_r: log-rate |w_r|^2/2 ~ D/2 = 100 on that neuron)
-    while the first chunks' log-rates stay below ~8. That exceeds a block's scale by more than its
+@pytest.mark.parametrize("where", ["chunk-boundary", "mid-chunk"])
+def test_later_keys_far_larger_than_earlier_ones(rng, dtype, causal, where):
+    """The last keys are rows of W (k~ = w_r: log-rate |w_r|^2/2 ~ D/2 = 100 on that neuron) while
+    the earlier keys' log-rates stay below ~8. That exceeds a block's scale by more than its
     headroom (e^11 in float32, e^88 in float64), so the stored synapses are rescaled mid-sequence;
-    the early keys' features then sit e^-90 below and must neither overflow nor poison the sums."""
-    L, D, Dv, m = 150, 200, 3, 2100  # chunks of 64, 64 and 22 keys; blocks of 2048 and 52 neurons
+    the early keys' features then sit e^-90 below and must neither overflow nor poison the sums.
+    Mid-chunk, the causal queries before the first large key see only small keys: the large keys
+    later in their chunk must not push those below float range (they did, before the chunk was
+    read at its own scale)."""
+    c = _core.chunk_size
+    start = 2 * c if where == "chunk-boundary" else c + c // 2
+    L, D, Dv, m = 2 * c + 22, 200, 3, 2100  # three chunks; blocks of 512 and a last one of 52 neurons
     W = tripartite.draw_hidden_weights(m, D, seed=5, dtype=np.float64)[0]
     q, k, v = moderate_inputs(rng, (L, D), (L, D), Dv)
     s = D**-0.5
-    k[128:] = W[rng.choice(m, L - 128, replace=False)] / math.sqrt(s)  # k~ = k s^{1/2} = w_r
+    k[start:] = W[rng.choice(m, L - start, replace=False)] / math.sqrt(s)  # k~ = k s^{1/2} = w_r
     q, k, v, W = (x.astype(dtype) for x in (q, k, v, W))
     y, a = tripartite.attention(q, k, v, hidden_weights=W, causal=causal, return_astrocyte=True)
     y_ref, a_ref = reference.random_feature_attention(q, k, v, W, causal=causal, return_astrocyte=True)

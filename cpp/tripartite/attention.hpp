@@ -4,12 +4,12 @@
 //
 // Hidden neurons are processed in blocks of kNeuronBlock, a few consecutive blocks of one head per
 // task. For each block the task packs the block's rows of W, writes every key into the block's own
-// synapses (per-thread scratch, never a full m x Dv array) and reads every query from them. Keys and queries go in chunks of kChunk, so no
-// feature matrix larger than kChunk x kNeuronBlock per thread is ever formed. Each block keeps its own
-// log-scale C_b: its synapses are stored as H_b exp(-C_b), with C_b within a headroom of the
-// largest key log-rate the block has seen. The blocks' partial readouts are folded across blocks in
-// double precision, in block order, rescaled to a running reference: thread-count independent and
-// safe from overflow.
+// synapses (per-thread scratch, never a full m x Dv array) and reads every query from them. Keys
+// and queries go in chunks of kChunk, so no feature matrix larger than kChunk x kNeuronBlock per
+// thread is ever formed. Each block keeps its own log-scale C_b: its synapses are stored as
+// H_b exp(-C_b), with C_b within a headroom of the largest key log-rate the block has seen. The
+// blocks' partial readouts are folded in double precision, in block order (within a task, then
+// across tasks), rescaled to a running reference: thread-count independent and safe from overflow.
 #pragma once
 
 #include <cmath>
@@ -23,7 +23,9 @@
 
 namespace tripartite {
 
-inline constexpr std::size_t kChunk = 64;
+// Tokens per chunk: a multiple of the register tiles' 6 rows (64 left a 4-row tile in every
+// chunk), and the paper's L = 197 is three chunks instead of four.
+inline constexpr std::size_t kChunk = 72;
 // Hidden neurons per block: a block's packed weights, synapses and one chunk of features (about
 // 130 KB each) fit a core's 512 KB L2 together, and a chunk's feature rows (2 KB apart) span half
 // as many pages as with 1024 (the Hebbian write ran 7 % faster). A task runs kBlocksPerTask
@@ -66,13 +68,13 @@ template <class T>
 struct BlockScratch {
   std::size_t Dvp;
   scratch_vector<T> packed, keys, queries, xk, xq, H, g, vp, key_w;  // written before read (vp's padding: zeroed)
-  std::vector<double> key_off, query_off, key_max, query_max, scores, sums;
+  std::vector<double> key_off, query_off, key_max, query_max, read_w, scores, sums;
   scratch_vector<double> part, part_scale;  // one block's partial readout of every query, before its fold
   std::vector<const T*> rows;
   BlockScratch(std::size_t D, std::size_t Dv, std::size_t Lq)
       : Dvp(tiles::padded_columns<T>(Dv)), packed(D * kNeuronBlock), keys(kChunk * kRow), queries(kChunk * kRow),
         xk(kChunk * D), xq(kChunk * D), H(kNeuronBlock * Dvp), g(kNeuronBlock), vp(kChunk * Dvp, T(0)), key_w(kChunk), key_off(kChunk),
-        query_off(kChunk), key_max(kChunk), query_max(kChunk), scores(kChunk * kChunk), sums(kChunk * (Dvp + 1)),
+        query_off(kChunk), key_max(kChunk), query_max(kChunk), read_w(kChunk), scores(kChunk * kChunk), sums(kChunk * (Dvp + 1)),
         part(Lq * (Dv + 1)), part_scale(Lq), rows(kChunk) {}
 };
 
@@ -142,17 +144,22 @@ void steady_state_attention(const AttentionArgs<T>& a) {
   scratch_vector<double> partial(group * Lq * stride), partial_scale(group * Lq);  // every entry written by its task
   std::vector<double> acc(heads * Lq * stride, 0.0), ref(heads * Lq, kNegInf);
 
-  // Key features of chunk [t0, t0 + n) for the block. Each key's row is exponentiated against its
-  // own maximum M_t (in s.keys) and carries the weight f_t = exp(M_t - C) against the block's
-  // scale C (raised if needed, so f_t <= e^headroom): s.key_w. The chunk's values times f_t,
-  // zero-padded to Dvp columns, are s.vp.
-  auto load_keys = [&](detail::BlockScratch<T>& s, std::size_t hd, double& C, std::size_t t0, std::size_t n,
-                       std::size_t r0, std::size_t nbk) {
+  // Key features of chunk [t0, t0 + n) for the block: each key's row exponentiated against its own
+  // maximum M_t (s.keys, s.key_max); returns the chunk's largest M_t.
+  auto load_keys = [&](detail::BlockScratch<T>& s, std::size_t hd, std::size_t t0, std::size_t n, std::size_t r0,
+                       std::size_t nbk) {
     detail::scale_inputs(a.K + (hd * Lk + t0) * D, n, D, a.input_scale, m, s.xk.data(), s.key_off.data());
     tiles::shifted_rates(s.packed.data(), a.W + hd * m * D, D, r0, nbk, s.xk.data(), s.key_off.data(),
-                     a.bias ? a.bias + hd * m + r0 : nullptr, n, s.keys.data(), kRow, s.key_max.data());
+                         a.bias ? a.bias + hd * m + r0 : nullptr, n, s.keys.data(), kRow, s.key_max.data());
     double mx = kNegInf;
     for (std::size_t i = 0; i < n; ++i) mx = std::max(mx, s.key_max[i]);
+    return mx;
+  };
+  // Before the chunk's keys are written: the block's scale C is raised if needed (so the weights
+  // f_t = exp(M_t - C) stay <= e^headroom), the weights go to s.key_w and the values times f_t,
+  // zero-padded to Dvp columns, to s.vp.
+  auto weigh_keys = [&](detail::BlockScratch<T>& s, std::size_t hd, double& C, double mx, std::size_t t0,
+                        std::size_t n, std::size_t nbk) {
     detail::raise_scale(C, mx, s.H.data(), s.Dvp, s.g.data(), nbk);
     for (std::size_t i = 0; i < n; ++i) {
       const T f = static_cast<T>(std::exp(s.key_max[i] - C));
@@ -181,7 +188,7 @@ void steady_state_attention(const AttentionArgs<T>& a) {
     if (!a.causal) {
       for (std::size_t t0 = 0; t0 < Lk; t0 += kChunk) {  // the first chunk's write starts from zero
         const std::size_t n = std::min(kChunk, Lk - t0);
-        load_keys(s, hd, C, t0, n, r0, nbk);
+        weigh_keys(s, hd, C, load_keys(s, hd, t0, n, r0, nbk), t0, n, nbk);
         tiles::hebbian_write(s.keys.data(), kRow, s.vp.data(), n, s.Dvp, nbk, s.H.data(), kNeuronBlock, s.g.data(),
                              s.key_w.data(), t0 == 0);
       }
@@ -194,27 +201,38 @@ void steady_state_attention(const AttentionArgs<T>& a) {
       }
       return;
     }
-    // Causal: chunk by chunk, read (the state so far + masked intra-chunk scores), then write.
+    // Causal: chunk by chunk, read (the state so far + masked intra-chunk scores), then write. The
+    // chunk is read at a scale C_read that ignores the chunk's own keys unless they exceed C by
+    // more than a double headroom: a large key late in the chunk must not push the earlier keys'
+    // weights, or the stored state, below float range for the queries that precede it. The
+    // intra-chunk weights exp(M_j - C_read) <= e^read_headroom are kept in double.
+    const double read_headroom = std::log(std::numeric_limits<double>::max()) / 4;
     for (std::size_t t0 = 0; t0 < Lq; t0 += kChunk) {
       const std::size_t n = std::min(kChunk, Lq - t0);
-      load_keys(s, hd, C, t0, n, r0, nbk);
+      const double mx = load_keys(s, hd, t0, n, r0, nbk);
       load_queries(s, hd, t0, n, r0, nbk);
+      const double C_read = std::max(C, mx - read_headroom);
       double* o = out + t0 * stride;
       tiles::readout<T, kRow>(s.queries.data(), n, nbk, s.H.data(), kNeuronBlock, Dv, s.g.data(), o, s.sums.data());
-      // Intra-chunk scores phi(q_i) . phi(k_j) on this block (key j weighted by f_j, as in the
-      // synapses), then the masked sums over j <= i.
+      if (C_read != C) {  // the state (zero if nothing is written yet) at the reading scale
+        const double f = C == kNegInf ? 0.0 : std::exp(C - C_read);
+        for (std::size_t i = 0; i < n * stride; ++i) o[i] *= f;
+      }
+      // Intra-chunk scores phi(q_i) . phi(k_j) on this block, then the masked sums over j <= i.
       for (std::size_t j = 0; j < n; ++j) s.rows[j] = s.keys.data() + j * kRow;
       tiles::dot_rows(s.rows.data(), n, s.queries.data(), kRow, n, nbk, s.scores.data(), kChunk);
+      for (std::size_t j = 0; j < n; ++j) s.read_w[j] = std::exp(s.key_max[j] - C_read);
       for (std::size_t i = 0; i < n; ++i) {
         double* oi = o + i * stride;
         for (std::size_t j = 0; j <= i; ++j) {
-          const double score = s.scores[i * kChunk + j];
-          const T* vj = s.vp.data() + j * s.Dvp;  // f_j v_j
-          for (std::size_t d = 0; d < Dv; ++d) oi[d] += score * static_cast<double>(vj[d]);
-          oi[Dv] += score * static_cast<double>(s.key_w[j]);
+          const double w = s.scores[i * kChunk + j] * s.read_w[j];
+          const T* vj = a.V + (hd * Lk + t0 + j) * Dv;
+          for (std::size_t d = 0; d < Dv; ++d) oi[d] += w * static_cast<double>(vj[d]);
+          oi[Dv] += w;
         }
-        out_scale[t0 + i] = C + s.query_max[i];
+        out_scale[t0 + i] = C_read + s.query_max[i];
       }
+      weigh_keys(s, hd, C, mx, t0, n, nbk);
       tiles::hebbian_write(s.keys.data(), kRow, s.vp.data(), n, s.Dvp, nbk, s.H.data(), kNeuronBlock, s.g.data(),
                            s.key_w.data(), false);
     }
