@@ -271,11 +271,11 @@ double fma_throughput(int num_threads, long iterations) {
   return 2.0 * 12 * simd::W<float> * double(iterations) * threads / seconds;
 }
 
-// The kernels' vector exp on its own, for testing it against NumPy: exp(x - shift), elementwise.
-py::array_t<float> shifted_exp(py::array_t<float, py::array::c_style | py::array::forcecast> x, float shift) {
+// The kernels' vector exp on its own, for testing it against NumPy: 2^(x - shift), elementwise.
+py::array_t<float> shifted_exp2(py::array_t<float, py::array::c_style | py::array::forcecast> x, float shift) {
   py::array_t<float> out(x.size());
   std::copy_n(x.data(), x.size(), out.mutable_data());
-  simd::exp_shifted(out.mutable_data(), static_cast<std::size_t>(x.size()), shift);
+  simd::exp2_shifted(out.mutable_data(), static_cast<std::size_t>(x.size()), shift);
   return out;
 }
 
@@ -315,8 +315,8 @@ PYBIND11_MODULE(_core, mod) {
   mod.def("find_nonfinite", &find_nonfinite<float>, py::arg("array"), py::arg("num_threads") = 0);
   mod.def("find_nonfinite", &find_nonfinite<double>, py::arg("array"), py::arg("num_threads") = 0,
           "flat index of the first NaN or Inf of a float array, or -1");
-  mod.def("shifted_exp", &shifted_exp, py::arg("x"), py::arg("shift"),
-          "exp(x - shift) by the kernels' vector exp (float32, flat), for testing it");
+  mod.def("shifted_exp2", &shifted_exp2, py::arg("x"), py::arg("shift"),
+          "2^(x - shift) by the kernels' vector exp2 (float32, flat), for testing it");
   mod.def("triad", &triad, "a = b + s c (float32), for measuring memory bandwidth");
   mod.def("fma_throughput", &fma_throughput, py::arg("num_threads"), py::arg("iterations"),
           "float32 FLOP/s of register-only FMA chains on num_threads threads (the compute limit)");

@@ -61,25 +61,24 @@ inline double hsum(V<T> v) {  // fixed order: lane 0, 1, 2, ...
   return s;
 }
 
-// exp(x) for float lanes, x <= ~88: x = n ln2 + r with n = round(x / ln2) (the rounding done by
-// adding 1.5 2^23, whose float spacing is 1), |r| <= ln2/2, and a degree-5 polynomial for e^r,
-// minimax in relative error with its constant term exactly 1 (9e-8; 1.5e-7 with float rounding;
-// exp(0) = 1 exactly); 2^n is built in the exponent bits. x is first raised to -88: from n = -127
-// down the exponent field is 0, so inputs below about -87.7 give exactly 0 (like expf's underflow,
-// without most denormals) with no mask.
-inline V<float> exp(V<float> x) {
+// 2^y for float lanes, y <= ~128: y = n + r with n = round(y) (the rounding done by adding 1.5 2^23,
+// whose float spacing is 1, so r = y - n is exact and |r| <= 1/2), and a degree-5 polynomial for
+// 2^r, minimax in relative error with its constant term exactly 1 (9e-8; 1.7e-7 with float
+// rounding; 2^0 = 1 exactly); 2^n is built in the exponent bits. Base 2 needs no range reduction
+// by ln 2: two multiply-adds fewer than e^x, and only the polynomial and the final product use
+// the FMA units. y is first raised to -127: from n = -127 down the exponent field is 0, so inputs
+// below -126.5 give exactly 0 (like exp2f's underflow, without most denormals) with no mask.
+inline V<float> exp2(V<float> y) {
   typedef std::int32_t vi __attribute__((vector_size(32)));
   const V<float> magic = splat(12582912.0f);
-  x = max<float>(x, splat(-88.0f));
-  const V<float> t = x * 1.44269504088896341f + magic;
-  const V<float> n = t - magic;
-  V<float> r = x - n * 0.693359375f;  // ln2 split: the high part is exact in float
-  r = r + n * 2.12194440e-4f;
-  V<float> p = splat(8.2903150e-3f);
-  p = p * r + 4.1897930e-2f;
-  p = p * r + 1.6667636e-1f;
-  p = p * r + 4.9999151e-1f;
-  p = p * r + 9.9999970e-1f;
+  y = max<float>(y, splat(-127.0f));
+  const V<float> t = y + magic;
+  const V<float> r = y - (t - magic);
+  V<float> p = splat(1.3264727e-3f);
+  p = p * r + 9.6715130e-3f;
+  p = p * r + 5.5507336e-2f;
+  p = p * r + 2.4022242e-1f;
+  p = p * r + 6.9314700e-1f;
   p = p * r + 1.0f;
   vi ti;
   std::memcpy(&ti, &t, sizeof(ti));
@@ -89,19 +88,19 @@ inline V<float> exp(V<float> x) {
   return p * scale;
 }
 
-// x[i] <- exp(x[i] - shift) for i < n.
-inline void exp_shifted(float* x, std::size_t n, float shift) {
+// x[i] <- 2^(x[i] - shift) for i < n.
+inline void exp2_shifted(float* x, std::size_t n, float shift) {
   std::size_t i = 0;
-  for (; i + W<float> <= n; i += W<float>) store(x + i, exp(load(x + i) - shift));
+  for (; i + W<float> <= n; i += W<float>) store(x + i, exp2(load(x + i) - shift));
   if (i < n) {
     float tail[W<float>] = {};
     for (std::size_t j = i; j < n; ++j) tail[j - i] = x[j];
-    V<float> t = exp(load(tail) - shift);
+    V<float> t = exp2(load(tail) - shift);
     for (std::size_t j = i; j < n; ++j) x[j] = t[j - i];
   }
 }
-inline void exp_shifted(double* x, std::size_t n, double shift) {
-  for (std::size_t i = 0; i < n; ++i) x[i] = std::exp(x[i] - shift);
+inline void exp2_shifted(double* x, std::size_t n, double shift) {
+  for (std::size_t i = 0; i < n; ++i) x[i] = std::exp2(x[i] - shift);
 }
 
 }  // namespace tripartite::simd

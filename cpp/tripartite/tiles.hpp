@@ -1,5 +1,5 @@
 // Register-tiled inner kernels of the steady state: the three products that dominate its cost.
-//   rates          out (n x nb)    = exp(X~ (n x D) W_b^T - row max)  (packed W panels)
+//   rates          out (n x nb)    = 2^(X~ log2(e) (n x D) W_b^T - row max)  (packed W panels)
 //   Hebbian write  H_b (nb x Dv)  += E^T (nb x n) V (n x Dv),  g_b += column sums of E
 //   readout        out (n x Dv+1)  = P (n x nb) [H_b, g_b]             (in double, span by span)
 // Each keeps a 6 x 2-vector tile of accumulators in registers (12 of the 16 AVX registers) and
@@ -15,6 +15,7 @@
 #include <stdexcept>
 #include <type_traits>
 
+#include "features.hpp"
 #include "simd.hpp"
 
 namespace tripartite::tiles {
@@ -77,8 +78,8 @@ inline void rate_tile(const T* panel, std::size_t D, const T* const* x, T* const
       acc[ii][1] += xb * w1;
     }
   }
-  if (bias_panel) {
-    const V<T> b0 = load(bias_panel), b1 = load(bias_panel + Wd);
+  if (bias_panel) {  // the bias is in natural units, the products in base 2
+    const V<T> b0 = load(bias_panel) * T(kLog2e), b1 = load(bias_panel + Wd) * T(kLog2e);
     for (std::size_t ii = 0; ii < R; ++ii) acc[ii][0] += b0, acc[ii][1] += b1;
   }
   for (std::size_t ii = 0; ii < R; ++ii) {
@@ -88,10 +89,11 @@ inline void rate_tile(const T* panel, std::size_t D, const T* const* x, T* const
   }
 }
 
-// The rates of n inputs on a block of nb neurons. With l[i][r] = X~_i . W_{r0+r} + bias[r] -
-// offsets[i] (the log-rate), row_max[i] = max_r l[i][r] and out[i][r] = exp(l[i][r] - row_max[i])
-// (row stride `stride`). The offset is constant along a row, so the tiles leave it out (one add
-// fewer per value) and it enters row_max only, in double. Each strip of rows is exponentiated
+// The rates of n inputs on a block of nb neurons. X holds x~ log2(e) (features.hpp: scaled_input),
+// so the products y[i][r] = X_i . W_{r0+r} + bias[r] log2(e) are log-rates in base 2. With the
+// log-rate l[i][r] = y[i][r] ln 2 - offsets[i], row_max[i] = max_r l[i][r] (in double) and
+// out[i][r] = exp(l[i][r] - row_max[i]) = 2^(y[i][r] - max_r y[i][r]) (row stride `stride`). The
+// offset is constant along a row, so it enters row_max only. Each strip of rows is exponentiated
 // while it is still in cache.
 template <class T>
 void shifted_rates(const T* packed, const T* W, std::size_t D, std::size_t r0, std::size_t nb, const T* X,
@@ -125,12 +127,12 @@ void shifted_rates(const T* packed, const T* W, std::size_t D, std::size_t r0, s
         const T* w = W + (r0 + r) * D;
         T value = 0;
         for (std::size_t j = 0; j < D; ++j) value += w[j] * x[ii][j];
-        if (bias) value += bias[r];
+        if (bias) value += bias[r] * T(kLog2e);
         oi[r] = value;
         top = std::max(top, value);
       }
-      row_max[i] = static_cast<double>(top) - offsets[i];
-      simd::exp_shifted(oi, nb, top);
+      row_max[i] = static_cast<double>(top) / kLog2e - offsets[i];
+      simd::exp2_shifted(oi, nb, top);
     }
   }
 }
