@@ -147,3 +147,22 @@ def test_vector_exp2_against_numpy():
     # monotone across the underflow edge
     edge = _core.shifted_exp2(np.linspace(-129.0, -124.0, 4001, dtype=np.float32), 0.0)
     assert np.all(np.diff(edge) >= 0)
+
+
+@pytest.mark.parametrize("where", ["chunk-boundary", "mid-chunk"])
+def test_causal_keys_beyond_the_read_headroom(rng, where):
+    """float64, D = 500: the large keys' log-rates (~250) exceed the earlier ones by more than the
+    causal read's double headroom (log(max double) / 4 ~ 177), so their chunk is read at a raised
+    scale and the state written so far is brought to it in double before the intra-chunk sums."""
+    c = _core.chunk_size
+    start = 2 * c if where == "chunk-boundary" else c + c // 2
+    L, D, Dv, m = 2 * c + 22, 500, 3, 1100
+    W = tripartite.draw_hidden_weights(m, D, seed=7, dtype=np.float64)[0]
+    q, k, v = moderate_inputs(rng, (L, D), (L, D), Dv)
+    s = D**-0.5
+    k[start:] = W[rng.choice(m, L - start, replace=False)] / math.sqrt(s)
+    y, a = tripartite.attention(q, k, v, hidden_weights=W, causal=True, return_astrocyte=True)
+    y_ref, a_ref = reference.random_feature_attention(q, k, v, W, causal=True, return_astrocyte=True)
+    assert np.isfinite(y).all() and np.isfinite(a).all()
+    assert rel_err(y, y_ref) <= 1e-12  # log-rates of ~250 carry ~250 eps = 6e-14 absolute error
+    assert np.max(np.abs(np.log(a) - np.log(a_ref))) <= 1e-12
