@@ -5,9 +5,10 @@
 Every figure is measured in this run, beside the machine's own limits measured in the same run
 (memory bandwidth by a STREAM triad, float32 FMA throughput of register-only chains on 1 and 2
 threads, float32 GEMM throughput by NumPy's BLAS). Each timing is the median of --repeats calls
-(after at least 0.25 s of warm-up calls), with its range. Thread scaling is timed 1 and 2 threads alternately, pair
-by pair, and reported as the median of the per-pair ratios beside the machine's own FMA ratio:
-this VM's second core drifts by more than the effect being measured.
+(after at least 0.25 s of warm-up calls), with its range. Thread scaling and the per-token loop
+are also timed alternately against ours, pair by pair, and reported as the median of the per-pair
+ratios (beside the machine's own FMA ratio for threads): this VM drifts by more than the effects
+being measured.
 """
 
 from __future__ import annotations
@@ -260,6 +261,7 @@ def brian2_section(json_path, quick):
     print("\n4. Brian2 C++ standalone, the same writing-phase equations")
     script = Path(__file__).parent / "brian2_writing.py"
     out = Path(json_path).with_suffix(".brian2.json")
+    out.unlink(missing_ok=True)  # a file left by an earlier run must not pass for this run's figures
     sizes = "16384x64" if quick else "16384x64,100000x64"
     proc = subprocess.run([sys.executable, str(script), "--sizes", sizes, "--tokens", "10", "--threads", "1,2",
                            "--repeats", "3", "--out", str(out)], capture_output=True, text=True)

@@ -62,27 +62,21 @@ struct AttentionArgs {
 
 namespace detail {
 
-// Per-thread scratch for one (head, block) task: the block's packed weights, a chunk of key and of
-// query features, and the block's own synapses and astrocyte weights.
+// Per-thread scratch for one task: a block's packed weights, a chunk of key and of query features,
+// the block's own synapses and astrocyte weights, and its partial readout before the task's fold.
 template <class T>
 struct BlockScratch {
   std::size_t Dvp;
-  scratch_vector<T> packed, keys, queries, xk, xq, H, g, vp, key_w;  // written before read (vp's padding: zeroed)
-  std::vector<double> key_off, query_off, key_max, query_max, read_w, scores, sums;
+  scratch_vector<T> packed, keys, queries, H, g, vp, key_w;  // written before read (vp's padding: zeroed)
+  std::vector<double> key_max, query_max, read_w, scores, sums;
   scratch_vector<double> part, part_scale;  // one block's partial readout of every query, before its fold
   std::vector<const T*> rows;
   BlockScratch(std::size_t D, std::size_t Dv, std::size_t Lq)
       : Dvp(tiles::padded_columns<T>(Dv)), packed(D * kNeuronBlock), keys(kChunk * kRow), queries(kChunk * kRow),
-        xk(kChunk * D), xq(kChunk * D), H(kNeuronBlock * Dvp), g(kNeuronBlock), vp(kChunk * Dvp, T(0)), key_w(kChunk), key_off(kChunk),
-        query_off(kChunk), key_max(kChunk), query_max(kChunk), read_w(kChunk), scores(kChunk * kChunk), sums(kChunk * (Dvp + 1)),
-        part(Lq * (Dv + 1)), part_scale(Lq), rows(kChunk) {}
+        H(kNeuronBlock * Dvp), g(kNeuronBlock), vp(kChunk * Dvp, T(0)), key_w(kChunk), key_max(kChunk),
+        query_max(kChunk), read_w(kChunk), scores(kChunk * kChunk), sums(kChunk * (Dvp + 1)), part(Lq * (Dv + 1)),
+        part_scale(Lq), rows(kChunk) {}
 };
-
-template <class T>
-void scale_inputs(const T* X, std::size_t n, std::size_t D, double input_scale, std::size_t m, T* out,
-                  double* offsets) {
-  for (std::size_t i = 0; i < n; ++i) offsets[i] = scaled_input(X + i * D, D, input_scale, m, out + i * D);
-}
 
 // Raises the block's scale C when a chunk's largest key log-rate `candidate` exceeds it by more
 // than a headroom of log(max T) / 8 (e^11 in float, e^88 in double), rescaling the stored synapses
@@ -144,12 +138,24 @@ void steady_state_attention(const AttentionArgs<T>& a) {
   scratch_vector<double> partial(group * Lq * stride), partial_scale(group * Lq);  // every entry written by its task
   std::vector<double> acc(heads * Lq * stride, 0.0), ref(heads * Lq, kNegInf);
 
+  // The scaled keys and queries (x~ log2(e)) and their offsets, once per call: every block of a
+  // head reads the same ones.
+  scratch_vector<T> xk(heads * Lk * D), xq(heads * Lq * D);
+  std::vector<double> key_off(heads * Lk), query_off(heads * Lq);
+  auto scale_rows = [&](const T* X, std::size_t rows, T* out, double* offsets) {
+    parallel_for(rows, nthreads, [&](std::size_t i) {
+      offsets[i] = scaled_input(X + i * D, D, a.input_scale, m, out + i * D);
+    });
+  };
+  scale_rows(a.K, heads * Lk, xk.data(), key_off.data());
+  scale_rows(a.Q, heads * Lq, xq.data(), query_off.data());
+
   // Key features of chunk [t0, t0 + n) for the block: each key's row exponentiated against its own
   // maximum M_t (s.keys, s.key_max); returns the chunk's largest M_t.
   auto load_keys = [&](detail::BlockScratch<T>& s, std::size_t hd, std::size_t t0, std::size_t n, std::size_t r0,
                        std::size_t nbk) {
-    detail::scale_inputs(a.K + (hd * Lk + t0) * D, n, D, a.input_scale, m, s.xk.data(), s.key_off.data());
-    tiles::shifted_rates(s.packed.data(), a.W + hd * m * D, D, r0, nbk, s.xk.data(), s.key_off.data(),
+    const std::size_t row = hd * Lk + t0;
+    tiles::shifted_rates(s.packed.data(), a.W + hd * m * D, D, r0, nbk, xk.data() + row * D, key_off.data() + row,
                          a.bias ? a.bias + hd * m + r0 : nullptr, n, s.keys.data(), kRow, s.key_max.data());
     double mx = kNegInf;
     for (std::size_t i = 0; i < n; ++i) mx = std::max(mx, s.key_max[i]);
@@ -170,9 +176,9 @@ void steady_state_attention(const AttentionArgs<T>& a) {
   };
   auto load_queries = [&](detail::BlockScratch<T>& s, std::size_t hd, std::size_t t0, std::size_t n, std::size_t r0,
                           std::size_t nbk) {
-    detail::scale_inputs(a.Q + (hd * Lq + t0) * D, n, D, a.input_scale, m, s.xq.data(), s.query_off.data());
-    tiles::shifted_rates(s.packed.data(), a.W + hd * m * D, D, r0, nbk, s.xq.data(), s.query_off.data(),
-                     a.bias ? a.bias + hd * m + r0 : nullptr, n, s.queries.data(), kRow, s.query_max.data());
+    const std::size_t row = hd * Lq + t0;
+    tiles::shifted_rates(s.packed.data(), a.W + hd * m * D, D, r0, nbk, xq.data() + row * D, query_off.data() + row,
+                         a.bias ? a.bias + hd * m + r0 : nullptr, n, s.queries.data(), kRow, s.query_max.data());
   };
 
   // One block of one head: its synapses are written and read here alone, so the block's partial

@@ -67,7 +67,10 @@ def draw_hidden_weights(
     seed = V.seed_value(seed)
     V.choice(feature_map, "feature_map", FEATURE_MAPS)
     dt = V.float_dtype(dtype)
-    V.check_memory(heads * m * d * dt.itemsize, "hidden_weights")
+    # the result, then one head's float64 temporaries: a chunk of the performer draw, or the
+    # orthogonal construction's Gaussian blocks, their Q factor and the scaled rows (~3 m d each)
+    temporaries = 3 * (m + d) * d * 8 if feature_map == "orthogonal" else min(m, _ROWS_PER_DRAW) * d * 8
+    V.check_memory(heads * m * d * dt.itemsize + temporaries, "hidden_weights")
     out = np.empty((heads, m, d), dtype=dt)
     for i in range(heads):
         rng = _head_rng(seed, i)
