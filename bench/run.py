@@ -217,9 +217,9 @@ def steady_state_section(results, repeats, limits):
         if heads == 1:
             loop_case = cases.steady_state_peer(heads, "per-token loop")
             row(results, loop_case, max(1, repeats // 2), heads=heads, impl="loop")
-            loop, mine, ratio = paired(loop_case.run, ours[2].run, repeats, settle=0.5)
-            scaling["loop_vs_ours_2t"] = dict(pairs=repeats, seconds_loop=loop, seconds_ours=mine, ratio=ratio)
-            print(f"  per-token loop vs ours 2t alternately, {repeats} pairs: loop {loop[0]:.3f} s [{loop[1]:.3f}, {loop[2]:.3f}], "
+            loop, mine, ratio = paired(loop_case.run, ours[2].run, pairs, settle=0.5)
+            scaling["loop_vs_ours_2t"] = dict(pairs=pairs, seconds_loop=loop, seconds_ours=mine, ratio=ratio)
+            print(f"  per-token loop vs ours 2t alternately, {pairs} pairs: loop {loop[0]:.3f} s [{loop[1]:.3f}, {loop[2]:.3f}], "
                   f"ours {ms(mine)}, loop / ours {ratio[0]:.1f}x [{ratio[1]:.1f}, {ratio[2]:.1f}]", flush=True)
             # the notebooks' arrays are NumPy's default float64: that loop, and ours in float64
             row(results, cases.steady_state_peer(heads, "per-token loop", dtype=np.float64), max(1, repeats // 2),
