@@ -70,12 +70,11 @@ struct BlockScratch {
   scratch_vector<T> packed, keys, queries, H, g, vp, key_w;  // written before read (vp's padding: zeroed)
   std::vector<double> key_max, query_max, read_w, scores, sums;
   scratch_vector<double> part, part_scale;  // one block's partial readout of every query, before its fold
-  std::vector<const T*> rows;
   BlockScratch(std::size_t D, std::size_t Dv, std::size_t Lq)
       : Dvp(tiles::padded_columns<T>(Dv)), packed(D * kNeuronBlock), keys(kChunk * kRow), queries(kChunk * kRow),
         H(kNeuronBlock * Dvp), g(kNeuronBlock), vp(kChunk * Dvp, T(0)), key_w(kChunk), key_max(kChunk),
         query_max(kChunk), read_w(kChunk), scores(kChunk * kChunk), sums(kChunk * (Dvp + 1)), part(Lq * (Dv + 1)),
-        part_scale(Lq), rows(kChunk) {}
+        part_scale(Lq) {}
 };
 
 // Raises the block's scale C when a chunk's largest key log-rate `candidate` exceeds it by more
@@ -225,8 +224,7 @@ void steady_state_attention(const AttentionArgs<T>& a) {
         for (std::size_t i = 0; i < n * stride; ++i) o[i] *= f;
       }
       // Intra-chunk scores phi(q_i) . phi(k_j) on this block, then the masked sums over j <= i.
-      for (std::size_t j = 0; j < n; ++j) s.rows[j] = s.keys.data() + j * kRow;
-      tiles::dot_rows(s.rows.data(), n, s.queries.data(), kRow, n, nbk, s.scores.data(), kChunk);
+      tiles::causal_scores(s.keys.data(), s.queries.data(), kRow, n, nbk, s.scores.data(), kChunk);
       for (std::size_t j = 0; j < n; ++j) s.read_w[j] = std::exp(s.key_max[j] - C_read);
       for (std::size_t i = 0; i < n; ++i) {
         double* oi = o + i * stride;

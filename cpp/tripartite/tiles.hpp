@@ -5,7 +5,7 @@
 // Each keeps a 6 x 2-vector tile of accumulators in registers (12 of the 16 AVX registers) and
 // broadcasts one operand from memory, like a GEMM micro-kernel. The summation order is fixed by
 // the code, never by the thread count. The network's per-synapse pass (synapse_segment) and the
-// dot products of the causal intra-chunk scores (dot_rows) are here too.
+// dot products of the causal intra-chunk scores (causal_scores) are here too.
 #pragma once
 
 #include <algorithm>
@@ -339,18 +339,22 @@ void synapse_segment(T* H, std::size_t m, std::size_t Dv, std::size_t nb, const 
   }
 }
 
-// out[i * out_stride + d] = sum_{r < nb} rows[d][r] * P[i * stride + r], for i < n, d < n_rows.
+// The causal intra-chunk scores: out[i * out_stride + j] = sum_{r < nb} K[j * stride + r] P[i * stride + r]
+// for j <= i < n (tiles of 4 queries by 3 keys; the few entries above the diagonal that a tile
+// straddles are written too, the tiles wholly above it are skipped). Each score is summed in the
+// same order whichever tile computes it.
 template <class T>
-void dot_rows(const T* const* rows, std::size_t n_rows, const T* Pm, std::size_t stride, std::size_t n,
-              std::size_t nb, double* out, std::size_t out_stride) {
+void causal_scores(const T* K, const T* Pm, std::size_t stride, std::size_t n, std::size_t nb, double* out,
+                   std::size_t out_stride) {
   constexpr std::size_t Wd = simd::W<T>;
   const std::size_t full = nb / Wd * Wd;
   for (std::size_t i0 = 0; i0 < n; i0 += 4) {
     const T* p[4];
     for (std::size_t ii = 0; ii < 4; ++ii) p[ii] = Pm + std::min(i0 + ii, n - 1) * stride;
-    for (std::size_t d0 = 0; d0 < n_rows; d0 += 3) {
+    const std::size_t keys = std::min(n, i0 + 4);  // keys j <= the tile's last query
+    for (std::size_t d0 = 0; d0 < keys; d0 += 3) {
       const T* h[3];
-      for (std::size_t dd = 0; dd < 3; ++dd) h[dd] = rows[std::min(d0 + dd, n_rows - 1)];
+      for (std::size_t dd = 0; dd < 3; ++dd) h[dd] = K + std::min(d0 + dd, keys - 1) * stride;
       V<T> acc[4][3] = {};
       for (std::size_t r = 0; r < full; r += Wd) {
         const V<T> h0 = load(h[0] + r), h1 = load(h[1] + r), h2 = load(h[2] + r);
@@ -362,7 +366,7 @@ void dot_rows(const T* const* rows, std::size_t n_rows, const T* Pm, std::size_t
         }
       }
       for (std::size_t ii = 0; ii < 4 && i0 + ii < n; ++ii)
-        for (std::size_t dd = 0; dd < 3 && d0 + dd < n_rows; ++dd) {
+        for (std::size_t dd = 0; dd < 3 && d0 + dd < keys; ++dd) {
           double s = simd::hsum<T>(acc[ii][dd]);
           for (std::size_t r = full; r < nb; ++r) s += static_cast<double>(h[dd][r] * p[ii][r]);
           out[(i0 + ii) * out_stride + d0 + dd] = s;
