@@ -122,13 +122,14 @@ def attention(
         W = _broadcast_weights(hidden_weights, batch, None if n_hidden is None else V.positive_int(n_hidden, "n_hidden"), d)
         m = W.shape[-2]
     # W and the flattened q, k, v, y; then the core's working set: the scaled q and k with their
-    # offsets, running sums (heads, Lq, Dv + 2) in double, one block's partial readout (Lq, Dv + 2)
-    # per thread, and at most 16 MiB of task partials plus a few MiB of per-thread block scratch
-    # (the synapses live there, one 512-neuron block at a time, never as an m x Dv array).
+    # offsets, running sums (heads, Lq, Dv + 2) in double, per thread one block's partial readout
+    # (Lq, Dv + 2) and one task's (the task partials held at once: 16 MiB, or one per thread if
+    # that is more), plus a few MiB of per-thread block scratch (the synapses live there, one
+    # 512-neuron block at a time, never as an m x Dv array).
     V.check_memory(
         heads * (m * d + 2 * (Lq + Lk) * d + (Lk + Lq) * Dv) * dtype.itemsize
         + heads * (Lq + Lk) * 8
-        + (heads + (threads or _core.max_threads())) * Lq * (Dv + 2) * 8
+        + (heads + 2 * (threads or _core.max_threads())) * Lq * (Dv + 2) * 8
         + (64 << 20),
         "attention",
     )
