@@ -67,11 +67,11 @@ def _suffix(dtype) -> str:
     return "" if dtype == np.float32 else f" {np.dtype(dtype).name}"
 
 
-def steady_state(heads: int, threads: int, dtype=np.float32) -> Case:
+def steady_state(heads: int, threads: int, dtype=np.float32, causal: bool = False) -> Case:
     q, k, v, W = paper_problem(heads, dtype)
     return Case(
-        f"steady state {heads}h ours {threads}t{_suffix(dtype)}",
-        lambda: tripartite.attention(q, k, v, hidden_weights=W, num_threads=threads),
+        f"steady state {heads}h ours{' causal' if causal else ''} {threads}t{_suffix(dtype)}",
+        lambda: tripartite.attention(q, k, v, hidden_weights=W, num_threads=threads, causal=causal),
         heads * PAPER["L"],
         "queries",
     )

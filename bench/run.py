@@ -221,6 +221,8 @@ def steady_state_section(results, repeats, limits):
             scaling["loop_vs_ours_2t"] = dict(pairs=pairs, seconds_loop=loop, seconds_ours=mine, ratio=ratio)
             print(f"  per-token loop vs ours 2t alternately, {pairs} pairs: loop {loop[0]:.3f} s [{loop[1]:.3f}, {loop[2]:.3f}], "
                   f"ours {ms(mine)}, loop / ours {ratio[0]:.1f}x [{ratio[1]:.1f}, {ratio[2]:.1f}]", flush=True)
+            # causal (the streaming protocol): the same products plus each chunk's masked intra-chunk scores
+            row(results, cases.steady_state(heads, 2, causal=True), repeats, heads=heads, threads=2, impl="ours-causal")
             # the notebooks' arrays are NumPy's default float64: that loop, and ours in float64
             row(results, cases.steady_state_peer(heads, "per-token loop", dtype=np.float64), max(1, repeats // 2),
                 heads=heads, impl="loop-f64")
