@@ -94,7 +94,13 @@ def numpy_steady_state(q, k, v, W):
 
 
 def per_token_loop(q, k, v, W):
-    """The paper's notebooks' way: a Python loop of numpy.dot over tokens, then over queries."""
+    """The paper's notebooks' way, extended to the values: a Python loop over tokens, then over
+    queries. The notebooks (kozleo/Building_Transformers_from_Neurons_and_Astrocytes,
+    `get_astro_responses`) compute only the astrocyte's response this way, in NumPy's default
+    float64: `rfa_key_sum += phi(k)` per key, `np.dot(phi(q), rfa_key_sum)` per query, with
+    `phi(x) = np.exp(-0.5*np.log(m) + W @ x - 0.5*np.linalg.norm(x)**2)`. Here the same loop also
+    writes every value into the synapses (`H += np.outer(v, phi)`) and reads them, so that it
+    returns the attention output that ours returns, in the dtype of its inputs."""
     out = []
     m = W.shape[1]
     for h in range(W.shape[0]):
