@@ -181,13 +181,11 @@ void hebbian_write(const T* E, std::size_t stride, const T* Vp, std::size_t n, s
       with_rows(rows, [&](auto R_) { write_tile<T, R_>(E + r0, stride, vp, Dvp, n, h, fresh); });
     }
   }
-  // g: G vectors of neurons side by side. One vector alone is a chain of n dependent FMAs that
-  // waits on each one's latency (the write ran 3-5 % slower with it); every neuron still sums its
-  // keys in order, so the bits are the same.
-  constexpr std::size_t G = 4;
-  const std::size_t fullv = nb / Wd * Wd;
-  std::size_t r = 0;
-  for (; r + G * Wd <= fullv; r += G * Wd) {
+  // g, G vectors of neurons [r, r + G Wd) side by side: one vector alone is a chain of n dependent
+  // operations that waits on each one's latency (the write ran 3-5 % slower with it). Every neuron
+  // sums its keys in order whatever G, so G does not change the result.
+  auto g_columns = [&](auto G_, std::size_t r) {
+    constexpr std::size_t G = decltype(G_)::value;
     V<T> acc[G];
     for (std::size_t k = 0; k < G; ++k) acc[k] = fresh ? V<T>{} : load(g + r + k * Wd);
     for (std::size_t t = 0; t < n; ++t) {
@@ -195,13 +193,12 @@ void hebbian_write(const T* E, std::size_t stride, const T* Vp, std::size_t n, s
       for (std::size_t k = 0; k < G; ++k) acc[k] += w * load(E + t * stride + r + k * Wd);
     }
     for (std::size_t k = 0; k < G; ++k) store(g + r + k * Wd, acc[k]);
-  }
-  for (; r < fullv; r += Wd) {
-    V<T> acc = fresh ? V<T>{} : load(g + r);
-    for (std::size_t t = 0; t < n; ++t) acc += splat(weights[t]) * load(E + t * stride + r);
-    store(g + r, acc);
-  }
-  for (std::size_t r = fullv; r < nb; ++r) {
+  };
+  const std::size_t fullv = nb / Wd * Wd;
+  std::size_t r = 0;
+  for (; r + 4 * Wd <= fullv; r += 4 * Wd) g_columns(std::integral_constant<std::size_t, 4>{}, r);
+  for (; r < fullv; r += Wd) g_columns(std::integral_constant<std::size_t, 1>{}, r);
+  for (; r < nb; ++r) {  // the tail
     T acc = fresh ? T(0) : g[r];
     for (std::size_t t = 0; t < n; ++t) acc += weights[t] * E[t * stride + r];
     g[r] = acc;
@@ -269,7 +266,7 @@ void readout(const T* Pm, std::size_t n, std::size_t nb, const T* Hp, std::size_
         with_rows(rows, [&](auto R_) { read_tile<T, R_, Stride>(p, s0, s1, h, oc); });
       }
       // The denominator P . g over the span, the tile's rows side by side: independent chains
-      // instead of one row's chain of dependent FMAs at a time (same order per row, same bits).
+      // instead of one row's chain of dependent operations at a time (the same order per row).
       with_rows(rows, [&](auto R_) {
         constexpr std::size_t Rn = decltype(R_)::value;
         V<T> acc[Rn] = {};
