@@ -103,6 +103,28 @@ def test_hidden_bias_matches_closed_form(rng, dtype, causal):
     assert np.max(np.abs(a / a_ref - 1)) <= TOL[dtype]
 
 
+def _late_keys_from_W(rng, where, D, m, seed):
+    """Float64 q, k, v (L = two chunks + 22 tokens, Dv = 3) and W (m, D) whose keys from the third
+    chunk ("chunk-boundary") or from the middle of the second ("mid-chunk") on are rows of W
+    (k~ = w_r: log-rate |w_r|^2 / 2 ~ D / 2 on that neuron), the earlier ones moderate."""
+    c = _core.chunk_size
+    start = 2 * c if where == "chunk-boundary" else c + c // 2
+    L = 2 * c + 22
+    W = tripartite.draw_hidden_weights(m, D, seed=seed, dtype=np.float64)[0]
+    q, k, v = moderate_inputs(rng, (L, D), (L, D), 3)
+    k[start:] = W[rng.choice(m, L - start, replace=False)] / math.sqrt(D**-0.5)  # k~ = k s^{1/2} = w_r
+    return q, k, v, W
+
+
+def _assert_matches_reference(q, k, v, W, causal, tol):
+    """Finite, and y and log a_t within tol of the NumPy reference."""
+    y, a = tripartite.attention(q, k, v, hidden_weights=W, causal=causal, return_astrocyte=True)
+    y_ref, a_ref = reference.random_feature_attention(q, k, v, W, causal=causal, return_astrocyte=True)
+    assert np.isfinite(y).all() and np.isfinite(a).all()
+    assert rel_err(y, y_ref) <= tol
+    assert np.max(np.abs(np.log(a) - np.log(a_ref))) <= tol
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("causal", [False, True], ids=["bidirectional", "causal"])
 @pytest.mark.parametrize("where", ["chunk-boundary", "mid-chunk"])
@@ -114,21 +136,10 @@ def test_later_keys_far_larger_than_earlier_ones(rng, dtype, causal, where):
     Mid-chunk, the causal queries before the first large key see only small keys: the large keys
     later in their chunk must not push those below float range (they did, before the chunk was
     read at its own scale)."""
-    c = _core.chunk_size
-    start = 2 * c if where == "chunk-boundary" else c + c // 2
-    L, D, Dv, m = 2 * c + 22, 200, 3, 2100  # three chunks; blocks of 512 and a last one of 52 neurons
-    W = tripartite.draw_hidden_weights(m, D, seed=5, dtype=np.float64)[0]
-    q, k, v = moderate_inputs(rng, (L, D), (L, D), Dv)
-    s = D**-0.5
-    k[start:] = W[rng.choice(m, L - start, replace=False)] / math.sqrt(s)  # k~ = k s^{1/2} = w_r
-    q, k, v, W = (x.astype(dtype) for x in (q, k, v, W))
-    y, a = tripartite.attention(q, k, v, hidden_weights=W, causal=causal, return_astrocyte=True)
-    y_ref, a_ref = reference.random_feature_attention(q, k, v, W, causal=causal, return_astrocyte=True)
-    assert np.isfinite(y).all() and np.isfinite(a).all()
+    # three chunks; blocks of 512 and a last one of 52 neurons
+    q, k, v, W = (x.astype(dtype) for x in _late_keys_from_W(rng, where, D=200, m=2100, seed=5))
     # float32: log-rates of ~100 carry ~100 eps = 1e-5 absolute error each, 1e-12 in float64
-    tol = 1e-4 if dtype == np.float32 else 1e-12
-    assert rel_err(y, y_ref) <= tol
-    assert np.max(np.abs(np.log(a) - np.log(a_ref))) <= tol
+    _assert_matches_reference(q, k, v, W, causal, 1e-4 if dtype == np.float32 else 1e-12)
 
 
 def test_vector_exp2_against_numpy():
@@ -157,15 +168,5 @@ def test_causal_keys_beyond_the_read_headroom(rng, where):
     """float64, D = 500: the large keys' log-rates (~250) exceed the earlier ones by more than the
     causal read's double headroom (log(max double) / 4 ~ 177), so their chunk is read at a raised
     scale and the state written so far is brought to it in double before the intra-chunk sums."""
-    c = _core.chunk_size
-    start = 2 * c if where == "chunk-boundary" else c + c // 2
-    L, D, Dv, m = 2 * c + 22, 500, 3, 1100
-    W = tripartite.draw_hidden_weights(m, D, seed=7, dtype=np.float64)[0]
-    q, k, v = moderate_inputs(rng, (L, D), (L, D), Dv)
-    s = D**-0.5
-    k[start:] = W[rng.choice(m, L - start, replace=False)] / math.sqrt(s)
-    y, a = tripartite.attention(q, k, v, hidden_weights=W, causal=True, return_astrocyte=True)
-    y_ref, a_ref = reference.random_feature_attention(q, k, v, W, causal=True, return_astrocyte=True)
-    assert np.isfinite(y).all() and np.isfinite(a).all()
-    assert rel_err(y, y_ref) <= 1e-12  # log-rates of ~250 carry ~250 eps = 6e-14 absolute error
-    assert np.max(np.abs(np.log(a) - np.log(a_ref))) <= 1e-12
+    q, k, v, W = _late_keys_from_W(rng, where, D=500, m=1100, seed=7)
+    _assert_matches_reference(q, k, v, W, True, 1e-12)  # log-rates of ~250 carry ~250 eps = 6e-14 absolute error
