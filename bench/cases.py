@@ -121,6 +121,26 @@ def per_token_loop(q, k, v, W):
     return np.stack(out)
 
 
+def steady_state_flops(heads: int, L: int = PAPER["L"], D: int = PAPER["D"], Dv: int = PAPER["D"], m: int = PAPER["m"]) -> float:
+    """Floating-point operations of the steady state's four products per call (bidirectional,
+    Lq = Lk = L): key and query log-rates (L x D by D x m each), the Hebbian write (Dv x L by
+    L x m) and the readout (L x m by m x Dv), two per multiply-add. The exponentials and the
+    astrocyte's sums (g and the denominators, 3 L m) are not counted: 10.09 GFLOP per head at the
+    paper's scale. Any implementation, ours or NumPy's, does at least these products."""
+    return heads * 2.0 * m * L * (2 * D + 2 * Dv)
+
+
+def per_token_loop_bytes(heads: int, L: int = PAPER["L"], D: int = PAPER["D"], Dv: int = PAPER["D"],
+                         m: int = PAPER["m"], itemsize: int = 4) -> float:
+    """Bytes that `per_token_loop` moves at least, counting each NumPy call as reading its array
+    operands and writing its result once (no write-allocate, like the triad's 12 bytes per
+    element); the length-m vectors are left out. Per key: W @ x reads W (m D), np.outer writes an
+    Dv x m temporary, H += reads H and the temporary and writes H (4 m Dv). Per query: W @ x and
+    H @ phi read W and H (m D + m Dv). 35.3 GB per head at the paper's scale in float32, where W and
+    H are 25.6 MB each: the loop alternates between them, more than this machine's 32 MB L3 holds."""
+    return heads * float(itemsize) * (L * (m * D + 4 * m * Dv) + L * (m * D + m * Dv))
+
+
 def steady_state_peer(heads: int, peer: str, dtype=np.float32) -> Case:
     q, k, v, W = paper_problem(heads, dtype)
     fn = numpy_steady_state if peer == "numpy" else per_token_loop

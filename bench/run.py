@@ -92,13 +92,32 @@ def machine_limits(repeats):
     return out
 
 
-def row(results, case, repeats, **extra):
+def row(results, case, repeats, against=None, **extra):
+    """Times `case` and prints a line; `against(entry)`, if given, adds fields to the entry and
+    returns text for the end of the line (the figure against the machine's limits)."""
     med, lo, hi = timeit(case.run, repeats)
     rate = case.work / med
     entry = dict(name=case.name, seconds_median=med, seconds_min=lo, seconds_max=hi, unit=case.unit, rate=rate, **extra)
     results.append(entry)
-    print(f"  {case.name:<38} {med * 1e3:10.2f} ms  [{lo * 1e3:.2f}, {hi * 1e3:.2f}]  {rate:14.4g} {case.unit}/s", flush=True)
+    tail = against(entry) if against else ""
+    print(f"  {case.name:<38} {med * 1e3:10.2f} ms  [{lo * 1e3:.2f}, {hi * 1e3:.2f}]  {rate:14.4g} {case.unit}/s{tail}", flush=True)
     return entry
+
+
+def update_bounds(limits, threads, itemsize):
+    """The two bounds of a step-by-step writing phase, in synapse-updates/s: one multiply-add per
+    update (the float32 FMA limit / 2 flops, halved again for float64's half as many lanes) and
+    one read and one write of each synapse per dt (the triad's bandwidth / (2 itemsize))."""
+    fma = limits[f"fma_GFLOPs_{threads}t"] * 1e9 / 2 * (4 / itemsize)
+    return fma, limits[f"triad_GBps_{threads}t"] * 1e9 / (2 * itemsize)
+
+
+def against_update_bounds(limits, threads, itemsize):
+    def text(entry):
+        fma, triad = update_bounds(limits, threads, itemsize)
+        entry["x_fma_bound"], entry["x_triad_bound"] = entry["rate"] / fma, entry["rate"] / triad
+        return f"  = {entry['x_fma_bound']:.1f}x FMA-, {entry['x_triad_bound']:.0f}x triad-bound"
+    return text
 
 
 def peak_rss(code: str) -> dict:
@@ -169,21 +188,24 @@ def main() -> int:
 
     results = report["results"]
     if "1" in sections:
-        network_section(results, sizes, repeats)
+        network_section(results, sizes, repeats, limits)
     if "3" in sections:
         report["paired"] = steady_state_section(results, repeats, report["limits"])
     if "5" in sections:
         report["memory"] = memory_section(args.quick)
     if "4" in sections and not args.skip_brian2:
-        report["brian2"] = brian2_section(args.json, args.quick)
+        report["brian2"] = brian2_section(args.json, args.quick, limits)
 
     Path(args.json).write_text(json.dumps(report, indent=1))
     print(f"\nJSON: {args.json}")
     return 0
 
 
-def network_section(results, sizes, repeats):
+def network_section(results, sizes, repeats, limits):
     print("\n1-2. continuous-time network, writing phase (D = Dv = 64, dt = 1 ms, t_write = 100 ms)")
+    print("  euler rows against a step-by-step kernel's bounds on this machine: one multiply-add per synapse-update\n"
+          "  (FMA-bound) and one read + write of every synapse per dt (triad-bound); the core composes a window's\n"
+          "  steps in closed form, so it may exceed both")
     for size in sizes:
         m, Dv = cases.SYNAPSE_SIZES[size]
         tokens = 4 if size == "64M" else 16
@@ -191,8 +213,9 @@ def network_section(results, sizes, repeats):
             for integrator in ("euler", "exact"):
                 net = tripartite.NeuronAstrocyteNetwork(64, Dv, m, dtype=dtype, integrator=integrator)
                 for threads in (1, 2):
+                    against = against_update_bounds(limits, threads, np.dtype(dtype).itemsize) if integrator == "euler" else None
                     entry = row(results, cases.network_write(size, integrator, dtype, threads, tokens, net=net), repeats,
-                                size=size, threads=threads, dtype=np.dtype(dtype).name)
+                                against=against, size=size, threads=threads, dtype=np.dtype(dtype).name)
                     # bytes per token: H read + written, W read, small vectors
                     per_token = (2 * Dv * m + 64 * m + 6 * m) * np.dtype(dtype).itemsize
                     entry["GBps"] = per_token * tokens / entry["seconds_median"] / 1e9
@@ -238,7 +261,51 @@ def steady_state_section(results, repeats, limits):
                   f"float64 loop / float32 ours = {by['steady state 1h per-token loop float64'] / ours:.1f}", end="")
         print(f", 2 threads vs 1: {scaling[heads]['ratio'][0]:.2f}x paired "
               f"(machine's FMA limit {limits['fma_2t_over_1t']:.2f}x)")
+    scaling["against_limits"] = steady_state_limits(by, scaling, limits)
     return scaling
+
+
+def steady_state_limits(by, scaling, limits):
+    """The steady state's figures against the machine's limits of this run: ours and NumPy in
+    GFLOP/s of the four products (cases.steady_state_flops) against the FMA limit and sgemm, the
+    per-token loop in GB/s of the traffic it needs at least (cases.per_token_loop_bytes) against
+    the triad, and what those limits allow the loop / ours ratio to be."""
+    print("  against the machine's limits of this run (four products: "
+          f"{cases.steady_state_flops(1) / 1e9:.2f} GFLOP per head; exponentials not counted):")
+    fma = {t: limits[f"fma_GFLOPs_{t}t"] * 1e9 for t in (1, 2)}
+    triad = {t: limits[f"triad_GBps_{t}t"] * 1e9 for t in (1, 2)}
+    sgemm = limits["sgemm_GFLOPs"] * 1e9
+    out = {}
+    for heads in (1, 12):
+        flops = cases.steady_state_flops(heads)
+        for threads in (1, 2):
+            rate = flops / by[f"steady state {heads}h ours {threads}t"]
+            out[f"{heads}h_ours_{threads}t"] = dict(GFLOPs=rate / 1e9, of_fma=rate / fma[threads])
+            if threads == 2:
+                out[f"{heads}h_ours_{threads}t"]["of_sgemm"] = rate / sgemm
+            # sgemm ran on NumPy's default thread count (here 2): no 1-thread comparison
+            print(f"    {heads}h ours {threads}t: {rate / 1e9:6.1f} GFLOP/s = {rate / fma[threads]:4.0%} of the FMA limit "
+                  f"({threads} thread{'s' if threads > 1 else ''})" + (f", {rate / sgemm:4.0%} of sgemm" if threads == 2 else ""))
+        rate = flops / by[f"steady state {heads}h numpy"]
+        out[f"{heads}h_numpy"] = dict(GFLOPs=rate / 1e9, of_sgemm=rate / sgemm)
+        print(f"    {heads}h numpy:   {rate / 1e9:6.1f} GFLOP/s = {rate / sgemm:4.0%} of sgemm")
+    for dtype, name in ((np.float32, "steady state 1h per-token loop"), (np.float64, "steady state 1h per-token loop float64")):
+        moved = cases.per_token_loop_bytes(1, itemsize=np.dtype(dtype).itemsize)
+        bw = moved / by[name]
+        out[f"loop_{np.dtype(dtype).name}"] = dict(GB=moved / 1e9, GBps=bw / 1e9, of_triad_1t=bw / triad[1], of_triad_2t=bw / triad[2])
+        print(f"    per-token loop {np.dtype(dtype).name}: at least {moved / 1e9:.1f} GB moved, {bw / 1e9:.1f} GB/s = "
+              f"{bw / triad[1]:.0%} of the 1-thread triad, {bw / triad[2]:.0%} of the 2-thread triad")
+    # The loop is bound by memory, ours by the FMA units: what the machine's balance allows.
+    flops, moved = cases.steady_state_flops(1), cases.per_token_loop_bytes(1)
+    loop_pairs = scaling["loop_vs_ours_2t"]["seconds_loop"][0]
+    ceiling = (moved / triad[2]) / (flops / fma[2])
+    needed = loop_pairs / 20
+    out["ceiling_loop_at_triad_over_ours_at_fma"] = ceiling
+    out["ours_2t_needed_for_20x_s"], out["ours_2t_needed_for_20x_of_fma"] = needed, flops / needed / fma[2]
+    print(f"    the loop at the 2-thread triad ({moved / triad[2]:.2f} s) over ours at the 2-thread FMA limit "
+          f"({flops / fma[2] * 1e3:.1f} ms): {ceiling:.1f}x; 20x the loop of the pairs ({loop_pairs:.3f} s) needs ours at "
+          f"{needed * 1e3:.1f} ms, {flops / needed / fma[2]:.0%} of the FMA limit")
+    return out
 
 
 def memory_section(quick):
@@ -259,7 +326,7 @@ def memory_section(quick):
     return mem
 
 
-def brian2_section(json_path, quick):
+def brian2_section(json_path, quick, limits):
     print("\n4. Brian2 C++ standalone, the same writing-phase equations")
     script = Path(__file__).parent / "brian2_writing.py"
     out = Path(json_path).with_suffix(".brian2.json")
@@ -274,8 +341,11 @@ def brian2_section(json_path, quick):
     report = json.loads(out.read_text())
     for r in report.get("results", []):
         rate = r["synapse_updates"] / r["run_s"]["median"]
+        fma, triad = update_bounds(limits, r["threads"], 8)
+        r["x_fma_bound"], r["x_triad_bound"] = rate / fma, rate / triad
         print(f"  brian2 {r['synapses'] / 1e6:.2f}M synapses float64 {r['threads']}t: run {r['run_s']['median']:.3f} s "
-              f"[{r['run_s']['min']:.3f}, {r['run_s']['max']:.3f}] = {rate:.3g} synapse-updates/s; "
+              f"[{r['run_s']['min']:.3f}, {r['run_s']['max']:.3f}] = {rate:.3g} synapse-updates/s "
+              f"({rate / fma:.0%} of the FMA bound, {rate / triad:.0%} of the triad bound); "
               f"code generation + compile {r['codegen_compile_s']:.1f} s, with the first run {r['total_first_s']:.1f} s")
     if "skipped" in report:
         print("  skipped:", report["skipped"])
