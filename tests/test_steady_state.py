@@ -54,6 +54,18 @@ def test_leading_axes_broadcast(rng):
     assert rel_err(y, y_ref) <= TOL[np.float64]
 
 
+@pytest.mark.parametrize("Dv", [1, 4, 15, 47, 64, 79])
+def test_causal_intra_chunk_sums_every_column_layout(rng, Dv):
+    """The causal intra-chunk sums (tiles::weighted_rows) take Dv + 1 columns in blocks of 12, 4
+    and 1 vectors of doubles, then a scalar tail: each layout against the reference, in float64."""
+    q, k, v = moderate_inputs(rng, (2, 80, 8), (2, 80, 8), Dv)  # two chunks
+    W = tripartite.draw_hidden_weights(600, 8, heads=2, seed=5, dtype=np.float64)
+    y, a = tripartite.attention(q, k, v, hidden_weights=W, causal=True, return_astrocyte=True)
+    y_ref, a_ref = reference.random_feature_attention(q, k, v, W, causal=True, return_astrocyte=True)
+    assert rel_err(y, y_ref) <= TOL[np.float64]
+    assert np.max(np.abs(a / a_ref - 1)) <= TOL[np.float64]
+
+
 def test_causal_equals_masked_prefixes(rng):
     """Causal output t equals bidirectional attention over the first t+1 tokens (same W)."""
     c = _core.chunk_size

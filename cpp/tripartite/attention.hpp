@@ -68,12 +68,12 @@ template <class T>
 struct BlockScratch {
   std::size_t Dvp;
   scratch_vector<T> packed, keys, queries, H, g, vp, key_w;  // written before read (vp's padding: zeroed)
-  std::vector<double> key_max, query_max, read_w, scores, sums;
+  std::vector<double> key_max, query_max, read_w, row_w, scores, sums;
   scratch_vector<double> part, part_scale;  // one block's partial readout of every query, before its fold
   BlockScratch(std::size_t D, std::size_t Dv, std::size_t Lq)
       : Dvp(tiles::padded_columns<T>(Dv)), packed(D * kNeuronBlock), keys(kChunk * kRow), queries(kChunk * kRow),
         H(kNeuronBlock * Dvp), g(kNeuronBlock), vp(kChunk * Dvp, T(0)), key_w(kChunk), key_max(kChunk),
-        query_max(kChunk), read_w(kChunk), scores(kChunk * kChunk), sums(kChunk * (Dvp + 1)), part(Lq * (Dv + 1)),
+        query_max(kChunk), read_w(kChunk), row_w(kChunk), scores(kChunk * kChunk), sums(kChunk * (Dvp + 1)), part(Lq * (Dv + 1)),
         part_scale(Lq) {}
 };
 
@@ -148,6 +148,14 @@ void steady_state_attention(const AttentionArgs<T>& a) {
   };
   scale_rows(a.K, heads * Lk, xk.data(), key_off.data());
   scale_rows(a.Q, heads * Lq, xq.data(), query_off.data());
+  // Causal: the values in double with a column of ones (stride Dv + 1), once per call, for the
+  // intra-chunk sums (tiles::weighted_rows) of every block.
+  std::vector<double> vd(a.causal ? heads * Lk * stride : 0);
+  if (a.causal)
+    parallel_for(heads * Lk, nthreads, [&](std::size_t row) {
+      for (std::size_t d = 0; d < Dv; ++d) vd[row * stride + d] = static_cast<double>(a.V[row * Dv + d]);
+      vd[row * stride + Dv] = 1.0;
+    });
 
   // Key features of chunk [t0, t0 + n) for the block: each key's row exponentiated against its own
   // maximum M_t (s.keys, s.key_max); returns the chunk's largest M_t.
@@ -227,13 +235,8 @@ void steady_state_attention(const AttentionArgs<T>& a) {
       tiles::causal_scores(s.keys.data(), s.queries.data(), kRow, n, nbk, s.scores.data(), kChunk);
       for (std::size_t j = 0; j < n; ++j) s.read_w[j] = std::exp(s.key_max[j] - C_read);
       for (std::size_t i = 0; i < n; ++i) {
-        double* oi = o + i * stride;
-        for (std::size_t j = 0; j <= i; ++j) {
-          const double w = s.scores[i * kChunk + j] * s.read_w[j];
-          const T* vj = a.V + (hd * Lk + t0 + j) * Dv;
-          for (std::size_t d = 0; d < Dv; ++d) oi[d] += w * static_cast<double>(vj[d]);
-          oi[Dv] += w;
-        }
+        for (std::size_t j = 0; j <= i; ++j) s.row_w[j] = s.scores[i * kChunk + j] * s.read_w[j];
+        tiles::weighted_rows(o + i * stride, s.row_w.data(), vd.data() + (hd * Lk + t0) * stride, i + 1, stride);
         out_scale[t0 + i] = C_read + s.query_max[i];
       }
       weigh_keys(s, hd, C, mx, t0, n, nbk);

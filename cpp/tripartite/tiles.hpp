@@ -358,6 +358,36 @@ void synapse_segment(T* H, std::size_t m, std::size_t Dv, std::size_t nb, const 
   }
 }
 
+// out[c] += sum_{j < rows} w[j] X[j * cols + c] for c < cols, in double: the causal intra-chunk
+// sums of one query (X: the chunk's values in double with a last column of ones, so the last
+// output gathers the weights themselves). Every column adds its terms in order of j, one fused
+// multiply-add each, whichever block of columns holds it; blocks of 12 vectors stay in registers
+// while all rows pass (the plain loop loaded and stored out for every row).
+inline void weighted_rows(double* out, const double* w, const double* X, std::size_t rows, std::size_t cols) {
+  constexpr std::size_t Wd = simd::W<double>;
+  std::size_t c0 = 0;
+  auto columns = [&](auto K_) {
+    constexpr std::size_t K = decltype(K_)::value;
+    V<double> acc[K];
+    for (std::size_t k = 0; k < K; ++k) acc[k] = load(out + c0 + k * Wd);
+    for (std::size_t j = 0; j < rows; ++j) {
+      const V<double> wb = splat(w[j]);
+      const double* x = X + j * cols + c0;
+      for (std::size_t k = 0; k < K; ++k) acc[k] += wb * load(x + k * Wd);
+    }
+    for (std::size_t k = 0; k < K; ++k) store(out + c0 + k * Wd, acc[k]);
+    c0 += K * Wd;
+  };
+  while (c0 + 12 * Wd <= cols) columns(std::integral_constant<std::size_t, 12>{});
+  while (c0 + 4 * Wd <= cols) columns(std::integral_constant<std::size_t, 4>{});
+  while (c0 + Wd <= cols) columns(std::integral_constant<std::size_t, 1>{});
+  for (; c0 < cols; ++c0) {  // the tail
+    double acc = out[c0];
+    for (std::size_t j = 0; j < rows; ++j) acc += w[j] * X[j * cols + c0];
+    out[c0] = acc;
+  }
+}
+
 // The causal intra-chunk scores: out[i * out_stride + j] = sum_{r < nb} K[j * stride + r] P[i * stride + r]
 // for j <= i < n (tiles of 4 queries by 3 keys; the few entries above the diagonal that a tile
 // straddles are written too, the tiles wholly above it are skipped). Each score is summed in the

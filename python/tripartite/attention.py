@@ -125,10 +125,11 @@ def attention(
     # offsets, running sums (heads, Lq, Dv + 2) in double, per thread one block's partial readout
     # (Lq, Dv + 2) and one task's (the task partials held at once: 16 MiB, or one per thread if
     # that is more), plus a few MiB of per-thread block scratch (the synapses live there, one
-    # 512-neuron block at a time, never as an m x Dv array).
+    # 512-neuron block at a time, never as an m x Dv array); causal: the values in double.
     V.check_memory(
         heads * (m * d + 2 * (Lq + Lk) * d + (Lk + Lq) * Dv) * dtype.itemsize
         + heads * (Lq + Lk) * 8
+        + (heads * Lk * (Dv + 1) * 8 if causal else 0)
         + (heads + 2 * (threads or _core.max_threads())) * Lq * (Dv + 2) * 8
         + (64 << 20),
         "attention",
