@@ -362,7 +362,7 @@ void synapse_segment(T* H, std::size_t m, std::size_t Dv, std::size_t nb, const 
 // sums of one query (X: the chunk's values in double with a last column of ones, so the last
 // output gathers the weights themselves). Every column adds its terms in order of j, one fused
 // multiply-add each, whichever block of columns holds it; blocks of 12 vectors stay in registers
-// while all rows pass (the plain loop loaded and stored out for every row).
+// while all rows pass, so `out` is loaded and stored once, not once per row.
 inline void weighted_rows(double* out, const double* w, const double* X, std::size_t rows, std::size_t cols) {
   constexpr std::size_t Wd = simd::W<double>;
   std::size_t c0 = 0;
