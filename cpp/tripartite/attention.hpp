@@ -150,7 +150,7 @@ void steady_state_attention(const AttentionArgs<T>& a) {
   scale_rows(a.Q, heads * Lq, xq.data(), query_off.data());
   // Causal: the values in double with a column of ones (stride Dv + 1), once per call, for the
   // intra-chunk sums (tiles::weighted_rows) of every block.
-  std::vector<double> vd(a.causal ? heads * Lk * stride : 0);
+  scratch_vector<double> vd(a.causal ? heads * Lk * stride : 0);  // every entry written below
   if (a.causal)
     parallel_for(heads * Lk, nthreads, [&](std::size_t row) {
       for (std::size_t d = 0; d < Dv; ++d) vd[row * stride + d] = static_cast<double>(a.V[row * Dv + d]);
