@@ -23,11 +23,21 @@ def _orthogonal(rng: np.random.Generator, m: int, d: int) -> np.ndarray:
     marginal law of each row is N(0, I), so E[phi(x).phi(y)] = exp(x.y) is unchanged."""
     n_blocks = -(-m // d)
     gauss = rng.standard_normal((n_blocks, d, d))
-    q, r = np.linalg.qr(gauss)
-    q = q * np.sign(np.diagonal(r, axis1=-2, axis2=-1))[:, None, :]  # Haar measure
+    q, r = np.linalg.qr(gauss)  # the peak: the blocks, LAPACK's copy of them, Q and R
+    del gauss
+    q *= np.sign(np.diagonal(r, axis1=-2, axis2=-1))[:, None, :]  # Haar measure
+    del r
     rows = np.swapaxes(q, -1, -2)  # orthonormal rows
-    norms = np.sqrt(rng.chisquare(d, size=(n_blocks, d)))
-    return (rows * norms[..., None]).reshape(n_blocks * d, d)[:m]
+    rows *= np.sqrt(rng.chisquare(d, size=(n_blocks, d)))[..., None]
+    return rows.reshape(n_blocks * d, d)[:m]
+
+
+def _draw_bytes(m: int, d: int, heads: int, feature_map: str, itemsize: int) -> int:
+    """Peak bytes of draw_hidden_weights: the result, then one head's float64 temporaries, a chunk
+    of the performer draw or the peak of the orthogonal construction (four arrays of its
+    n_blocks d <= m + d rows, see _orthogonal)."""
+    temporaries = 4 * (m + d) * d * 8 if feature_map == "orthogonal" else min(m, _ROWS_PER_DRAW) * d * 8
+    return heads * m * d * itemsize + temporaries
 
 
 def draw_hidden_weights(
@@ -67,10 +77,7 @@ def draw_hidden_weights(
     seed = V.seed_value(seed)
     V.choice(feature_map, "feature_map", FEATURE_MAPS)
     dt = V.float_dtype(dtype)
-    # the result, then one head's float64 temporaries: a chunk of the performer draw, or the
-    # orthogonal construction's Gaussian blocks, their Q factor and the scaled rows (~3 m d each)
-    temporaries = 3 * (m + d) * d * 8 if feature_map == "orthogonal" else min(m, _ROWS_PER_DRAW) * d * 8
-    V.check_memory(heads * m * d * dt.itemsize + temporaries, "hidden_weights")
+    V.check_memory(_draw_bytes(m, d, heads, feature_map, dt.itemsize), "hidden_weights")
     out = np.empty((heads, m, d), dtype=dt)
     for i in range(heads):
         rng = _head_rng(seed, i)
