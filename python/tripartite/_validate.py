@@ -29,11 +29,14 @@ def real_array(x: Any, name: str) -> np.ndarray:
 _FAST_FINITE_SIZE = 1 << 20
 
 
-def finite(arr: np.ndarray, name: str) -> None:
+def finite(arr: np.ndarray, name: str, num_threads: int = 0) -> None:
+    """Raise a ValueError naming `name` and the first NaN or Inf of `arr` (its value and index).
+    Large arrays are scanned by the core on `num_threads` threads (0: all cores), the caller's
+    own count, so that a call asked to run on one thread does not validate on more."""
     if not arr.size:
         return
     if arr.size >= _FAST_FINITE_SIZE and arr.dtype in FLOAT_DTYPES and arr.flags.c_contiguous:
-        flat = int(_core.find_nonfinite(arr.reshape(-1)))
+        flat = int(_core.find_nonfinite(arr.reshape(-1), num_threads))
         if flat < 0:
             return
         bad = np.unravel_index(flat, arr.shape)

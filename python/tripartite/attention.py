@@ -12,7 +12,7 @@ from . import _validate as V
 from .weights import FEATURE_MAPS, draw_hidden_weights
 
 
-def _broadcast_weights(hidden_weights: Any, batch: tuple, m_expected: Optional[int], d: int) -> np.ndarray:
+def _broadcast_weights(hidden_weights: Any, batch: tuple, m_expected: Optional[int], d: int, threads: int) -> np.ndarray:
     W = V.real_array(hidden_weights, "hidden_weights")
     if W.ndim < 2 or W.shape[-1] != d:
         raise ValueError(f"hidden_weights must have shape (..., m, D) with D = {d}, got {W.shape}")
@@ -22,7 +22,7 @@ def _broadcast_weights(hidden_weights: Any, batch: tuple, m_expected: Optional[i
         W = np.broadcast_to(W, batch + W.shape[-2:])
     except ValueError:
         raise ValueError(f"hidden_weights must broadcast to {batch + W.shape[-2:]}, got {W.shape}") from None
-    V.finite(W, "hidden_weights")
+    V.finite(W, "hidden_weights", threads)
     return W
 
 
@@ -106,7 +106,7 @@ def attention(
     threads = V.threads(num_threads)
     s = V.scale_value(scale, d)
     for name, x in (("q", q), ("k", k), ("v", v)):
-        V.finite(x, name)
+        V.finite(x, name, threads)
     dtype = V.compute_dtype(q, k, v)
     V.input_norms(q, "q", s, dtype)
     V.input_norms(k, "k", s, dtype)
@@ -119,7 +119,7 @@ def attention(
         m = V.positive_int(n_hidden, "n_hidden")
         W = None
     else:
-        W = _broadcast_weights(hidden_weights, batch, None if n_hidden is None else V.positive_int(n_hidden, "n_hidden"), d)
+        W = _broadcast_weights(hidden_weights, batch, None if n_hidden is None else V.positive_int(n_hidden, "n_hidden"), d, threads)
         m = W.shape[-2]
     # W and the flattened q, k, v, y; then the core's working set: the scaled q and k with their
     # offsets, running sums (heads, Lq, Dv + 2) in double, per thread one block's partial readout
@@ -144,7 +144,7 @@ def attention(
             b = np.broadcast_to(b, batch + (m,))
         except ValueError:
             raise ValueError(f"hidden_bias must broadcast to {batch + (m,)}, got {b.shape}") from None
-        V.finite(b, "hidden_bias")
+        V.finite(b, "hidden_bias", threads)
         bias = np.ascontiguousarray(b.reshape((heads, m)), dtype=dtype)
 
     out_shape = batch + (Lq, Dv)

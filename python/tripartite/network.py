@@ -139,7 +139,7 @@ class NeuronAstrocyteNetwork:
             W = V.real_array(hidden_weights, "hidden_weights")
             if W.shape != (nh, m, D):
                 raise ValueError(f"hidden_weights must have shape (heads, n_hidden, d_key) = {(nh, m, D)}, got {W.shape}")
-            V.finite(W, "hidden_weights")
+            V.finite(W, "hidden_weights", self.num_threads)
             self._W = np.array(W, dtype=self._dtype)
         self._W.flags.writeable = False
         self._bias = None
@@ -147,7 +147,7 @@ class NeuronAstrocyteNetwork:
             b = V.real_array(hidden_bias, "hidden_bias")
             if b.shape != (nh, m):
                 raise ValueError(f"hidden_bias must have shape (heads, n_hidden) = {(nh, m)}, got {b.shape}")
-            V.finite(b, "hidden_bias")
+            V.finite(b, "hidden_bias", self.num_threads)
             self._bias = np.array(b, dtype=self._dtype)
             self._bias.flags.writeable = False
         self._H = np.zeros((nh, Dv, m), dtype=self._dtype)
@@ -213,7 +213,7 @@ class NeuronAstrocyteNetwork:
                 f"{name} must have shape {expect} with heads = {self._heads}, {width_name} = {width}, "
                 f"got {np.asarray(x).shape}"
             )
-        V.finite(arr, name)
+        V.finite(arr, name, self.num_threads)
         if width_name == "D":
             V.input_norms(arr, name, self._scale, self._dtype)
         else:
