@@ -73,9 +73,10 @@ py::tuple attention(py::array W, py::object bias, py::array Q, py::array K, py::
   a.V = checked<T>(V, "v", {hs, K.shape(1), V.shape(2)}, false);
   if (causal && a.Lq != a.Lk) throw std::invalid_argument("causal attention needs as many queries as keys");
   py::array_t<T> Y({hs, Q.shape(1), V.shape(2)});
-  py::array_t<double> log_a({hs, Q.shape(1)});
+  py::array_t<double> log_a({hs, Q.shape(1)}), log_underflow({hs, Q.shape(1)});
   a.Y = Y.mutable_data();
   a.log_a = log_a.mutable_data();
+  a.log_underflow = log_underflow.mutable_data();
   a.input_scale = input_scale;
   a.causal = causal;
   a.partial_budget = partial_budget;
@@ -85,7 +86,7 @@ py::tuple attention(py::array W, py::object bias, py::array Q, py::array K, py::
     py::gil_scoped_release release;
     steady_state_attention(a);
   }
-  return py::make_tuple(Y, log_a);
+  return py::make_tuple(Y, log_a, log_underflow);
 }
 
 template <class T>

@@ -32,8 +32,9 @@ def test_attention_does_not_depend_on_how_blocks_are_grouped(rng, causal):
     args = (W, None, *(x.astype(np.float32) for x in (q, k, v)), 0.5, causal)
     ref = _core.attention_float32(*args, 1)
     for threads, budget in ((1, 1), (2, 1), (3, 1), (5, 1), (2, L * 9 * 8 * 4)):
-        y, log_a = _core.attention_float32(*args, threads, partial_budget=budget)
+        y, log_a, log_u = _core.attention_float32(*args, threads, partial_budget=budget)
         assert np.array_equal(y, ref[0]) and np.array_equal(log_a, ref[1]), (threads, budget)
+        assert np.array_equal(log_u, ref[2]), (threads, budget)
 
 
 @pytest.mark.parametrize("integrator", ["exact", "euler"])

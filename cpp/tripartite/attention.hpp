@@ -54,6 +54,9 @@ struct AttentionArgs {
   const T* V = nullptr;  // heads x Lk x Dv
   T* Y = nullptr;        // heads x Lq x Dv
   double* log_a = nullptr;  // heads x Lq, log of the astrocyte response a_t (may be null)
+  // heads x Lq (may be null): log of a bound on what underflow may have taken from a_t (see
+  // detail::underflow_bound); -inf where nothing can have been lost.
+  double* log_underflow = nullptr;
   double input_scale = 1.0;  // sqrt(s)
   bool causal = false;
   int threads = 1;
@@ -69,12 +72,12 @@ struct BlockScratch {
   std::size_t Dvp;
   scratch_vector<T> packed, keys, queries, H, g, vp, key_w;  // written before read (vp's padding: zeroed)
   std::vector<double> key_max, query_max, read_w, row_w, scores, sums;
-  scratch_vector<double> part, part_scale;  // one block's partial readout of every query, before its fold
+  scratch_vector<double> part, part_scale, part_floor;  // one block's partial readout of every query, before its fold
   BlockScratch(std::size_t D, std::size_t Dv, std::size_t Lq)
       : Dvp(tiles::padded_columns<T>(Dv)), packed(D * kNeuronBlock), keys(kChunk * kRow), queries(kChunk * kRow),
         H(kNeuronBlock * Dvp), g(kNeuronBlock), vp(kChunk * Dvp, T(0)), key_w(kChunk), key_max(kChunk),
         query_max(kChunk), read_w(kChunk), row_w(kChunk), scores(kChunk * kChunk), sums(kChunk * (Dvp + 1)), part(Lq * (Dv + 1)),
-        part_scale(Lq) {}
+        part_scale(Lq), part_floor(Lq) {}
 };
 
 // Raises the block's scale C when a chunk's largest key log-rate `candidate` exceeds it by more
@@ -94,6 +97,19 @@ void raise_scale(double& C, double candidate, T* H, std::size_t columns, T* g, s
     for (std::size_t r = 0; r < nb; ++r) g[r] *= f;
   }
   C = candidate;
+}
+
+// What underflow can take from a block's partial denominator, in the units of its scale C + M_q:
+// a query feature below min(T) (exp2 gives 0 there) times g_r <= F, a key feature below min(T)
+// times f_t and a query feature <= 1, and a product below min(T) (subnormal): at most
+// 4 min(T) F per neuron, where F = sum_t f_t >= 1 is the block's total key weight. The features
+// are relative to each row's own maximum, so when every key-query product of a query lies far
+// below those maxima (inputs with |x~|^2 in the thousands in float) the denominator is of the
+// order of this bound or below it, and the query's result is no longer the float rounding of the
+// exact one. The caller compares the bound with a_t (attention.py recomputes such queries in double).
+template <class T>
+double underflow_bound(std::size_t nb, double F) {
+  return std::log(4.0 * static_cast<double>(std::numeric_limits<T>::min()) * static_cast<double>(nb) * F);
 }
 
 // Running combination of one query's block partials, taken in block order:
@@ -134,8 +150,8 @@ void steady_state_attention(const AttentionArgs<T>& a) {
   const std::size_t per_task = std::max<std::size_t>(1, Lq * stride * sizeof(double));
   const std::size_t group =
       std::min(tasks, std::max<std::size_t>(static_cast<std::size_t>(nthreads), a.partial_budget / per_task));
-  scratch_vector<double> partial(group * Lq * stride), partial_scale(group * Lq);  // every entry written by its task
-  std::vector<double> acc(heads * Lq * stride, 0.0), ref(heads * Lq, kNegInf);
+  scratch_vector<double> partial(group * Lq * stride), partial_scale(group * Lq), partial_floor(group * Lq);  // every entry written by its task
+  std::vector<double> acc(heads * Lq * stride, 0.0), ref(heads * Lq, kNegInf), floor(heads * Lq, kNegInf);
 
   // The scaled keys and queries (x~ log2(e)) and their offsets, once per call: every block of a
   // head reads the same ones.
@@ -171,12 +187,16 @@ void steady_state_attention(const AttentionArgs<T>& a) {
   // Before the chunk's keys are written: the block's scale C is raised if needed (so the weights
   // f_t = exp(M_t - C) stay <= e^headroom), the weights go to s.key_w and the values times f_t,
   // zero-padded to Dvp columns, to s.vp.
-  auto weigh_keys = [&](detail::BlockScratch<T>& s, std::size_t hd, double& C, double mx, std::size_t t0,
+  // F, the sum of the block's key weights so far (in the units of C), follows.
+  auto weigh_keys = [&](detail::BlockScratch<T>& s, std::size_t hd, double& C, double& F, double mx, std::size_t t0,
                         std::size_t n, std::size_t nbk) {
+    const double C_old = C;
     detail::raise_scale(C, mx, s.H.data(), s.Dvp, s.g.data(), nbk);
+    if (C != C_old) F = C_old == kNegInf ? 0.0 : F * std::exp(C_old - C);
     for (std::size_t i = 0; i < n; ++i) {
       const T f = static_cast<T>(std::exp(s.key_max[i] - C));
       s.key_w[i] = f;
+      F += static_cast<double>(f);
       const T* v = a.V + (hd * Lk + t0 + i) * Dv;
       for (std::size_t d = 0; d < Dv; ++d) s.vp[i * s.Dvp + d] = f * v[d];
     }
@@ -190,9 +210,11 @@ void steady_state_attention(const AttentionArgs<T>& a) {
 
   // One block of one head: its synapses are written and read here alone, so the block's partial
   // readout of every query (out, with log-scales out_scale) is complete when this returns.
-  auto run_block = [&](detail::BlockScratch<T>& s, std::size_t hd, std::size_t b, double* out, double* out_scale) {
+  auto run_block = [&](detail::BlockScratch<T>& s, std::size_t hd, std::size_t b, double* out, double* out_scale,
+                       double* out_floor) {
     const std::size_t r0 = b * kNeuronBlock, nbk = std::min(m, r0 + kNeuronBlock) - r0;
     double C = kNegInf;  // the block's log-scale: its synapses are stored as H_b exp(-C)
+    double F = 0;        // the block's total key weight, in the units of C
     tiles::pack_panels(a.W + hd * m * D, D, r0, tiles::full_panels<T>(nbk), s.packed.data());
     if (a.causal || Lk == 0) {  // the state is read before (or without) any write: clear it
       std::fill(s.H.begin(), s.H.end(), T(0));
@@ -201,16 +223,20 @@ void steady_state_attention(const AttentionArgs<T>& a) {
     if (!a.causal) {
       for (std::size_t t0 = 0; t0 < Lk; t0 += kChunk) {  // the first chunk's write starts from zero
         const std::size_t n = std::min(kChunk, Lk - t0);
-        weigh_keys(s, hd, C, load_keys(s, hd, t0, n, r0, nbk), t0, n, nbk);
+        weigh_keys(s, hd, C, F, load_keys(s, hd, t0, n, r0, nbk), t0, n, nbk);
         tiles::hebbian_write(s.keys.data(), kRow, s.vp.data(), n, s.Dvp, nbk, s.H.data(), kNeuronBlock, s.g.data(),
                              s.key_w.data(), t0 == 0);
       }
+      const double floor = Lk ? detail::underflow_bound<T>(nbk, F) : kNegInf;
       for (std::size_t t0 = 0; t0 < Lq; t0 += kChunk) {
         const std::size_t n = std::min(kChunk, Lq - t0);
         load_queries(s, hd, t0, n, r0, nbk);
         tiles::readout<T, kRow>(s.queries.data(), n, nbk, s.H.data(), kNeuronBlock, Dv, s.g.data(), out + t0 * stride,
                                 s.sums.data());
-        for (std::size_t i = 0; i < n; ++i) out_scale[t0 + i] = C + s.query_max[i];
+        for (std::size_t i = 0; i < n; ++i) {
+          out_scale[t0 + i] = C + s.query_max[i];
+          out_floor[t0 + i] = floor + C + s.query_max[i];
+        }
       }
       return;
     }
@@ -233,13 +259,17 @@ void steady_state_attention(const AttentionArgs<T>& a) {
       }
       // Intra-chunk scores phi(q_i) . phi(k_j) on this block, then the masked sums over j <= i.
       tiles::causal_scores(s.keys.data(), s.queries.data(), kRow, n, nbk, s.scores.data(), kChunk);
-      for (std::size_t j = 0; j < n; ++j) s.read_w[j] = std::exp(s.key_max[j] - C_read);
+      // the key weight the chunk is read with: the state's and the chunk's own keys'
+      double F_read = C == kNegInf ? 0.0 : F * std::exp(C - C_read);
+      for (std::size_t j = 0; j < n; ++j) F_read += s.read_w[j] = std::exp(s.key_max[j] - C_read);
+      const double floor = detail::underflow_bound<T>(nbk, F_read);
       for (std::size_t i = 0; i < n; ++i) {
         for (std::size_t j = 0; j <= i; ++j) s.row_w[j] = s.scores[i * kChunk + j] * s.read_w[j];
         tiles::weighted_rows(o + i * stride, s.row_w.data(), vd.data() + (hd * Lk + t0) * stride, i + 1, stride);
         out_scale[t0 + i] = C_read + s.query_max[i];
+        out_floor[t0 + i] = floor + C_read + s.query_max[i];
       }
-      weigh_keys(s, hd, C, mx, t0, n, nbk);
+      weigh_keys(s, hd, C, F, mx, t0, n, nbk);
       tiles::hebbian_write(s.keys.data(), kRow, s.vp.data(), n, s.Dvp, nbk, s.H.data(), kNeuronBlock, s.g.data(),
                            s.key_w.data(), false);
     }
@@ -248,14 +278,17 @@ void steady_state_attention(const AttentionArgs<T>& a) {
   // One task: blocks [first, last) of one head, one after another, each block's partial folded into
   // the task's in block order. A query whose features underflowed on every block gets zeros (the
   // fold across tasks skips it).
-  auto run_task = [&](std::size_t task, double* out, double* out_scale) {
+  auto run_task = [&](std::size_t task, double* out, double* out_scale, double* out_floor) {
     auto& s = my_scratch();
     const std::size_t hd = task / per_head, first = task % per_head * kBlocksPerTask;
     std::fill(out_scale, out_scale + Lq, kNegInf);
+    std::fill(out_floor, out_floor + Lq, kNegInf);
     for (std::size_t b = first; b < std::min(nb, first + kBlocksPerTask); ++b) {
-      run_block(s, hd, b, s.part.data(), s.part_scale.data());
-      for (std::size_t i = 0; i < Lq; ++i)
+      run_block(s, hd, b, s.part.data(), s.part_scale.data(), s.part_floor.data());
+      for (std::size_t i = 0; i < Lq; ++i) {
         detail::fold_partial(s.part.data() + i * stride, s.part_scale[i], stride, out + i * stride, out_scale[i]);
+        out_floor[i] = log_add_exp(out_floor[i], s.part_floor[i]);
+      }
     }
     for (std::size_t i = 0; i < Lq; ++i)
       if (out_scale[i] == kNegInf) std::fill_n(out + i * stride, stride, 0.0);
@@ -268,7 +301,8 @@ void steady_state_attention(const AttentionArgs<T>& a) {
     parallel_for(
         count, nthreads,
         [&](std::size_t k) {
-          run_task(first + k, partial.data() + k * Lq * stride, partial_scale.data() + k * Lq);
+          run_task(first + k, partial.data() + k * Lq * stride, partial_scale.data() + k * Lq,
+                   partial_floor.data() + k * Lq);
         },
         true);
     parallel_for(heads * Lq, nthreads, [&](std::size_t job) {
@@ -279,6 +313,7 @@ void steady_state_attention(const AttentionArgs<T>& a) {
         const std::size_t k = task - first;
         detail::fold_partial(partial.data() + (k * Lq + i) * stride, partial_scale[k * Lq + i], stride,
                              acc.data() + job * stride, ref[job]);
+        floor[job] = log_add_exp(floor[job], partial_floor[k * Lq + i]);
       }
     });
   }
@@ -288,6 +323,7 @@ void steady_state_attention(const AttentionArgs<T>& a) {
     const bool visible = ref[job] != kNegInf;  // else every feature underflowed, or there is no key
     for (std::size_t d = 0; d < Dv; ++d) y[d] = visible ? static_cast<T>(s[d] / s[Dv]) : T(0);
     if (a.log_a) a.log_a[job] = visible ? ref[job] + std::log(s[Dv]) : kNegInf;
+    if (a.log_underflow) a.log_underflow[job] = floor[job];
   });
 }
 

@@ -166,10 +166,14 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
           if (bound_g != kNegInf) sH_new = bound_g;
         }
         double* k = ws.coef.data() + (hd * kSegment + i) * 8;
-        k[0] = map.M[1][1] * std::exp(sh - sh_new);  // h <- k0 h + k1 e^{c_b - c} u
+        // An array whose bound is -inf holds zeros at an arbitrary scale (0 after a reset): its
+        // coefficient is 0, not exp(scale - new scale), which overflows T once the first input's
+        // log-rates lie below about -log(max T) (-88 in float) and would turn 0 into inf * 0 = NaN.
+        const bool h_zero = sc[kBoundh] == kNegInf, g_zero = sc[kBoundG] == kNegInf;
+        k[0] = h_zero ? 0.0 : map.M[1][1] * std::exp(sh - sh_new);  // h <- k0 h + k1 e^{c_b - c} u
         k[1] = map.M[1][2] * std::exp(c - sh_new);
-        k[2] = update_g ? map.M[0][0] * std::exp(sH - sH_new) : 1.0;  // g <- k2 g + k3 h + k4 e^{c_b - c} u
-        k[3] = update_g ? map.M[0][1] * std::exp(sh - sH_new) : 0.0;
+        k[2] = !update_g ? 1.0 : g_zero ? 0.0 : map.M[0][0] * std::exp(sH - sH_new);  // g <- k2 g + k3 h + k4 e^{c_b - c} u
+        k[3] = update_g && !h_zero ? map.M[0][1] * std::exp(sh - sH_new) : 0.0;
         k[4] = update_g ? map.M[0][2] * std::exp(c - sH_new) : 0.0;
         k[5] = c;
         k[6] = sH;  // scales before the window, for the Gram entries

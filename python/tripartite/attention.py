@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Optional, Tuple, Union
 
 import numpy as np
@@ -24,6 +25,49 @@ def _broadcast_weights(hidden_weights: Any, batch: tuple, m_expected: Optional[i
         raise ValueError(f"hidden_weights must broadcast to {batch + W.shape[-2:]}, got {W.shape}") from None
     V.finite(W, "hidden_weights", threads)
     return W
+
+
+def _underflowed(log_a: np.ndarray, log_u: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Queries where underflow may have changed a_t (and so y_t) by more than the dtype's rounding.
+
+    The core computes every feature relative to its row's largest one; a key-query product far
+    below both rows' maxima underflows. log_u bounds (in log) what those products can have
+    contributed to a_t, so a query is safe when log_u - log a_t < log(eps)."""
+    with np.errstate(invalid="ignore"):
+        return log_u - log_a > math.log(np.finfo(dtype).eps)
+
+
+def _recompute_underflowed(args: list, input_scale: float, causal: bool, threads: int, y: np.ndarray,
+                           log_a: np.ndarray, log_u: np.ndarray) -> int:
+    """Recompute in double, head by head and in place, the float queries whose products underflow
+    float (inputs with |x~|^2 in the thousands): their result is then the float rounding of the
+    exact one for the same float inputs and weights, instead of a sum that lost its largest terms
+    (or all of them: a row of zeros). A causal head is recomputed whole (query t needs keys <= t).
+    Returns the number of queries recomputed."""
+    lost = _underflowed(log_a, log_u, np.dtype(np.float32))
+    W, bias, q, k, v = args
+    wide = lambda x: None if x is None else x.astype(np.float64)  # noqa: E731
+    for h in np.flatnonzero(lost.any(axis=1)):
+        rows = np.arange(q.shape[1]) if causal else np.flatnonzero(lost[h])
+        y64, la, lu = _core.attention_float64(
+            wide(W[h : h + 1]), wide(None if bias is None else bias[h : h + 1]), wide(q[h : h + 1, rows]),
+            wide(k[h : h + 1]), wide(v[h : h + 1]), input_scale, causal, threads,
+        )
+        y[h, rows], log_a[h, rows], log_u[h, rows] = y64[0], la[0], lu[0]
+        _warn_underflow(la, lu)
+    return int(lost.sum())
+
+
+def _warn_underflow(log_a: np.ndarray, log_u: np.ndarray) -> None:
+    """Warn about queries of a double computation whose products underflow double."""
+    lost = _underflowed(log_a, log_u, np.dtype(np.float64))
+    if lost.any():
+        warnings.warn(
+            f"attention: for {int(lost.sum())} of {lost.size} queries the key-query products underflow "
+            "double precision (|q~|^2, |k~|^2 far in the thousands): their outputs may have lost terms",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def attention(
@@ -125,10 +169,12 @@ def attention(
     # offsets, running sums (heads, Lq, Dv + 2) in double, per thread one block's partial readout
     # (Lq, Dv + 2) and one task's (the task partials held at once: 16 MiB, or one per thread if
     # that is more), plus a few MiB of per-thread block scratch (the synapses live there, one
-    # 512-neuron block at a time, never as an m x Dv array); causal: the values in double.
+    # 512-neuron block at a time, never as an m x Dv array); causal: the values in double; float:
+    # one head's inputs in double, for queries that underflow float (see _recompute_underflowed).
     V.check_memory(
         heads * (m * d + 2 * (Lq + Lk) * d + (Lk + Lq) * Dv) * dtype.itemsize
-        + heads * (Lq + Lk) * 8
+        + heads * (Lq + Lk) * 8 + heads * Lq * 8
+        + ((m * d + (Lq + Lk) * d + Lk * Dv + m) * 8 if dtype == np.float32 else 0)
         + (heads * Lk * (Dv + 1) * 8 if causal else 0)
         + (heads + 2 * (threads or _core.max_threads())) * Lq * (Dv + 2) * 8
         + (64 << 20),
@@ -155,9 +201,12 @@ def attention(
         W = draw_hidden_weights(m, d, heads=heads, seed=seed, feature_map=feature_map, dtype=dtype).reshape(batch + (m, d))
     flat = lambda x, shape: np.ascontiguousarray(np.broadcast_to(x, batch + shape).reshape((heads,) + shape), dtype=dtype)  # noqa: E731
     kernel = _core.attention_float32 if dtype == np.float32 else _core.attention_float64
-    y, log_a = kernel(
-        flat(W, (m, d)), bias, flat(q, (Lq, d)), flat(k, (Lk, d)), flat(v, (Lk, Dv)), math.sqrt(s), bool(causal), threads
-    )
+    args = [flat(W, (m, d)), bias, flat(q, (Lq, d)), flat(k, (Lk, d)), flat(v, (Lk, Dv))]
+    y, log_a, log_u = kernel(*args, math.sqrt(s), bool(causal), threads)
+    if dtype == np.float32:
+        _recompute_underflowed(args, math.sqrt(s), bool(causal), threads, y, log_a, log_u)
+    else:
+        _warn_underflow(log_a, log_u)
     y = y.reshape(out_shape)
     if not return_astrocyte:
         return y

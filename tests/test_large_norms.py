@@ -1,0 +1,124 @@
+"""Inputs with large norms: the log-rates span hundreds to thousands (in nats), far beyond the
+range of a float's exponent, and the results must still be the dtype's rounding of the exact ones.
+
+Tolerances: the log-rates W x~ are computed in the dtype, so each feature carries a relative error
+of about eps |W x~| (the offset |x~|^2 / 2 is applied in double); y is a weighted mean of values,
+so its error is at most a few times eps max|W x~| max|v|. Lost terms (the bugs these tests guard
+against) give errors of order max|v|.
+"""
+
+import numpy as np
+import pytest
+
+import tripartite
+from tripartite import _core, reference
+import importlib
+
+attention_module = importlib.import_module("tripartite.attention")
+
+
+def _directions(rng, shape, norm2, s):
+    """Rows of random direction with |x~|^2 = s |x|^2 = norm2."""
+    x = rng.standard_normal(shape)
+    return x / np.linalg.norm(x, axis=-1, keepdims=True) * np.sqrt(norm2 / s)
+
+
+def _log_rate_span(W, s, *inputs):
+    return max(np.abs(np.sqrt(s) * x @ W.T).max() for x in inputs)
+
+
+NET = dict(t_write=20.0, t_read=50.0, tau_hidden=2.0, tau_astro=5.0, integrator="euler")
+
+
+@pytest.mark.parametrize("norm2", [100.0, 400.0])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_network_matches_the_reference_when_the_first_log_rates_are_below_the_float_range(rng, dtype, norm2):
+    # With |x~|^2 = 400 the first token's log-rates lie near -200: the stored arrays' scale drops
+    # from 0 (after reset) to about -130, and exp(0 - (-130)) overflows a float. The float network
+    # used to turn its zero state into inf * 0 = NaN on the first token and return zeros.
+    D, Dv, m, s = 8, 2, 300, 8**-0.5
+    q, k = _directions(rng, (3, D), norm2, s), _directions(rng, (3, D), norm2, s)
+    v = rng.standard_normal((3, Dv))
+    net = tripartite.NeuronAstrocyteNetwork(D, Dv, m, dtype=dtype, **NET)
+    y = net.stream(q, k, v)
+    assert np.isfinite(net.synapses).all() and np.isfinite(net.calcium).all()
+    W = net.hidden_weights[0].astype(np.float64)
+    expected, _ = reference.simulate(k, v, q, W, stream=True, **NET)
+    tol = 4 * np.finfo(dtype).eps * _log_rate_span(W, s, q, k) * np.abs(v).max()
+    np.testing.assert_allclose(y, expected, rtol=0, atol=tol)
+    assert np.abs(expected).max() > 100 * tol  # a result of zeros cannot pass
+
+
+def test_float_and_double_networks_agree_beyond_the_double_exponent_range(rng):
+    # |x~|^2 = 2500: log-rates near -1250, below what exp can return even in double (-745); the
+    # double network used to return zeros too. The reference cannot follow (its true-unit values
+    # underflow), so the two dtypes check each other.
+    D, Dv, m, s = 16, 4, 1024, 16**-0.5
+    q, k = _directions(rng, (3, D), 2500.0, s), _directions(rng, (3, D), 2500.0, s)
+    v = rng.standard_normal((3, Dv))
+    ys = {}
+    for dtype in (np.float32, np.float64):
+        net = tripartite.NeuronAstrocyteNetwork(D, Dv, m, dtype=dtype, **NET)
+        ys[dtype] = net.stream(q, k, v)
+        assert np.isfinite(net.synapses).all()
+    # At such norms the calcium lags its target by factors of e^hundreds from window to window, so
+    # the outputs are tiny; both dtypes carry their scales in double, and each row must agree
+    # relative to its own size.
+    W = net.hidden_weights[0]
+    size = np.abs(ys[np.float64]).max(axis=1, keepdims=True)
+    assert (size > 0).all() and np.isfinite(size).all()
+    tol = 4 * np.finfo(np.float32).eps * _log_rate_span(W, s, q, k)
+    np.testing.assert_array_less(np.abs(ys[np.float32] - ys[np.float64]) / size, tol)
+    assert tol < 1e-2  # a row of zeros cannot pass
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_float_attention_recomputes_the_queries_whose_products_underflow(rng, causal, monkeypatch):
+    # |x~|^2 = 1e4 (allowed: the float limit is where x~ W^T itself would overflow): every feature
+    # is relative to its own row's maximum, and for some queries every key-query product lies more
+    # than 2^126 below both maxima. Those queries came back as zeros (or with their largest terms
+    # lost: errors of order max|v|); the core now bounds what underflow can have taken and the
+    # attention function recomputes such queries in double, from the same float inputs.
+    D, Dv, m, L, s = 16, 8, 4096, 64, 16**-0.5
+    q = _directions(rng, (L, D), 1e4, s).astype(np.float32)
+    k = _directions(rng, (L, D), 1e4, s).astype(np.float32)
+    v = rng.standard_normal((L, Dv)).astype(np.float32)
+    W = rng.standard_normal((m, D)).astype(np.float32)
+    calls = []
+    wide = _core.attention_float64
+    monkeypatch.setattr(_core, "attention_float64", lambda *a: calls.append(a[3].shape[1]) or wide(*a))
+    y = tripartite.attention(q, k, v, hidden_weights=W, causal=causal)
+    assert y.dtype == np.float32 and calls, "no query was recomputed: the inputs no longer exercise the path"
+    calls.clear()
+    expected = tripartite.attention(*(x.astype(np.float64) for x in (q, k, v)), hidden_weights=W.astype(np.float64),
+                                    causal=causal)
+    tol = 4 * np.finfo(np.float32).eps * _log_rate_span(W, s, q, k) * np.abs(v).max()
+    np.testing.assert_allclose(y, expected, rtol=0, atol=tol)
+    assert (np.abs(expected).max(axis=-1) > 100 * tol).all()
+
+
+def test_moderate_inputs_are_never_recomputed(rng, monkeypatch):
+    # The bound sits about 80 nats below a_t at the paper's norms: no query is recomputed there.
+    calls = []
+    monkeypatch.setattr(_core, "attention_float64", lambda *a: calls.append(a) or None)
+    q, k, v = (rng.standard_normal((2, 150, 64)).astype(np.float32) for _ in range(3))
+    for causal in (False, True):
+        tripartite.attention(q, k, v, n_hidden=2000, causal=causal)
+    assert not calls
+
+
+def test_double_attention_warns_when_its_products_underflow_double(rng):
+    D, m, L, s = 16, 1024, 16, 16**-0.5
+    q, k = _directions(rng, (L, D), 1e6, s), _directions(rng, (L, D), 1e6, s)
+    v = rng.standard_normal((L, 4))
+    with pytest.warns(RuntimeWarning, match="underflow double"):
+        tripartite.attention(q, k, v, n_hidden=m)
+    with np.testing.assert_no_warnings():
+        tripartite.attention(q * 0.01, k * 0.01, v, n_hidden=m)
+
+
+def test_underflow_criterion():
+    log_a = np.array([[0.0, 0.0, -np.inf, -np.inf]])
+    log_u = np.array([[-17.0, -15.0, -np.inf, 0.0]])
+    lost = attention_module._underflowed(log_a, log_u, np.dtype(np.float32))
+    assert lost.tolist() == [[False, True, False, True]]  # log(eps32) = -15.9
