@@ -89,6 +89,16 @@ py::tuple attention(py::array W, py::object bias, py::array Q, py::array K, py::
   return py::make_tuple(Y, log_a, log_underflow);
 }
 
+// Reads where underflow may have changed the output by more than T's rounding (the core's
+// bounds, relative to a); network.py warns about them once the state is up to date.
+template <class T>
+std::size_t count_underflowed(const std::vector<double>& log_bound) {
+  const double limit = std::log(static_cast<double>(std::numeric_limits<T>::epsilon()));
+  std::size_t lost = 0;
+  for (double b : log_bound) lost += b > limit;
+  return lost;
+}
+
 template <class T>
 py::tuple run_network(py::array W, py::object bias, py::array H, py::array g, py::array h, py::array scalars, py::array keys,
                       py::array values, py::array queries, py::array is_write, py::array index,
@@ -128,6 +138,8 @@ py::tuple run_network(py::array W, py::object bias, py::array H, py::array g, py
   std::fill(log_a.mutable_data(), log_a.mutable_data() + log_a.size(), kNegInf);
   in.outputs = outputs.mutable_data();
   in.log_astro = log_a.mutable_data();
+  std::vector<double> log_underflow(std::size_t(hs) * in.n_queries, kNegInf);
+  in.log_underflow = log_underflow.data();
 
   const Integrator integ = parse_integrator(integrator);
   const double tau_h = params["tau_hidden"].cast<double>(), tau_a = params["tau_astro"].cast<double>();
@@ -170,7 +182,7 @@ py::tuple run_network(py::array W, py::object bias, py::array H, py::array g, py
     py::gil_scoped_release release;
     done = run_windows(p, s, in, schedule, keep_going);
   }
-  return py::make_tuple(outputs, log_a, done, interrupted);
+  return py::make_tuple(outputs, log_a, done, interrupted, count_underflowed<T>(log_underflow));
 }
 
 py::tuple window_map_py(const std::string& integrator, double duration, std::size_t steps, double rate_h,

@@ -40,7 +40,8 @@ def test_network_matches_the_reference_when_the_first_log_rates_are_below_the_fl
     q, k = _directions(rng, (3, D), norm2, s), _directions(rng, (3, D), norm2, s)
     v = rng.standard_normal((3, Dv))
     net = tripartite.NeuronAstrocyteNetwork(D, Dv, m, dtype=dtype, **NET)
-    y = net.stream(q, k, v)
+    with np.testing.assert_no_warnings():  # nothing underflows here: no warning either
+        y = net.stream(q, k, v)
     assert np.isfinite(net.synapses).all() and np.isfinite(net.calcium).all()
     W = net.hidden_weights[0].astype(np.float64)
     expected, _ = reference.simulate(k, v, q, W, stream=True, **NET)
@@ -70,6 +71,23 @@ def test_float_and_double_networks_agree_beyond_the_double_exponent_range(rng):
     tol = 4 * np.finfo(np.float32).eps * _log_rate_span(W, s, q, k)
     np.testing.assert_array_less(np.abs(ys[np.float32] - ys[np.float64]) / size, tol)
     assert tol < 1e-2  # a row of zeros cannot pass
+
+
+def test_float_network_warns_when_a_read_loses_its_products_to_underflow():
+    # |x~|^2 = 1e4: one query's products with the stored synapses all lie below float's range, and
+    # its output comes back as zeros in float (not in double). The network cannot recompute a
+    # read in double (its state is float), so it says so.
+    rng = np.random.default_rng(0)
+    D, Dv, m, s = 16, 4, 1024, 16**-0.5
+    q, k = _directions(rng, (8, D), 1e4, s), _directions(rng, (8, D), 1e4, s)
+    v = rng.standard_normal((8, Dv))
+    y64 = tripartite.NeuronAstrocyteNetwork(D, Dv, m, dtype=np.float64, **NET).stream(q, k, v)
+    net = tripartite.NeuronAstrocyteNetwork(D, Dv, m, dtype=np.float32, **NET)
+    with pytest.warns(RuntimeWarning, match="underflow float32.*use dtype=numpy.float64"):
+        y32 = net.stream(q, k, v)
+    lost = np.abs(y32).max(axis=1) == 0
+    assert lost.any() and (np.abs(y64[lost]).max(axis=1) > 0).all()  # the case the warning is for
+    assert net.time == 8 * (NET["t_write"] + NET["t_read"])  # the state advanced before the warning
 
 
 @pytest.mark.parametrize("causal", [False, True])

@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstddef>
 #include <functional>
+#include <limits>
 #include <vector>
 
 #include "common.hpp"
@@ -55,11 +56,18 @@ struct WindowInputs {
   std::size_t n_keys = 0, n_queries = 0;
   T* outputs = nullptr;        // heads x n_queries x Dv
   double* log_astro = nullptr;  // heads x n_queries: log a at the end of each read window
+  // heads x n_queries (may be null): log of a bound, relative to a, on what underflow may have
+  // taken from each read (see run_windows); -inf where nothing can have been lost.
+  double* log_underflow = nullptr;
 };
 
 namespace detail {
 
 inline double log_abs(double x) { return x == 0.0 ? kNegInf : std::log(std::fabs(x)); }
+
+// Coefficients per head and window: the update's five (stored units), c, the scales before the
+// window (s_H, s_h) and the bound B_g after it.
+inline constexpr std::size_t kCoef = 9;
 
 // Windows advanced together: one pass over the hidden weights and one over the synapses serve
 // a whole segment (the synapses take a rank-kSegment update), instead of one pass per window.
@@ -75,7 +83,7 @@ struct Workspace {
   std::vector<T> values;          // heads x kSegment x Dv: the values of the segment's writes
   std::vector<double> block_max;  // heads x kSegment x nb
   std::vector<double> gram;       // heads x kSegment x nb x 5: (g.h, g.u, h.h, h.u, u.u) per block
-  std::vector<double> coef;       // heads x kSegment x 8: update coefficients (stored units), c, scales
+  std::vector<double> coef;       // heads x kSegment x kCoef
   std::vector<double> dots;       // heads x nb x kSegment x Dv: H h at the end of each read, per block
   Workspace(const NetworkParams& p)
       : nb(n_blocks(p.m)),
@@ -85,7 +93,7 @@ struct Workspace {
         values(p.heads * kSegment * std::max<std::size_t>(p.Dv, 1)),
         block_max(p.heads * kSegment * nb),
         gram(p.heads * kSegment * nb * 5),
-        coef(p.heads * kSegment * 8),
+        coef(p.heads * kSegment * kCoef),
         dots(p.heads * nb * kSegment * std::max<std::size_t>(p.Dv, 1)) {}
 };
 
@@ -165,7 +173,7 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
                                 detail::log_abs(map.M[0][2]) + c);
           if (bound_g != kNegInf) sH_new = bound_g;
         }
-        double* k = ws.coef.data() + (hd * kSegment + i) * 8;
+        double* k = ws.coef.data() + (hd * kSegment + i) * detail::kCoef;
         // An array whose bound is -inf holds zeros at an arbitrary scale (0 after a reset): its
         // coefficient is 0, not exp(scale - new scale), which overflows T once the first input's
         // log-rates lie below about -log(max T) (-88 in float) and would turn 0 into inf * 0 = NaN.
@@ -178,6 +186,7 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
         k[5] = c;
         k[6] = sH;  // scales before the window, for the Gram entries
         k[7] = sh;
+        k[8] = bound_g;
         sc[kScaleH] = sH_new;
         sc[kScaleh] = sh_new;
         sc[kBoundG] = bound_g;
@@ -195,7 +204,7 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
       T* h = s.h + hd * m + r0;
       T kg_seg[kSegment];
       for (std::size_t i = 0; i < S; ++i) {
-        const double* k = ws.coef.data() + (hd * kSegment + i) * 8;
+        const double* k = ws.coef.data() + (hd * kSegment + i) * detail::kCoef;
         const double rel = std::exp(ws.block_max[(hd * kSegment + i) * nb + b] - k[5]);
         const T kh = static_cast<T>(k[0]), ku = static_cast<T>(k[1] * rel);
         const T kg = static_cast<T>(k[2]), kgh = static_cast<T>(k[3]), kgu = static_cast<T>(k[4] * rel);
@@ -236,11 +245,11 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
       double* sc = s.scalars + hd * kNumScalars;
       for (std::size_t i = 0; i < S; ++i) {
         const WindowMap& map = win[i].write ? p.write_map : p.read_map;
-        const double* k = ws.coef.data() + (hd * kSegment + i) * 8;
+        const double* k = ws.coef.data() + (hd * kSegment + i) * detail::kCoef;
         const double sH = k[6], sh = k[7];
         const double sa = sc[kScaleA];
         // the scales after window i
-        const double* k_next = i + 1 < S ? ws.coef.data() + (hd * kSegment + i + 1) * 8 : nullptr;
+        const double* k_next = i + 1 < S ? ws.coef.data() + (hd * kSegment + i + 1) * detail::kCoef : nullptr;
         const double sH_new = k_next ? k_next[6] : sc[kScaleH];
         const double sh_new = k_next ? k_next[7] : sc[kScaleh];
         const double sa_new = sH_new + sh_new;
@@ -267,6 +276,16 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
           for (std::size_t b = 0; b < nb; ++b) acc += ws.dots[((hd * nb + b) * kSegment + i) * Dv + d];
           y[d] = a > 0 ? static_cast<T>(acc / a) : T(0);
         }
+        // The reads' products H_dr h_r are taken in T, with every array relative to its bound: a
+        // product below min(T), or a rate h_r below it (exp2 gives 0 there) times |H_dr| <=
+        // max|v| g_r, is lost. Per neuron that is at most 4 min(T) e^{B_g - s_H} in the units of
+        // a (times max(1, max|v|) for y): large when a is small in its units, i.e. when the query's
+        // products all lie far below the stored maxima (|x~|^2 in the thousands in float).
+        if (in.log_underflow)
+          in.log_underflow[hd * in.n_queries + win[i].index] =
+              k[8] == kNegInf ? kNegInf
+                              : std::log(4.0 * static_cast<double>(std::numeric_limits<T>::min()) * double(m)) +
+                                    k[8] - sH_new - (a > 0 ? std::log(a) : kNegInf);
         if (in.log_astro) in.log_astro[hd * in.n_queries + win[i].index] = (a > 0 ? std::log(a) : kNegInf) + sa_new;
       }
     }

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import sys
+import warnings
 import zipfile
 from typing import Any, Iterable, Optional, Sequence, Tuple, Union
 
@@ -229,6 +230,20 @@ class NeuronAstrocyteNetwork:
         return max(1, round(T / self._dt))
 
     def _run(self, keys, values, queries, is_write, index, progress, stop_multiple=1, what="windows"):
+        self._underflowed_reads = 0
+        result = self._run_windows(keys, values, queries, is_write, index, progress, stop_multiple, what)
+        if self._underflowed_reads:
+            dtype = np.dtype(self._dtype).name
+            warnings.warn(
+                f"for {self._underflowed_reads} reads the products of hidden rates and synapses underflow {dtype} "
+                "(the query's rates lie far below the stored ones: |q~|^2, |k~|^2 in the thousands); their outputs "
+                "may have lost terms" + (": use dtype=numpy.float64" if self._dtype == np.float32 else ""),
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return result
+
+    def _run_windows(self, keys, values, queries, is_write, index, progress, stop_multiple, what):
         total = len(is_write)
         bar = _progress_bar(progress, total, what)
         try:
@@ -245,12 +260,14 @@ class NeuronAstrocyteNetwork:
 
     def _kernel(self, keys, values, queries, is_write, index, bar, stop_multiple):
         kernel = _core.run_network_float32 if self._dtype == np.float32 else _core.run_network_float64
-        return kernel(
+        *result, underflowed = kernel(
             self._W, self._bias, self._H, self._g, self._h, self._scalars, keys, values, queries,
             np.ascontiguousarray(is_write, dtype=np.uint8), np.ascontiguousarray(index, dtype=np.int64),
             self._params, self._integrator, self._write_steps, self._read_steps, self.num_threads,
             None if bar is None else (lambda n: bar.update(n - bar.n)), stop_multiple,
         )
+        self._underflowed_reads += underflowed  # reads the core found may have lost terms to underflow
+        return tuple(result)
 
     def _advance(self, is_write) -> None:
         n_write = int(np.count_nonzero(is_write))
