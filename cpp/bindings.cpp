@@ -335,8 +335,9 @@ PYBIND11_MODULE(_core, mod) {
           "float32 FLOP/s of register-only FMA chains on num_threads threads (the compute limit)");
   mod.def("window_trajectory", &window_trajectory,
           "(M, a) from a window's start to each sampled step (for monitors).");
-  mod.def("openmp_enabled", &has_openmp);
-  mod.def("max_threads", &max_threads);
+  mod.def("openmp_enabled", &has_openmp,
+          "True if the core was built with OpenMP (else every call runs on one thread, whatever num_threads says).");
+  mod.def("max_threads", &max_threads, "The number of threads num_threads=0 (all cores) means.");
   mod.attr("block_size") = kBlock;
   mod.attr("attention_block_size") = kNeuronBlock;
   mod.attr("chunk_size") = kChunk;
