@@ -63,6 +63,21 @@ def input_norms(arr: np.ndarray, name: str, scale: float, dtype: np.dtype) -> No
         )
 
 
+def fits_dtype(arr: np.ndarray, name: str, dtype: np.dtype) -> None:
+    """Values beyond the largest finite number of the compute dtype would become inf when cast to it
+    (float64 weights given to a float32 computation): refuse them. Call after :func:`finite`; two
+    passes over ``arr`` (its max and min), no temporary."""
+    limit = float(np.finfo(dtype).max)
+    if not arr.size or arr.dtype.kind != "f" or float(np.finfo(arr.dtype).max) <= limit:
+        return
+    big = max(float(np.max(arr)), -float(np.min(arr)))
+    if not big <= limit:
+        raise ValueError(
+            f"{name} does not fit in {np.dtype(dtype).name}: max |{name}| = {big:.3g} exceeds its largest value {limit:.3g} "
+            f"(it would become inf)"
+        )
+
+
 def value_magnitude(arr: np.ndarray, name: str, dtype: np.dtype) -> None:
     """Values are summed into the synapses; beyond sqrt(max float) those sums could overflow."""
     limit = math.sqrt(float(np.finfo(dtype).max))

@@ -12,18 +12,20 @@ from . import _validate as V
 from .weights import FEATURE_MAPS, draw_hidden_weights
 
 
-def _broadcast_weights(hidden_weights: Any, batch: tuple, m_expected: Optional[int], d: int, threads: int) -> np.ndarray:
+def _broadcast_weights(hidden_weights: Any, batch: tuple, m_expected: Optional[int], d: int, threads: int,
+                       dtype: np.dtype) -> np.ndarray:
     W = V.real_array(hidden_weights, "hidden_weights")
     if W.ndim < 2 or W.shape[-1] != d:
         raise ValueError(f"hidden_weights must have shape (..., m, D) with D = {d}, got {W.shape}")
     if m_expected is not None and W.shape[-2] != m_expected:
         raise ValueError(f"hidden_weights must have m = n_hidden = {m_expected} rows, got shape {W.shape}")
     try:
-        W = np.broadcast_to(W, batch + W.shape[-2:])
+        Wb = np.broadcast_to(W, batch + W.shape[-2:])
     except ValueError:
         raise ValueError(f"hidden_weights must broadcast to {batch + W.shape[-2:]}, got {W.shape}") from None
-    V.finite(W, "hidden_weights", threads)
-    return W
+    V.finite(Wb, "hidden_weights", threads)
+    V.fits_dtype(W, "hidden_weights", dtype)  # before broadcasting: each value once
+    return Wb
 
 
 def attention(
@@ -119,7 +121,8 @@ def attention(
         m = V.positive_int(n_hidden, "n_hidden")
         W = None
     else:
-        W = _broadcast_weights(hidden_weights, batch, None if n_hidden is None else V.positive_int(n_hidden, "n_hidden"), d, threads)
+        W = _broadcast_weights(hidden_weights, batch, None if n_hidden is None else V.positive_int(n_hidden, "n_hidden"), d, threads,
+                               dtype)
         m = W.shape[-2]
     # W and the flattened q, k, v, y; then the core's working set: the scaled q and k with their
     # offsets, running sums (heads, Lq, Dv + 2) in double, per thread one block's partial readout
@@ -145,6 +148,7 @@ def attention(
         except ValueError:
             raise ValueError(f"hidden_bias must broadcast to {batch + (m,)}, got {b.shape}") from None
         V.finite(b, "hidden_bias", threads)
+        V.fits_dtype(b, "hidden_bias", dtype)
         bias = np.ascontiguousarray(b.reshape((heads, m)), dtype=dtype)
 
     out_shape = batch + (Lq, Dv)

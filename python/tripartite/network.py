@@ -140,6 +140,7 @@ class NeuronAstrocyteNetwork:
             if W.shape != (nh, m, D):
                 raise ValueError(f"hidden_weights must have shape (heads, n_hidden, d_key) = {(nh, m, D)}, got {W.shape}")
             V.finite(W, "hidden_weights", self.num_threads)
+            V.fits_dtype(W, "hidden_weights", self._dtype)
             self._W = np.array(W, dtype=self._dtype)
         self._W.flags.writeable = False
         self._bias = None
@@ -148,6 +149,7 @@ class NeuronAstrocyteNetwork:
             if b.shape != (nh, m):
                 raise ValueError(f"hidden_bias must have shape (heads, n_hidden) = {(nh, m)}, got {b.shape}")
             V.finite(b, "hidden_bias", self.num_threads)
+            V.fits_dtype(b, "hidden_bias", self._dtype)
             self._bias = np.array(b, dtype=self._dtype)
             self._bias.flags.writeable = False
         self._H = np.zeros((nh, Dv, m), dtype=self._dtype)

@@ -1,0 +1,43 @@
+"""Bad input found by an audit of the argument checks: each case raises ValueError naming the
+argument (and leaves state untouched), instead of being accepted silently or failing later with
+a message that does not say what was wrong."""
+
+import numpy as np
+import pytest
+
+import tripartite
+from tripartite import NeuronAstrocyteNetwork
+
+from conftest import moderate_inputs
+
+
+@pytest.fixture
+def qkv32(rng):
+    q, k, v = moderate_inputs(rng, (2, 5, 8), (2, 5, 8), 4)
+    return q.astype(np.float32), k.astype(np.float32), v.astype(np.float32)
+
+
+# 1. values that fit float64 but overflow the float32 compute dtype ---------------------------------
+def test_network_float64_weights_overflowing_float32(rng):
+    W = rng.standard_normal((1, 64, 8))
+    W[0, 3, 2] = 1e300
+    with pytest.raises(ValueError, match=r"hidden_weights does not fit in float32.*1e\+300"):
+        NeuronAstrocyteNetwork(8, 4, 64, hidden_weights=W)
+    NeuronAstrocyteNetwork(8, 4, 64, hidden_weights=W, dtype=np.float64)  # fits float64
+
+
+def test_network_bias_overflowing_float32():
+    b = np.zeros((1, 64))
+    b[0, 0] = -1e300
+    with pytest.raises(ValueError, match="hidden_bias does not fit in float32"):
+        NeuronAstrocyteNetwork(8, 4, 64, hidden_bias=b)
+
+
+def test_attention_float64_weights_and_bias_overflowing_float32(qkv32, rng):
+    q, k, v = qkv32
+    W = rng.standard_normal((64, 8))
+    W[1, 1] = 1e300
+    with pytest.raises(ValueError, match="hidden_weights does not fit in float32"):
+        tripartite.attention(q, k, v, hidden_weights=W)
+    with pytest.raises(ValueError, match="hidden_bias does not fit in float32"):
+        tripartite.attention(q, k, v, n_hidden=64, hidden_bias=np.full(64, 1e300))
