@@ -41,3 +41,17 @@ def test_attention_float64_weights_and_bias_overflowing_float32(qkv32, rng):
         tripartite.attention(q, k, v, hidden_weights=W)
     with pytest.raises(ValueError, match="hidden_bias does not fit in float32"):
         tripartite.attention(q, k, v, n_hidden=64, hidden_bias=np.full(64, 1e300))
+
+
+# 2. the weights and offsets returned cannot be made writeable ---------------------------------------
+def test_hidden_weights_and_bias_cannot_be_made_writeable():
+    net = NeuronAstrocyteNetwork(8, 4, 64, hidden_bias=np.zeros((1, 64)))
+    W0 = net.hidden_weights.copy()
+    for arr in (net.hidden_weights, net.hidden_bias):
+        assert not arr.flags.writeable
+        with pytest.raises(ValueError):
+            arr.flags.writeable = True
+        with pytest.raises(ValueError):
+            arr[...] = np.nan
+    assert np.array_equal(net.hidden_weights, W0) and not np.any(net.hidden_bias)
+    assert np.shares_memory(net.hidden_weights, net._W)  # a view, not a copy per access

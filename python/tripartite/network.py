@@ -475,13 +475,15 @@ class NeuronAstrocyteNetwork:
 
     @property
     def hidden_weights(self) -> np.ndarray:
-        """W, (heads, n_hidden, d_key), read-only."""
-        return self._W
+        """W, (heads, n_hidden, d_key), read-only: a view of the network's own array, which stays
+        non-writeable, so NumPy refuses to make the view writeable (no copy)."""
+        return self._W.view()
 
     @property
     def hidden_bias(self) -> Optional[np.ndarray]:
-        """b, per-neuron log-rate offsets, (heads, n_hidden), or None; read-only."""
-        return self._bias
+        """b, per-neuron log-rate offsets, (heads, n_hidden), or None; a read-only view as for
+        :attr:`hidden_weights`."""
+        return None if self._bias is None else self._bias.view()
 
     @property
     def synapses(self) -> np.ndarray:
