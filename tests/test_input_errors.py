@@ -55,3 +55,25 @@ def test_hidden_weights_and_bias_cannot_be_made_writeable():
             arr[...] = np.nan
     assert np.array_equal(net.hidden_weights, W0) and not np.any(net.hidden_bias)
     assert np.shares_memory(net.hidden_weights, net._W)  # a view, not a copy per access
+
+
+# 3. save writes exactly the path given, and load reads it back ----------------------------------------
+def test_save_writes_the_path_given(tmp_path, rng):
+    net = NeuronAstrocyteNetwork(8, 4, 64, t_write=10.0, t_read=20.0)
+    net.write(*moderate_inputs(rng, (3, 8), (3, 8), 4)[1:])
+    net.save(tmp_path / "ck")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
+    back = NeuronAstrocyteNetwork.load(tmp_path / "ck")
+    assert np.array_equal(back.synapses, net.synapses) and back.time == net.time
+    net.save(str(tmp_path / "ck.npz"))  # the usual name still works, unchanged
+    assert NeuronAstrocyteNetwork.load(str(tmp_path / "ck.npz")).time == net.time
+    with pytest.raises(ValueError, match="path must be a str or os.PathLike, got None"):
+        net.save(None)
+
+
+def test_load_names_the_npz_file_an_older_save_wrote(tmp_path):
+    NeuronAstrocyteNetwork(8, 4, 64).save(tmp_path / "old.npz")  # what save("old") wrote before
+    with pytest.raises(ValueError, match=r"load '.*old\.npz'"):
+        NeuronAstrocyteNetwork.load(tmp_path / "old")
+    with pytest.raises(ValueError, match="path must be a str or os.PathLike, got None"):
+        NeuronAstrocyteNetwork.load(None)

@@ -413,27 +413,38 @@ class NeuronAstrocyteNetwork:
 
     def save(self, path: Union[str, os.PathLike]) -> None:
         """Save the whole network (parameters, seed, hidden weights, synapses, astrocyte state,
-        time) to one ``.npz`` file, with a format version and a SHA-256 checksum of its contents.
-        A network loaded from it continues bitwise as this one would."""
+        time) to one file in NumPy's ``.npz`` format, with a format version and a SHA-256 checksum
+        of its contents. A network loaded from it continues bitwise as this one would.
+
+        The file is written at ``path`` exactly as given: unlike ``numpy.savez``, no ``.npz`` is
+        appended (``net.save("ck")`` writes ``ck``, which :meth:`load` reads back as ``"ck"``)."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise ValueError(f"path must be a str or os.PathLike, got {path!r}")
         config_json = json.dumps(self._config(), sort_keys=True)
         arrays = self._arrays()
-        np.savez(
-            path,
-            format=np.array(CHECKPOINT_FORMAT),
-            config=np.array(config_json),
-            checksum=np.array(self._checksum(config_json, arrays)),
-            **arrays,
-        )
+        with open(path, "wb") as fh:  # a file object: np.savez appends .npz to a bare name
+            np.savez(
+                fh,
+                format=np.array(CHECKPOINT_FORMAT),
+                config=np.array(config_json),
+                checksum=np.array(self._checksum(config_json, arrays)),
+                **arrays,
+            )
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike], *, num_threads: int = 0) -> "NeuronAstrocyteNetwork":
         """Load a network saved by :meth:`save`. A damaged file, or one from an incompatible
         checkpoint format, raises ValueError; nothing is silently repaired."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise ValueError(f"path must be a str or os.PathLike, got {path!r}")
         try:
             with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as f:
                 contents = {name: f[name] for name in f.files}
         except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, AttributeError, TypeError) as exc:
-            raise ValueError(f"{os.fspath(path)!r} is not a readable tripartite checkpoint: {exc}") from None
+            hint = ""
+            if not os.path.exists(path) and os.path.isfile(os.fspath(path) + ".npz"):
+                hint = f" (earlier versions of save appended .npz: load {os.fspath(path) + '.npz'!r})"
+            raise ValueError(f"{os.fspath(path)!r} is not a readable tripartite checkpoint: {exc}{hint}") from None
         missing = {"format", "config", "checksum", "hidden_weights", "synapses", "astrocyte_weights", "hidden",
                    "scalars", "time", "step"} - set(contents)
         if "format" in contents and int(contents["format"]) != CHECKPOINT_FORMAT:
