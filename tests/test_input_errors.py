@@ -77,3 +77,70 @@ def test_load_names_the_npz_file_an_older_save_wrote(tmp_path):
         NeuronAstrocyteNetwork.load(tmp_path / "old")
     with pytest.raises(ValueError, match="path must be a str or os.PathLike, got None"):
         NeuronAstrocyteNetwork.load(None)
+
+
+# 4. load checks the contents against the config, not only the checksum ------------------------------
+def _crafted(tmp_path, rng, arrays=None, config=None, fmt=1):
+    """A checkpoint with edited contents and a checksum that matches them."""
+    import json
+
+    net = NeuronAstrocyteNetwork(8, 4, 64, t_write=10.0, t_read=20.0)
+    net.write(*moderate_inputs(rng, (3, 8), (3, 8), 4)[1:])
+    path = tmp_path / "ck.npz"
+    net.save(path)
+    data = dict(np.load(path))
+    cfg = json.loads(str(data.pop("config")))
+    data.pop("checksum"), data.pop("format")
+    (config or (lambda c: None))(cfg)
+    data.update(arrays or {})
+    cj = json.dumps(cfg, sort_keys=True)
+    np.savez(path, format=np.array(fmt), config=np.array(cj), checksum=np.array(NeuronAstrocyteNetwork._checksum(cj, data)), **data)
+    return path
+
+
+@pytest.mark.parametrize(
+    "arrays, config, fmt, match",
+    [
+        (dict(synapses=np.ones((1, 4, 1), np.float32)), None, 1, r"synapses must have shape \(1, 4, 64\)"),
+        (dict(synapses=np.full((1, 4, 64), 1e300)), None, 1, "synapses must have .* dtype float32, got .* float64"),
+        (dict(synapses=np.full((1, 4, 64), np.nan, np.float32)), None, 1, "synapses must be finite"),
+        (dict(hidden=np.full((1, 64), np.inf, np.float32)), None, 1, "hidden must be finite"),
+        (dict(scalars=np.zeros(6)), None, 1, r"scalars must have shape \(1, 6\)"),
+        (dict(scalars=np.full((1, 6), np.nan)), None, 1, "scalars.* must be finite"),
+        (dict(time=np.array(np.nan)), None, 1, "time must be finite"),
+        (dict(time=np.array(-5.0)), None, 1, "time must be >= 0"),
+        (dict(time=np.array([1.0, 2.0])), None, 1, r"time must have shape \(\)"),
+        (dict(step=np.array(2.7)), None, 1, "step must be a non-negative integer"),
+        (dict(step=np.array(-1)), None, 1, "step must be a non-negative integer"),
+        (dict(extra=np.ones(2)), None, 1, r"unexpected \['extra'\]"),
+        (None, lambda c: c.update(foo=1), 1, r"config keys: unexpected \['foo'\]"),
+        (None, lambda c: c.pop("d_key"), 1, r"config keys: missing \['d_key'\]"),
+        (None, lambda c: c.update(d_key=8.0), 1, "config: d_key must be a positive integer, got 8.0"),
+        (None, lambda c: c.update(scale=None), 1, "scale must be a real number, got None"),
+        (None, lambda c: c.update(tau_hidden=-1), 1, "ck.npz': config: tau_hidden must be positive"),
+        (None, None, "x", "format must be an integer"),
+        (None, None, [1, 1], "format must be an integer"),
+    ],
+)
+def test_load_checks_contents(tmp_path, rng, arrays, config, fmt, match):
+    path = _crafted(tmp_path, rng, arrays, config, fmt)
+    with pytest.raises(ValueError, match=match):
+        NeuronAstrocyteNetwork.load(path)
+
+
+def test_load_refuses_a_config_that_is_not_a_json_object(tmp_path, rng):
+    path = _crafted(tmp_path, rng)
+    data = dict(np.load(path))
+    for cj, match in (("[1, 2]", "config must be a JSON object, got list"), ("{not json", "config is not valid JSON")):
+        data.update(config=np.array(cj), checksum=np.array(NeuronAstrocyteNetwork._checksum(cj, {
+            k: v for k, v in data.items() if k not in ("config", "checksum", "format")})))
+        np.savez(path, **data)
+        with pytest.raises(ValueError, match=match):
+            NeuronAstrocyteNetwork.load(path)
+
+
+def test_load_of_a_reset_network_accepts_its_minus_inf_bounds(tmp_path):
+    net = NeuronAstrocyteNetwork(8, 4, 64)
+    assert np.isneginf(net._scalars[:, 4:]).all()  # the log-bounds of an empty network
+    net.save(tmp_path / "empty.npz")
+    NeuronAstrocyteNetwork.load(tmp_path / "empty.npz")

@@ -85,6 +85,15 @@ def value_magnitude(arr: np.ndarray, name: str, dtype: np.dtype) -> None:
         raise ValueError(f"{name} is too large: max |{name}| = {float(np.max(np.abs(arr))):.3g} exceeds {limit:.3g} for {np.dtype(dtype).name}")
 
 
+def exact_array(arr: np.ndarray, name: str, shape: tuple, dtype: Any) -> np.ndarray:
+    """``arr`` with exactly this shape and dtype (stored state: no broadcasting, no cast)."""
+    if arr.shape != tuple(shape) or arr.dtype != np.dtype(dtype):
+        raise ValueError(
+            f"{name} must have shape {tuple(shape)} and dtype {np.dtype(dtype).name}, got shape {arr.shape} and dtype {arr.dtype}"
+        )
+    return arr
+
+
 def compute_dtype(*arrays: np.ndarray) -> np.dtype:
     """float64 if any input is float64 (or an integer type), else float32."""
     kinds = [a.dtype for a in arrays]

@@ -19,6 +19,11 @@ from .weights import FEATURE_MAPS, draw_hidden_weights
 
 INTEGRATORS = ("euler", "rk4", "exact")
 CHECKPOINT_FORMAT = 1
+# What a checkpoint holds (besides the optional hidden_bias), and the keys of its config.
+_CHECKPOINT_ARRAYS = ("format", "config", "checksum", "hidden_weights", "synapses", "astrocyte_weights", "hidden",
+                      "scalars", "time", "step")
+_CONFIG_KEYS = ("d_key", "d_value", "n_hidden", "heads", "seed", "feature_map", "scale", "dtype", "integrator", "dt",
+                "tau_hidden", "tau_astro", "t_write", "t_read", "eta", "leak")
 
 # Columns of the per-head scalar state kept by the core (see cpp/tripartite/network.hpp):
 # stored values are relative to log-scales, true x = stored x * exp(scale).
@@ -433,10 +438,13 @@ class NeuronAstrocyteNetwork:
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike], *, num_threads: int = 0) -> "NeuronAstrocyteNetwork":
-        """Load a network saved by :meth:`save`. A damaged file, or one from an incompatible
-        checkpoint format, raises ValueError; nothing is silently repaired."""
+        """Load a network saved by :meth:`save`. A damaged file, one from an incompatible
+        checkpoint format, or one whose contents do not fit its config (wrong or extra keys, shapes
+        other than the config implies, other dtypes, NaN or Inf in the state, negative time or step)
+        raises ValueError naming the field; nothing is silently repaired or cast."""
         if not isinstance(path, (str, os.PathLike)):
             raise ValueError(f"path must be a str or os.PathLike, got {path!r}")
+        num_threads = V.threads(num_threads)
         try:
             with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as f:
                 contents = {name: f[name] for name in f.files}
@@ -445,26 +453,38 @@ class NeuronAstrocyteNetwork:
             if not os.path.exists(path) and os.path.isfile(os.fspath(path) + ".npz"):
                 hint = f" (earlier versions of save appended .npz: load {os.fspath(path) + '.npz'!r})"
             raise ValueError(f"{os.fspath(path)!r} is not a readable tripartite checkpoint: {exc}{hint}") from None
-        missing = {"format", "config", "checksum", "hidden_weights", "synapses", "astrocyte_weights", "hidden",
-                   "scalars", "time", "step"} - set(contents)
-        if "format" in contents and int(contents["format"]) != CHECKPOINT_FORMAT:
+        name = repr(os.fspath(path))
+        missing = set(_CHECKPOINT_ARRAYS) - set(contents)
+        fmt = contents.get("format")
+        if fmt is not None and (fmt.shape != () or fmt.dtype.kind not in "iu"):
+            raise ValueError(f"{name}: format must be an integer, got {fmt!r}")
+        if fmt is not None and int(fmt) != CHECKPOINT_FORMAT:
             raise ValueError(
-                f"{os.fspath(path)!r} has checkpoint format {int(contents['format'])}; this version of tripartite "
-                f"reads format {CHECKPOINT_FORMAT}"
+                f"{name} has checkpoint format {int(fmt)}; this version of tripartite reads format {CHECKPOINT_FORMAT}"
             )
         if missing:
-            raise ValueError(f"{os.fspath(path)!r} is not a tripartite checkpoint: missing {sorted(missing)}")
+            raise ValueError(f"{name} is not a tripartite checkpoint: missing {sorted(missing)}")
+        unexpected = set(contents) - set(_CHECKPOINT_ARRAYS) - {"hidden_bias"}
+        if unexpected:
+            raise ValueError(f"{name} is not a tripartite checkpoint: unexpected {sorted(unexpected)}")
+        for key in ("config", "checksum"):
+            if contents[key].shape != () or contents[key].dtype.kind != "U":
+                raise ValueError(f"{name}: {key} must be a string, got {contents[key]!r}")
         config_json = str(contents.pop("config"))
         checksum = str(contents.pop("checksum"))
         contents.pop("format")
         if cls._checksum(config_json, contents) != checksum:
-            raise ValueError(f"{os.fspath(path)!r} is damaged: its contents do not match the checksum saved with it")
-        config = json.loads(config_json)
-        net = cls(
-            config.pop("d_key"), config.pop("d_value"), config.pop("n_hidden"),
-            hidden_weights=contents["hidden_weights"], hidden_bias=contents.get("hidden_bias"),
-            num_threads=num_threads, **config,
-        )
+            raise ValueError(f"{name} is damaged: its contents do not match the checksum saved with it")
+        config = cls._checkpoint_config(name, config_json)
+        cls._check_checkpoint_arrays(name, config, contents)
+        try:
+            net = cls(
+                config.pop("d_key"), config.pop("d_value"), config.pop("n_hidden"),
+                hidden_weights=contents["hidden_weights"], hidden_bias=contents.get("hidden_bias"),
+                num_threads=num_threads, **config,
+            )
+        except ValueError as exc:
+            raise ValueError(f"{name}: config: {exc}") from None
         net._H[...] = contents["synapses"]
         net._g[...] = contents["astrocyte_weights"]
         net._h[...] = contents["hidden"]
@@ -472,6 +492,60 @@ class NeuronAstrocyteNetwork:
         net._time = float(contents["time"])
         net._step = int(contents["step"])
         return net
+
+    @staticmethod
+    def _checkpoint_config(name: str, config_json: str) -> dict:
+        """The config of a checkpoint: a JSON object with exactly the keys :meth:`_config` writes.
+        Its values are checked by the constructor (and the sizes and dtype here, first)."""
+        try:
+            config = json.loads(config_json)
+        except ValueError as exc:
+            raise ValueError(f"{name}: config is not valid JSON: {exc}") from None
+        if not isinstance(config, dict):
+            raise ValueError(f"{name}: config must be a JSON object, got {type(config).__name__}")
+        missing, unexpected = set(_CONFIG_KEYS) - set(config), set(config) - set(_CONFIG_KEYS)
+        if missing or unexpected:
+            what = [f"{label} {sorted(keys)}" for label, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
+            raise ValueError(f"{name}: config keys: {' and '.join(what)}")
+        if config["scale"] is None:  # None would mean the default, silently
+            raise ValueError(f"{name}: config: scale must be a real number, got None")
+        try:
+            for key in ("d_key", "d_value", "n_hidden", "heads"):
+                V.positive_int(config[key], key)
+            V.float_dtype(config["dtype"])
+        except ValueError as exc:
+            raise ValueError(f"{name}: config: {exc}") from None
+        return config
+
+    @staticmethod
+    def _check_checkpoint_arrays(name: str, config: dict, contents: dict) -> None:
+        """Shapes exactly as the config implies (no broadcasting), dtypes exactly as saved (no
+        cast), finite state, time finite and >= 0, step a non-negative integer."""
+        h, m, D, Dv = config["heads"], config["n_hidden"], config["d_key"], config["d_value"]
+        dtype = np.dtype(config["dtype"])
+        expect = dict(hidden_weights=((h, m, D), dtype), synapses=((h, Dv, m), dtype), astrocyte_weights=((h, m), dtype),
+                      hidden=((h, m), dtype), scalars=((h, _core.num_scalars), np.dtype(np.float64)),
+                      time=((), np.dtype(np.float64)))
+        if "hidden_bias" in contents:
+            expect["hidden_bias"] = ((h, m), dtype)
+        try:
+            for key, (shape, dt) in expect.items():
+                V.exact_array(contents[key], key, shape, dt)
+                if key not in ("scalars", "time"):
+                    V.finite(contents[key], key)
+            # scalars: calcium and log-scales finite; the log-bounds B_g, B_h may be -inf (nothing written yet)
+            sc = contents["scalars"]
+            V.finite(sc[:, :_BOUND_G], "scalars[:, :4]")
+            bad = np.argwhere(np.isnan(sc) | (sc == np.inf))
+            if bad.size:
+                i, j = bad[0]
+                raise ValueError(f"scalars must be finite (or -inf in the bounds, columns 4 and 5), got {sc[i, j]} at index ({i}, {j})")
+            V.non_negative(float(contents["time"]), "time")
+            step = contents["step"]
+            if step.shape != () or step.dtype.kind not in "iu" or int(step) < 0:
+                raise ValueError(f"step must be a non-negative integer, got {step!r}")
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
 
     # ----------------------------------------------------------------------------------------
     @staticmethod
