@@ -144,3 +144,40 @@ def test_load_of_a_reset_network_accepts_its_minus_inf_bounds(tmp_path):
     assert np.isneginf(net._scalars[:, 4:]).all()  # the log-bounds of an empty network
     net.save(tmp_path / "empty.npz")
     NeuronAstrocyteNetwork.load(tmp_path / "empty.npz")
+
+
+# 5. monitor arguments ----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(heads=[0.7]), r"heads must be a list of integer indices, got \[0.7\]"),
+        (dict(heads=[True]), "heads must be a list of integer indices"),
+        (dict(heads=["1"]), "heads must be a list of integer indices"),
+        (dict(heads=1), "heads must be a list of integer indices, got 1"),
+        (dict(heads=[2**70]), r"heads must be indices in \[0, 2\)"),
+        (dict(heads=[float("nan")]), "heads must be a list of integer"),
+        (dict(variables=("hidden",), hidden=[1.9]), "hidden must be a list of integer neuron indices"),
+        (dict(variables=("hidden",), hidden="12"), "hidden must be a list of integer"),
+        (dict(variables=("hidden",), hidden=[None]), "hidden must be a list of integer"),
+        (dict(variables=("calcium",), hidden=[640]), r"hidden must be neuron indices in \[0, 64\)"),
+        (dict(variables=("synapses",), synapses=[0, 1, 2, 3]), r"synapses must be a list of \(output d, hidden r\) integer pairs"),
+        (dict(variables=("synapses",), synapses=[(0, 1, 2)]), "synapses must be a list of"),
+        (dict(variables=("synapses",), synapses=(0, 1)), "synapses must be a list of"),
+        (dict(variables=("synapses",), synapses=[(0.5, 1.5)]), "synapses must be a list of"),
+        (dict(variables=None), "variables must be a tuple or list"),
+    ],
+)
+def test_monitor_arguments(kwargs, match):
+    net = NeuronAstrocyteNetwork(8, 4, 64, heads=2, t_write=10.0, t_read=20.0)
+    with pytest.raises(ValueError, match=match):
+        net.monitor(**kwargs)
+    assert not net._monitors
+
+
+def test_monitor_takes_one_variable_name_as_a_string():
+    net = NeuronAstrocyteNetwork(8, 4, 64, t_write=10.0, t_read=20.0)
+    mon = net.monitor("calcium")
+    assert mon.variables == ("calcium",) and mon.calcium.shape == (1, 1)
+    assert net.monitor(("calcium", "calcium")).variables == ("calcium",)
+    pairs = net.monitor(("synapses",), synapses=np.array([[0, 1], [3, 63]])).synapse_indices
+    assert pairs.tolist() == [[0, 1], [3, 63]]

@@ -155,6 +155,23 @@ def threads(num_threads: Any) -> int:
     return int(num_threads)
 
 
+def indices(value: Any, name: str, bound: int, what: str) -> np.ndarray:
+    """A non-empty list (or 1-D integer array) of integer indices in [0, bound), as int64. Floats,
+    bools, strings and a bare integer are refused, not rounded or read as characters."""
+    items = None
+    if not isinstance(value, (str, bytes)) and not (isinstance(value, np.ndarray) and value.ndim != 1):
+        try:
+            items = list(value)
+        except TypeError:
+            pass
+    what = what + " " if what else ""
+    if items is None or any(isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)) for i in items):
+        raise ValueError(f"{name} must be a list of integer {what}indices, got {value!r}")
+    if not items or min(items) < 0 or max(items) >= bound:
+        raise ValueError(f"{name} must be {what}indices in [0, {bound}), at least one, got {[int(i) for i in items]}")
+    return np.asarray(items, dtype=np.int64)
+
+
 def choice(value: Any, name: str, options: tuple) -> str:
     if value not in options:
         raise ValueError(f"{name} must be one of {', '.join(repr(o) for o in options)}, got {value!r}")

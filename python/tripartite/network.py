@@ -375,10 +375,15 @@ class NeuronAstrocyteNetwork:
 
         Parameters
         ----------
-        variables : subset of {"calcium", "hidden", "astrocyte_weights", "synapses", "outputs"}
-        heads : indices of the heads to record (default: all)
-        hidden : hidden-neuron indices for "hidden" and "astrocyte_weights" (default: the first 10)
-        synapses : (output d, hidden r) pairs for "synapses" (default: [(0, 0)])
+        variables : tuple or list, a subset of {"calcium", "hidden", "astrocyte_weights", "synapses", "outputs"}
+            A single name may be given as a string: ``monitor("calcium")`` is ``monitor(("calcium",))``.
+        heads : list of integer indices of the heads to record (default: all)
+        hidden : list of integer hidden-neuron indices for "hidden" and "astrocyte_weights" (default:
+            the first 10)
+        synapses : list of integer (output d, hidden r) pairs for "synapses" (default: [(0, 0)])
+
+        Indices must be integers in range (floats, bools and strings are refused), and are checked
+        even for a variable not recorded.
         every : record every this many steps of dt (the "exact" integrator samples its continuous
             solution on the same grid)
 
