@@ -181,3 +181,14 @@ def test_monitor_takes_one_variable_name_as_a_string():
     assert net.monitor(("calcium", "calcium")).variables == ("calcium",)
     pairs = net.monitor(("synapses",), synapses=np.array([[0, 1], [3, 63]])).synapse_indices
     assert pairs.tolist() == [[0, 1], [3, 63]]
+
+
+# 6. num_threads of a network, set after construction ----------------------------------------------
+@pytest.mark.parametrize("bad", [-1, 1.5, "x", None, True])
+def test_network_num_threads_attribute_is_checked(bad):
+    net = NeuronAstrocyteNetwork(8, 4, 64, t_write=10.0, t_read=20.0)
+    with pytest.raises(ValueError, match="num_threads must be a non-negative integer"):
+        net.num_threads = bad
+    assert net.num_threads == 0
+    net.num_threads = np.int64(1)
+    assert net.num_threads == 1 and type(net.num_threads) is int

@@ -133,7 +133,7 @@ class NeuronAstrocyteNetwork:
         self._integrator = V.choice(integrator, "integrator", INTEGRATORS)
         self._dt = V.positive(dt, "dt", "ms")
         self._write_steps, self._read_steps = self._check_dt()
-        self.num_threads = V.threads(num_threads)
+        self.num_threads = num_threads  # checked by the property
 
         m, D, Dv, nh, item = self._n_hidden, self._d_key, self._d_value, self._heads, self._dtype.itemsize
         # State + weights + the core's per-window workspace (u and w vectors).
@@ -605,6 +605,15 @@ class NeuronAstrocyteNetwork:
     def time(self) -> float:
         """Simulated time since the last reset (ms)."""
         return self._time
+
+    @property
+    def num_threads(self) -> int:
+        """Threads of the core (0 = all cores); may be set, with the constructor's rule."""
+        return self._num_threads
+
+    @num_threads.setter
+    def num_threads(self, value: int) -> None:
+        self._num_threads = V.threads(value)
 
     @property
     def heads(self) -> int:
