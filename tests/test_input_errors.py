@@ -192,3 +192,49 @@ def test_network_num_threads_attribute_is_checked(bad):
     assert net.num_threads == 0
     net.num_threads = np.int64(1)
     assert net.num_threads == 1 and type(net.num_threads) is int
+
+
+# 7. flags must be bools, dtype must be given, feature_map a string -------------------------------
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(causal="no"), "causal must be True or False, got 'no'"),
+    (dict(causal=None), "causal must be True or False"),
+    (dict(return_astrocyte="no"), "return_astrocyte must be True or False, got 'no'"),
+    (dict(feature_map=np.array(["performer"])), "feature_map must be one of"),
+])
+def test_attention_flags_and_feature_map(qkv32, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        tripartite.attention(*qkv32, n_hidden=64, **kwargs)
+
+
+def test_attention_accepts_numpy_bools(qkv32):
+    y = tripartite.attention(*qkv32, n_hidden=64, causal=np.bool_(True))
+    assert np.array_equal(y, tripartite.attention(*qkv32, n_hidden=64, causal=True))
+
+
+def test_network_flags(rng):
+    net = NeuronAstrocyteNetwork(8, 4, 64, t_write=10.0, t_read=20.0)
+    q, k, v = moderate_inputs(rng, (3, 8), (3, 8), 4)
+    with pytest.raises(ValueError, match="progress must be True or False \\(or None\\), got 'yes'"):
+        net.write(k, v, progress="yes")
+    with pytest.raises(ValueError, match="return_astrocyte must be True or False, got 'no'"):
+        net.read(q, return_astrocyte="no")
+    with pytest.raises(ValueError, match="progress must be True or False"):
+        net.stream(q, k, v, progress=1)
+    assert net.time == 0.0
+
+
+@pytest.mark.parametrize("make", [
+    lambda: NeuronAstrocyteNetwork(8, 4, 64, dtype=None),
+    lambda: tripartite.draw_hidden_weights(4, 4, dtype=None),
+    lambda: NeuronAstrocyteNetwork(8, 4, 64, feature_map=np.array(["performer"])),
+])
+def test_dtype_none_and_array_feature_map_are_refused(make):
+    with pytest.raises(ValueError, match="dtype must be float32 or float64, got None|feature_map must be one of"):
+        make()
+
+
+def test_minilm_dtype_none_is_refused():
+    from tripartite.transformer import MiniLM
+
+    with pytest.raises(ValueError, match="dtype must be float32 or float64, got None"):
+        MiniLM(dtype=None)

@@ -103,6 +103,8 @@ def compute_dtype(*arrays: np.ndarray) -> np.dtype:
 
 
 def float_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
+    if dtype is None:  # np.dtype(None) would silently mean float64
+        raise ValueError(f"{name} must be float32 or float64, got None")
     try:
         dt = np.dtype(dtype)
     except TypeError:
@@ -172,8 +174,18 @@ def indices(value: Any, name: str, bound: int, what: str) -> np.ndarray:
     return np.asarray(items, dtype=np.int64)
 
 
+def flag(value: Any, name: str, optional: bool = False) -> Optional[bool]:
+    """A bool (NumPy's included); with ``optional``, None too. Strings such as "no" are refused
+    rather than read as True."""
+    if optional and value is None:
+        return None
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False{' (or None)' if optional else ''}, got {value!r}")
+    return bool(value)
+
+
 def choice(value: Any, name: str, options: tuple) -> str:
-    if value not in options:
+    if not isinstance(value, str) or value not in options:
         raise ValueError(f"{name} must be one of {', '.join(repr(o) for o in options)}, got {value!r}")
     return value
 

@@ -84,6 +84,8 @@ def attention(
     y : numpy.ndarray, shape (..., Lq, Dv)
     a : numpy.ndarray, shape (..., Lq), only with ``return_astrocyte``
     """
+    causal = V.flag(causal, "causal")
+    return_astrocyte = V.flag(return_astrocyte, "return_astrocyte")
     q = V.real_array(q, "q")
     k = V.real_array(k, "k")
     v = V.real_array(v, "v")

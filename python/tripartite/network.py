@@ -309,6 +309,7 @@ class NeuronAstrocyteNetwork:
 
         keys (L, D) and values (L, Dv) for one head, or (heads, L, D) and (heads, L, Dv).
         """
+        progress = V.flag(progress, "progress", optional=True)
         k, _ = self._inputs(keys, "keys", self._d_key, "D")
         v, _ = self._inputs(values, "values", self._d_value, "Dv")
         if v.shape[1] != k.shape[1]:
@@ -326,6 +327,8 @@ class NeuronAstrocyteNetwork:
         (heads, Lq, Dv), and with ``return_astrocyte`` the astrocyte's calcium a at the end of each
         window (float64, (Lq,) or (heads, Lq), in the paper's units: it tracks Z_t).
         """
+        return_astrocyte = V.flag(return_astrocyte, "return_astrocyte")
+        progress = V.flag(progress, "progress", optional=True)
         q, two_d = self._inputs(queries, "queries", self._d_key, "D")
         Lq = q.shape[1]
         out, log_a = self._run(
@@ -347,6 +350,8 @@ class NeuronAstrocyteNetwork:
 
         Shapes as in :meth:`write` and :meth:`read`, with as many queries as tokens.
         """
+        return_astrocyte = V.flag(return_astrocyte, "return_astrocyte")
+        progress = V.flag(progress, "progress", optional=True)
         q, two_d = self._inputs(queries, "queries", self._d_key, "D")
         k, _ = self._inputs(keys, "keys", self._d_key, "D")
         v, _ = self._inputs(values, "values", self._d_value, "Dv")
