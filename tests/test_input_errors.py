@@ -238,3 +238,9 @@ def test_minilm_dtype_none_is_refused():
 
     with pytest.raises(ValueError, match="dtype must be float32 or float64, got None"):
         MiniLM(dtype=None)
+
+
+# 8. hidden weights with no rows are m = 0, refused like n_hidden=0 ------------------------------------
+def test_attention_hidden_weights_without_rows(qkv32):
+    with pytest.raises(ValueError, match=r"hidden_weights must have at least one row .* got shape \(0, 8\)"):
+        tripartite.attention(*qkv32, hidden_weights=np.ones((0, 8)))

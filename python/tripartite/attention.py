@@ -17,6 +17,8 @@ def _broadcast_weights(hidden_weights: Any, batch: tuple, m_expected: Optional[i
     W = V.real_array(hidden_weights, "hidden_weights")
     if W.ndim < 2 or W.shape[-1] != d:
         raise ValueError(f"hidden_weights must have shape (..., m, D) with D = {d}, got {W.shape}")
+    if W.shape[-2] < 1:
+        raise ValueError(f"hidden_weights must have at least one row (m >= 1 hidden neuron), got shape {W.shape}")
     if m_expected is not None and W.shape[-2] != m_expected:
         raise ValueError(f"hidden_weights must have m = n_hidden = {m_expected} rows, got shape {W.shape}")
     try:
