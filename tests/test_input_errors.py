@@ -244,3 +244,35 @@ def test_minilm_dtype_none_is_refused():
 def test_attention_hidden_weights_without_rows(qkv32):
     with pytest.raises(ValueError, match=r"hidden_weights must have at least one row .* got shape \(0, 8\)"):
         tripartite.attention(*qkv32, hidden_weights=np.ones((0, 8)))
+
+
+# 12. clear messages: thread counts, leading axes, the outputs' memory ------------------------------
+def test_num_threads_upper_bound(qkv32):
+    from tripartite import _validate
+
+    for bad in (2**31, _validate.MAX_THREADS + 1):
+        with pytest.raises(ValueError, match=f"num_threads must be at most {_validate.MAX_THREADS}"):
+            tripartite.attention(*qkv32, n_hidden=64, num_threads=bad)
+        with pytest.raises(ValueError, match="num_threads must be at most"):
+            NeuronAstrocyteNetwork(8, 4, 64, num_threads=bad)
+
+
+def test_leading_axes_of_weights_and_bias_are_explained(qkv32):
+    q, k, v = (x[0] for x in qkv32)  # 2-D: no leading axes
+    with pytest.raises(ValueError, match=r"hidden_weights of shape \(1, 64, 8\) has leading axes \(1,\).*\(\) of q, k, v"):
+        tripartite.attention(q, k, v, hidden_weights=np.ones((1, 64, 8)))
+    with pytest.raises(ValueError, match=r"hidden_bias of shape \(3, 64\) has leading axes \(3,\).*\(2,\) of q, k, v"):
+        tripartite.attention(*qkv32, n_hidden=64, hidden_bias=np.ones((3, 64)))
+
+
+def test_read_and_stream_check_the_outputs_memory(rng, monkeypatch):
+    from tripartite import _validate
+
+    net = NeuronAstrocyteNetwork(8, 4, 64, t_write=10.0, t_read=20.0)
+    q, k, v = moderate_inputs(rng, (50, 8), (50, 8), 4)
+    monkeypatch.setattr(_validate, "available_memory", lambda: 1000)  # bytes: less than 50 x 4 outputs
+    with pytest.raises(MemoryError, match="the outputs of 50 queries"):
+        net.read(q)
+    with pytest.raises(MemoryError, match="the outputs of 50 queries"):
+        net.stream(q, k, v)
+    assert net.time == 0.0

@@ -151,9 +151,18 @@ def seed_value(seed: Any) -> int:
     return int(seed)
 
 
+# More threads than this is a mistake, not a request: the core would start them all and size
+# per-thread scratch for each (2**31 threads asked for a 960 GiB working set).
+MAX_THREADS = 4096
+
+
 def threads(num_threads: Any) -> int:
     if isinstance(num_threads, (bool, np.bool_)) or not isinstance(num_threads, (int, np.integer)) or num_threads < 0:
         raise ValueError(f"num_threads must be a non-negative integer (0 = all cores), got {num_threads!r}")
+    if num_threads > MAX_THREADS:
+        raise ValueError(
+            f"num_threads must be at most {MAX_THREADS} (0 = all {_core.max_threads()} cores), got {num_threads!r}"
+        )
     return int(num_threads)
 
 

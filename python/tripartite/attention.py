@@ -24,7 +24,11 @@ def _broadcast_weights(hidden_weights: Any, batch: tuple, m_expected: Optional[i
     try:
         Wb = np.broadcast_to(W, batch + W.shape[-2:])
     except ValueError:
-        raise ValueError(f"hidden_weights must broadcast to {batch + W.shape[-2:]}, got {W.shape}") from None
+        raise ValueError(
+            f"hidden_weights of shape {W.shape} has leading axes {W.shape[:-2]}, which do not broadcast to the leading "
+            f"(batch, head) axes {batch} of q, k, v: give shape (m, D) = {W.shape[-2:]} for all heads, or (..., m, D) "
+            f"with leading axes that broadcast to {batch}"
+        ) from None
     V.finite(Wb, "hidden_weights", threads)
     V.fits_dtype(W, "hidden_weights", dtype)  # before broadcasting: each value once
     return Wb
@@ -150,7 +154,11 @@ def attention(
         try:
             b = np.broadcast_to(b, batch + (m,))
         except ValueError:
-            raise ValueError(f"hidden_bias must broadcast to {batch + (m,)}, got {b.shape}") from None
+            raise ValueError(
+                f"hidden_bias of shape {b.shape} has leading axes {b.shape[:-1]}, which do not broadcast to the leading "
+                f"(batch, head) axes {batch} of q, k, v: give shape (m,) = ({m},) for all heads, or (..., m) with leading "
+                f"axes that broadcast to {batch}"
+            ) from None
         V.finite(b, "hidden_bias", threads)
         V.fits_dtype(b, "hidden_bias", dtype)
         bias = np.ascontiguousarray(b.reshape((heads, m)), dtype=dtype)

@@ -227,6 +227,12 @@ class NeuronAstrocyteNetwork:
             V.value_magnitude(arr, name, self._dtype)
         return np.ascontiguousarray(arr, dtype=self._dtype), two_d
 
+    def _check_output_memory(self, n_queries: int) -> None:
+        """MemoryError before running when the outputs of ``n_queries`` reads cannot fit: y (heads,
+        Lq, Dv) in the network's dtype, log a_t and a_t (heads, Lq) in float64."""
+        V.check_memory(self._heads * n_queries * (self._d_value * self._dtype.itemsize + 16),
+                       f"the outputs of {n_queries} queries ({self._heads} heads x {self._d_value} output neurons)")
+
     def _empty(self, width: int) -> np.ndarray:
         return np.zeros((self._heads, 0, width), dtype=self._dtype)
 
@@ -331,6 +337,7 @@ class NeuronAstrocyteNetwork:
         progress = V.flag(progress, "progress", optional=True)
         q, two_d = self._inputs(queries, "queries", self._d_key, "D")
         Lq = q.shape[1]
+        self._check_output_memory(Lq)
         out, log_a = self._run(
             self._empty(self._d_key), self._empty(self._d_value), q, np.zeros(Lq, np.uint8), np.arange(Lq), progress,
             what="queries",
@@ -360,6 +367,7 @@ class NeuronAstrocyteNetwork:
                 f"stream needs as many queries, keys and values, got {q.shape[1]}, {k.shape[1]}, {v.shape[1]}"
             )
         L = q.shape[1]
+        self._check_output_memory(L)
         is_write = np.tile(np.array([1, 0], np.uint8), L)
         index = np.repeat(np.arange(L), 2)
         # An interruption stops only after a read, so that a resumed stream starts with a token.
