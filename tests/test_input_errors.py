@@ -276,3 +276,44 @@ def test_read_and_stream_check_the_outputs_memory(rng, monkeypatch):
     with pytest.raises(MemoryError, match="the outputs of 50 queries"):
         net.stream(q, k, v)
     assert net.time == 0.0
+
+
+# 10. the reference simulation and softmax check their arguments ------------------------------------
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(dt=0), "dt must be positive"),
+    (dict(dt=3.0), "dt must divide t_write"),
+    (dict(tau_hidden=0), "tau_hidden must be positive"),
+    (dict(tau_astro=-1.0), "tau_astro must be positive"),
+    (dict(dt=5.0, tau_hidden=2.0), "unstable for the euler integrator"),
+    (dict(dt=5.0, leak=1.0, integrator="rk4"), r"unstable for the rk4 integrator.*1/leak"),
+    (dict(record_every=0), "record_every must be a positive integer"),
+    (dict(record_every=2.0), "record_every must be a positive integer"),
+    (dict(stream=True, queries=slice(0, 2)), "stream=True needs as many queries as keys"),
+    (dict(values=slice(0, 2)), "values must have as many rows as keys"),
+    (dict(hidden_weights=np.ones((16, 3))), r"keys must have shape \(rows, D\) with D = 3"),
+])
+def test_reference_simulate_checks_arguments(rng, kwargs, match):
+    from tripartite import reference
+
+    q, k, v = moderate_inputs(rng, (4, 8), (4, 8), 3)
+    args = dict(keys=k, values=v, queries=q, hidden_weights=rng.standard_normal((16, 8)), t_write=10.0, t_read=10.0)
+    for name in ("queries", "values"):
+        if isinstance(kwargs.get(name), slice):
+            kwargs = dict(kwargs, **{name: args[name][kwargs[name]]})
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        reference.simulate(args.pop("keys"), args.pop("values"), args.pop("queries"), args.pop("hidden_weights"), **args)
+
+
+def test_reference_softmax_checks_causal_and_scale(rng):
+    from tripartite import reference
+
+    q, k, v = moderate_inputs(rng, (4, 8), (4, 8), 3)
+    with pytest.raises(ValueError, match="causal attention needs Lq == Lk"):
+        reference.softmax_attention(q[:2], k, v, causal=True)
+    for scale in (0.0, -1.0):
+        with pytest.raises(ValueError, match="scale must be positive"):
+            reference.softmax_attention(q, k, v, scale=scale)
+        with pytest.raises(ValueError, match="scale must be positive"):
+            reference.softmax_normaliser(q, k, scale=scale)
+    assert "softmax_normaliser" in reference.__all__

@@ -199,6 +199,47 @@ def choice(value: Any, name: str, options: tuple) -> str:
     return value
 
 
+# Explicit Euler keeps the rates non-negative and monotone only for dt <= tau; classical RK4 is
+# stable for dt/tau below 2.78 on a decaying mode, and we keep a margin.
+MAX_STEP = {"euler": 1.0, "rk4": 2.5}
+# Steps of dt per window: euler and rk4 compose that many step maps per window (and monitors
+# sample on that grid), so a dt far below any time scale is refused rather than left to run.
+MAX_STEPS = 1e8
+
+
+def time_steps(dt: float, integrator: str, p: dict, exact_available: bool = True) -> tuple:
+    """Steps of dt in a write and in a read window, for checked positive ``dt`` and ``p`` (tau_hidden,
+    tau_astro, t_write, t_read, leak). dt must be at most each window, divide both into whole steps
+    (euler, rk4) and be stable: at most MAX_STEP x min(tau_hidden, tau_astro, 1/leak). "exact"
+    takes one map per window: (1, 1)."""
+    for window in ("t_write", "t_read"):
+        if dt > p[window]:
+            raise ValueError(f"dt must be at most {window} = {p[window]} ms, got dt = {dt} ms")
+        if p[window] / dt > MAX_STEPS:
+            raise ValueError(
+                f"dt = {dt:g} ms is too small: {window} / dt = {p[window] / dt:.3g} steps per window, "
+                f"more than {MAX_STEPS:.0e}"
+            )
+    if integrator == "exact":
+        return 1, 1
+    limit = MAX_STEP[integrator] * min(p["tau_hidden"], p["tau_astro"])
+    if p["leak"] > 0:
+        limit = min(limit, MAX_STEP[integrator] / p["leak"])
+    if dt > limit:
+        raise ValueError(
+            f"dt = {dt} ms is unstable for the {integrator} integrator: it must be at most "
+            f"{limit:g} ms ({MAX_STEP[integrator]:g} x min(tau_hidden, tau_astro, 1/leak)); "
+            "use a smaller dt" + (" or integrator='exact'" if exact_available else "")
+        )
+    steps = []
+    for window in ("t_write", "t_read"):
+        n = round(p[window] / dt)
+        if abs(n * dt - p[window]) > 1e-9 * p[window]:
+            raise ValueError(f"dt must divide {window} = {p[window]} ms into whole steps, got dt = {dt} ms")
+        steps.append(n)
+    return steps[0], steps[1]
+
+
 def scale_value(scale: Optional[float], d_key: int) -> float:
     """The score scale s (q.k is multiplied by s); default 1/sqrt(d_key)."""
     if scale is None:

@@ -30,12 +30,6 @@ _CONFIG_KEYS = ("d_key", "d_value", "n_hidden", "heads", "seed", "feature_map", 
 _A, _SCALE_A, _SCALE_H, _SCALE_h, _BOUND_G, _BOUND_h = range(6)
 assert _core.num_scalars == 6
 
-# Explicit Euler keeps the rates non-negative and monotone only for dt <= tau; classical RK4 is
-# stable for dt/tau below 2.78 on a decaying mode, and we keep a margin.
-_MAX_STEP = {"euler": 1.0, "rk4": 2.5}
-# Steps of dt per window: euler and rk4 compose that many step maps per window (and monitors
-# sample on that grid), so a dt far below any time scale is refused rather than left to run.
-_MAX_STEPS = 1e8
 
 
 class NeuronAstrocyteNetwork:
@@ -132,7 +126,7 @@ class NeuronAstrocyteNetwork:
         )
         self._integrator = V.choice(integrator, "integrator", INTEGRATORS)
         self._dt = V.positive(dt, "dt", "ms")
-        self._write_steps, self._read_steps = self._check_dt()
+        self._write_steps, self._read_steps = V.time_steps(self._dt, self._integrator, self._params)
         self.num_threads = num_threads  # checked by the property
 
         m, D, Dv, nh, item = self._n_hidden, self._d_key, self._d_value, self._heads, self._dtype.itemsize
@@ -167,35 +161,6 @@ class NeuronAstrocyteNetwork:
         self.reset()
 
     # ----------------------------------------------------------------------------------------
-    def _check_dt(self) -> Tuple[int, int]:
-        p, dt = self._params, self._dt
-        for window in ("t_write", "t_read"):
-            if dt > p[window]:
-                raise ValueError(f"dt must be at most {window} = {p[window]} ms, got dt = {dt} ms")
-            if p[window] / dt > _MAX_STEPS:
-                raise ValueError(
-                    f"dt = {dt:g} ms is too small: {window} / dt = {p[window] / dt:.3g} steps per window, "
-                    f"more than {_MAX_STEPS:.0e}"
-                )
-        if self._integrator == "exact":
-            return 1, 1
-        limit = _MAX_STEP[self._integrator] * min(p["tau_hidden"], p["tau_astro"])
-        if p["leak"] > 0:
-            limit = min(limit, _MAX_STEP[self._integrator] / p["leak"])
-        if dt > limit:
-            raise ValueError(
-                f"dt = {dt} ms is unstable for the {self._integrator} integrator: it must be at most "
-                f"{limit:g} ms ({_MAX_STEP[self._integrator]:g} x min(tau_hidden, tau_astro, 1/leak)); "
-                f"use a smaller dt or integrator='exact'"
-            )
-        steps = []
-        for window in ("t_write", "t_read"):
-            n = round(p[window] / dt)
-            if abs(n * dt - p[window]) > 1e-9 * p[window]:
-                raise ValueError(f"dt must divide {window} = {p[window]} ms into whole steps, got dt = {dt} ms")
-            steps.append(n)
-        return steps[0], steps[1]
-
     def reset(self) -> None:
         """Forget everything: synapses, weights to the astrocyte, rates and calcium to zero, time 0."""
         self._H.fill(0)
