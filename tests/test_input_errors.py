@@ -317,3 +317,62 @@ def test_reference_softmax_checks_causal_and_scale(rng):
         with pytest.raises(ValueError, match="scale must be positive"):
             reference.softmax_normaliser(q, k, scale=scale)
     assert "softmax_normaliser" in reference.__all__
+
+
+# 11. MiniLM and the study ---------------------------------------------------------------------------
+def test_minilm_token_ids_must_be_in_the_vocabulary():
+    from tripartite.transformer import MiniLM
+
+    model = MiniLM()
+    for bad in (-1, model._word.shape[0]):
+        with pytest.raises(ValueError, match=rf"ids must be token ids in \[0, 30522\).*got {bad}"):
+            model.hidden_states([np.array([101, bad, 102])])
+
+
+def test_neuron_astrocyte_attention_arguments():
+    from tripartite import minilm
+
+    for kwargs, match in ((dict(n_hidden=2.7), "n_hidden must be a positive integer, got 2.7"),
+                          (dict(n_hidden=8, seed=-1), "seed must be a non-negative integer"),
+                          (dict(n_hidden=8, num_threads=1.5), "num_threads must be a non-negative integer")):
+        with pytest.raises(ValueError, match=match):
+            minilm.NeuronAstrocyteAttention(**kwargs)
+    x = np.ones((2, 4, 8), np.float32)
+    with pytest.raises(ValueError, match="layer must be a non-negative integer, got -1"):
+        minilm.NeuronAstrocyteAttention(8)(x, x, x, -1)
+
+
+@pytest.mark.parametrize("method", ["iid", "oprf+ort+shift"])
+def test_neuron_astrocyte_attention_redraws_when_the_head_dimension_changes(rng, method):
+    from tripartite import minilm
+
+    x = (rng.standard_normal((3, 4, 32)) * 0.3).astype(np.float32)
+    att = minilm.NeuronAstrocyteAttention(16, method=method)
+    att(x, x, x, 0)
+    y = att(x[..., :16], x[..., :16], x[..., :16], 0)  # same layer, D 32 -> 16
+    fresh = minilm.NeuronAstrocyteAttention(16, method=method)(x[..., :16], x[..., :16], x[..., :16], 0)
+    assert np.array_equal(y, fresh)
+
+
+def test_run_minilm_checks_arguments_before_loading_or_creating_anything(tmp_path):
+    from tripartite import minilm
+
+    out = tmp_path / "out"
+    for kwargs, match in ((dict(ms=[0.5], methods="iid"), "ms .*must be a positive integer, got 0.5"),
+                          (dict(ms=[8], methods=["iid", "nope"]), r"method must be one of .*got 'nope' \(in methods="),
+                          (dict(ms=[8], seed=-1), "seed must be a non-negative integer"),
+                          (dict(ms=[8], figure_head=(0, -1)), "figure_head must be"),
+                          (dict(ms=[8], num_threads=-1), "num_threads must be"),
+                          (dict(ms=[8], pairs=tmp_path / "absent.tsv"), "absent.tsv")):
+        with pytest.raises((ValueError, OSError), match=match):
+            minilm.run_minilm(out=out, progress=False, **kwargs)
+        assert not out.exists()
+
+
+def test_spearman_refuses_nan():
+    from tripartite import minilm
+
+    with pytest.raises(ValueError, match="x must be finite"):
+        minilm.spearman([1.0, np.nan, 3.0], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="one length"):
+        minilm.spearman([1.0, 2.0, 3.0], [1.0, 2.0])

@@ -368,6 +368,10 @@ class MiniLM:
             raise ValueError(f"ids must be a non-empty 1-D integer array, got shape {ids.shape} dtype {ids.dtype}")
         if ids.size > self.max_positions:
             raise ValueError(f"ids has {ids.size} tokens; at most {self.max_positions} fit")
+        vocab = self._word.shape[0]
+        if ids.min() < 0 or ids.max() >= vocab:  # a negative id would silently index from the end
+            bad = int(ids[(ids < 0) | (ids >= vocab)][0])
+            raise ValueError(f"ids must be token ids in [0, {vocab}) (the vocabulary), got {bad}")
         return ids
 
     def hidden_states(self, ids: Sequence[np.ndarray], attention: Optional[AttentionFn] = None) -> List[np.ndarray]:
