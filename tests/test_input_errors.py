@@ -376,3 +376,56 @@ def test_spearman_refuses_nan():
         minilm.spearman([1.0, np.nan, 3.0], [1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="one length"):
         minilm.spearman([1.0, 2.0, 3.0], [1.0, 2.0])
+
+
+# 9. the command line checks its flags before any work ----------------------------------------------
+SMALL_DEMO = ["demo", "--n-hidden", "256", "--tokens", "8", "--d", "4"]
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--d", "0"], "--d"),
+    (["--tokens", "0"], "--tokens"),
+    (["--tokens", "-1"], "--tokens"),
+    (["--tokens", "1"], "--tokens"),
+    (["--seed", "-1"], "--seed"),
+    (["--n-hidden", "0"], "--n-hidden"),
+    (["--num-threads", "-1"], "--num-threads"),
+    (["--out", "/nonexistent-folder/demo.png"], "--out"),
+])
+def test_demo_flags(flags, named, capsys, tmp_path, monkeypatch):
+    from tripartite.cli import main
+
+    monkeypatch.chdir(tmp_path)  # the default figure would land here
+
+    with pytest.raises(SystemExit) as exc:
+        main(SMALL_DEMO + flags)
+    assert exc.value.code == 2
+    captured = capsys.readouterr()
+    assert f"argument {named}" in captured.err and captured.out == ""  # nothing ran
+
+
+def test_demo_tokens_beyond_memory(monkeypatch, tmp_path, capsys):
+    from tripartite import _validate
+    from tripartite.cli import main
+
+    monkeypatch.setattr(_validate, "available_memory", lambda: 2_000_000)  # bytes: 300 tokens need 2.9 MB
+    with pytest.raises(SystemExit):
+        main(SMALL_DEMO + ["--tokens", "300", "--out", str(tmp_path / "d.png")])
+    assert "argument --tokens" in capsys.readouterr().err and not (tmp_path / "d.png").exists()
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--seed", "-1"], "--seed"),
+    (["--figure-head", "0", "-1"], "--figure-head"),
+    (["--num-threads", "-2"], "--num-threads"),
+    (["--pairs", "absent.tsv"], "--pairs"),
+    (["--m", "0"], "--m"),
+])
+def test_minilm_flags_checked_before_the_model_loads_or_out_exists(tmp_path, flags, named, capsys):
+    from tripartite.cli import main
+
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exc:
+        main(["minilm", "--out", str(out), "--no-progress", "--m", "8"] + flags)
+    assert exc.value.code == 2 and f"argument {named}" in capsys.readouterr().err
+    assert not out.exists()
