@@ -42,12 +42,15 @@ class StateMonitor:
     Attributes (NumPy arrays, time first):
 
     - ``t`` (n,): sample times in ms;
-    - ``calcium`` (n, heads): astrocyte calcium a(t);
-    - ``hidden`` (n, heads, len(hidden_indices)): hidden rates h_r(t);
-    - ``astrocyte_weights`` (n, heads, len(hidden_indices)): g_r(t);
-    - ``synapses`` (n, heads, len(synapse_indices)): H_dr(t) for the chosen (d, r);
-    - ``outputs`` (n, heads, d_value): y(t) = H h / a (0 where a = 0);
-    - ``window`` (n,): "write" or "read", the kind of window each sample lies in.
+    - ``calcium`` (n, len(heads)): astrocyte calcium a(t);
+    - ``hidden`` (n, len(heads), len(hidden_indices)): hidden rates h_r(t);
+    - ``astrocyte_weights`` (n, len(heads), len(hidden_indices)): g_r(t);
+    - ``synapses`` (n, len(heads), len(synapse_indices)): H_dr(t) for the chosen (d, r);
+    - ``outputs`` (n, len(heads), d_value): y(t) = H h / a (0 where a = 0);
+    - ``window`` (n,): "write" or "read", the kind of window each sample lies in; "now" for the
+      state at the monitor's creation (recorded if the step count is a multiple of ``every``).
+
+    ``heads`` holds the recorded heads' indices (all by default).
 
     Values are in true units (float64) and equal, up to rounding, what step-by-step integration
     with the network's integrator and dt gives at those steps.
@@ -163,6 +166,7 @@ class StateMonitor:
 
     @property
     def n_samples(self) -> int:
+        """Number of samples recorded so far (the length of the time axis)."""
         return int(sum(len(c) for c in self._chunks["t"]))
 
     def stop(self) -> None:

@@ -73,8 +73,8 @@ class NeuronAstrocyteNetwork:
         Synaptic decay rate while writing (1/ms, >= 0); old tokens weigh exp(-leak * elapsed).
     dt : float
         Time step (ms) of "euler" and "rk4"; must divide t_write and t_read, and be <= tau_hidden,
-        tau_astro for euler (<= 2.5 tau for rk4). "exact" solves each window in closed form and
-        needs dt only to be no larger than the windows.
+        tau_astro and 1/leak for euler (<= 2.5 times each for rk4). "exact" solves each window in
+        closed form and needs dt only to be no larger than the windows.
     integrator : {"exact", "euler", "rk4"}
     num_threads : int
         0 = all cores. Results are bitwise independent of it.
@@ -595,30 +595,37 @@ class NeuronAstrocyteNetwork:
 
     @property
     def heads(self) -> int:
+        """Number of heads, one astrocyte each."""
         return self._heads
 
     @property
     def d_key(self) -> int:
+        """D, the dimension of keys and queries."""
         return self._d_key
 
     @property
     def d_value(self) -> int:
+        """Dv, the dimension of values: the output neurons per head."""
         return self._d_value
 
     @property
     def n_hidden(self) -> int:
+        """m, hidden neurons per head."""
         return self._n_hidden
 
     @property
     def dtype(self) -> np.dtype:
+        """Precision of the state arrays (float32 or float64)."""
         return self._dtype
 
     @property
     def scale(self) -> float:
+        """s, the factor of q.k (inputs enter as x~ = x s^{1/2})."""
         return self._scale
 
     @property
     def integrator(self) -> str:
+        """The integrator: "exact", "euler" or "rk4"."""
         return self._integrator
 
     @property
