@@ -63,11 +63,35 @@ def input_norms(arr: np.ndarray, name: str, scale: float, dtype: np.dtype) -> No
         )
 
 
+def fits_dtype(arr: np.ndarray, name: str, dtype: np.dtype) -> None:
+    """Values beyond the largest finite number of the compute dtype would become inf when cast to it
+    (float64 weights given to a float32 computation): refuse them. Call after :func:`finite`; two
+    passes over ``arr`` (its max and min), no temporary."""
+    limit = float(np.finfo(dtype).max)
+    if not arr.size or arr.dtype.kind != "f" or float(np.finfo(arr.dtype).max) <= limit:
+        return
+    big = max(float(np.max(arr)), -float(np.min(arr)))
+    if not big <= limit:
+        raise ValueError(
+            f"{name} does not fit in {np.dtype(dtype).name}: max |{name}| = {big:.3g} exceeds its largest value {limit:.3g} "
+            f"(it would become inf)"
+        )
+
+
 def value_magnitude(arr: np.ndarray, name: str, dtype: np.dtype) -> None:
     """Values are summed into the synapses; beyond sqrt(max float) those sums could overflow."""
     limit = math.sqrt(float(np.finfo(dtype).max))
     if arr.size and not float(np.max(np.abs(arr))) <= limit:
         raise ValueError(f"{name} is too large: max |{name}| = {float(np.max(np.abs(arr))):.3g} exceeds {limit:.3g} for {np.dtype(dtype).name}")
+
+
+def exact_array(arr: np.ndarray, name: str, shape: tuple, dtype: Any) -> np.ndarray:
+    """``arr`` with exactly this shape and dtype (stored state: no broadcasting, no cast)."""
+    if arr.shape != tuple(shape) or arr.dtype != np.dtype(dtype):
+        raise ValueError(
+            f"{name} must have shape {tuple(shape)} and dtype {np.dtype(dtype).name}, got shape {arr.shape} and dtype {arr.dtype}"
+        )
+    return arr
 
 
 def compute_dtype(*arrays: np.ndarray) -> np.dtype:
@@ -79,6 +103,8 @@ def compute_dtype(*arrays: np.ndarray) -> np.dtype:
 
 
 def float_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
+    if dtype is None:  # np.dtype(None) would silently mean float64
+        raise ValueError(f"{name} must be float32 or float64, got None")
     try:
         dt = np.dtype(dtype)
     except TypeError:
@@ -125,16 +151,93 @@ def seed_value(seed: Any) -> int:
     return int(seed)
 
 
+# More threads than this is a mistake, not a request: the core would start them all and size
+# per-thread scratch for each (2**31 threads asked for a 960 GiB working set).
+MAX_THREADS = 4096
+
+
 def threads(num_threads: Any) -> int:
     if isinstance(num_threads, (bool, np.bool_)) or not isinstance(num_threads, (int, np.integer)) or num_threads < 0:
         raise ValueError(f"num_threads must be a non-negative integer (0 = all cores), got {num_threads!r}")
+    if num_threads > MAX_THREADS:
+        raise ValueError(
+            f"num_threads must be at most {MAX_THREADS} (0 = all {_core.max_threads()} cores), got {num_threads!r}"
+        )
     return int(num_threads)
 
 
+def indices(value: Any, name: str, bound: int, what: str) -> np.ndarray:
+    """A non-empty list (or 1-D integer array) of integer indices in [0, bound), as int64. Floats,
+    bools, strings and a bare integer are refused, not rounded or read as characters."""
+    items = None
+    if not isinstance(value, (str, bytes)) and not (isinstance(value, np.ndarray) and value.ndim != 1):
+        try:
+            items = list(value)
+        except TypeError:
+            pass
+    what = what + " " if what else ""
+    if items is None or any(isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)) for i in items):
+        raise ValueError(f"{name} must be a list of integer {what}indices, got {value!r}")
+    if not items or min(items) < 0 or max(items) >= bound:
+        raise ValueError(f"{name} must be {what}indices in [0, {bound}), at least one, got {[int(i) for i in items]}")
+    return np.asarray(items, dtype=np.int64)
+
+
+def flag(value: Any, name: str, optional: bool = False) -> Optional[bool]:
+    """A bool (NumPy's included); with ``optional``, None too. Strings such as "no" are refused
+    rather than read as True."""
+    if optional and value is None:
+        return None
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False{' (or None)' if optional else ''}, got {value!r}")
+    return bool(value)
+
+
 def choice(value: Any, name: str, options: tuple) -> str:
-    if value not in options:
+    if not isinstance(value, str) or value not in options:
         raise ValueError(f"{name} must be one of {', '.join(repr(o) for o in options)}, got {value!r}")
     return value
+
+
+# Explicit Euler keeps the rates non-negative and monotone only for dt <= tau; classical RK4 is
+# stable for dt/tau below 2.78 on a decaying mode, and we keep a margin.
+MAX_STEP = {"euler": 1.0, "rk4": 2.5}
+# Steps of dt per window: euler and rk4 compose that many step maps per window (and monitors
+# sample on that grid), so a dt far below any time scale is refused rather than left to run.
+MAX_STEPS = 1e8
+
+
+def time_steps(dt: float, integrator: str, p: dict, exact_available: bool = True) -> tuple:
+    """Steps of dt in a write and in a read window, for checked positive ``dt`` and ``p`` (tau_hidden,
+    tau_astro, t_write, t_read, leak). dt must be at most each window, divide both into whole steps
+    (euler, rk4) and be stable: at most MAX_STEP x min(tau_hidden, tau_astro, 1/leak). "exact"
+    takes one map per window: (1, 1)."""
+    for window in ("t_write", "t_read"):
+        if dt > p[window]:
+            raise ValueError(f"dt must be at most {window} = {p[window]} ms, got dt = {dt} ms")
+        if p[window] / dt > MAX_STEPS:
+            raise ValueError(
+                f"dt = {dt:g} ms is too small: {window} / dt = {p[window] / dt:.3g} steps per window, "
+                f"more than {MAX_STEPS:.0e}"
+            )
+    if integrator == "exact":
+        return 1, 1
+    limit = MAX_STEP[integrator] * min(p["tau_hidden"], p["tau_astro"])
+    if p["leak"] > 0:
+        limit = min(limit, MAX_STEP[integrator] / p["leak"])
+    if dt > limit:
+        raise ValueError(
+            f"dt = {dt} ms is unstable for the {integrator} integrator: it must be at most "
+            f"{limit:g} ms ({MAX_STEP[integrator]:g} x min(tau_hidden, tau_astro, 1/leak)); "
+            "use a smaller dt" + (" or integrator='exact'" if exact_available else "")
+        )
+    steps = []
+    for window in ("t_write", "t_read"):
+        n = round(p[window] / dt)
+        if abs(n * dt - p[window]) > 1e-9 * p[window]:
+            raise ValueError(f"dt must divide {window} = {p[window]} ms into whole steps, got dt = {dt} ms")
+        steps.append(n)
+    return steps[0], steps[1]
 
 
 def scale_value(scale: Optional[float], d_key: int) -> float:

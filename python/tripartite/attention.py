@@ -13,18 +13,26 @@ from . import _validate as V
 from .weights import FEATURE_MAPS, draw_hidden_weights
 
 
-def _broadcast_weights(hidden_weights: Any, batch: tuple, m_expected: Optional[int], d: int, threads: int) -> np.ndarray:
+def _broadcast_weights(hidden_weights: Any, batch: tuple, m_expected: Optional[int], d: int, threads: int,
+                       dtype: np.dtype) -> np.ndarray:
     W = V.real_array(hidden_weights, "hidden_weights")
     if W.ndim < 2 or W.shape[-1] != d:
         raise ValueError(f"hidden_weights must have shape (..., m, D) with D = {d}, got {W.shape}")
+    if W.shape[-2] < 1:
+        raise ValueError(f"hidden_weights must have at least one row (m >= 1 hidden neuron), got shape {W.shape}")
     if m_expected is not None and W.shape[-2] != m_expected:
         raise ValueError(f"hidden_weights must have m = n_hidden = {m_expected} rows, got shape {W.shape}")
     try:
-        W = np.broadcast_to(W, batch + W.shape[-2:])
+        Wb = np.broadcast_to(W, batch + W.shape[-2:])
     except ValueError:
-        raise ValueError(f"hidden_weights must broadcast to {batch + W.shape[-2:]}, got {W.shape}") from None
-    V.finite(W, "hidden_weights", threads)
-    return W
+        raise ValueError(
+            f"hidden_weights of shape {W.shape} has leading axes {W.shape[:-2]}, which do not broadcast to the leading "
+            f"(batch, head) axes {batch} of q, k, v: give shape (m, D) = {W.shape[-2:]} for all heads, or (..., m, D) "
+            f"with leading axes that broadcast to {batch}"
+        ) from None
+    V.finite(Wb, "hidden_weights", threads)
+    V.fits_dtype(W, "hidden_weights", dtype)  # before broadcasting: each value once
+    return Wb
 
 
 def _underflowed(log_a: np.ndarray, log_u: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -126,6 +134,8 @@ def attention(
     y : numpy.ndarray, shape (..., Lq, Dv)
     a : numpy.ndarray, shape (..., Lq), only with ``return_astrocyte``
     """
+    causal = V.flag(causal, "causal")
+    return_astrocyte = V.flag(return_astrocyte, "return_astrocyte")
     q = V.real_array(q, "q")
     k = V.real_array(k, "k")
     v = V.real_array(v, "v")
@@ -163,7 +173,8 @@ def attention(
         m = V.positive_int(n_hidden, "n_hidden")
         W = None
     else:
-        W = _broadcast_weights(hidden_weights, batch, None if n_hidden is None else V.positive_int(n_hidden, "n_hidden"), d, threads)
+        W = _broadcast_weights(hidden_weights, batch, None if n_hidden is None else V.positive_int(n_hidden, "n_hidden"), d, threads,
+                               dtype)
         m = W.shape[-2]
     # W and the flattened q, k, v, y; then the core's working set: the scaled q and k with their
     # offsets, running sums (heads, Lq, Dv + 2) in double, per thread one block's partial readout
@@ -189,8 +200,13 @@ def attention(
         try:
             b = np.broadcast_to(b, batch + (m,))
         except ValueError:
-            raise ValueError(f"hidden_bias must broadcast to {batch + (m,)}, got {b.shape}") from None
+            raise ValueError(
+                f"hidden_bias of shape {b.shape} has leading axes {b.shape[:-1]}, which do not broadcast to the leading "
+                f"(batch, head) axes {batch} of q, k, v: give shape (m,) = ({m},) for all heads, or (..., m) with leading "
+                f"axes that broadcast to {batch}"
+            ) from None
         V.finite(b, "hidden_bias", threads)
+        V.fits_dtype(b, "hidden_bias", dtype)
         bias = np.ascontiguousarray(b.reshape((heads, m)), dtype=dtype)
 
     out_shape = batch + (Lq, Dv)

@@ -8,16 +8,54 @@ from pathlib import Path
 from typing import List, Optional
 
 
+def _integer(low: int, high: Optional[int] = None):
+    """An argparse type: an integer in [low, high]; argparse names the flag in its error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+            raise argparse.ArgumentTypeError(f"must be an integer {bound}, got {value}")
+        return value
+
+    return parse
+
+
+def _check_demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """What argparse's types cannot see: the figure's folder, and whether the run fits in memory
+    (the softmax reference holds a few L x L float64 arrays; the network and the steady state's
+    weights about m (3 D + 4) doubles)."""
+    from . import _validate as V
+
+    out = Path(args.out)
+    if out.is_dir() or not out.resolve().parent.is_dir():
+        parser.error(f"argument --out: {args.out!r} must be a file name in an existing folder")
+    for flag, n_bytes, what in (("--tokens", 4 * args.tokens**2 * 8, "the softmax reference's L x L scores"),
+                                ("--n-hidden", args.n_hidden * (3 * args.d + 4) * 8, "the network and its weights")):
+        try:
+            V.check_memory(n_bytes, what)
+        except MemoryError as exc:
+            parser.error(f"argument {flag}: {exc}")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="tripartite", description=__doc__)
+    from ._validate import MAX_THREADS
+
+    parser = argparse.ArgumentParser(
+        prog="tripartite", description="Neuron-astrocyte networks that compute transformer attention (Kozachkov, "
+        "Kastanenka & Krotov, PNAS 2023): a demo, and the heads of a real transformer replaced by the network.")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="simulate a default network and compare it with attention")
-    demo.add_argument("--n-hidden", type=int, default=16384, help="hidden neurons m (default 16384)")
-    demo.add_argument("--tokens", type=int, default=128, help="tokens L (default 128)")
-    demo.add_argument("--d", type=int, default=64, help="key/value dimension D (default 64)")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--out", default="tripartite-demo.png", help="where to write the figure")
-    demo.add_argument("--num-threads", type=int, default=0)
+    demo.add_argument("--n-hidden", type=_integer(1), default=16384, help="hidden neurons m (default 16384)")
+    demo.add_argument("--tokens", type=_integer(2), default=128, help="tokens L, at least 2 (default 128)")
+    demo.add_argument("--d", type=_integer(1), default=64, help="key/value dimension D (default 64)")
+    demo.add_argument("--seed", type=_integer(0), default=0, help="seed of the inputs and the hidden weights (default 0)")
+    demo.add_argument("--out", default="tripartite-demo.png",
+                      help="where to write the figure, in an existing folder (default tripartite-demo.png)")
+    demo.add_argument("--num-threads", type=_integer(0, MAX_THREADS), default=0, help="threads (default 0: all cores)")
     from .minilm import BEST, METHODS  # light: the model itself is loaded only when the command runs
 
     minilm = sub.add_parser(
@@ -29,7 +67,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     minilm.add_argument("--text", help="UTF-8 text file for the per-head study (default: a built-in ~200-token text)")
     minilm.add_argument("--pairs", help="sentence pairs, one per line, tab-separated (default: 30 built-in pairs)")
-    minilm.add_argument("--m", type=int, nargs="+", default=[1000, 10000, 100000], help="hidden neurons per head (default 1000 10000 100000)")
+    minilm.add_argument("--m", type=_integer(1), nargs="+", default=[1000, 10000, 100000], help="hidden neurons per head (default 1000 10000 100000)")
     minilm.add_argument("--out", default="tripartite-minilm", help="output folder (default tripartite-minilm)")
     minilm.add_argument("--methods", nargs="+", default=None,
                         help=f"feature methods of the per-head study, in the steady state (default: all: {' '.join(METHODS)})")
@@ -40,19 +78,27 @@ def main(argv: Optional[List[str]] = None) -> int:
     minilm.add_argument("--model-methods", nargs="*", default=None,
                         help=f"methods for the whole model (default: iid {BEST}; the flag alone skips it)")
     minilm.add_argument("--model-modes", nargs="+", default=["steady"], help="steady, network or network-fast for the whole model (default: steady)")
-    minilm.add_argument("--figure-head", type=int, nargs=2, metavar=("LAYER", "HEAD"),
+    minilm.add_argument("--figure-head", type=_integer(0), nargs=2, metavar=("LAYER", "HEAD"),
                         help="0-based head of the paper's figure (default: the head whose spread of log Z_t is largest against the "
                         "random-feature noise)")
-    minilm.add_argument("--seed", type=int, default=0)
-    minilm.add_argument("--num-threads", type=int, default=0)
+    minilm.add_argument("--seed", type=_integer(0), default=0, help="seed of the hidden weights (default 0)")
+    minilm.add_argument("--num-threads", type=_integer(0, MAX_THREADS), default=0, help="threads (default 0: all cores)")
     minilm.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.command == "demo":
         from .demo import run_demo
 
+        _check_demo(demo, args)
+
         return run_demo(args.n_hidden, args.tokens, args.d, args.seed, args.out, args.num_threads)
     if args.command == "minilm":
         from . import minilm as study
+
+        for flag, path in (("--pairs", args.pairs), ("--text", args.text)):
+            if path is not None and not Path(path).is_file():
+                minilm.error(f"argument {flag}: no such file: {path!r}")
+        if Path(args.out).exists() and not Path(args.out).is_dir():
+            minilm.error(f"argument --out: {args.out!r} exists and is not a folder")
 
         try:
             text = None if args.text is None else Path(args.text).read_text(encoding="utf-8")

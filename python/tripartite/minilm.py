@@ -37,6 +37,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from . import _validate as V
 from .attention import attention
 from .network import NeuronAstrocyteNetwork
 from .reference import softmax_attention, softmax_normaliser
@@ -207,8 +208,13 @@ def _ranks(x: np.ndarray) -> np.ndarray:
 
 
 def spearman(x: Any, y: Any) -> float:
-    """Spearman's rank correlation of two 1-D samples."""
-    return float(_pearson(_ranks(np.asarray(x, float)), _ranks(np.asarray(y, float))))
+    """Spearman's rank correlation of two finite 1-D samples of one length (NaN has no rank)."""
+    x, y = (V.real_array(a, name).astype(float) for a, name in ((x, "x"), (y, "y")))
+    if x.ndim != 1 or y.shape != x.shape:
+        raise ValueError(f"x and y must be 1-D samples of one length, got shapes {x.shape} and {y.shape}")
+    V.finite(x, "x")
+    V.finite(y, "y")
+    return float(_pearson(_ranks(x), _ranks(y)))
 
 
 def head_inputs_stats(q: np.ndarray, k: np.ndarray) -> Dict[str, np.ndarray]:
@@ -347,12 +353,16 @@ class NeuronAstrocyteAttention:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-        self.n_hidden, self.method, self.mode, self.seed, self.num_threads = int(n_hidden), method, mode, seed, num_threads
-        self._key: Optional[Tuple[int, int, Any]] = None
+        self.n_hidden, self.method, self.mode = V.positive_int(n_hidden, "n_hidden"), method, mode
+        self.seed, self.num_threads = V.seed_value(seed), V.threads(num_threads)
+        self._key: Optional[Tuple[int, int, int, Any]] = None
         self._omega: Optional[np.ndarray] = None
 
     def __call__(self, q: np.ndarray, k: np.ndarray, v: np.ndarray, layer: int) -> np.ndarray:
-        key = (layer, q.shape[0], q.dtype)
+        if isinstance(layer, (bool, np.bool_)) or not isinstance(layer, (int, np.integer)) or layer < 0:
+            raise ValueError(f"layer must be a non-negative integer, got {layer!r}")
+        # The weights depend on the layer, the number of heads, the head dimension and the dtype.
+        key = (layer, q.shape[0], q.shape[-1], q.dtype)
         if key != self._key:
             self._omega = None  # free the previous layer's weights first
             self._omega = hidden_draws(self.n_hidden, q.shape[-1], q.shape[0], self.seed, layer, METHODS[self.method], q.dtype)
@@ -644,6 +654,19 @@ def figure_summary(path: Path, summary: Sequence[Dict[str, Any]], rows: Sequence
     _close(fig)
 
 
+def _names(value: Any, name: str, options: Sequence[str], what: str) -> List[str]:
+    """A list of names from ``options``; a bare string is one name (``methods="iid"``)."""
+    items = [value] if isinstance(value, str) else value
+    try:
+        items = list(items)
+    except TypeError:
+        raise ValueError(f"{name} must be a list of names among {', '.join(options)}, got {value!r}") from None
+    for item in items:
+        if not isinstance(item, str) or item not in options:
+            raise ValueError(f"{what} must be one of {', '.join(options)}, got {item!r} (in {name}={value!r})")
+    return items
+
+
 def run_minilm(
     text: Optional[str] = None,
     ms: Sequence[int] = (1_000, 10_000, 100_000),
@@ -671,29 +694,43 @@ def run_minilm(
     costs about five times the steady state). ``model_methods`` x ``model_modes`` replace every head
     of the whole model. ``text`` is the text of the per-head study (default: the package's
     ~200-token text); ``pairs`` a sentence-pair file (default: the package's 30 pairs).
-    ``figure_head`` (layer, head), 0-based; default: :func:`default_figure_head`.
+    ``figure_head`` (layer, head), 0-based; default: :func:`default_figure_head`. A list of names
+    may be given as one string (``methods="iid"``). All arguments are checked before the model is
+    loaded or ``out`` is created.
     """
     from .transformer import MiniLM
 
-    for name in list(methods) + list(network_methods) + list(model_methods):
-        if name not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {name!r}")
-    for name in model_modes:
-        if name not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {name!r}")
-    for name in network_modes:
-        if name not in MODES or MODES[name] is None:
-            raise ValueError(f"network mode must be one of {', '.join(n for n in MODES if MODES[n])}, got {name!r}")
-    ms = sorted({int(m) for m in ms})
-    if not ms or ms[0] < 1:
-        raise ValueError(f"m must be positive integers, got {ms}")
+    # Everything is checked before the model is loaded or ``out`` is created.
+    methods, network_methods, model_methods = (
+        _names(methods, "methods", METHODS, "method"), _names(network_methods, "network_methods", METHODS, "method"),
+        _names(model_methods, "model_methods", METHODS, "method"))
+    model_modes = _names(model_modes, "model_modes", MODES, "mode")
+    network_modes = _names(network_modes, "network_modes", [n for n in MODES if MODES[n]], "network mode")
+    if isinstance(ms, (str, bytes)) or not hasattr(ms, "__iter__"):
+        raise ValueError(f"ms must be a list of positive integers, got {ms!r}")
+    ms = sorted({V.positive_int(m, "ms (hidden neurons per head)") for m in ms})
+    if not ms:
+        raise ValueError("ms must list at least one number of hidden neurons")
+    seed, num_threads = V.seed_value(seed), V.threads(num_threads)
+    progress = V.flag(progress, "progress", optional=True)
+    if figure_head is not None:
+        if (not isinstance(figure_head, (tuple, list)) or len(figure_head) != 2
+                or any(isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)) or i < 0 for i in figure_head)):
+            raise ValueError(f"figure_head must be (layer, head), two non-negative integers, got {figure_head!r}")
+    if text is not None and not isinstance(text, str):
+        raise ValueError(f"text must be a str or None, got {type(text).__name__}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out must be a folder, got the file {str(out)!r}")
     t_start = time.perf_counter()
     text = DEFAULT_TEXT.read_text(encoding="utf-8") if text is None else text
     pair_list = read_pairs(DEFAULT_PAIRS if pairs is None else pairs)
 
     model = MiniLM()
+    if figure_head is not None and not (figure_head[0] < model.num_layers and figure_head[1] < model.num_heads):
+        raise ValueError(f"figure_head must be (layer, head) with layer < {model.num_layers}, head < {model.num_heads}, "
+                         f"got {tuple(figure_head)}")
+    out.mkdir(parents=True, exist_ok=True)
     (ids,) = model.tokenize(text)
     note = " (truncated to the model's maximum)" if len(ids) == model.max_length else ""
     print(f"{model}\ntext: {len(ids)} tokens{note}; sentence pairs: {len(pair_list)}; m = {ms}; seed {seed}")
@@ -701,9 +738,7 @@ def run_minilm(
     stats = head_inputs_stats(q, k)
     if figure_head is None:
         figure_head = default_figure_head(q, k)
-    fl, fh = figure_head
-    if not (0 <= fl < q.shape[0] and 0 <= fh < q.shape[1]):
-        raise ValueError(f"figure_head must be (layer, head) with layer < {q.shape[0]}, head < {q.shape[1]}, got {figure_head}")
+    fl, fh = (int(i) for i in figure_head)
 
     n_layers = q.shape[0]
     network_modes = list(network_modes) if network_methods else []

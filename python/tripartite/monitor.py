@@ -13,9 +13,27 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import _core
+from . import _validate as V
 from . import reference
 
 VARIABLES = ("calcium", "hidden", "astrocyte_weights", "synapses", "outputs")
+
+
+def _pairs(synapses, d_value: int, n_hidden: int) -> np.ndarray:
+    """(k, 2) int64 (output d, hidden r) pairs from a non-empty list of integer pairs."""
+    expect = f"a list of (output d, hidden r) integer pairs, e.g. [(0, 1)], got {synapses!r}"
+    if isinstance(synapses, (str, bytes)):
+        raise ValueError(f"synapses must be {expect}")
+    try:
+        items = [tuple(p) for p in synapses]
+    except TypeError:  # not iterable, or a flat list of numbers
+        raise ValueError(f"synapses must be {expect}") from None
+    if not items or any(len(p) != 2 or any(isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)) for i in p)
+                        for p in items):
+        raise ValueError(f"synapses must be {expect}")
+    if any(not (0 <= d < d_value and 0 <= r < n_hidden) for d, r in items):
+        raise ValueError(f"synapses must be (output d < {d_value}, hidden r < {n_hidden}) pairs, got {[(int(d), int(r)) for d, r in items]}")
+    return np.asarray(items, dtype=np.int64)
 
 
 class StateMonitor:
@@ -24,12 +42,15 @@ class StateMonitor:
     Attributes (NumPy arrays, time first):
 
     - ``t`` (n,): sample times in ms;
-    - ``calcium`` (n, heads): astrocyte calcium a(t);
-    - ``hidden`` (n, heads, len(hidden_indices)): hidden rates h_r(t);
-    - ``astrocyte_weights`` (n, heads, len(hidden_indices)): g_r(t);
-    - ``synapses`` (n, heads, len(synapse_indices)): H_dr(t) for the chosen (d, r);
-    - ``outputs`` (n, heads, d_value): y(t) = H h / a (0 where a = 0);
-    - ``window`` (n,): "write" or "read", the kind of window each sample lies in.
+    - ``calcium`` (n, len(heads)): astrocyte calcium a(t);
+    - ``hidden`` (n, len(heads), len(hidden_indices)): hidden rates h_r(t);
+    - ``astrocyte_weights`` (n, len(heads), len(hidden_indices)): g_r(t);
+    - ``synapses`` (n, len(heads), len(synapse_indices)): H_dr(t) for the chosen (d, r);
+    - ``outputs`` (n, len(heads), d_value): y(t) = H h / a (0 where a = 0);
+    - ``window`` (n,): "write" or "read", the kind of window each sample lies in; "now" for the
+      state at the monitor's creation (recorded if the step count is a multiple of ``every``).
+
+    ``heads`` holds the recorded heads' indices (all by default).
 
     Values are in true units (float64) and equal, up to rounding, what step-by-step integration
     with the network's integrator and dt gives at those steps.
@@ -37,26 +58,22 @@ class StateMonitor:
 
     def __init__(self, net, variables: Sequence[str], heads: Optional[Iterable[int]], hidden: Optional[Iterable[int]],
                  synapses: Optional[Iterable[Tuple[int, int]]], every: int) -> None:
+        if isinstance(variables, str):  # one name, as if in a tuple
+            variables = (variables,)
+        if not isinstance(variables, (tuple, list)):
+            raise ValueError(f"variables must be a tuple or list of names among {', '.join(VARIABLES)}, got {variables!r}")
         for v in variables:
-            if v not in VARIABLES:
+            if not isinstance(v, str) or v not in VARIABLES:
                 raise ValueError(f"variables must be among {', '.join(VARIABLES)}, got {v!r}")
-        if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
+        if isinstance(every, (bool, np.bool_)) or not isinstance(every, (int, np.integer)) or every < 1:
             raise ValueError(f"every must be a positive integer (steps of dt), got {every!r}")
-        self.variables = tuple(variables)
+        self.variables = tuple(dict.fromkeys(variables))  # a name given twice is recorded once
         self.every = int(every)
-        self.heads = np.arange(net.heads) if heads is None else np.asarray(list(heads), dtype=np.int64)
-        if self.heads.size == 0 or self.heads.min() < 0 or self.heads.max() >= net.heads:
-            raise ValueError(f"heads must be indices in [0, {net.heads}), got {self.heads.tolist()}")
-        wants_hidden = {"hidden", "astrocyte_weights"} & set(self.variables)
-        self.hidden_indices = np.asarray(list(hidden) if hidden is not None else range(min(10, net.n_hidden)), dtype=np.int64)
-        if wants_hidden and (self.hidden_indices.size == 0 or self.hidden_indices.min() < 0 or self.hidden_indices.max() >= net.n_hidden):
-            raise ValueError(f"hidden must be neuron indices in [0, {net.n_hidden}), got {self.hidden_indices.tolist()}")
-        pairs = np.asarray(list(synapses) if synapses is not None else [(0, 0)], dtype=np.int64).reshape(-1, 2)
-        if "synapses" in self.variables and (
-            pairs.size == 0 or pairs.min() < 0 or pairs[:, 0].max() >= net.d_value or pairs[:, 1].max() >= net.n_hidden
-        ):
-            raise ValueError(f"synapses must be (output d < {net.d_value}, hidden r < {net.n_hidden}) pairs, got {pairs.tolist()}")
-        self.synapse_indices = pairs
+        self.heads = np.arange(net.heads) if heads is None else V.indices(heads, "heads", net.heads, "")
+        # Indices given are checked even when their variable is not recorded.
+        self.hidden_indices = (np.arange(min(10, net.n_hidden)) if hidden is None
+                               else V.indices(hidden, "hidden", net.n_hidden, "neuron"))
+        self.synapse_indices = np.array([(0, 0)]) if synapses is None else _pairs(synapses, net.d_value, net.n_hidden)
         self._chunks: Dict[str, List[np.ndarray]] = {name: [] for name in ("t", "window") + self.variables}
         self._net = net
 
@@ -149,6 +166,7 @@ class StateMonitor:
 
     @property
     def n_samples(self) -> int:
+        """Number of samples recorded so far (the length of the time axis)."""
         return int(sum(len(c) for c in self._chunks["t"]))
 
     def stop(self) -> None:

@@ -20,18 +20,17 @@ from .weights import FEATURE_MAPS, draw_hidden_weights
 
 INTEGRATORS = ("euler", "rk4", "exact")
 CHECKPOINT_FORMAT = 1
+# What a checkpoint holds (besides the optional hidden_bias), and the keys of its config.
+_CHECKPOINT_ARRAYS = ("format", "config", "checksum", "hidden_weights", "synapses", "astrocyte_weights", "hidden",
+                      "scalars", "time", "step")
+_CONFIG_KEYS = ("d_key", "d_value", "n_hidden", "heads", "seed", "feature_map", "scale", "dtype", "integrator", "dt",
+                "tau_hidden", "tau_astro", "t_write", "t_read", "eta", "leak")
 
 # Columns of the per-head scalar state kept by the core (see cpp/tripartite/network.hpp):
 # stored values are relative to log-scales, true x = stored x * exp(scale).
 _A, _SCALE_A, _SCALE_H, _SCALE_h, _BOUND_G, _BOUND_h = range(6)
 assert _core.num_scalars == 6
 
-# Explicit Euler keeps the rates non-negative and monotone only for dt <= tau; classical RK4 is
-# stable for dt/tau below 2.78 on a decaying mode, and we keep a margin.
-_MAX_STEP = {"euler": 1.0, "rk4": 2.5}
-# Steps of dt per window: euler and rk4 compose that many step maps per window (and monitors
-# sample on that grid), so a dt far below any time scale is refused rather than left to run.
-_MAX_STEPS = 1e8
 
 
 class NeuronAstrocyteNetwork:
@@ -75,8 +74,8 @@ class NeuronAstrocyteNetwork:
         Synaptic decay rate while writing (1/ms, >= 0); old tokens weigh exp(-leak * elapsed).
     dt : float
         Time step (ms) of "euler" and "rk4"; must divide t_write and t_read, and be <= tau_hidden,
-        tau_astro for euler (<= 2.5 tau for rk4). "exact" solves each window in closed form and
-        needs dt only to be no larger than the windows.
+        tau_astro and 1/leak for euler (<= 2.5 times each for rk4). "exact" solves each window in
+        closed form and needs dt only to be no larger than the windows.
     integrator : {"exact", "euler", "rk4"}
     num_threads : int
         0 = all cores. Results are bitwise independent of it.
@@ -128,8 +127,8 @@ class NeuronAstrocyteNetwork:
         )
         self._integrator = V.choice(integrator, "integrator", INTEGRATORS)
         self._dt = V.positive(dt, "dt", "ms")
-        self._write_steps, self._read_steps = self._check_dt()
-        self.num_threads = V.threads(num_threads)
+        self._write_steps, self._read_steps = V.time_steps(self._dt, self._integrator, self._params)
+        self.num_threads = num_threads  # checked by the property
 
         m, D, Dv, nh, item = self._n_hidden, self._d_key, self._d_value, self._heads, self._dtype.itemsize
         # State + weights + the core's per-window workspace (u and w vectors).
@@ -141,6 +140,7 @@ class NeuronAstrocyteNetwork:
             if W.shape != (nh, m, D):
                 raise ValueError(f"hidden_weights must have shape (heads, n_hidden, d_key) = {(nh, m, D)}, got {W.shape}")
             V.finite(W, "hidden_weights", self.num_threads)
+            V.fits_dtype(W, "hidden_weights", self._dtype)
             self._W = np.array(W, dtype=self._dtype)
         self._W.flags.writeable = False
         self._bias = None
@@ -149,6 +149,7 @@ class NeuronAstrocyteNetwork:
             if b.shape != (nh, m):
                 raise ValueError(f"hidden_bias must have shape (heads, n_hidden) = {(nh, m)}, got {b.shape}")
             V.finite(b, "hidden_bias", self.num_threads)
+            V.fits_dtype(b, "hidden_bias", self._dtype)
             self._bias = np.array(b, dtype=self._dtype)
             self._bias.flags.writeable = False
         self._H = np.zeros((nh, Dv, m), dtype=self._dtype)
@@ -161,35 +162,6 @@ class NeuronAstrocyteNetwork:
         self.reset()
 
     # ----------------------------------------------------------------------------------------
-    def _check_dt(self) -> Tuple[int, int]:
-        p, dt = self._params, self._dt
-        for window in ("t_write", "t_read"):
-            if dt > p[window]:
-                raise ValueError(f"dt must be at most {window} = {p[window]} ms, got dt = {dt} ms")
-            if p[window] / dt > _MAX_STEPS:
-                raise ValueError(
-                    f"dt = {dt:g} ms is too small: {window} / dt = {p[window] / dt:.3g} steps per window, "
-                    f"more than {_MAX_STEPS:.0e}"
-                )
-        if self._integrator == "exact":
-            return 1, 1
-        limit = _MAX_STEP[self._integrator] * min(p["tau_hidden"], p["tau_astro"])
-        if p["leak"] > 0:
-            limit = min(limit, _MAX_STEP[self._integrator] / p["leak"])
-        if dt > limit:
-            raise ValueError(
-                f"dt = {dt} ms is unstable for the {self._integrator} integrator: it must be at most "
-                f"{limit:g} ms ({_MAX_STEP[self._integrator]:g} x min(tau_hidden, tau_astro, 1/leak)); "
-                f"use a smaller dt or integrator='exact'"
-            )
-        steps = []
-        for window in ("t_write", "t_read"):
-            n = round(p[window] / dt)
-            if abs(n * dt - p[window]) > 1e-9 * p[window]:
-                raise ValueError(f"dt must divide {window} = {p[window]} ms into whole steps, got dt = {dt} ms")
-            steps.append(n)
-        return steps[0], steps[1]
-
     def reset(self) -> None:
         """Forget everything: synapses, weights to the astrocyte, rates and calcium to zero, time 0."""
         self._H.fill(0)
@@ -220,6 +192,12 @@ class NeuronAstrocyteNetwork:
         else:
             V.value_magnitude(arr, name, self._dtype)
         return np.ascontiguousarray(arr, dtype=self._dtype), two_d
+
+    def _check_output_memory(self, n_queries: int) -> None:
+        """MemoryError before running when the outputs of ``n_queries`` reads cannot fit: y (heads,
+        Lq, Dv) in the network's dtype, log a_t and a_t (heads, Lq) in float64."""
+        V.check_memory(self._heads * n_queries * (self._d_value * self._dtype.itemsize + 16),
+                       f"the outputs of {n_queries} queries ({self._heads} heads x {self._d_value} output neurons)")
 
     def _empty(self, width: int) -> np.ndarray:
         return np.zeros((self._heads, 0, width), dtype=self._dtype)
@@ -319,6 +297,7 @@ class NeuronAstrocyteNetwork:
 
         keys (L, D) and values (L, Dv) for one head, or (heads, L, D) and (heads, L, Dv).
         """
+        progress = V.flag(progress, "progress", optional=True)
         k, _ = self._inputs(keys, "keys", self._d_key, "D")
         v, _ = self._inputs(values, "values", self._d_value, "Dv")
         if v.shape[1] != k.shape[1]:
@@ -336,8 +315,11 @@ class NeuronAstrocyteNetwork:
         (heads, Lq, Dv), and with ``return_astrocyte`` the astrocyte's calcium a at the end of each
         window (float64, (Lq,) or (heads, Lq), in the paper's units: it tracks Z_t).
         """
+        return_astrocyte = V.flag(return_astrocyte, "return_astrocyte")
+        progress = V.flag(progress, "progress", optional=True)
         q, two_d = self._inputs(queries, "queries", self._d_key, "D")
         Lq = q.shape[1]
+        self._check_output_memory(Lq)
         out, log_a = self._run(
             self._empty(self._d_key), self._empty(self._d_value), q, np.zeros(Lq, np.uint8), np.arange(Lq), progress,
             what="queries",
@@ -357,6 +339,8 @@ class NeuronAstrocyteNetwork:
 
         Shapes as in :meth:`write` and :meth:`read`, with as many queries as tokens.
         """
+        return_astrocyte = V.flag(return_astrocyte, "return_astrocyte")
+        progress = V.flag(progress, "progress", optional=True)
         q, two_d = self._inputs(queries, "queries", self._d_key, "D")
         k, _ = self._inputs(keys, "keys", self._d_key, "D")
         v, _ = self._inputs(values, "values", self._d_value, "Dv")
@@ -365,6 +349,7 @@ class NeuronAstrocyteNetwork:
                 f"stream needs as many queries, keys and values, got {q.shape[1]}, {k.shape[1]}, {v.shape[1]}"
             )
         L = q.shape[1]
+        self._check_output_memory(L)
         is_write = np.tile(np.array([1, 0], np.uint8), L)
         index = np.repeat(np.arange(L), 2)
         # An interruption stops only after a read, so that a resumed stream starts with a token.
@@ -385,10 +370,15 @@ class NeuronAstrocyteNetwork:
 
         Parameters
         ----------
-        variables : subset of {"calcium", "hidden", "astrocyte_weights", "synapses", "outputs"}
-        heads : indices of the heads to record (default: all)
-        hidden : hidden-neuron indices for "hidden" and "astrocyte_weights" (default: the first 10)
-        synapses : (output d, hidden r) pairs for "synapses" (default: [(0, 0)])
+        variables : tuple or list, a subset of {"calcium", "hidden", "astrocyte_weights", "synapses", "outputs"}
+            A single name may be given as a string: ``monitor("calcium")`` is ``monitor(("calcium",))``.
+        heads : list of integer indices of the heads to record (default: all)
+        hidden : list of integer hidden-neuron indices for "hidden" and "astrocyte_weights" (default:
+            the first 10)
+        synapses : list of integer (output d, hidden r) pairs for "synapses" (default: [(0, 0)])
+
+        Indices must be integers in range (floats, bools and strings are refused), and are checked
+        even for a variable not recorded.
         every : record every this many steps of dt (the "exact" integrator samples its continuous
             solution on the same grid)
 
@@ -428,47 +418,73 @@ class NeuronAstrocyteNetwork:
 
     def save(self, path: Union[str, os.PathLike]) -> None:
         """Save the whole network (parameters, seed, hidden weights, synapses, astrocyte state,
-        time) to one ``.npz`` file, with a format version and a SHA-256 checksum of its contents.
-        A network loaded from it continues bitwise as this one would."""
+        time) to one file in NumPy's ``.npz`` format, with a format version and a SHA-256 checksum
+        of its contents. A network loaded from it continues bitwise as this one would.
+
+        The file is written at ``path`` exactly as given: unlike ``numpy.savez``, no ``.npz`` is
+        appended (``net.save("ck")`` writes ``ck``, which :meth:`load` reads back as ``"ck"``)."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise ValueError(f"path must be a str or os.PathLike, got {path!r}")
         config_json = json.dumps(self._config(), sort_keys=True)
         arrays = self._arrays()
-        np.savez(
-            path,
-            format=np.array(CHECKPOINT_FORMAT),
-            config=np.array(config_json),
-            checksum=np.array(self._checksum(config_json, arrays)),
-            **arrays,
-        )
+        with open(path, "wb") as fh:  # a file object: np.savez appends .npz to a bare name
+            np.savez(
+                fh,
+                format=np.array(CHECKPOINT_FORMAT),
+                config=np.array(config_json),
+                checksum=np.array(self._checksum(config_json, arrays)),
+                **arrays,
+            )
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike], *, num_threads: int = 0) -> "NeuronAstrocyteNetwork":
-        """Load a network saved by :meth:`save`. A damaged file, or one from an incompatible
-        checkpoint format, raises ValueError; nothing is silently repaired."""
+        """Load a network saved by :meth:`save`. A damaged file, one from an incompatible
+        checkpoint format, or one whose contents do not fit its config (wrong or extra keys, shapes
+        other than the config implies, other dtypes, NaN or Inf in the state, negative time or step)
+        raises ValueError naming the field; nothing is silently repaired or cast."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise ValueError(f"path must be a str or os.PathLike, got {path!r}")
+        num_threads = V.threads(num_threads)
         try:
             with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as f:
                 contents = {name: f[name] for name in f.files}
         except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, AttributeError, TypeError) as exc:
-            raise ValueError(f"{os.fspath(path)!r} is not a readable tripartite checkpoint: {exc}") from None
-        missing = {"format", "config", "checksum", "hidden_weights", "synapses", "astrocyte_weights", "hidden",
-                   "scalars", "time", "step"} - set(contents)
-        if "format" in contents and int(contents["format"]) != CHECKPOINT_FORMAT:
+            hint = ""
+            if not os.path.exists(path) and os.path.isfile(os.fspath(path) + ".npz"):
+                hint = f" (earlier versions of save appended .npz: load {os.fspath(path) + '.npz'!r})"
+            raise ValueError(f"{os.fspath(path)!r} is not a readable tripartite checkpoint: {exc}{hint}") from None
+        name = repr(os.fspath(path))
+        missing = set(_CHECKPOINT_ARRAYS) - set(contents)
+        fmt = contents.get("format")
+        if fmt is not None and (fmt.shape != () or fmt.dtype.kind not in "iu"):
+            raise ValueError(f"{name}: format must be an integer, got {fmt!r}")
+        if fmt is not None and int(fmt) != CHECKPOINT_FORMAT:
             raise ValueError(
-                f"{os.fspath(path)!r} has checkpoint format {int(contents['format'])}; this version of tripartite "
-                f"reads format {CHECKPOINT_FORMAT}"
+                f"{name} has checkpoint format {int(fmt)}; this version of tripartite reads format {CHECKPOINT_FORMAT}"
             )
         if missing:
-            raise ValueError(f"{os.fspath(path)!r} is not a tripartite checkpoint: missing {sorted(missing)}")
+            raise ValueError(f"{name} is not a tripartite checkpoint: missing {sorted(missing)}")
+        unexpected = set(contents) - set(_CHECKPOINT_ARRAYS) - {"hidden_bias"}
+        if unexpected:
+            raise ValueError(f"{name} is not a tripartite checkpoint: unexpected {sorted(unexpected)}")
+        for key in ("config", "checksum"):
+            if contents[key].shape != () or contents[key].dtype.kind != "U":
+                raise ValueError(f"{name}: {key} must be a string, got {contents[key]!r}")
         config_json = str(contents.pop("config"))
         checksum = str(contents.pop("checksum"))
         contents.pop("format")
         if cls._checksum(config_json, contents) != checksum:
-            raise ValueError(f"{os.fspath(path)!r} is damaged: its contents do not match the checksum saved with it")
-        config = json.loads(config_json)
-        net = cls(
-            config.pop("d_key"), config.pop("d_value"), config.pop("n_hidden"),
-            hidden_weights=contents["hidden_weights"], hidden_bias=contents.get("hidden_bias"),
-            num_threads=num_threads, **config,
-        )
+            raise ValueError(f"{name} is damaged: its contents do not match the checksum saved with it")
+        config = cls._checkpoint_config(name, config_json)
+        cls._check_checkpoint_arrays(name, config, contents)
+        try:
+            net = cls(
+                config.pop("d_key"), config.pop("d_value"), config.pop("n_hidden"),
+                hidden_weights=contents["hidden_weights"], hidden_bias=contents.get("hidden_bias"),
+                num_threads=num_threads, **config,
+            )
+        except ValueError as exc:
+            raise ValueError(f"{name}: config: {exc}") from None
         net._H[...] = contents["synapses"]
         net._g[...] = contents["astrocyte_weights"]
         net._h[...] = contents["hidden"]
@@ -476,6 +492,60 @@ class NeuronAstrocyteNetwork:
         net._time = float(contents["time"])
         net._step = int(contents["step"])
         return net
+
+    @staticmethod
+    def _checkpoint_config(name: str, config_json: str) -> dict:
+        """The config of a checkpoint: a JSON object with exactly the keys :meth:`_config` writes.
+        Its values are checked by the constructor (and the sizes and dtype here, first)."""
+        try:
+            config = json.loads(config_json)
+        except ValueError as exc:
+            raise ValueError(f"{name}: config is not valid JSON: {exc}") from None
+        if not isinstance(config, dict):
+            raise ValueError(f"{name}: config must be a JSON object, got {type(config).__name__}")
+        missing, unexpected = set(_CONFIG_KEYS) - set(config), set(config) - set(_CONFIG_KEYS)
+        if missing or unexpected:
+            what = [f"{label} {sorted(keys)}" for label, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
+            raise ValueError(f"{name}: config keys: {' and '.join(what)}")
+        if config["scale"] is None:  # None would mean the default, silently
+            raise ValueError(f"{name}: config: scale must be a real number, got None")
+        try:
+            for key in ("d_key", "d_value", "n_hidden", "heads"):
+                V.positive_int(config[key], key)
+            V.float_dtype(config["dtype"])
+        except ValueError as exc:
+            raise ValueError(f"{name}: config: {exc}") from None
+        return config
+
+    @staticmethod
+    def _check_checkpoint_arrays(name: str, config: dict, contents: dict) -> None:
+        """Shapes exactly as the config implies (no broadcasting), dtypes exactly as saved (no
+        cast), finite state, time finite and >= 0, step a non-negative integer."""
+        h, m, D, Dv = config["heads"], config["n_hidden"], config["d_key"], config["d_value"]
+        dtype = np.dtype(config["dtype"])
+        expect = dict(hidden_weights=((h, m, D), dtype), synapses=((h, Dv, m), dtype), astrocyte_weights=((h, m), dtype),
+                      hidden=((h, m), dtype), scalars=((h, _core.num_scalars), np.dtype(np.float64)),
+                      time=((), np.dtype(np.float64)))
+        if "hidden_bias" in contents:
+            expect["hidden_bias"] = ((h, m), dtype)
+        try:
+            for key, (shape, dt) in expect.items():
+                V.exact_array(contents[key], key, shape, dt)
+                if key not in ("scalars", "time"):
+                    V.finite(contents[key], key)
+            # scalars: calcium and log-scales finite; the log-bounds B_g, B_h may be -inf (nothing written yet)
+            sc = contents["scalars"]
+            V.finite(sc[:, :_BOUND_G], "scalars[:, :4]")
+            bad = np.argwhere(np.isnan(sc) | (sc == np.inf))
+            if bad.size:
+                i, j = bad[0]
+                raise ValueError(f"scalars must be finite (or -inf in the bounds, columns 4 and 5), got {sc[i, j]} at index ({i}, {j})")
+            V.non_negative(float(contents["time"]), "time")
+            step = contents["step"]
+            if step.shape != () or step.dtype.kind not in "iu" or int(step) < 0:
+                raise ValueError(f"step must be a non-negative integer, got {step!r}")
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
 
     # ----------------------------------------------------------------------------------------
     @staticmethod
@@ -490,13 +560,15 @@ class NeuronAstrocyteNetwork:
 
     @property
     def hidden_weights(self) -> np.ndarray:
-        """W, (heads, n_hidden, d_key), read-only."""
-        return self._W
+        """W, (heads, n_hidden, d_key), read-only: a view of the network's own array, which stays
+        non-writeable, so NumPy refuses to make the view writeable (no copy)."""
+        return self._W.view()
 
     @property
     def hidden_bias(self) -> Optional[np.ndarray]:
-        """b, per-neuron log-rate offsets, (heads, n_hidden), or None; read-only."""
-        return self._bias
+        """b, per-neuron log-rate offsets, (heads, n_hidden), or None; a read-only view as for
+        :attr:`hidden_weights`."""
+        return None if self._bias is None else self._bias.view()
 
     @property
     def synapses(self) -> np.ndarray:
@@ -530,31 +602,47 @@ class NeuronAstrocyteNetwork:
         return self._time
 
     @property
+    def num_threads(self) -> int:
+        """Threads of the core (0 = all cores); may be set, with the constructor's rule."""
+        return self._num_threads
+
+    @num_threads.setter
+    def num_threads(self, value: int) -> None:
+        self._num_threads = V.threads(value)
+
+    @property
     def heads(self) -> int:
+        """Number of heads, one astrocyte each."""
         return self._heads
 
     @property
     def d_key(self) -> int:
+        """D, the dimension of keys and queries."""
         return self._d_key
 
     @property
     def d_value(self) -> int:
+        """Dv, the dimension of values: the output neurons per head."""
         return self._d_value
 
     @property
     def n_hidden(self) -> int:
+        """m, hidden neurons per head."""
         return self._n_hidden
 
     @property
     def dtype(self) -> np.dtype:
+        """Precision of the state arrays (float32 or float64)."""
         return self._dtype
 
     @property
     def scale(self) -> float:
+        """s, the factor of q.k (inputs enter as x~ = x s^{1/2})."""
         return self._scale
 
     @property
     def integrator(self) -> str:
+        """The integrator: "exact", "euler" or "rk4"."""
         return self._integrator
 
     @property

@@ -1,6 +1,8 @@
 """Slow, readable NumPy references, in float64. The compiled kernels are tested against these.
 
 - :func:`softmax_attention`: the transformer's attention.
+- :func:`softmax_normaliser`: its denominator Z_t = sum_tau exp(s q_t . k_tau), which the
+  astrocyte's response estimates.
 - :func:`random_feature_attention`: the paper's steady state (MODEL.md section 1) for given hidden
   weights W.
 - :func:`simulate`: the continuous-time network (MODEL.md section 2), stepped with explicit Euler or
@@ -14,11 +16,22 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-__all__ = ["softmax_attention", "random_feature_attention", "log_features", "simulate"]
+from . import _validate as V
+
+__all__ = ["softmax_attention", "softmax_normaliser", "random_feature_attention", "log_features", "simulate"]
 
 
 def _scale(scale: Optional[float], d: int) -> float:
-    return 1.0 / math.sqrt(d) if scale is None else float(scale)
+    return V.scale_value(scale, d)  # 1/sqrt(d) by default; a given scale must be > 0
+
+
+def _matrix(x, name: str, width: Optional[int] = None, width_name: str = "D") -> np.ndarray:
+    """``x`` as a float64 (rows, width) matrix."""
+    x = V.real_array(x, name)
+    if x.ndim != 2 or (width is not None and x.shape[1] != width):
+        expect = f"(rows, {width_name})" + (f" with {width_name} = {width} (from hidden_weights)" if width is not None else "")
+        raise ValueError(f"{name} must have shape {expect}, got {x.shape}")
+    return x.astype(np.float64)
 
 
 def softmax_attention(q, k, v, scale: Optional[float] = None, causal: bool = False) -> np.ndarray:
@@ -28,6 +41,8 @@ def softmax_attention(q, k, v, scale: Optional[float] = None, causal: bool = Fal
     keys after the query (needs Lq == Lk).
     """
     q, k, v = (np.asarray(x, dtype=np.float64) for x in (q, k, v))
+    if V.flag(causal, "causal") and q.shape[-2] != k.shape[-2]:
+        raise ValueError(f"causal attention needs Lq == Lk, got q {q.shape} and k {k.shape}")
     scores = (q @ np.swapaxes(k, -1, -2)) * _scale(scale, q.shape[-1])
     if causal:
         mask = np.tril(np.ones(scores.shape[-2:], dtype=bool))
@@ -131,15 +146,36 @@ def simulate(
     all tokens are written, then all queries read; with ``stream=True`` token t is written, then
     query t read. Returns the outputs y (Lq, Dv) and the astrocyte's calcium a (Lq,), each at the
     end of its query's read window. ``integrator`` is "euler" or "rk4". Float64, true units (no
-    log-domain rescaling): meant for moderate inputs and small networks.
+    log-domain rescaling): meant for moderate inputs and small networks. Parameters are checked
+    as :class:`tripartite.NeuronAstrocyteNetwork` checks them (times > 0, leak >= 0, a stable dt
+    that divides t_write and t_read); ``record_every`` is a positive integer.
 
     With ``record_every=n`` it also returns a dict of traces sampled every n steps (including
     t = 0): "t" (ms), "calcium", "hidden" (k, m), "astrocyte_weights" (k, m), "synapses"
     (k, Dv, m), "outputs" (k, Dv).
     """
-    keys, values, queries = (np.asarray(x, dtype=np.float64) for x in (keys, values, queries))
-    W = np.asarray(hidden_weights, dtype=np.float64)
-    m, Dv = W.shape[0], values.shape[1]
+    # The network's rules (the checks of NeuronAstrocyteNetwork): positive times, a stable dt that
+    # divides both windows, and inputs of one head with consistent shapes.
+    V.choice(integrator, "integrator", ("euler", "rk4"))
+    params = dict(tau_hidden=V.positive(tau_hidden, "tau_hidden", "ms"), tau_astro=V.positive(tau_astro, "tau_astro", "ms"),
+                  t_write=V.positive(t_write, "t_write", "ms"), t_read=V.positive(t_read, "t_read", "ms"),
+                  leak=V.non_negative(leak, "leak"))
+    V.positive(eta, "eta")
+    n_write, n_read = V.time_steps(V.positive(dt, "dt", "ms"), integrator, params, exact_available=False)
+    if record_every is not None:
+        V.positive_int(record_every, "record_every")
+    stream = V.flag(stream, "stream")
+    W = _matrix(hidden_weights, "hidden_weights")
+    m, D = W.shape
+    keys, queries = _matrix(keys, "keys", D), _matrix(queries, "queries", D)
+    values = _matrix(values, "values", None, "Dv")
+    Dv = values.shape[1]
+    if len(values) != len(keys):
+        raise ValueError(f"values must have as many rows as keys ({len(keys)}), got {values.shape}")
+    if stream and len(queries) != len(keys):
+        raise ValueError(f"stream=True needs as many queries as keys ({len(keys)}), got {len(queries)}")
+    if hidden_bias is not None and np.shape(hidden_bias) != (m,):
+        raise ValueError(f"hidden_bias must have shape (m,) = ({m},), got {np.shape(hidden_bias)}")
     phi = lambda x: np.exp(log_features(x, W, scale, hidden_bias))  # noqa: E731
 
     # The state: hidden rates h (m), synapses H (Dv, m), astrocyte weights g (m), calcium a.
@@ -167,10 +203,6 @@ def simulate(
         k3 = derivative(add(state, k2, dt / 2), u, v, writing)
         k4 = derivative(add(state, k3, dt), u, v, writing)
         return tuple(x + dt / 6 * (d1 + 2 * d2 + 2 * d3 + d4) for x, d1, d2, d3, d4 in zip(state, k1, k2, k3, k4))
-
-    if integrator not in ("euler", "rk4"):
-        raise ValueError(f"integrator must be 'euler' or 'rk4', got {integrator!r}")
-    n_write, n_read = round(t_write / dt), round(t_read / dt)
 
     trace = {name: [] for name in ("t", "calcium", "hidden", "astrocyte_weights", "synapses", "outputs")}
     clock = [0]

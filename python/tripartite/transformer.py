@@ -33,6 +33,8 @@ from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from . import _validate as V
+
 __all__ = ["PACKAGE", "INSTALL_HINT", "AttentionFn", "MiniLM", "erf", "gelu", "model_files", "softmax_attention"]
 
 #: Import name of the package that ships the model files.
@@ -262,9 +264,7 @@ class MiniLM:
     """
 
     def __init__(self, dtype: np.dtype = np.float32, max_length: Optional[int] = None) -> None:
-        self.dtype = np.dtype(dtype)
-        if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-            raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
+        self.dtype = V.float_dtype(dtype)  # None is refused, not read as float64
         self.files = model_files()
         load_file, Tokenizer = _runtime_modules()
         cfg = json.loads(self.files["config"].read_text())
@@ -368,6 +368,10 @@ class MiniLM:
             raise ValueError(f"ids must be a non-empty 1-D integer array, got shape {ids.shape} dtype {ids.dtype}")
         if ids.size > self.max_positions:
             raise ValueError(f"ids has {ids.size} tokens; at most {self.max_positions} fit")
+        vocab = self._word.shape[0]
+        if ids.min() < 0 or ids.max() >= vocab:  # a negative id would silently index from the end
+            bad = int(ids[(ids < 0) | (ids >= vocab)][0])
+            raise ValueError(f"ids must be token ids in [0, {vocab}) (the vocabulary), got {bad}")
         return ids
 
     def hidden_states(self, ids: Sequence[np.ndarray], attention: Optional[AttentionFn] = None) -> List[np.ndarray]:

@@ -1,0 +1,431 @@
+"""Bad input found by an audit of the argument checks: each case raises ValueError naming the
+argument (and leaves state untouched), instead of being accepted silently or failing later with
+a message that does not say what was wrong."""
+
+import numpy as np
+import pytest
+
+import tripartite
+from tripartite import NeuronAstrocyteNetwork
+
+from conftest import moderate_inputs
+
+
+@pytest.fixture
+def qkv32(rng):
+    q, k, v = moderate_inputs(rng, (2, 5, 8), (2, 5, 8), 4)
+    return q.astype(np.float32), k.astype(np.float32), v.astype(np.float32)
+
+
+# 1. values that fit float64 but overflow the float32 compute dtype ---------------------------------
+def test_network_float64_weights_overflowing_float32(rng):
+    W = rng.standard_normal((1, 64, 8))
+    W[0, 3, 2] = 1e300
+    with pytest.raises(ValueError, match=r"hidden_weights does not fit in float32.*1e\+300"):
+        NeuronAstrocyteNetwork(8, 4, 64, hidden_weights=W)
+    NeuronAstrocyteNetwork(8, 4, 64, hidden_weights=W, dtype=np.float64)  # fits float64
+
+
+def test_network_bias_overflowing_float32():
+    b = np.zeros((1, 64))
+    b[0, 0] = -1e300
+    with pytest.raises(ValueError, match="hidden_bias does not fit in float32"):
+        NeuronAstrocyteNetwork(8, 4, 64, hidden_bias=b)
+
+
+def test_attention_float64_weights_and_bias_overflowing_float32(qkv32, rng):
+    q, k, v = qkv32
+    W = rng.standard_normal((64, 8))
+    W[1, 1] = 1e300
+    with pytest.raises(ValueError, match="hidden_weights does not fit in float32"):
+        tripartite.attention(q, k, v, hidden_weights=W)
+    with pytest.raises(ValueError, match="hidden_bias does not fit in float32"):
+        tripartite.attention(q, k, v, n_hidden=64, hidden_bias=np.full(64, 1e300))
+
+
+# 2. the weights and offsets returned cannot be made writeable ---------------------------------------
+def test_hidden_weights_and_bias_cannot_be_made_writeable():
+    net = NeuronAstrocyteNetwork(8, 4, 64, hidden_bias=np.zeros((1, 64)))
+    W0 = net.hidden_weights.copy()
+    for arr in (net.hidden_weights, net.hidden_bias):
+        assert not arr.flags.writeable
+        with pytest.raises(ValueError):
+            arr.flags.writeable = True
+        with pytest.raises(ValueError):
+            arr[...] = np.nan
+    assert np.array_equal(net.hidden_weights, W0) and not np.any(net.hidden_bias)
+    assert np.shares_memory(net.hidden_weights, net._W)  # a view, not a copy per access
+
+
+# 3. save writes exactly the path given, and load reads it back ----------------------------------------
+def test_save_writes_the_path_given(tmp_path, rng):
+    net = NeuronAstrocyteNetwork(8, 4, 64, t_write=10.0, t_read=20.0)
+    net.write(*moderate_inputs(rng, (3, 8), (3, 8), 4)[1:])
+    net.save(tmp_path / "ck")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
+    back = NeuronAstrocyteNetwork.load(tmp_path / "ck")
+    assert np.array_equal(back.synapses, net.synapses) and back.time == net.time
+    net.save(str(tmp_path / "ck.npz"))  # the usual name still works, unchanged
+    assert NeuronAstrocyteNetwork.load(str(tmp_path / "ck.npz")).time == net.time
+    with pytest.raises(ValueError, match="path must be a str or os.PathLike, got None"):
+        net.save(None)
+
+
+def test_load_names_the_npz_file_an_older_save_wrote(tmp_path):
+    NeuronAstrocyteNetwork(8, 4, 64).save(tmp_path / "old.npz")  # what save("old") wrote before
+    with pytest.raises(ValueError, match=r"load '.*old\.npz'"):
+        NeuronAstrocyteNetwork.load(tmp_path / "old")
+    with pytest.raises(ValueError, match="path must be a str or os.PathLike, got None"):
+        NeuronAstrocyteNetwork.load(None)
+
+
+# 4. load checks the contents against the config, not only the checksum ------------------------------
+def _crafted(tmp_path, rng, arrays=None, config=None, fmt=1):
+    """A checkpoint with edited contents and a checksum that matches them."""
+    import json
+
+    net = NeuronAstrocyteNetwork(8, 4, 64, t_write=10.0, t_read=20.0)
+    net.write(*moderate_inputs(rng, (3, 8), (3, 8), 4)[1:])
+    path = tmp_path / "ck.npz"
+    net.save(path)
+    data = dict(np.load(path))
+    cfg = json.loads(str(data.pop("config")))
+    data.pop("checksum"), data.pop("format")
+    (config or (lambda c: None))(cfg)
+    data.update(arrays or {})
+    cj = json.dumps(cfg, sort_keys=True)
+    np.savez(path, format=np.array(fmt), config=np.array(cj), checksum=np.array(NeuronAstrocyteNetwork._checksum(cj, data)), **data)
+    return path
+
+
+@pytest.mark.parametrize(
+    "arrays, config, fmt, match",
+    [
+        (dict(synapses=np.ones((1, 4, 1), np.float32)), None, 1, r"synapses must have shape \(1, 4, 64\)"),
+        (dict(synapses=np.full((1, 4, 64), 1e300)), None, 1, "synapses must have .* dtype float32, got .* float64"),
+        (dict(synapses=np.full((1, 4, 64), np.nan, np.float32)), None, 1, "synapses must be finite"),
+        (dict(hidden=np.full((1, 64), np.inf, np.float32)), None, 1, "hidden must be finite"),
+        (dict(scalars=np.zeros(6)), None, 1, r"scalars must have shape \(1, 6\)"),
+        (dict(scalars=np.full((1, 6), np.nan)), None, 1, "scalars.* must be finite"),
+        (dict(time=np.array(np.nan)), None, 1, "time must be finite"),
+        (dict(time=np.array(-5.0)), None, 1, "time must be >= 0"),
+        (dict(time=np.array([1.0, 2.0])), None, 1, r"time must have shape \(\)"),
+        (dict(step=np.array(2.7)), None, 1, "step must be a non-negative integer"),
+        (dict(step=np.array(-1)), None, 1, "step must be a non-negative integer"),
+        (dict(extra=np.ones(2)), None, 1, r"unexpected \['extra'\]"),
+        (None, lambda c: c.update(foo=1), 1, r"config keys: unexpected \['foo'\]"),
+        (None, lambda c: c.pop("d_key"), 1, r"config keys: missing \['d_key'\]"),
+        (None, lambda c: c.update(d_key=8.0), 1, "config: d_key must be a positive integer, got 8.0"),
+        (None, lambda c: c.update(scale=None), 1, "scale must be a real number, got None"),
+        (None, lambda c: c.update(tau_hidden=-1), 1, "ck.npz': config: tau_hidden must be positive"),
+        (None, None, "x", "format must be an integer"),
+        (None, None, [1, 1], "format must be an integer"),
+    ],
+)
+def test_load_checks_contents(tmp_path, rng, arrays, config, fmt, match):
+    path = _crafted(tmp_path, rng, arrays, config, fmt)
+    with pytest.raises(ValueError, match=match):
+        NeuronAstrocyteNetwork.load(path)
+
+
+def test_load_refuses_a_config_that_is_not_a_json_object(tmp_path, rng):
+    path = _crafted(tmp_path, rng)
+    data = dict(np.load(path))
+    for cj, match in (("[1, 2]", "config must be a JSON object, got list"), ("{not json", "config is not valid JSON")):
+        data.update(config=np.array(cj), checksum=np.array(NeuronAstrocyteNetwork._checksum(cj, {
+            k: v for k, v in data.items() if k not in ("config", "checksum", "format")})))
+        np.savez(path, **data)
+        with pytest.raises(ValueError, match=match):
+            NeuronAstrocyteNetwork.load(path)
+
+
+def test_load_of_a_reset_network_accepts_its_minus_inf_bounds(tmp_path):
+    net = NeuronAstrocyteNetwork(8, 4, 64)
+    assert np.isneginf(net._scalars[:, 4:]).all()  # the log-bounds of an empty network
+    net.save(tmp_path / "empty.npz")
+    NeuronAstrocyteNetwork.load(tmp_path / "empty.npz")
+
+
+# 5. monitor arguments ----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(heads=[0.7]), r"heads must be a list of integer indices, got \[0.7\]"),
+        (dict(heads=[True]), "heads must be a list of integer indices"),
+        (dict(heads=["1"]), "heads must be a list of integer indices"),
+        (dict(heads=1), "heads must be a list of integer indices, got 1"),
+        (dict(heads=[2**70]), r"heads must be indices in \[0, 2\)"),
+        (dict(heads=[float("nan")]), "heads must be a list of integer"),
+        (dict(variables=("hidden",), hidden=[1.9]), "hidden must be a list of integer neuron indices"),
+        (dict(variables=("hidden",), hidden="12"), "hidden must be a list of integer"),
+        (dict(variables=("hidden",), hidden=[None]), "hidden must be a list of integer"),
+        (dict(variables=("calcium",), hidden=[640]), r"hidden must be neuron indices in \[0, 64\)"),
+        (dict(variables=("synapses",), synapses=[0, 1, 2, 3]), r"synapses must be a list of \(output d, hidden r\) integer pairs"),
+        (dict(variables=("synapses",), synapses=[(0, 1, 2)]), "synapses must be a list of"),
+        (dict(variables=("synapses",), synapses=(0, 1)), "synapses must be a list of"),
+        (dict(variables=("synapses",), synapses=[(0.5, 1.5)]), "synapses must be a list of"),
+        (dict(variables=None), "variables must be a tuple or list"),
+    ],
+)
+def test_monitor_arguments(kwargs, match):
+    net = NeuronAstrocyteNetwork(8, 4, 64, heads=2, t_write=10.0, t_read=20.0)
+    with pytest.raises(ValueError, match=match):
+        net.monitor(**kwargs)
+    assert not net._monitors
+
+
+def test_monitor_takes_one_variable_name_as_a_string():
+    net = NeuronAstrocyteNetwork(8, 4, 64, t_write=10.0, t_read=20.0)
+    mon = net.monitor("calcium")
+    assert mon.variables == ("calcium",) and mon.calcium.shape == (1, 1)
+    assert net.monitor(("calcium", "calcium")).variables == ("calcium",)
+    pairs = net.monitor(("synapses",), synapses=np.array([[0, 1], [3, 63]])).synapse_indices
+    assert pairs.tolist() == [[0, 1], [3, 63]]
+
+
+# 6. num_threads of a network, set after construction ----------------------------------------------
+@pytest.mark.parametrize("bad", [-1, 1.5, "x", None, True])
+def test_network_num_threads_attribute_is_checked(bad):
+    net = NeuronAstrocyteNetwork(8, 4, 64, t_write=10.0, t_read=20.0)
+    with pytest.raises(ValueError, match="num_threads must be a non-negative integer"):
+        net.num_threads = bad
+    assert net.num_threads == 0
+    net.num_threads = np.int64(1)
+    assert net.num_threads == 1 and type(net.num_threads) is int
+
+
+# 7. flags must be bools, dtype must be given, feature_map a string -------------------------------
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(causal="no"), "causal must be True or False, got 'no'"),
+    (dict(causal=None), "causal must be True or False"),
+    (dict(return_astrocyte="no"), "return_astrocyte must be True or False, got 'no'"),
+    (dict(feature_map=np.array(["performer"])), "feature_map must be one of"),
+])
+def test_attention_flags_and_feature_map(qkv32, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        tripartite.attention(*qkv32, n_hidden=64, **kwargs)
+
+
+def test_attention_accepts_numpy_bools(qkv32):
+    y = tripartite.attention(*qkv32, n_hidden=64, causal=np.bool_(True))
+    assert np.array_equal(y, tripartite.attention(*qkv32, n_hidden=64, causal=True))
+
+
+def test_network_flags(rng):
+    net = NeuronAstrocyteNetwork(8, 4, 64, t_write=10.0, t_read=20.0)
+    q, k, v = moderate_inputs(rng, (3, 8), (3, 8), 4)
+    with pytest.raises(ValueError, match="progress must be True or False \\(or None\\), got 'yes'"):
+        net.write(k, v, progress="yes")
+    with pytest.raises(ValueError, match="return_astrocyte must be True or False, got 'no'"):
+        net.read(q, return_astrocyte="no")
+    with pytest.raises(ValueError, match="progress must be True or False"):
+        net.stream(q, k, v, progress=1)
+    assert net.time == 0.0
+
+
+@pytest.mark.parametrize("make", [
+    lambda: NeuronAstrocyteNetwork(8, 4, 64, dtype=None),
+    lambda: tripartite.draw_hidden_weights(4, 4, dtype=None),
+    lambda: NeuronAstrocyteNetwork(8, 4, 64, feature_map=np.array(["performer"])),
+])
+def test_dtype_none_and_array_feature_map_are_refused(make):
+    with pytest.raises(ValueError, match="dtype must be float32 or float64, got None|feature_map must be one of"):
+        make()
+
+
+def test_minilm_dtype_none_is_refused():
+    from tripartite.transformer import MiniLM
+
+    with pytest.raises(ValueError, match="dtype must be float32 or float64, got None"):
+        MiniLM(dtype=None)
+
+
+# 8. hidden weights with no rows are m = 0, refused like n_hidden=0 ------------------------------------
+def test_attention_hidden_weights_without_rows(qkv32):
+    with pytest.raises(ValueError, match=r"hidden_weights must have at least one row .* got shape \(0, 8\)"):
+        tripartite.attention(*qkv32, hidden_weights=np.ones((0, 8)))
+
+
+# 12. clear messages: thread counts, leading axes, the outputs' memory ------------------------------
+def test_num_threads_upper_bound(qkv32):
+    from tripartite import _validate
+
+    for bad in (2**31, _validate.MAX_THREADS + 1):
+        with pytest.raises(ValueError, match=f"num_threads must be at most {_validate.MAX_THREADS}"):
+            tripartite.attention(*qkv32, n_hidden=64, num_threads=bad)
+        with pytest.raises(ValueError, match="num_threads must be at most"):
+            NeuronAstrocyteNetwork(8, 4, 64, num_threads=bad)
+
+
+def test_leading_axes_of_weights_and_bias_are_explained(qkv32):
+    q, k, v = (x[0] for x in qkv32)  # 2-D: no leading axes
+    with pytest.raises(ValueError, match=r"hidden_weights of shape \(1, 64, 8\) has leading axes \(1,\).*\(\) of q, k, v"):
+        tripartite.attention(q, k, v, hidden_weights=np.ones((1, 64, 8)))
+    with pytest.raises(ValueError, match=r"hidden_bias of shape \(3, 64\) has leading axes \(3,\).*\(2,\) of q, k, v"):
+        tripartite.attention(*qkv32, n_hidden=64, hidden_bias=np.ones((3, 64)))
+
+
+def test_read_and_stream_check_the_outputs_memory(rng, monkeypatch):
+    from tripartite import _validate
+
+    net = NeuronAstrocyteNetwork(8, 4, 64, t_write=10.0, t_read=20.0)
+    q, k, v = moderate_inputs(rng, (50, 8), (50, 8), 4)
+    monkeypatch.setattr(_validate, "available_memory", lambda: 1000)  # bytes: less than 50 x 4 outputs
+    with pytest.raises(MemoryError, match="the outputs of 50 queries"):
+        net.read(q)
+    with pytest.raises(MemoryError, match="the outputs of 50 queries"):
+        net.stream(q, k, v)
+    assert net.time == 0.0
+
+
+# 10. the reference simulation and softmax check their arguments ------------------------------------
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(dt=0), "dt must be positive"),
+    (dict(dt=3.0), "dt must divide t_write"),
+    (dict(tau_hidden=0), "tau_hidden must be positive"),
+    (dict(tau_astro=-1.0), "tau_astro must be positive"),
+    (dict(dt=5.0, tau_hidden=2.0), "unstable for the euler integrator"),
+    (dict(dt=5.0, leak=1.0, integrator="rk4"), r"unstable for the rk4 integrator.*1/leak"),
+    (dict(record_every=0), "record_every must be a positive integer"),
+    (dict(record_every=2.0), "record_every must be a positive integer"),
+    (dict(stream=True, queries=slice(0, 2)), "stream=True needs as many queries as keys"),
+    (dict(values=slice(0, 2)), "values must have as many rows as keys"),
+    (dict(hidden_weights=np.ones((16, 3))), r"keys must have shape \(rows, D\) with D = 3"),
+])
+def test_reference_simulate_checks_arguments(rng, kwargs, match):
+    from tripartite import reference
+
+    q, k, v = moderate_inputs(rng, (4, 8), (4, 8), 3)
+    args = dict(keys=k, values=v, queries=q, hidden_weights=rng.standard_normal((16, 8)), t_write=10.0, t_read=10.0)
+    for name in ("queries", "values"):
+        if isinstance(kwargs.get(name), slice):
+            kwargs = dict(kwargs, **{name: args[name][kwargs[name]]})
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        reference.simulate(args.pop("keys"), args.pop("values"), args.pop("queries"), args.pop("hidden_weights"), **args)
+
+
+def test_reference_softmax_checks_causal_and_scale(rng):
+    from tripartite import reference
+
+    q, k, v = moderate_inputs(rng, (4, 8), (4, 8), 3)
+    with pytest.raises(ValueError, match="causal attention needs Lq == Lk"):
+        reference.softmax_attention(q[:2], k, v, causal=True)
+    for scale in (0.0, -1.0):
+        with pytest.raises(ValueError, match="scale must be positive"):
+            reference.softmax_attention(q, k, v, scale=scale)
+        with pytest.raises(ValueError, match="scale must be positive"):
+            reference.softmax_normaliser(q, k, scale=scale)
+    assert "softmax_normaliser" in reference.__all__
+
+
+# 11. MiniLM and the study ---------------------------------------------------------------------------
+def test_minilm_token_ids_must_be_in_the_vocabulary():
+    from tripartite.transformer import MiniLM
+
+    model = MiniLM()
+    for bad in (-1, model._word.shape[0]):
+        with pytest.raises(ValueError, match=rf"ids must be token ids in \[0, 30522\).*got {bad}"):
+            model.hidden_states([np.array([101, bad, 102])])
+
+
+def test_neuron_astrocyte_attention_arguments():
+    from tripartite import minilm
+
+    for kwargs, match in ((dict(n_hidden=2.7), "n_hidden must be a positive integer, got 2.7"),
+                          (dict(n_hidden=8, seed=-1), "seed must be a non-negative integer"),
+                          (dict(n_hidden=8, num_threads=1.5), "num_threads must be a non-negative integer")):
+        with pytest.raises(ValueError, match=match):
+            minilm.NeuronAstrocyteAttention(**kwargs)
+    x = np.ones((2, 4, 8), np.float32)
+    with pytest.raises(ValueError, match="layer must be a non-negative integer, got -1"):
+        minilm.NeuronAstrocyteAttention(8)(x, x, x, -1)
+
+
+@pytest.mark.parametrize("method", ["iid", "oprf+ort+shift"])
+def test_neuron_astrocyte_attention_redraws_when_the_head_dimension_changes(rng, method):
+    from tripartite import minilm
+
+    x = (rng.standard_normal((3, 4, 32)) * 0.3).astype(np.float32)
+    att = minilm.NeuronAstrocyteAttention(16, method=method)
+    att(x, x, x, 0)
+    y = att(x[..., :16], x[..., :16], x[..., :16], 0)  # same layer, D 32 -> 16
+    fresh = minilm.NeuronAstrocyteAttention(16, method=method)(x[..., :16], x[..., :16], x[..., :16], 0)
+    assert np.array_equal(y, fresh)
+
+
+def test_run_minilm_checks_arguments_before_loading_or_creating_anything(tmp_path):
+    from tripartite import minilm
+
+    out = tmp_path / "out"
+    for kwargs, match in ((dict(ms=[0.5], methods="iid"), "ms .*must be a positive integer, got 0.5"),
+                          (dict(ms=[8], methods=["iid", "nope"]), r"method must be one of .*got 'nope' \(in methods="),
+                          (dict(ms=[8], seed=-1), "seed must be a non-negative integer"),
+                          (dict(ms=[8], figure_head=(0, -1)), "figure_head must be"),
+                          (dict(ms=[8], num_threads=-1), "num_threads must be"),
+                          (dict(ms=[8], pairs=tmp_path / "absent.tsv"), "absent.tsv")):
+        with pytest.raises((ValueError, OSError), match=match):
+            minilm.run_minilm(out=out, progress=False, **kwargs)
+        assert not out.exists()
+
+
+def test_spearman_refuses_nan():
+    from tripartite import minilm
+
+    with pytest.raises(ValueError, match="x must be finite"):
+        minilm.spearman([1.0, np.nan, 3.0], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="one length"):
+        minilm.spearman([1.0, 2.0, 3.0], [1.0, 2.0])
+
+
+# 9. the command line checks its flags before any work ----------------------------------------------
+SMALL_DEMO = ["demo", "--n-hidden", "256", "--tokens", "8", "--d", "4"]
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--d", "0"], "--d"),
+    (["--tokens", "0"], "--tokens"),
+    (["--tokens", "-1"], "--tokens"),
+    (["--tokens", "1"], "--tokens"),
+    (["--seed", "-1"], "--seed"),
+    (["--n-hidden", "0"], "--n-hidden"),
+    (["--num-threads", "-1"], "--num-threads"),
+    (["--out", "/nonexistent-folder/demo.png"], "--out"),
+])
+def test_demo_flags(flags, named, capsys, tmp_path, monkeypatch):
+    from tripartite.cli import main
+
+    monkeypatch.chdir(tmp_path)  # the default figure would land here
+
+    with pytest.raises(SystemExit) as exc:
+        main(SMALL_DEMO + flags)
+    assert exc.value.code == 2
+    captured = capsys.readouterr()
+    assert f"argument {named}" in captured.err and captured.out == ""  # nothing ran
+
+
+def test_demo_tokens_beyond_memory(monkeypatch, tmp_path, capsys):
+    from tripartite import _validate
+    from tripartite.cli import main
+
+    monkeypatch.setattr(_validate, "available_memory", lambda: 2_000_000)  # bytes: 300 tokens need 2.9 MB
+    with pytest.raises(SystemExit):
+        main(SMALL_DEMO + ["--tokens", "300", "--out", str(tmp_path / "d.png")])
+    assert "argument --tokens" in capsys.readouterr().err and not (tmp_path / "d.png").exists()
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--seed", "-1"], "--seed"),
+    (["--figure-head", "0", "-1"], "--figure-head"),
+    (["--num-threads", "-2"], "--num-threads"),
+    (["--pairs", "absent.tsv"], "--pairs"),
+    (["--m", "0"], "--m"),
+])
+def test_minilm_flags_checked_before_the_model_loads_or_out_exists(tmp_path, flags, named, capsys):
+    from tripartite.cli import main
+
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exc:
+        main(["minilm", "--out", str(out), "--no-progress", "--m", "8"] + flags)
+    assert exc.value.code == 2 and f"argument {named}" in capsys.readouterr().err
+    assert not out.exists()
