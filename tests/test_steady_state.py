@@ -67,6 +67,51 @@ def test_causal_intra_chunk_sums_every_column_layout(rng, Dv):
     assert np.max(np.abs(a / a_ref - 1)) <= moderate_tol(np.float64, True)
 
 
+@pytest.mark.parametrize("causal", [False, True], ids=["bidirectional", "causal"])
+@pytest.mark.parametrize("Dv", [1, 15, 16, 17, 33])
+def test_float32_column_layouts(rng, causal, Dv):
+    """float32 synapse panels hold 16 columns (two 8-float vectors): Dv and Dv + 1 on both sides
+    of 16 and 32, against the reference, over two chunks."""
+    q, k, v = (x.astype(np.float32) for x in moderate_inputs(rng, (2, 80, 8), (2, 80, 8), Dv))
+    W = tripartite.draw_hidden_weights(600, 8, heads=2, seed=5, dtype=np.float32)
+    y, a = tripartite.attention(q, k, v, hidden_weights=W, causal=causal, return_astrocyte=True)
+    y_ref, a_ref = reference.random_feature_attention(q, k, v, W, causal=causal, return_astrocyte=True)
+    assert rel_err(y, y_ref) <= moderate_tol(np.float32, causal)
+    assert np.max(np.abs(a / a_ref - 1)) <= moderate_tol(np.float32, causal)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("Lq, Lk", [(5, 200), (170, 11)])
+def test_query_and_key_counts_differ_across_chunks(rng, dtype, Lq, Lk):
+    """Few queries against three chunks of keys, and three chunks of queries against a few keys,
+    with a hidden bias, against the reference."""
+    heads, D, Dv, m = 2, 9, 7, 1100
+    q = moderate_inputs(rng, (heads, Lq, D), (heads, Lk, D), Dv)[0]
+    _, k, v = moderate_inputs(rng, (heads, Lq, D), (heads, Lk, D), Dv)
+    q, k, v = (x.astype(dtype) for x in (q, k, v))
+    W = tripartite.draw_hidden_weights(m, D, heads=heads, seed=2, dtype=dtype)
+    b = rng.normal(-0.3, 0.2, (heads, m))
+    y, a = tripartite.attention(q, k, v, hidden_weights=W, hidden_bias=b, return_astrocyte=True)
+    y_ref, a_ref = reference.random_feature_attention(q, k, v, W, return_astrocyte=True, hidden_bias=b)
+    assert y.shape == (heads, Lq, Dv)
+    assert rel_err(y, y_ref) <= moderate_tol(dtype, False)
+    assert np.max(np.abs(a / a_ref - 1)) <= moderate_tol(dtype, False)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("causal", [False, True], ids=["bidirectional", "causal"])
+def test_non_default_scale(rng, dtype, causal):
+    """scale = 0.3 (not D^-1/2) enters as x~ = x s^{1/2}, in y and in a_t's units."""
+    q, k, v = (x.astype(dtype) for x in moderate_inputs(rng, (2, 80, 8), (2, 80, 8), 3, scale=0.3))
+    W = tripartite.draw_hidden_weights(700, 8, heads=2, seed=4, dtype=dtype)
+    y, a = tripartite.attention(q, k, v, hidden_weights=W, scale=0.3, causal=causal, return_astrocyte=True)
+    y_ref, a_ref = reference.random_feature_attention(q, k, v, W, scale=0.3, causal=causal, return_astrocyte=True)
+    assert rel_err(y, y_ref) <= moderate_tol(dtype, causal)
+    assert np.max(np.abs(a / a_ref - 1)) <= moderate_tol(dtype, causal)
+    # the default scale (1/sqrt(8) = 0.35) gives another answer, far outside that
+    assert rel_err(tripartite.attention(q, k, v, hidden_weights=W, causal=causal), y_ref) > 100 * moderate_tol(dtype, causal)
+
+
 def test_causal_equals_masked_prefixes(rng):
     """Causal output t equals bidirectional attention over the first t+1 tokens (same W)."""
     c = _core.chunk_size
