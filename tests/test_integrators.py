@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 
 import tripartite
-from tripartite import reference
+from tripartite import _core, reference
 
-from conftest import moderate_inputs, network_tol
+from conftest import dot_magnitude, log_rate_tol, moderate_inputs, network_tol
 
 # Small windows keep the NumPy reference quick while still spanning several time constants.
 FAST = dict(tau_hidden=2.0, tau_astro=5.0, t_write=10.0, t_read=40.0)
+SHORT = dict(FAST, t_read=20.0)  # for the larger networks below
 
 
 def network(D, Dv, m, **kw):
@@ -136,3 +137,72 @@ def test_exact_matches_richardson_extrapolated_rk4(rng, leak):
         tol = 4 * (h / 2) / FAST["tau_hidden"] * correction + network_tol(np.float64, 2 * L, L * (FAST["t_write"] + FAST["t_read"]) / (h / 2))
         assert rel_err(got, extrapolated) <= tol, (rel_err(got, extrapolated), tol)
         assert rel_err(got, x_h2) > tol  # the comparison tells exact from rk4 at h/2
+
+
+def float32_numbers(x):
+    """x rounded to float32, held in float64: a float32 and a float64 network then get the same
+    weights and inputs, and one float64 reference serves both."""
+    return np.asarray(x, dtype=np.float32).astype(np.float64)
+
+
+def assert_both_dtypes_match(D, Dv, m, W, b, q, k, v, stream, integrator, dt, params, extra_tol=lambda dtype: 0.0):
+    """Float32 and float64 networks with weights W and bias b against reference.simulate."""
+    L = len(k)
+    y_ref, a_ref = reference.simulate(k, v, q, W[0], stream=stream, integrator=integrator, dt=dt,
+                                      hidden_bias=None if b is None else b[0], **params)
+    for dtype in (np.float32, np.float64):
+        net = tripartite.NeuronAstrocyteNetwork(D, Dv, m, dtype=dtype, integrator=integrator, dt=dt, hidden_weights=W,
+                                                hidden_bias=b, **params)
+        y, a = run(net, q, k, v, stream)
+        tol = network_tol(dtype, 2 * L, L * (params["t_write"] + params["t_read"]) / dt) + extra_tol(dtype)
+        assert rel_err(y, y_ref) <= tol, (dtype, rel_err(y, y_ref), tol)
+        assert np.max(np.abs(a / a_ref - 1)) <= tol, (dtype, np.max(np.abs(a / a_ref - 1)), tol)
+
+
+@pytest.mark.parametrize("integrator", ["euler", "rk4"])
+@pytest.mark.parametrize("stream", [False, True], ids=["write-read", "stream"])
+def test_several_blocks_and_wide_values_match_reference(rng, integrator, stream):
+    """m = 4500: two full blocks of block_size = 2048 neurons and a partial one of 404; Dv = 9
+    values (more than a vector of 4 doubles or 8 floats); leak and a hidden bias."""
+    D, Dv, m, L, dt = 7, 9, 2 * _core.block_size + 404, 4, 0.5
+    q, k, v = (float32_numbers(x) for x in moderate_inputs(rng, (L, D), (L, D), Dv))
+    W = float32_numbers(rng.standard_normal((1, m, D)))
+    b = float32_numbers(rng.normal(-0.3, 0.2, (1, m)))
+    assert_both_dtypes_match(D, Dv, m, W, b, q, k, v, stream, integrator, dt, dict(SHORT, leak=0.02))
+
+
+@pytest.mark.parametrize("integrator", ["euler", "rk4"])
+@pytest.mark.parametrize("stream", [False, True], ids=["write-read", "stream"])
+def test_inputs_of_varied_norms_match_reference(rng, integrator, stream):
+    """Keys and queries with |x~|^2 from 0.01 to 20, some along rows of W in either block (log-rate
+    |w_r| sqrt(20) - 10 ~ 10 on that neuron, down to ~ -30 on others): the state's log-scales
+    must follow from window to window. |x~|^2 stays <= 20: first-token log-rates below ~ -87 are
+    a known float32 issue, fixed separately."""
+    D, Dv, m, L, dt = 20, 5, _core.block_size + 452, 5, 0.5
+    W = float32_numbers(rng.standard_normal((1, m, D)))
+    s = D**-0.5
+
+    def along(r, norm2):  # x with x~ = x s^{1/2} along w_r and |x~|^2 = norm2
+        return W[0, r] * math.sqrt(norm2 / (W[0, r] @ W[0, r]) / s)
+
+    q, k, v = moderate_inputs(rng, (L, D), (L, D), Dv)
+    k[0] *= 0.1  # |x~|^2 = 0.01, the first token
+    k[2], k[4] = along(2300, 20.0), along(100, 12.0)
+    k[3] *= 2.0  # |x~|^2 = 4
+    q[1], q[3] = along(2300, 20.0), along(2400, 20.0)
+    q[2] *= 0.1
+    q, k, v = (float32_numbers(x) for x in (q, k, v))
+    # one neuron dominates each large feature: the log-rates' rounding adds log_rate_tol
+    S = max(dot_magnitude(x, W[0]) for x in (q, k))
+    assert_both_dtypes_match(D, Dv, m, W, None, q, k, v, stream, integrator, dt, dict(SHORT, leak=0.01),
+                             extra_tol=lambda dtype: log_rate_tol(dtype, D, S))
+
+
+@pytest.mark.parametrize("integrator", ["euler", "rk4"])
+def test_scale_and_eta_match_reference(rng, integrator):
+    """scale = 0.3 (not D^-1/2) and eta = 2.5: y is unchanged by eta (H, g and a all scale with
+    it), a_t grows with it."""
+    D, Dv, m, L, dt = 8, 3, 300, 4, 0.5
+    q, k, v = (float32_numbers(x) for x in moderate_inputs(rng, (L, D), (L, D), Dv, scale=0.3))
+    W = float32_numbers(rng.standard_normal((1, m, D)))
+    assert_both_dtypes_match(D, Dv, m, W, None, q, k, v, True, integrator, dt, dict(FAST, scale=0.3, eta=2.5))
