@@ -3,6 +3,8 @@ import math
 import numpy as np
 import pytest
 
+from tripartite import _core
+
 
 def moderate_inputs(rng, shape_q, shape_k, dv, norm2=1.0, scale=None):
     """q, k with |q~|^2 = |k~|^2 = norm2 (x~ = x s^{1/2}, s = 1/sqrt(D)) and standard normal v."""
@@ -24,6 +26,61 @@ def rng():
     return np.random.default_rng(12345)
 
 
-# Relative precision of one rounding in each dtype; tolerances below are multiples of it set by
-# the length of the sums involved (a few hundred terms, accumulated in blocks).
+# Relative precision of one rounding in each dtype; tolerances are multiples of it set by the
+# number and size of the summed terms (the helpers below derive them).
 EPS = {np.float32: float(np.finfo(np.float32).eps), np.float64: float(np.finfo(np.float64).eps)}
+
+# Hidden neurons per block of the steady state: a block's features are summed in the input dtype
+# (in spans, in registers), blocks are folded in double (cpp/tripartite/attention.hpp, tiles.hpp).
+BLOCK = _core.attention_block_size
+# The causal steady state reads a chunk at a scale up to log(max double) / 4 ~ 177 below its
+# largest key log-rate (read_headroom in cpp/tripartite/attention.hpp): offsets of that size
+# cancel in log a_t and in the intra-chunk weights, each leaving a float64 rounding of ~177 eps.
+READ_HEADROOM = math.log(float(np.finfo(np.float64).max)) / 4
+
+
+def moderate_tol(dtype, causal):
+    """Relative error of the compiled steady state against reference.random_feature_attention on
+    moderate inputs (|x~|^2 <~ 4, m of hundreds or more): a block's features are summed in the
+    input dtype, ~eps sqrt(BLOCK) each for the numerator and the denominator (the log-rates'
+    roundings, a few eps each, average out over the features); causal: four roundings of the
+    READ_HEADROOM offsets in float64 (log a_t = ref + log(sum), and exp(M_j - C_read) per key).
+    Measured (12 seeds, tests/test_steady_state.py): <= 3.8 eps32, 8.5 eps64 bidirectional,
+    159 eps64 causal."""
+    tol = 2 * math.sqrt(BLOCK) * EPS[dtype]
+    if causal:
+        tol += 4 * READ_HEADROOM * EPS[np.float64]
+    return tol
+
+
+def dot_magnitude(x, W, scale=None):
+    """S = max over rows t and neurons r of sum_j |W_rj x~_tj| (x~ = x s^{1/2}): the size of the
+    D terms summed in the log-rates' dot products W x~, the only part of a log-rate formed in the
+    input dtype (|x~|^2 / 2 and log(m) / 2 are formed in double: features.hpp scaled_input)."""
+    x = np.abs(np.asarray(x, dtype=np.float64))
+    W = np.abs(np.asarray(W, dtype=np.float64))
+    s = 1.0 / math.sqrt(x.shape[-1]) if scale is None else scale
+    if x.size == 0:
+        return 0.0
+    return float(np.max((x * math.sqrt(s)) @ np.swapaxes(W, -1, -2)))
+
+
+def log_rate_tol(dtype, D, S):
+    """Relative error of y and a_t (and absolute of log a_t) when a few hidden neurons dominate
+    each feature product (inputs that are rows of W, large log-rates): a D-term dot product
+    rounded in the input dtype errs by ~ eps/2 sqrt(D) S (random walk, S from dot_magnitude); a
+    weight adds a query's and a key's log-rate (x2) and the largest of ~1e5 log-rates lies in the
+    tail of that spread (x2): 2 eps sqrt(D) S, and as much again in eps64 for the float64
+    reference's own dot products. Measured over 40 seeds (tests/test_steady_state.py): <= 0.39
+    eps32 sqrt(D) S in float32, <= 0.62 eps64 sqrt(D) S in float64."""
+    return 2 * (EPS[dtype] + EPS[np.float64]) * math.sqrt(D) * S
+
+
+def network_tol(dtype, n_windows, n_steps):
+    """Relative error of the compiled network against reference.simulate with the same
+    integrator and dt (moderate inputs): the core rounds its state to the network's dtype once
+    per window and y = H h / a combines three such variables (~2 eps per window, n_windows
+    windows); the float64 reference rounds its state every step (a random walk over its n_steps
+    steps: sqrt(n_steps) eps64). Sums over the m neurons are formed in double and add nothing
+    visible: measured <= 2.2 eps32 and 6 eps64 for m from 97 to 4500."""
+    return 2 * n_windows * EPS[dtype] + math.sqrt(n_steps) * EPS[np.float64]

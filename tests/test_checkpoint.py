@@ -1,8 +1,8 @@
 """Checkpoints, Ctrl-C and resumption: a run stopped, saved, loaded and resumed is bitwise equal
 to an uninterrupted run."""
 
-import os
-import signal
+import _thread
+import sys
 import threading
 import zipfile
 
@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import tripartite
+import tripartite.network
 from tripartite import SimulationInterrupted
 
 from conftest import moderate_inputs
@@ -81,26 +82,62 @@ def test_damaged_and_foreign_files_are_refused(tmp_path, rng):
     assert zipfile.is_zipfile(path)
 
 
-def interrupt_soon(delay):
-    timer = threading.Timer(delay, lambda: os.kill(os.getpid(), signal.SIGINT))
-    timer.start()
-    return timer
+class InterruptAfterFirstReport:
+    """A stand-in progress bar that sends Ctrl-C from inside a run, with no timer.
+
+    The core polls for signals between windows, at most every 0.1 s, and reports progress after
+    each poll (bindings.cpp run_network). At the first report this bar wakes a helper thread
+    that calls _thread.interrupt_main() (SIGINT as Python's handler sees it). The helper can take
+    the GIL only once the main thread has gone back into the core and released it (the switch
+    interval is raised for the run, so the main thread is never made to yield while it runs
+    Python): the signal is therefore always pending inside the kernel, never raised in Python
+    code, and the next poll stops the run at a window boundary. That needs the run to outlast two
+    polls: it is sized to take ~13 s uninterrupted, ~0.2 s is used."""
+
+    def __init__(self):
+        self.n = 0
+        self.first_report = None
+        self._report = threading.Event()
+        self._helper = threading.Thread(target=self._interrupt, daemon=True)
+
+    def _interrupt(self):
+        self._report.wait()
+        _thread.interrupt_main()
+
+    def update(self, k):
+        self.n += k
+        if self.first_report is None:
+            self.first_report = self.n
+            self._report.set()
+
+    def close(self):
+        pass
+
+    def run(self, monkeypatch, call):
+        monkeypatch.setattr(tripartite.network, "_progress_bar", lambda progress, total, what: self)
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(100.0)
+        self._helper.start()
+        try:
+            call()
+        finally:
+            sys.setswitchinterval(switch)
+            self._report.set()  # release the helper if no report came
+            self._helper.join()
 
 
 @pytest.mark.parametrize("protocol", ["write", "stream"])
-def test_ctrl_c_stops_at_a_window_boundary_and_resumes_bitwise(rng, protocol):
-    D, Dv, m, L = 32, 32, 200_000, 4000
+def test_ctrl_c_stops_at_a_window_boundary_and_resumes_bitwise(rng, monkeypatch, protocol):
+    D, Dv, m, L = 32, 32, 200_000, 8000
     k = rng.standard_normal((L, D)).astype(np.float32) * 0.4
     v = rng.standard_normal((L, Dv)).astype(np.float32)
     net = tripartite.NeuronAstrocyteNetwork(D, Dv, m, num_threads=1)
-    timer = interrupt_soon(0.3)
-    try:
-        with pytest.raises(SimulationInterrupted) as info:
-            net.write(k, v) if protocol == "write" else net.stream(k, k, v)
-    finally:
-        timer.cancel()
+    bar = InterruptAfterFirstReport()
+    with pytest.raises(SimulationInterrupted) as info:
+        bar.run(monkeypatch, lambda: net.write(k, v, progress=True) if protocol == "write" else net.stream(k, k, v, progress=True))
     done = info.value.windows_done
-    assert 0 < done < info.value.windows_total
+    # stopped at a poll after the one that reported (and sent the signal), before the end
+    assert bar.first_report is not None and 0 < bar.first_report < done < info.value.windows_total
     if protocol == "write":
         assert net.time == done * 100.0
         net.write(k[done:done + 3], v[done:done + 3])

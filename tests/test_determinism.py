@@ -1,23 +1,74 @@
 """Results depend on the seed, never on the number of threads: bitwise."""
 
+import math
+
 import numpy as np
 import pytest
 
 import tripartite
+from tripartite import _core
 
 from conftest import moderate_inputs
 
+# Thread-count tests mean something only if the calls do run on several threads: the core must be
+# built with OpenMP, and a call's flop estimate must exceed the cutoff below which it runs on one
+# thread whatever num_threads says (effective_threads in cpp/tripartite/common.hpp, fed the
+# estimates of cpp/bindings.cpp, mirrored here). The sizes below are at least 5x above it and give
+# every thread several tasks.
+needs_openmp = pytest.mark.skipif(
+    not tripartite.openmp_enabled(), reason="core built without OpenMP: every call runs on one thread, nothing to compare"
+)
+SINGLE_THREAD_WORK = 2.0e5
 
+
+def attention_work(heads, m, Lq, Lk, D, Dv):
+    """(flop estimate, tasks) of one steady-state call: tasks of 2 blocks of attention_block_size neurons."""
+    blocks = math.ceil(m / _core.attention_block_size)
+    return 2.0 * heads * m * (Lq + Lk) * (D + Dv), heads * math.ceil(blocks / 2)
+
+
+def network_work(heads, m, D, Dv):
+    """(flop estimate, tasks) of one network call: one task per block of block_size neurons."""
+    return float(heads * m * (D + 2 * Dv)), heads * math.ceil(m / _core.block_size)
+
+
+def assert_runs_threaded(work_and_tasks, threads=3):
+    work, tasks = work_and_tasks
+    assert work >= 5 * SINGLE_THREAD_WORK and tasks >= 2 * threads, (work, tasks)
+
+
+@needs_openmp
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_attention_threads_bitwise(rng, causal, dtype):
     q, k, v = moderate_inputs(rng, (3, 70, 16), (3, 70, 16), 8)
     q, k, v = (x.astype(dtype) for x in (q, k, v))
+    assert_runs_threaded(attention_work(3, 5000, 70, 70, 16, 8))
     runs = [tripartite.attention(q, k, v, n_hidden=5000, causal=causal, num_threads=t, return_astrocyte=True) for t in (1, 2, 3)]
     for y, a in runs[1:]:
         assert np.array_equal(y, runs[0][0]) and np.array_equal(a, runs[0][1])
 
 
+@needs_openmp
+@pytest.mark.parametrize("causal", [False, True], ids=["bidirectional", "causal"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_attention_threads_bitwise_bias_orthogonal_multichunk(rng, causal, dtype):
+    """Hidden bias, orthogonal weights, several chunks of keys and queries, and (bidirectional)
+    Lq != Lk."""
+    heads, D, Dv, m = 2, 12, 19, 3000
+    Lq, Lk = (150, 150) if causal else (150, 2 * _core.chunk_size + 20)
+    q = moderate_inputs(rng, (heads, Lq, D), (heads, Lk, D), Dv)[0]
+    _, k, v = moderate_inputs(rng, (heads, Lq, D), (heads, Lk, D), Dv)
+    q, k, v = (x.astype(dtype) for x in (q, k, v))
+    b = rng.normal(-0.3, 0.2, (heads, m))
+    assert_runs_threaded(attention_work(heads, m, Lq, Lk, D, Dv))
+    runs = [tripartite.attention(q, k, v, n_hidden=m, feature_map="orthogonal", hidden_bias=b, causal=causal, num_threads=t,
+                                 return_astrocyte=True) for t in (1, 2, 3)]
+    for y, a in runs[1:]:
+        assert np.array_equal(y, runs[0][0]) and np.array_equal(a, runs[0][1])
+
+
+@needs_openmp
 @pytest.mark.parametrize("causal", [False, True])
 def test_attention_does_not_depend_on_how_blocks_are_grouped(rng, causal):
     """The task partials are folded in task order whether they are kept all at once or a few
@@ -29,6 +80,7 @@ def test_attention_does_not_depend_on_how_blocks_are_grouped(rng, causal):
     q, k, v = moderate_inputs(rng, (3, L, 16), (3, L, 16), 8)
     m = 4 * _core.attention_block_size + 100  # 5 blocks per head: 3 tasks, the last of one block
     W = tripartite.draw_hidden_weights(m, 16, heads=3)
+    assert_runs_threaded(attention_work(3, m, L, L, 16, 8))
     args = (W, None, *(x.astype(np.float32) for x in (q, k, v)), 0.5, causal)
     ref = _core.attention_float32(*args, 1)
     for threads, budget in ((1, 1), (2, 1), (3, 1), (5, 1), (2, L * 9 * 8 * 4)):
@@ -37,14 +89,43 @@ def test_attention_does_not_depend_on_how_blocks_are_grouped(rng, causal):
         assert np.array_equal(log_u, ref[2]), (threads, budget)
 
 
+@needs_openmp
 @pytest.mark.parametrize("integrator", ["exact", "euler"])
 def test_network_threads_bitwise(rng, integrator):
-    q, k, v = moderate_inputs(rng, (2, 5, 16), (2, 5, 16), 8)
+    heads, D, Dv, m = 3, 16, 16, 4 * _core.block_size + 5  # 5 blocks per head, the last of 5 neurons
+    q, k, v = moderate_inputs(rng, (heads, 5, D), (heads, 5, D), Dv)
+    assert_runs_threaded(network_work(heads, m, D, Dv))
     results = []
     for threads in (1, 2, 3):
-        net = tripartite.NeuronAstrocyteNetwork(16, 8, 6149, heads=2, integrator=integrator, num_threads=threads)
+        net = tripartite.NeuronAstrocyteNetwork(D, Dv, m, heads=heads, integrator=integrator, num_threads=threads)
         y, a = net.stream(q, k, v, return_astrocyte=True)
         results.append((y, a, net.synapses, net.astrocyte_weights, net.hidden_rates))
+    for other in results[1:]:
+        for x, y in zip(results[0], other):
+            assert np.array_equal(x, y)
+
+
+@needs_openmp
+@pytest.mark.parametrize("integrator", ["exact", "euler", "rk4"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_network_threads_bitwise_bias_leak_monitor(rng, integrator, dtype):
+    """Write then read, then a stream, with hidden bias, leak and a monitor (which runs the
+    network window by window): outputs, calcium, state and the recorded traces, bitwise."""
+    heads, D, Dv, m = 3, 16, 16, 4 * _core.block_size + 5
+    q, k, v = moderate_inputs(rng, (heads, 4, D), (heads, 4, D), Dv)
+    b = rng.normal(-0.3, 0.2, (heads, m))
+    assert_runs_threaded(network_work(heads, m, D, Dv))
+    results = []
+    for threads in (1, 2, 3):
+        net = tripartite.NeuronAstrocyteNetwork(D, Dv, m, heads=heads, integrator=integrator, dtype=dtype, leak=0.001,
+                                                hidden_bias=b, t_read=200.0, num_threads=threads)
+        net.write(k[:, :3], v[:, :3])
+        y1, a1 = net.read(q, return_astrocyte=True)
+        mon = net.monitor(("calcium", "hidden", "astrocyte_weights", "synapses", "outputs"), hidden=[0, 2048, m - 1],
+                          synapses=[(0, 1), (Dv - 1, m - 1)], every=50)
+        y2, a2 = net.stream(q, k, v, return_astrocyte=True)
+        results.append((y1, a1, y2, a2, net.synapses, net.astrocyte_weights, net.hidden_rates, net.calcium,
+                        mon.calcium, mon.hidden, mon.astrocyte_weights, mon.synapses, mon.outputs))
     for other in results[1:]:
         for x, y in zip(results[0], other):
             assert np.array_equal(x, y)
@@ -68,12 +149,36 @@ def test_heads_do_not_depend_on_head_count():
     assert np.array_equal(tripartite.draw_hidden_weights(100, 8, seed=4, dtype=np.float64).astype(np.float32), W2[:1])
 
 
-def test_orthogonal_rows_are_orthogonal_within_blocks():
-    W = tripartite.draw_hidden_weights(40, 16, feature_map="orthogonal", dtype=np.float64)[0]
-    block = W[:16]
-    gram = block @ block.T
-    assert np.allclose(gram - np.diag(np.diag(gram)), 0, atol=1e-12)
-    assert W.shape == (40, 16)
+def chi2_cdf_even(x, k):
+    """P(chi^2_k <= x) for even k: 1 - e^{-x/2} sum_{j < k/2} (x/2)^j / j!."""
+    h = np.asarray(x, dtype=np.float64) / 2
+    term, total = np.ones_like(h), np.zeros_like(h)
+    for j in range(k // 2):
+        total += term
+        term = term * h / (j + 1)
+    return 1 - np.exp(-h) * total
+
+
+def test_orthogonal_rows_blocks_and_norms():
+    """Block-orthogonal rows: every block of d rows, the partial last one too, is an orthonormal
+    set of directions (Householder QR: to ~ d eps), different blocks are independent, and the
+    squared row norms follow chi^2_d (the law of a Gaussian row's), checked with the
+    Dvoretzky-Kiefer-Wolfowitz bound: P(sup |F_n - F| > e) <= 2 exp(-2 n e^2), e for 1e-6."""
+    d = 16
+    m = 200 * d + 5  # 200 full blocks and a partial one of 5 rows
+    W = tripartite.draw_hidden_weights(m, d, feature_map="orthogonal", seed=3, dtype=np.float64)[0]
+    assert W.shape == (m, d)
+    norm2 = np.sum(W * W, axis=1)
+    U = W / np.sqrt(norm2)[:, None]
+    for start in range(0, m, d):
+        block = U[start : start + d]
+        assert np.max(np.abs(block @ block.T - np.eye(len(block)))) <= d * np.finfo(np.float64).eps, start  # measured <= 3.1 eps
+    assert np.max(np.abs(U[:d] @ U[d : 2 * d].T)) > 0.1  # a new basis per block, not one repeated
+    x = np.sort(norm2)
+    F = chi2_cdf_even(x, d)
+    i = np.arange(1, m + 1)
+    ks = max(np.max(i / m - F), np.max(F - (i - 1) / m))
+    assert ks <= math.sqrt(math.log(2 / 1e-6) / (2 * m))  # 0.048; measured 0.018 (chi^2_15 norms: 0.079)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])

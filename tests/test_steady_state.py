@@ -8,11 +8,12 @@ import pytest
 import tripartite
 from tripartite import _core, reference
 
-from conftest import moderate_inputs
+from conftest import dot_magnitude, log_rate_tol, moderate_inputs, moderate_tol
 
-# float32: features and sums are formed in float32 over D = 60 and blocks of 2048 hidden neurons;
-# the issue's bound 1e-5 is ~100 float32 roundings. float64: 1e-12 likewise.
-TOL = {np.float32: 1e-5, np.float64: 1e-12}
+# Features and their sums are formed in the input dtype over D and over blocks of
+# _core.attention_block_size = 512 hidden neurons (folded in double): moderate_tol in conftest.py
+# derives the tolerance of moderate inputs from that, log_rate_tol the one of large log-rates.
+SEEDS = [12345, 1, 4, 16, 17]  # 1, 16 and 17 exceeded the former fixed tolerances
 
 
 def rel_err(x, ref):
@@ -30,15 +31,15 @@ def test_matches_closed_form(rng, dtype, causal, feature_map):
     y, a = tripartite.attention(q, k, v, hidden_weights=W, causal=causal, return_astrocyte=True)
     y_ref, a_ref = reference.random_feature_attention(q, k, v, W, causal=causal, return_astrocyte=True)
     assert y.dtype == dtype and y.shape == (heads, L, Dv) and a.shape == (heads, L)
-    assert rel_err(y, y_ref) <= TOL[dtype]
-    assert np.max(np.abs(a / a_ref - 1)) <= TOL[dtype]
+    assert rel_err(y, y_ref) <= moderate_tol(dtype, causal)
+    assert np.max(np.abs(a / a_ref - 1)) <= moderate_tol(dtype, causal)
 
 
 def test_seed_draws_the_same_weights(rng):
     q, k, v = moderate_inputs(rng, (2, 17, 8), (2, 17, 8), 5)
     y = tripartite.attention(q, k, v, n_hidden=500, seed=3)
     W = tripartite.draw_hidden_weights(500, 8, heads=2, seed=3, dtype=np.float64)
-    assert rel_err(y, reference.random_feature_attention(q, k, v, W)) <= TOL[np.float64]
+    assert rel_err(y, reference.random_feature_attention(q, k, v, W)) <= moderate_tol(np.float64, False)
     assert np.array_equal(y, tripartite.attention(q, k, v, n_hidden=500, seed=3))
     assert not np.array_equal(y, tripartite.attention(q, k, v, n_hidden=500, seed=4))
 
@@ -51,7 +52,7 @@ def test_leading_axes_broadcast(rng):
     y = tripartite.attention(q, k, v, hidden_weights=W)
     assert y.shape == (2, 3, 9, 4)
     y_ref = reference.random_feature_attention(q, np.broadcast_to(k, (2, 3, 11, 16)), np.broadcast_to(v, (2, 3, 11, 4)), W)
-    assert rel_err(y, y_ref) <= TOL[np.float64]
+    assert rel_err(y, y_ref) <= moderate_tol(np.float64, False)
 
 
 @pytest.mark.parametrize("Dv", [1, 4, 15, 47, 64, 79])
@@ -62,8 +63,53 @@ def test_causal_intra_chunk_sums_every_column_layout(rng, Dv):
     W = tripartite.draw_hidden_weights(600, 8, heads=2, seed=5, dtype=np.float64)
     y, a = tripartite.attention(q, k, v, hidden_weights=W, causal=True, return_astrocyte=True)
     y_ref, a_ref = reference.random_feature_attention(q, k, v, W, causal=True, return_astrocyte=True)
-    assert rel_err(y, y_ref) <= TOL[np.float64]
-    assert np.max(np.abs(a / a_ref - 1)) <= TOL[np.float64]
+    assert rel_err(y, y_ref) <= moderate_tol(np.float64, True)
+    assert np.max(np.abs(a / a_ref - 1)) <= moderate_tol(np.float64, True)
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["bidirectional", "causal"])
+@pytest.mark.parametrize("Dv", [1, 15, 16, 17, 33])
+def test_float32_column_layouts(rng, causal, Dv):
+    """float32 synapse panels hold 16 columns (two 8-float vectors): Dv and Dv + 1 on both sides
+    of 16 and 32, against the reference, over two chunks."""
+    q, k, v = (x.astype(np.float32) for x in moderate_inputs(rng, (2, 80, 8), (2, 80, 8), Dv))
+    W = tripartite.draw_hidden_weights(600, 8, heads=2, seed=5, dtype=np.float32)
+    y, a = tripartite.attention(q, k, v, hidden_weights=W, causal=causal, return_astrocyte=True)
+    y_ref, a_ref = reference.random_feature_attention(q, k, v, W, causal=causal, return_astrocyte=True)
+    assert rel_err(y, y_ref) <= moderate_tol(np.float32, causal)
+    assert np.max(np.abs(a / a_ref - 1)) <= moderate_tol(np.float32, causal)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("Lq, Lk", [(5, 200), (170, 11)])
+def test_query_and_key_counts_differ_across_chunks(rng, dtype, Lq, Lk):
+    """Few queries against three chunks of keys, and three chunks of queries against a few keys,
+    with a hidden bias, against the reference."""
+    heads, D, Dv, m = 2, 9, 7, 1100
+    q = moderate_inputs(rng, (heads, Lq, D), (heads, Lk, D), Dv)[0]
+    _, k, v = moderate_inputs(rng, (heads, Lq, D), (heads, Lk, D), Dv)
+    q, k, v = (x.astype(dtype) for x in (q, k, v))
+    W = tripartite.draw_hidden_weights(m, D, heads=heads, seed=2, dtype=dtype)
+    b = rng.normal(-0.3, 0.2, (heads, m))
+    y, a = tripartite.attention(q, k, v, hidden_weights=W, hidden_bias=b, return_astrocyte=True)
+    y_ref, a_ref = reference.random_feature_attention(q, k, v, W, return_astrocyte=True, hidden_bias=b)
+    assert y.shape == (heads, Lq, Dv)
+    assert rel_err(y, y_ref) <= moderate_tol(dtype, False)
+    assert np.max(np.abs(a / a_ref - 1)) <= moderate_tol(dtype, False)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("causal", [False, True], ids=["bidirectional", "causal"])
+def test_non_default_scale(rng, dtype, causal):
+    """scale = 0.3 (not D^-1/2) enters as x~ = x s^{1/2}, in y and in a_t's units."""
+    q, k, v = (x.astype(dtype) for x in moderate_inputs(rng, (2, 80, 8), (2, 80, 8), 3, scale=0.3))
+    W = tripartite.draw_hidden_weights(700, 8, heads=2, seed=4, dtype=dtype)
+    y, a = tripartite.attention(q, k, v, hidden_weights=W, scale=0.3, causal=causal, return_astrocyte=True)
+    y_ref, a_ref = reference.random_feature_attention(q, k, v, W, scale=0.3, causal=causal, return_astrocyte=True)
+    assert rel_err(y, y_ref) <= moderate_tol(dtype, causal)
+    assert np.max(np.abs(a / a_ref - 1)) <= moderate_tol(dtype, causal)
+    # the default scale (1/sqrt(8) = 0.35) gives another answer, far outside that
+    assert rel_err(tripartite.attention(q, k, v, hidden_weights=W, causal=causal), y_ref) > 100 * moderate_tol(dtype, causal)
 
 
 def test_causal_equals_masked_prefixes(rng):
@@ -74,18 +120,23 @@ def test_causal_equals_masked_prefixes(rng):
     y = tripartite.attention(q, k, v, hidden_weights=W, causal=True)
     for t in (0, 5, c - 1, c, c + 5):
         y_t = tripartite.attention(q[t : t + 1], k[: t + 1], v[: t + 1], hidden_weights=W)
-        assert rel_err(y[t], y_t[0]) <= TOL[np.float64]
+        # both sides compiled: the causal and the bidirectional error budgets add
+        assert rel_err(y[t], y_t[0]) <= moderate_tol(np.float64, True) + moderate_tol(np.float64, False)
 
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_large_norms_stay_finite(rng, causal):
     """|q~|^2 = |k~|^2 = 400: features span e^{+-100}; the log domain keeps every row finite."""
-    q, k, v = moderate_inputs(rng, (20, 32), (20, 32), 4, norm2=400.0)
+    q, k, v = (x.astype(np.float32) for x in moderate_inputs(rng, (20, 32), (20, 32), 4, norm2=400.0))
     W = tripartite.draw_hidden_weights(2000, 32, dtype=np.float32)[0]
-    y = tripartite.attention(q.astype(np.float32), k.astype(np.float32), v.astype(np.float32), hidden_weights=W, causal=causal)
-    y_ref = reference.random_feature_attention(q, k, v, W, causal=causal)
+    y = tripartite.attention(q, k, v, hidden_weights=W, causal=causal)
+    y_ref = reference.random_feature_attention(q, k, v, W, causal=causal)  # the same float32 inputs
     assert np.isfinite(y).all()
-    assert rel_err(y, y_ref) <= 1e-3  # float32 logits of magnitude ~100 carry ~1e-5 absolute error
+    # log-rates of -300..-100 (|x~|^2 / 2 = 200 is formed in double), float32 dot products of
+    # S ~ 135: log_rate_tol ~ 1.8e-4 (1e-3 before); measured over 40 seeds <= 5e-6 (the dot
+    # products' partial sums of random directions stay well below S, unlike those of rows of W)
+    S = max(dot_magnitude(x, W) for x in (q, k))
+    assert rel_err(y, y_ref) <= log_rate_tol(np.float32, 32, S) + moderate_tol(np.float32, causal)
 
 
 def test_empty_sequences():
@@ -111,8 +162,8 @@ def test_hidden_bias_matches_closed_form(rng, dtype, causal):
     b = rng.normal(-0.5, 0.3, (heads, m))
     y, a = tripartite.attention(q, k, v, hidden_weights=W, hidden_bias=b, causal=causal, return_astrocyte=True)
     y_ref, a_ref = reference.random_feature_attention(q, k, v, W, causal=causal, return_astrocyte=True, hidden_bias=b)
-    assert rel_err(y, y_ref) <= TOL[dtype]
-    assert np.max(np.abs(a / a_ref - 1)) <= TOL[dtype]
+    assert rel_err(y, y_ref) <= moderate_tol(dtype, causal)
+    assert np.max(np.abs(a / a_ref - 1)) <= moderate_tol(dtype, causal)
 
 
 def _late_keys_from_W(rng, where, D, m, seed):
@@ -128,8 +179,10 @@ def _late_keys_from_W(rng, where, D, m, seed):
     return q, k, v, W
 
 
-def _assert_matches_reference(q, k, v, W, causal, tol):
-    """Finite, and y and log a_t within tol of the NumPy reference."""
+def _assert_matches_reference(q, k, v, W, causal):
+    """Finite, and y and log a_t within the log-rates' rounding (log_rate_tol: rows of W as keys
+    make one neuron dominate each large feature product, so nothing averages) of the reference."""
+    tol = log_rate_tol(q.dtype.type, q.shape[-1], max(dot_magnitude(x, W) for x in (q, k))) + moderate_tol(q.dtype.type, causal)
     y, a = tripartite.attention(q, k, v, hidden_weights=W, causal=causal, return_astrocyte=True)
     y_ref, a_ref = reference.random_feature_attention(q, k, v, W, causal=causal, return_astrocyte=True)
     assert np.isfinite(y).all() and np.isfinite(a).all()
@@ -137,10 +190,11 @@ def _assert_matches_reference(q, k, v, W, causal, tol):
     assert np.max(np.abs(np.log(a) - np.log(a_ref))) <= tol
 
 
+@pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("causal", [False, True], ids=["bidirectional", "causal"])
 @pytest.mark.parametrize("where", ["chunk-boundary", "mid-chunk"])
-def test_later_keys_far_larger_than_earlier_ones(rng, dtype, causal, where):
+def test_later_keys_far_larger_than_earlier_ones(seed, dtype, causal, where):
     """The last keys are rows of W (k~ = w_r: log-rate |w_r|^2/2 ~ D/2 = 100 on that neuron) while
     the earlier keys' log-rates stay below ~8. That exceeds a block's scale by more than its
     headroom (e^11 in float32, e^88 in float64), so the stored synapses are rescaled mid-sequence;
@@ -149,9 +203,11 @@ def test_later_keys_far_larger_than_earlier_ones(rng, dtype, causal, where):
     later in their chunk must not push those below float range (they did, before the chunk was
     read at its own scale)."""
     # three chunks; blocks of 512 and a last one of 52 neurons
+    rng = np.random.default_rng(seed)
     q, k, v, W = (x.astype(dtype) for x in _late_keys_from_W(rng, where, D=200, m=2100, seed=5))
-    # float32: log-rates of ~100 carry ~100 eps = 1e-5 absolute error each, 1e-12 in float64
-    _assert_matches_reference(q, k, v, W, causal, 1e-4 if dtype == np.float32 else 1e-12)
+    # S = |w_r|^2 ~ 220-260: log_rate_tol ~ 8e-4 in float32 (1e-4 before: seed 1 gave 1.45e-4),
+    # 3e-12 in float64; measured over 40 seeds <= 1.5e-4 and 4.7e-13
+    _assert_matches_reference(q, k, v, W, causal)
 
 
 def test_vector_exp2_against_numpy():
@@ -175,10 +231,13 @@ def test_vector_exp2_against_numpy():
         assert np.array_equal(_core.shifted_exp2(y[:n], 0.0), out[:n]), n
 
 
+@pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("where", ["chunk-boundary", "mid-chunk"])
-def test_causal_keys_beyond_the_read_headroom(rng, where):
+def test_causal_keys_beyond_the_read_headroom(seed, where):
     """float64, D = 500: the large keys' log-rates (~250) exceed the earlier ones by more than the
     causal read's double headroom (log(max double) / 4 ~ 177), so their chunk is read at a raised
     scale and the state written so far is brought to it in double before the intra-chunk sums."""
-    q, k, v, W = _late_keys_from_W(rng, where, D=500, m=1100, seed=7)
-    _assert_matches_reference(q, k, v, W, True, 1e-12)  # log-rates of ~250 carry ~250 eps = 6e-14 absolute error
+    q, k, v, W = _late_keys_from_W(np.random.default_rng(seed), where, D=500, m=1100, seed=7)
+    # S = |w_r|^2 ~ 550-610: log_rate_tol ~ 1.1e-11 (1e-12 before: seeds 16 and 17 exceeded it);
+    # measured over 40 seeds <= 1.1e-12
+    _assert_matches_reference(q, k, v, W, True)

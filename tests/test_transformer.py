@@ -152,10 +152,6 @@ def test_single_string_and_batch_independence(model, sentences, emb32):
 
 
 # ------------------------------------------------------------------------------------ attention
-def test_explicit_softmax_callable_equals_none(model, sentences, emb32):
-    np.testing.assert_array_equal(model.encode(sentences, attention=softmax_attention), emb32)
-
-
 def test_float64_reference_attention_within_rounding(model, sentences, emb32):
     seen = []
 
