@@ -59,14 +59,25 @@ const T* optional_bias(const py::object& bias, std::size_t heads, std::size_t m)
 
 template <class T>
 py::tuple attention(py::array W, py::object bias, py::array Q, py::array K, py::array V, double input_scale, bool causal,
-                    int num_threads, std::size_t partial_budget) {
+                    int num_threads, std::size_t partial_budget, py::object w_index) {
   if (W.ndim() != 3 || Q.ndim() != 3 || K.ndim() != 3 || V.ndim() != 3)
     throw std::invalid_argument("hidden_weights, q, k, v must be 3-D (heads, rows, features)");
   AttentionArgs<T> a;
-  a.heads = W.shape(0), a.m = W.shape(1), a.D = W.shape(2);
+  a.heads = Q.shape(0), a.m = W.shape(1), a.D = W.shape(2);
   a.Lq = Q.shape(1), a.Lk = K.shape(1), a.Dv = V.shape(2);
   const auto hs = static_cast<py::ssize_t>(a.heads), D = static_cast<py::ssize_t>(a.D);
-  a.W = checked<T>(W, "hidden_weights", {hs, W.shape(1), D}, false);
+  if (w_index.is_none()) {
+    a.W = checked<T>(W, "hidden_weights", {hs, W.shape(1), D}, false);
+  } else {  // heads share W's rows: head h reads W[w_index[h]]
+    if (!py::isinstance<py::array>(w_index)) throw std::invalid_argument("w_index must be a NumPy array or None");
+    py::array idx = py::reinterpret_borrow<py::array>(w_index);
+    a.w_index = checked<std::int64_t>(idx, "w_index", {hs}, false);
+    a.W = checked<T>(W, "hidden_weights", {W.shape(0), W.shape(1), D}, false);
+    for (std::size_t h = 0; h < a.heads; ++h)
+      if (a.w_index[h] < 0 || a.w_index[h] >= W.shape(0))
+        throw std::invalid_argument("w_index must index hidden_weights' " + std::to_string(W.shape(0)) + " heads, got " +
+                                    std::to_string(a.w_index[h]));
+  }
   a.bias = optional_bias<T>(bias, a.heads, a.m);
   a.Q = checked<T>(Q, "q", {hs, Q.shape(1), D}, false);
   a.K = checked<T>(K, "k", {hs, K.shape(1), D}, false);
@@ -317,7 +328,7 @@ PYBIND11_MODULE(_core, mod) {
   auto def_attention = [&mod](const char* name, auto kernel) {
     mod.def(name, kernel, py::arg("W"), py::arg("bias"), py::arg("q"), py::arg("k"), py::arg("v"),
             py::arg("input_scale"), py::arg("causal"), py::arg("num_threads"),
-            py::arg("partial_budget") = kPartialBudget);
+            py::arg("partial_budget") = kPartialBudget, py::arg("w_index") = py::none());
   };
   def_attention("attention_float32", &attention<float>);
   def_attention("attention_float64", &attention<double>);

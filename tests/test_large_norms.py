@@ -104,7 +104,7 @@ def test_float_attention_recomputes_the_queries_whose_products_underflow(rng, ca
     W = rng.standard_normal((m, D)).astype(np.float32)
     calls = []
     wide = _core.attention_float64
-    monkeypatch.setattr(_core, "attention_float64", lambda *a: calls.append(a[3].shape[1]) or wide(*a))
+    monkeypatch.setattr(_core, "attention_float64", lambda *a, **kw: calls.append(a[3].shape[1]) or wide(*a, **kw))
     y = tripartite.attention(q, k, v, hidden_weights=W, causal=causal)
     assert y.dtype == np.float32 and calls, "no query was recomputed: the inputs no longer exercise the path"
     calls.clear()
@@ -118,7 +118,7 @@ def test_float_attention_recomputes_the_queries_whose_products_underflow(rng, ca
 def test_moderate_inputs_are_never_recomputed(rng, monkeypatch):
     # The bound sits about 80 nats below a_t at the paper's norms: no query is recomputed there.
     calls = []
-    monkeypatch.setattr(_core, "attention_float64", lambda *a: calls.append(a) or None)
+    monkeypatch.setattr(_core, "attention_float64", lambda *a, **kw: calls.append(a) or None)
     q, k, v = (rng.standard_normal((2, 150, 64)).astype(np.float32) for _ in range(3))
     for causal in (False, True):
         tripartite.attention(q, k, v, n_hidden=2000, causal=causal)

@@ -14,6 +14,7 @@
 
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <limits>
 #include <vector>
 
@@ -47,7 +48,10 @@ inline constexpr std::size_t kPartialBudget = std::size_t(16) << 20;
 template <class T>
 struct AttentionArgs {
   std::size_t heads = 1, Lk = 0, Lq = 0, D = 0, Dv = 0, m = 0;
-  const T* W = nullptr;  // heads x m x D
+  const T* W = nullptr;  // (heads, or as many as w_index names) x m x D
+  // Head h uses W's head w_index[h] (null: head h). Weights shared by several heads (a batch of
+  // sequences with per-head weights) are then read in place instead of copied per head.
+  const std::int64_t* w_index = nullptr;
   const T* bias = nullptr;  // heads x m, per-neuron log-rate offsets (null: none)
   const T* Q = nullptr;  // heads x Lq x D (unscaled)
   const T* K = nullptr;  // heads x Lk x D (unscaled)
@@ -157,6 +161,7 @@ void steady_state_attention(const AttentionArgs<T>& a) {
   // head reads the same ones.
   scratch_vector<T> xk(heads * Lk * D), xq(heads * Lq * D);
   std::vector<double> key_off(heads * Lk), query_off(heads * Lq);
+  auto weights = [&](std::size_t hd) { return a.W + (a.w_index ? std::size_t(a.w_index[hd]) : hd) * m * D; };
   auto scale_rows = [&](const T* X, std::size_t rows, T* out, double* offsets) {
     parallel_for(rows, nthreads, [&](std::size_t i) {
       offsets[i] = scaled_input(X + i * D, D, a.input_scale, m, out + i * D);
@@ -178,7 +183,7 @@ void steady_state_attention(const AttentionArgs<T>& a) {
   auto load_keys = [&](detail::BlockScratch<T>& s, std::size_t hd, std::size_t t0, std::size_t n, std::size_t r0,
                        std::size_t nbk) {
     const std::size_t row = hd * Lk + t0;
-    tiles::shifted_rates(s.packed.data(), a.W + hd * m * D, D, r0, nbk, xk.data() + row * D, key_off.data() + row,
+    tiles::shifted_rates(s.packed.data(), weights(hd), D, r0, nbk, xk.data() + row * D, key_off.data() + row,
                          a.bias ? a.bias + hd * m + r0 : nullptr, n, s.keys.data(), kRow, s.key_max.data());
     double mx = kNegInf;
     for (std::size_t i = 0; i < n; ++i) mx = std::max(mx, s.key_max[i]);
@@ -204,7 +209,7 @@ void steady_state_attention(const AttentionArgs<T>& a) {
   auto load_queries = [&](detail::BlockScratch<T>& s, std::size_t hd, std::size_t t0, std::size_t n, std::size_t r0,
                           std::size_t nbk) {
     const std::size_t row = hd * Lq + t0;
-    tiles::shifted_rates(s.packed.data(), a.W + hd * m * D, D, r0, nbk, xq.data() + row * D, query_off.data() + row,
+    tiles::shifted_rates(s.packed.data(), weights(hd), D, r0, nbk, xq.data() + row * D, query_off.data() + row,
                          a.bias ? a.bias + hd * m + r0 : nullptr, n, s.queries.data(), kRow, s.query_max.data());
   };
 
@@ -215,7 +220,7 @@ void steady_state_attention(const AttentionArgs<T>& a) {
     const std::size_t r0 = b * kNeuronBlock, nbk = std::min(m, r0 + kNeuronBlock) - r0;
     double C = kNegInf;  // the block's log-scale: its synapses are stored as H_b exp(-C)
     double F = 0;        // the block's total key weight, in the units of C
-    tiles::pack_panels(a.W + hd * m * D, D, r0, tiles::full_panels<T>(nbk), s.packed.data());
+    tiles::pack_panels(weights(hd), D, r0, tiles::full_panels<T>(nbk), s.packed.data());
     if (a.causal || Lk == 0) {  // the state is read before (or without) any write: clear it
       std::fill(s.H.begin(), s.H.end(), T(0));
       std::fill(s.g.begin(), s.g.end(), T(0));

@@ -14,7 +14,10 @@ from .weights import FEATURE_MAPS, draw_hidden_weights
 
 
 def _broadcast_weights(hidden_weights: Any, batch: tuple, m_expected: Optional[int], d: int, threads: int,
-                       dtype: np.dtype) -> np.ndarray:
+                       dtype: np.dtype) -> Tuple[np.ndarray, np.ndarray]:
+    """The given weights as (n_w, m, D), each distinct head's weights once, and for each of the
+    prod(batch) heads the index of its weights: weights that broadcast over a batch axis are
+    read in place by every sequence of the batch, not copied per sequence."""
     W = V.real_array(hidden_weights, "hidden_weights")
     if W.ndim < 2 or W.shape[-1] != d:
         raise ValueError(f"hidden_weights must have shape (..., m, D) with D = {d}, got {W.shape}")
@@ -23,16 +26,20 @@ def _broadcast_weights(hidden_weights: Any, batch: tuple, m_expected: Optional[i
     if m_expected is not None and W.shape[-2] != m_expected:
         raise ValueError(f"hidden_weights must have m = n_hidden = {m_expected} rows, got shape {W.shape}")
     try:
-        Wb = np.broadcast_to(W, batch + W.shape[-2:])
+        np.broadcast_shapes(W.shape[:-2], batch)
+        if len(W.shape[:-2]) > len(batch) or np.broadcast_shapes(W.shape[:-2], batch) != batch:
+            raise ValueError
     except ValueError:
         raise ValueError(
             f"hidden_weights of shape {W.shape} has leading axes {W.shape[:-2]}, which do not broadcast to the leading "
             f"(batch, head) axes {batch} of q, k, v: give shape (m, D) = {W.shape[-2:]} for all heads, or (..., m, D) "
             f"with leading axes that broadcast to {batch}"
         ) from None
-    V.finite(Wb, "hidden_weights", threads)
-    V.fits_dtype(W, "hidden_weights", dtype)  # before broadcasting: each value once
-    return Wb
+    V.finite(W, "hidden_weights", threads)  # before broadcasting: each value once
+    V.fits_dtype(W, "hidden_weights", dtype)
+    n_w = math.prod(W.shape[:-2])
+    index = np.ascontiguousarray(np.broadcast_to(np.arange(n_w, dtype=np.int64).reshape(W.shape[:-2]), batch).reshape(-1))
+    return W.reshape((n_w,) + W.shape[-2:]), index
 
 
 def _underflowed(log_a: np.ndarray, log_u: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -45,33 +52,34 @@ def _underflowed(log_a: np.ndarray, log_u: np.ndarray, dtype: np.dtype) -> np.nd
         return log_u - log_a > math.log(np.finfo(dtype).eps)
 
 
-def _recompute_underflowed(args: list, input_scale: float, causal: bool, threads: int, y: np.ndarray,
-                           log_a: np.ndarray, log_u: np.ndarray) -> int:
+def _recompute_underflowed(args: list, w_index: Optional[np.ndarray], input_scale: float, causal: bool, threads: int,
+                           y: np.ndarray, log_a: np.ndarray, log_u: np.ndarray) -> None:
     """Recompute in double, head by head and in place, the float queries whose products underflow
     float (inputs with |x~|^2 in the thousands): their result is then the float rounding of the
     exact one for the same float inputs and weights, instead of a sum that lost its largest terms
     (or all of them: a row of zeros). A causal head is recomputed whole (query t needs keys <= t).
-    Returns the number of queries recomputed."""
+    Warns once if some recomputed queries underflow even double."""
     lost = _underflowed(log_a, log_u, np.dtype(np.float32))
     W, bias, q, k, v = args
     wide = lambda x: None if x is None else x.astype(np.float64)  # noqa: E731
+    still = 0
     for h in np.flatnonzero(lost.any(axis=1)):
         rows = np.arange(q.shape[1]) if causal else np.flatnonzero(lost[h])
+        w = h if w_index is None else w_index[h]
         y64, la, lu = _core.attention_float64(
-            wide(W[h : h + 1]), wide(None if bias is None else bias[h : h + 1]), wide(q[h : h + 1, rows]),
+            wide(W[w : w + 1]), wide(None if bias is None else bias[h : h + 1]), wide(q[h : h + 1, rows]),
             wide(k[h : h + 1]), wide(v[h : h + 1]), input_scale, causal, threads,
         )
         y[h, rows], log_a[h, rows], log_u[h, rows] = y64[0], la[0], lu[0]
-        _warn_underflow(la, lu)
-    return int(lost.sum())
+        still += int(_underflowed(la, lu, np.dtype(np.float64)).sum())
+    _warn_underflow(still, log_a.size)
 
 
-def _warn_underflow(log_a: np.ndarray, log_u: np.ndarray) -> None:
-    """Warn about queries of a double computation whose products underflow double."""
-    lost = _underflowed(log_a, log_u, np.dtype(np.float64))
-    if lost.any():
+def _warn_underflow(lost: int, total: int) -> None:
+    """Warn about the queries of a call whose products underflow even double."""
+    if lost:
         warnings.warn(
-            f"attention: for {int(lost.sum())} of {lost.size} queries the key-query products underflow "
+            f"attention: for {lost} of {total} queries the key-query products underflow "
             "double precision (|q~|^2, |k~|^2 far in the thousands): their outputs may have lost terms",
             RuntimeWarning,
             stacklevel=3,
@@ -107,12 +115,16 @@ def attention(
     k : array_like, shape (..., Lk, D)
     v : array_like, shape (..., Lk, Dv)
         Leading axes (batch, heads) broadcast against each other. float32 or float64; the result
-        is float64 if any input is float64 (or integer), else float32.
+        is float64 if any input is float64 (or integer), else float32 (float16 inputs are computed
+        and returned in float32).
     n_hidden : int
         m, hidden neurons per head. Required unless ``hidden_weights`` is given.
     seed : int
         Seed of the hidden weights; each index of the (flattened) leading axes is its own head with
-        its own weights, as drawn by :func:`tripartite.draw_hidden_weights`.
+        its own weights, as drawn by :func:`tripartite.draw_hidden_weights`: with (batch, heads)
+        axes, the same sequence at two places of the batch meets two different astrocytes. To give
+        every sequence of a batch the same astrocyte per head, pass ``hidden_weights`` of shape
+        (heads, m, D) (e.g. ``draw_hidden_weights(m, D, heads=H)``).
     feature_map : {"performer", "orthogonal"}
     causal : bool
         Query t sees keys tau <= t only (the streaming protocol). Needs Lq == Lk.
@@ -121,13 +133,18 @@ def attention(
     num_threads : int
         0 = all cores. Results do not depend on it.
     hidden_weights : array_like, shape (..., m, D), optional
-        Explicit hidden weights (broadcast over the leading axes) instead of drawing them.
+        Explicit hidden weights (broadcast over the leading axes) instead of drawing them. Weights
+        that broadcast over an axis are read in place by every index of it, not copied.
     hidden_bias : array_like, shape (..., m), optional
         Per-neuron offsets b_r added to the log-rates (phi_r = m^{-1/2} exp(W_r x~ + b_r - |x~|^2/2));
         used by optimal positive random features. Broadcast over the leading axes.
     return_astrocyte : bool
         Also return a_t (float64, shape (..., Lq)), the astrocyte's response in the paper's units
         (it estimates Z_t = sum_tau exp(s q_t.k_tau); it may be inf if that overflows float64).
+
+    There is no attention mask besides ``causal``: every key is written into the synapses. For
+    a batch of sequences of different lengths, call the function once per sequence (padding keys
+    would be attended to).
 
     Returns
     -------
@@ -171,9 +188,9 @@ def attention(
         if n_hidden is None:
             raise ValueError("n_hidden (the number of hidden neurons m) is required unless hidden_weights is given")
         m = V.positive_int(n_hidden, "n_hidden")
-        W = None
+        W, w_index = None, None
     else:
-        W = _broadcast_weights(hidden_weights, batch, None if n_hidden is None else V.positive_int(n_hidden, "n_hidden"), d, threads,
+        W, w_index = _broadcast_weights(hidden_weights, batch, None if n_hidden is None else V.positive_int(n_hidden, "n_hidden"), d, threads,
                                dtype)
         m = W.shape[-2]
     # W and the flattened q, k, v, y; then the core's working set: the scaled q and k with their
@@ -183,7 +200,7 @@ def attention(
     # 512-neuron block at a time, never as an m x Dv array); causal: the values in double; float:
     # one head's inputs in double, for queries that underflow float (see _recompute_underflowed).
     V.check_memory(
-        heads * (m * d + 2 * (Lq + Lk) * d + (Lk + Lq) * Dv) * dtype.itemsize
+        ((heads if W is None else len(W)) * m * d + heads * (2 * (Lq + Lk) * d + (Lk + Lq) * Dv)) * dtype.itemsize
         + heads * (Lq + Lk) * 8 + heads * Lq * 8
         + ((m * d + (Lq + Lk) * d + Lk * Dv + m) * 8 if dtype == np.float32 else 0)
         + (heads * Lk * (Dv + 1) * 8 if causal else 0)
@@ -214,15 +231,17 @@ def attention(
         y = np.zeros(out_shape, dtype=dtype)
         return (y, np.zeros(batch + (Lq,))) if return_astrocyte else y
     if W is None:
-        W = draw_hidden_weights(m, d, heads=heads, seed=seed, feature_map=feature_map, dtype=dtype).reshape(batch + (m, d))
+        W = draw_hidden_weights(m, d, heads=heads, seed=seed, feature_map=feature_map, dtype=dtype)
+    elif np.array_equal(w_index, np.arange(heads)):
+        w_index = None  # one set of weights per head: no index
     flat = lambda x, shape: np.ascontiguousarray(np.broadcast_to(x, batch + shape).reshape((heads,) + shape), dtype=dtype)  # noqa: E731
     kernel = _core.attention_float32 if dtype == np.float32 else _core.attention_float64
-    args = [flat(W, (m, d)), bias, flat(q, (Lq, d)), flat(k, (Lk, d)), flat(v, (Lk, Dv))]
-    y, log_a, log_u = kernel(*args, math.sqrt(s), bool(causal), threads)
+    args = [np.ascontiguousarray(W, dtype=dtype), bias, flat(q, (Lq, d)), flat(k, (Lk, d)), flat(v, (Lk, Dv))]
+    y, log_a, log_u = kernel(*args, math.sqrt(s), bool(causal), threads, w_index=w_index)
     if dtype == np.float32:
-        _recompute_underflowed(args, math.sqrt(s), bool(causal), threads, y, log_a, log_u)
+        _recompute_underflowed(args, w_index, math.sqrt(s), bool(causal), threads, y, log_a, log_u)
     else:
-        _warn_underflow(log_a, log_u)
+        _warn_underflow(int(_underflowed(log_a, log_u, dtype).sum()), log_a.size)
     y = y.reshape(out_shape)
     if not return_astrocyte:
         return y

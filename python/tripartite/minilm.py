@@ -10,7 +10,7 @@
 Feature methods (all estimate the same softmax; only the variance differs). With q~ = q s^{1/2},
 k~ = k s^{1/2}, positive random features estimate exp(q~.k~) with relative variance
 (e^{|q~+k~|^2} - 1)/m per pair (iid weights), and on the built-in text MiniLM's heads have a mean
-|q~+k~|^2 from 6 to 104 (18 at the median head). The methods:
+|q~+k~|^2 from 5.7 to 104 (13.7 at the median head; docs/minilm_heads.md). The methods:
 
 - ``iid``: the paper's features, W_rj ~ N(0, 1).
 - ``orthogonal``: block-orthogonal rows with chi-distributed norms.
