@@ -59,7 +59,7 @@ const T* optional_bias(const py::object& bias, std::size_t heads, std::size_t m)
 
 template <class T>
 py::tuple attention(py::array W, py::object bias, py::array Q, py::array K, py::array V, double input_scale, bool causal,
-                    int num_threads, std::size_t partial_budget, py::object w_index) {
+                    int num_threads, std::size_t partial_budget, py::object w_index, py::object key_mask) {
   if (W.ndim() != 3 || Q.ndim() != 3 || K.ndim() != 3 || V.ndim() != 3)
     throw std::invalid_argument("hidden_weights, q, k, v must be 3-D (heads, rows, features)");
   AttentionArgs<T> a;
@@ -83,6 +83,11 @@ py::tuple attention(py::array W, py::object bias, py::array Q, py::array K, py::
   a.K = checked<T>(K, "k", {hs, K.shape(1), D}, false);
   a.V = checked<T>(V, "v", {hs, K.shape(1), V.shape(2)}, false);
   if (causal && a.Lq != a.Lk) throw std::invalid_argument("causal attention needs as many queries as keys");
+  if (!key_mask.is_none()) {
+    if (!py::isinstance<py::array>(key_mask)) throw std::invalid_argument("key_mask must be a NumPy array or None");
+    py::array km = py::reinterpret_borrow<py::array>(key_mask);
+    a.key_mask = checked<std::uint8_t>(km, "key_mask", {hs, K.shape(1)}, false);
+  }
   py::array_t<T> Y({hs, Q.shape(1), V.shape(2)});
   py::array_t<double> log_a({hs, Q.shape(1)}), log_underflow({hs, Q.shape(1)});
   a.Y = Y.mutable_data();
@@ -328,7 +333,8 @@ PYBIND11_MODULE(_core, mod) {
   auto def_attention = [&mod](const char* name, auto kernel) {
     mod.def(name, kernel, py::arg("W"), py::arg("bias"), py::arg("q"), py::arg("k"), py::arg("v"),
             py::arg("input_scale"), py::arg("causal"), py::arg("num_threads"),
-            py::arg("partial_budget") = kPartialBudget, py::arg("w_index") = py::none());
+            py::arg("partial_budget") = kPartialBudget, py::arg("w_index") = py::none(),
+            py::arg("key_mask") = py::none());
   };
   def_attention("attention_float32", &attention<float>);
   def_attention("attention_float64", &attention<double>);

@@ -8,7 +8,8 @@ import pytest
 import tripartite
 from tripartite import _core
 
-from conftest import moderate_inputs
+from conftest import moderate_inputs, moderate_tol
+from tripartite import reference
 
 attention_module = importlib.import_module("tripartite.attention")
 
@@ -63,7 +64,7 @@ def test_the_double_underflow_warning_counts_the_queries_of_the_whole_call(monke
     lost = {0: np.array([[0.0, -np.inf]]), 1: np.array([[-np.inf, 0.0]])}
     calls = iter([0, 1])
 
-    def fake64(W, bias, q, k, v, *args):
+    def fake64(W, bias, q, k, v, *args, **kw):
         h = next(calls)
         return np.zeros((1, q.shape[1], v.shape[2])), np.zeros((1, q.shape[1])), lost[h][:, : q.shape[1]] + 0
 
@@ -73,6 +74,84 @@ def test_the_double_underflow_warning_counts_the_queries_of_the_whole_call(monke
     log_u = np.zeros((2, 2))  # every query flagged in float32
     x = np.zeros((2, 2, 1), np.float32)
     with pytest.warns(RuntimeWarning, match="for 2 of 4 queries") as record:
-        attention_module._recompute_underflowed([np.zeros((2, 3, 1), np.float32), None, x, x, x], None, 1.0, False, 1,
+        attention_module._recompute_underflowed([np.zeros((2, 3, 1), np.float32), None, x, x, x], None, None, 1.0, False, 1,
                                                 y, log_a, log_u)
     assert len(record) == 1
+
+
+def _masked_reference(q, k, v, W, mask, causal):
+    """Per head and query, the paper's steady state over the keys the mask keeps (and, causal,
+    tau <= t) alone: reference.random_feature_attention on that subset."""
+    y = np.zeros(q.shape[:-1] + (v.shape[-1],))
+    a = np.zeros(q.shape[:-1])
+    for h in range(q.shape[0]):
+        if not causal:  # every query sees the same keys
+            if mask[h].any():
+                y[h], a[h] = reference.random_feature_attention(q[h], k[h, mask[h]], v[h, mask[h]], W[h],
+                                                                return_astrocyte=True)
+            continue
+        for t in range(q.shape[1]):
+            keep = mask[h] & (np.arange(k.shape[1]) <= t)
+            if keep.any():
+                yt, at = reference.random_feature_attention(q[h, t : t + 1], k[h, keep], v[h, keep], W[h],
+                                                            return_astrocyte=True)
+                y[h, t], a[h, t] = yt[0], at[0]
+    return y, a
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["bidirectional", "causal"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_key_mask_leaves_the_masked_keys_out(rng, causal, dtype):
+    # 100 keys: chunks of 72 and 28; head 0 masks the whole first chunk (its blocks start with no
+    # key written) and scattered keys later, head 1 scattered keys only, head 2 nothing.
+    L, D, Dv, m = 100, 16, 8, 700
+    q, k, v = moderate_inputs(rng, (3, L, D), (3, L, D), Dv)
+    mask = rng.random((3, L)) > 0.3
+    mask[0, :72] = False
+    mask[2] = True
+    W = tripartite.draw_hidden_weights(m, D, heads=3, seed=1, dtype=np.float64)
+    args = [x.astype(dtype) for x in (q, k, v)]
+    y, a = tripartite.attention(*args, hidden_weights=W.astype(dtype), causal=causal, key_mask=mask,
+                                return_astrocyte=True)
+    y_ref, a_ref = _masked_reference(*(x.astype(dtype).astype(np.float64) for x in (q, k, v)),
+                                     W.astype(dtype).astype(np.float64), mask, causal)
+    tol = moderate_tol(dtype, causal)
+    seen = a_ref > 0
+    if causal:  # head 0's first 72 queries see no key
+        assert not seen[0, :72].any() and (y[0, :72] == 0).all() and (a[0, :72] == 0).all()
+    assert np.max(np.abs(y - y_ref)[seen]) <= tol * np.abs(v).max()
+    assert np.max(np.abs(a[seen] / a_ref[seen] - 1)) <= tol
+    unmasked = tripartite.attention(*args, hidden_weights=W.astype(dtype), causal=causal)
+    assert np.array_equal(unmasked[2], y[2])  # an all-True row is the unmasked computation, bit for bit
+    assert np.abs(unmasked[1] - y[1]).max() > 100 * tol  # and the mask changes the others
+
+
+def test_key_mask_results_do_not_depend_on_the_thread_count(rng):
+    L, D = 150, 16
+    q, k, v = moderate_inputs(rng, (2, L, D), (2, L, D), 8)
+    mask = rng.random((2, L)) > 0.5
+    W = tripartite.draw_hidden_weights(5 * _core.attention_block_size + 17, D, heads=2, dtype=np.float32)
+    args = [x.astype(np.float32) for x in (q, k, v)]
+    for causal in (False, True):
+        ys = [tripartite.attention(*args, hidden_weights=W, causal=causal, key_mask=mask, num_threads=t) for t in (1, 2, 3)]
+        assert all(np.array_equal(ys[0], y) for y in ys[1:])
+
+
+def test_key_mask_with_every_key_masked_gives_zeros(rng):
+    q, k, v = moderate_inputs(rng, (5, 8), (7, 8), 3)
+    y, a = tripartite.attention(q, k, v, n_hidden=64, key_mask=np.zeros(7, bool), return_astrocyte=True)
+    assert (y == 0).all() and (a == 0).all()
+
+
+def test_key_mask_is_broadcast_and_checked(rng):
+    q, k, v = moderate_inputs(rng, (2, 5, 8), (2, 7, 8), 3)
+    mask = np.arange(7) % 2 == 0
+    y = tripartite.attention(q, k, v, n_hidden=64, key_mask=mask)
+    y2 = tripartite.attention(q, k, v, n_hidden=64, key_mask=np.stack([mask, mask]))
+    assert np.array_equal(y, y2)
+    with pytest.raises(ValueError, match="key_mask must be a boolean array .* got dtype int64"):
+        tripartite.attention(q, k, v, n_hidden=64, key_mask=mask.astype(np.int64))
+    with pytest.raises(ValueError, match=r"key_mask must have shape \(\.\.\., Lk\) with Lk = 7 \(from k\), got \(2, 6\)"):
+        tripartite.attention(q, k, v, n_hidden=64, key_mask=np.ones((2, 6), bool))
+    with pytest.raises(ValueError, match="key_mask of shape .3, 7. has leading axes"):
+        tripartite.attention(q, k, v, n_hidden=64, key_mask=np.ones((3, 7), bool))

@@ -56,6 +56,9 @@ struct AttentionArgs {
   const T* Q = nullptr;  // heads x Lq x D (unscaled)
   const T* K = nullptr;  // heads x Lk x D (unscaled)
   const T* V = nullptr;  // heads x Lk x Dv
+  // heads x Lk (null: every key): 0 for a key that is not written (padding). Its log-rate
+  // maximum is taken as -inf, so it weighs 0 and never sets a block's scale.
+  const std::uint8_t* key_mask = nullptr;
   T* Y = nullptr;        // heads x Lq x Dv
   double* log_a = nullptr;  // heads x Lq, log of the astrocyte response a_t (may be null)
   // heads x Lq (may be null): log of a bound on what underflow may have taken from a_t (see
@@ -186,6 +189,9 @@ void steady_state_attention(const AttentionArgs<T>& a) {
     tiles::shifted_rates(s.packed.data(), weights(hd), D, r0, nbk, xk.data() + row * D, key_off.data() + row,
                          a.bias ? a.bias + hd * m + r0 : nullptr, n, s.keys.data(), kRow, s.key_max.data());
     double mx = kNegInf;
+    if (a.key_mask)
+      for (std::size_t i = 0; i < n; ++i)
+        if (!a.key_mask[row + i]) s.key_max[i] = kNegInf;
     for (std::size_t i = 0; i < n; ++i) mx = std::max(mx, s.key_max[i]);
     return mx;
   };
@@ -199,7 +205,7 @@ void steady_state_attention(const AttentionArgs<T>& a) {
     detail::raise_scale(C, mx, s.H.data(), s.Dvp, s.g.data(), nbk);
     if (C != C_old) F = C_old == kNegInf ? 0.0 : F * std::exp(C_old - C);
     for (std::size_t i = 0; i < n; ++i) {
-      const T f = static_cast<T>(std::exp(s.key_max[i] - C));
+      const T f = s.key_max[i] == kNegInf ? T(0) : static_cast<T>(std::exp(s.key_max[i] - C));  // masked: 0
       s.key_w[i] = f;
       F += static_cast<double>(f);
       const T* v = a.V + (hd * Lk + t0 + i) * Dv;
@@ -264,15 +270,16 @@ void steady_state_attention(const AttentionArgs<T>& a) {
       }
       // Intra-chunk scores phi(q_i) . phi(k_j) on this block, then the masked sums over j <= i.
       tiles::causal_scores(s.keys.data(), s.queries.data(), kRow, n, nbk, s.scores.data(), kChunk);
-      // the key weight the chunk is read with: the state's and the chunk's own keys'
+      for (std::size_t j = 0; j < n; ++j)
+        s.read_w[j] = s.key_max[j] == kNegInf ? 0.0 : std::exp(s.key_max[j] - C_read);  // masked: 0
+      // the key weight query i is read with: the state's and the chunk's keys j <= i
       double F_read = C == kNegInf ? 0.0 : F * std::exp(C - C_read);
-      for (std::size_t j = 0; j < n; ++j) F_read += s.read_w[j] = std::exp(s.key_max[j] - C_read);
-      const double floor = detail::underflow_bound<T>(nbk, F_read);
       for (std::size_t i = 0; i < n; ++i) {
         for (std::size_t j = 0; j <= i; ++j) s.row_w[j] = s.scores[i * kChunk + j] * s.read_w[j];
         tiles::weighted_rows(o + i * stride, s.row_w.data(), vd.data() + (hd * Lk + t0) * stride, i + 1, stride);
+        F_read += s.read_w[i];
         out_scale[t0 + i] = C_read + s.query_max[i];
-        out_floor[t0 + i] = floor + C_read + s.query_max[i];
+        out_floor[t0 + i] = detail::underflow_bound<T>(nbk, F_read) + C_read + s.query_max[i];
       }
       weigh_keys(s, hd, C, F, mx, t0, n, nbk);
       tiles::hebbian_write(s.keys.data(), kRow, s.vp.data(), n, s.Dvp, nbk, s.H.data(), kNeuronBlock, s.g.data(),

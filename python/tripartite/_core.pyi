@@ -14,12 +14,14 @@ def attention_float32(
     W: npt.NDArray[np.float32], bias: Optional[npt.NDArray[np.float32]], q: npt.NDArray[np.float32],
     k: npt.NDArray[np.float32], v: npt.NDArray[np.float32], input_scale: float, causal: bool, num_threads: int,
     partial_budget: int = ..., w_index: Optional[npt.NDArray[np.int64]] = ...,
+    key_mask: Optional[npt.NDArray[np.uint8]] = ...,
 ) -> Tuple[npt.NDArray[np.float32], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
     # (y, log a, log of a bound on what underflow may have taken from a)
 def attention_float64(
     W: npt.NDArray[np.float64], bias: Optional[npt.NDArray[np.float64]], q: npt.NDArray[np.float64],
     k: npt.NDArray[np.float64], v: npt.NDArray[np.float64], input_scale: float, causal: bool, num_threads: int,
     partial_budget: int = ..., w_index: Optional[npt.NDArray[np.int64]] = ...,
+    key_mask: Optional[npt.NDArray[np.uint8]] = ...,
 ) -> Tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
     # (y, log a, log of a bound on what underflow may have taken from a)
 def run_network_float32(

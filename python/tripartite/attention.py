@@ -52,8 +52,8 @@ def _underflowed(log_a: np.ndarray, log_u: np.ndarray, dtype: np.dtype) -> np.nd
         return log_u - log_a > math.log(np.finfo(dtype).eps)
 
 
-def _recompute_underflowed(args: list, w_index: Optional[np.ndarray], input_scale: float, causal: bool, threads: int,
-                           y: np.ndarray, log_a: np.ndarray, log_u: np.ndarray) -> None:
+def _recompute_underflowed(args: list, w_index: Optional[np.ndarray], key_mask: Optional[np.ndarray], input_scale: float,
+                           causal: bool, threads: int, y: np.ndarray, log_a: np.ndarray, log_u: np.ndarray) -> None:
     """Recompute in double, head by head and in place, the float queries whose products underflow
     float (inputs with |x~|^2 in the thousands): their result is then the float rounding of the
     exact one for the same float inputs and weights, instead of a sum that lost its largest terms
@@ -69,6 +69,7 @@ def _recompute_underflowed(args: list, w_index: Optional[np.ndarray], input_scal
         y64, la, lu = _core.attention_float64(
             wide(W[w : w + 1]), wide(None if bias is None else bias[h : h + 1]), wide(q[h : h + 1, rows]),
             wide(k[h : h + 1]), wide(v[h : h + 1]), input_scale, causal, threads,
+            key_mask=None if key_mask is None else key_mask[h : h + 1],
         )
         y[h, rows], log_a[h, rows], log_u[h, rows] = y64[0], la[0], lu[0]
         still += int(_underflowed(la, lu, np.dtype(np.float64)).sum())
@@ -100,6 +101,7 @@ def attention(
     hidden_weights: Any = None,
     hidden_bias: Any = None,
     return_astrocyte: bool = False,
+    key_mask: Any = None,
 ) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
     """Neuron-astrocyte attention: the paper's steady state, like ``scaled_dot_product_attention``.
 
@@ -142,9 +144,10 @@ def attention(
         Also return a_t (float64, shape (..., Lq)), the astrocyte's response in the paper's units
         (it estimates Z_t = sum_tau exp(s q_t.k_tau); it may be inf if that overflows float64).
 
-    There is no attention mask besides ``causal``: every key is written into the synapses. For
-    a batch of sequences of different lengths, call the function once per sequence (padding keys
-    would be attended to).
+    key_mask : array_like of bool, shape (..., Lk), optional
+        True for the keys that are written into the synapses (like the boolean ``attn_mask`` of
+        ``scaled_dot_product_attention`` restricted to keys); False for padding, which no query
+        sees. A query that sees no key gets y = 0 and a = 0. Broadcast over the leading axes.
 
     Returns
     -------
@@ -226,6 +229,25 @@ def attention(
         V.fits_dtype(b, "hidden_bias", dtype)
         bias = np.ascontiguousarray(b.reshape((heads, m)), dtype=dtype)
 
+    mask = None
+    if key_mask is not None:
+        km = np.asarray(key_mask)
+        if km.dtype != np.bool_:
+            raise ValueError(f"key_mask must be a boolean array (True: the key is written), got dtype {km.dtype}")
+        if km.ndim < 1 or km.shape[-1] != Lk:
+            raise ValueError(f"key_mask must have shape (..., Lk) with Lk = {Lk} (from k), got {km.shape}")
+        try:
+            if np.broadcast_shapes(km.shape[:-1], batch) != batch:
+                raise ValueError
+            km = np.broadcast_to(km, batch + (Lk,))
+        except ValueError:
+            raise ValueError(
+                f"key_mask of shape {km.shape} has leading axes {km.shape[:-1]}, which do not broadcast to the leading "
+                f"(batch, head) axes {batch} of q, k, v"
+            ) from None
+        if not km.all():
+            mask = np.ascontiguousarray(km.reshape((heads, Lk)), dtype=np.uint8)
+
     out_shape = batch + (Lq, Dv)
     if heads == 0 or Lq == 0 or Dv == 0:
         y = np.zeros(out_shape, dtype=dtype)
@@ -237,9 +259,9 @@ def attention(
     flat = lambda x, shape: np.ascontiguousarray(np.broadcast_to(x, batch + shape).reshape((heads,) + shape), dtype=dtype)  # noqa: E731
     kernel = _core.attention_float32 if dtype == np.float32 else _core.attention_float64
     args = [np.ascontiguousarray(W, dtype=dtype), bias, flat(q, (Lq, d)), flat(k, (Lk, d)), flat(v, (Lk, Dv))]
-    y, log_a, log_u = kernel(*args, math.sqrt(s), bool(causal), threads, w_index=w_index)
+    y, log_a, log_u = kernel(*args, math.sqrt(s), bool(causal), threads, w_index=w_index, key_mask=mask)
     if dtype == np.float32:
-        _recompute_underflowed(args, w_index, math.sqrt(s), bool(causal), threads, y, log_a, log_u)
+        _recompute_underflowed(args, w_index, mask, math.sqrt(s), bool(causal), threads, y, log_a, log_u)
     else:
         _warn_underflow(int(_underflowed(log_a, log_u, dtype).sum()), log_a.size)
     y = y.reshape(out_shape)
