@@ -1,10 +1,14 @@
 """Monitors against the step-by-step reference: the same values at the same steps."""
 
+import signal
+
 import numpy as np
 import pytest
 
 import tripartite
-from tripartite import _core, reference
+import tripartite.network
+from tripartite import SimulationInterrupted, _core, reference
+from tripartite.monitor import StateMonitor
 
 from conftest import EPS, moderate_inputs, network_tol
 
@@ -122,3 +126,107 @@ def test_plot_helpers_draw_monitor_traces(tmp_path, rng):
     assert len(axes[0].lines) == 1 and len(axes[1].lines) == 2 and len(axes[0].patches) == 1  # one shaded write span
     fig.savefig(tmp_path / "m.png")
     assert (tmp_path / "m.png").stat().st_size > 5000
+
+
+def run_catching_ctrl_c(call):
+    """The KeyboardInterrupt a call raises (None if none), caught here so that a plain one fails
+    the test instead of stopping pytest."""
+    try:
+        call()
+    except KeyboardInterrupt as exc:
+        return exc
+    return None
+
+
+def monitored_stream(rng, L=6):
+    D, Dv, m = 4, 2, 30
+    q, k, v = moderate_inputs(rng, (L, D), (L, D), Dv)
+    whole = tripartite.NeuronAstrocyteNetwork(D, Dv, m, dtype=np.float64, **FAST)
+    whole_mon = whole.monitor(("calcium", "synapses", "outputs"), every=3)
+    y_whole = whole.stream(q, k, v)
+    net = tripartite.NeuronAstrocyteNetwork(D, Dv, m, dtype=np.float64, **FAST)
+    mon = net.monitor(("calcium", "synapses", "outputs"), every=3)
+    return (q, k, v), net, mon, y_whole, whole_mon
+
+
+def assert_same_traces(mon, other):
+    for name in ("t", "window", "calcium", "synapses", "outputs"):
+        assert np.array_equal(getattr(mon, name), getattr(other, name)), name
+
+
+@pytest.mark.parametrize("window", ["write", "read"])
+def test_ctrl_c_while_a_monitor_samples_stops_a_stream_between_tokens(rng, monkeypatch, window):
+    """SIGINT raised inside the monitor's sampling of token 2's write (or read) window, where
+    Python's own handler would raise KeyboardInterrupt at once: the run finishes token 2 and
+    raises SimulationInterrupted there, with the monitor at the network's time, and a resumed
+    stream gives the uninterrupted outputs and traces."""
+    (q, k, v), net, mon, y_whole, whole_mon = monitored_stream(rng)
+    record, seen = StateMonitor._record, []
+
+    def record_then_ctrl_c(self, net_, kind, *args):
+        record(self, net_, kind, *args)
+        seen.append(kind)
+        if kind == window and seen.count(kind) == 3:
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(StateMonitor, "_record", record_then_ctrl_c)
+    handler = signal.getsignal(signal.SIGINT)
+    exc = run_catching_ctrl_c(lambda: net.stream(q, k, v))
+    assert signal.getsignal(signal.SIGINT) is handler  # the run's own handler is gone
+    assert type(exc) is SimulationInterrupted and exc.windows_done == 6 and exc.windows_total == 12
+    period = FAST["t_write"] + FAST["t_read"]
+    assert net.time == 3 * period and mon.t[-1] == net.time  # never between a token and its query
+    monkeypatch.undo()
+    y_rest = net.stream(q[3:], k[3:], v[3:])
+    assert np.array_equal(y_rest, y_whole[3:])
+    assert_same_traces(mon, whole_mon)
+
+
+def test_ctrl_c_in_the_last_window_of_a_monitored_run_is_reported(rng, monkeypatch):
+    """SIGINT from the progress bar's report of the last window: the run is complete, and
+    SimulationInterrupted says so (as the core does for an unmonitored run)."""
+    net = tripartite.NeuronAstrocyteNetwork(4, 2, 30, dtype=np.float64, **FAST)
+    mon = net.monitor(every=5)
+    _, k, v = moderate_inputs(rng, (3, 4), (3, 4), 2)
+
+    class Bar:
+        n = 0
+
+        def update(self, n):
+            self.n += n
+            if self.n == 3:
+                signal.raise_signal(signal.SIGINT)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(tripartite.network, "_progress_bar", lambda progress, total, what: Bar())
+    exc = run_catching_ctrl_c(lambda: net.write(k, v))
+    assert type(exc) is SimulationInterrupted and exc.windows_done == exc.windows_total == 3
+    assert net.time == 3 * FAST["t_write"] and mon.t[-1] == net.time
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, MemoryError])
+def test_a_window_that_fails_leaves_no_samples(rng, monkeypatch, error):
+    """An exception between the monitor's sampling of a window and the end of its simulation
+    (here from the core, in token 2's read window): the monitor keeps only the samples of the
+    windows simulated, and a resumed stream gives the uninterrupted traces."""
+    (q, k, v), net, mon, y_whole, whole_mon = monitored_stream(rng)
+    kernel, calls = net._kernel, []
+
+    def failing_kernel(*args):
+        calls.append(1)
+        if len(calls) == 6:
+            raise error()
+        return kernel(*args)
+
+    monkeypatch.setattr(net, "_kernel", failing_kernel)
+    with pytest.raises(error):
+        net.stream(q, k, v)
+    period = FAST["t_write"] + FAST["t_read"]
+    assert net.time == 2 * period + FAST["t_write"]
+    assert np.array_equal(mon.t, whole_mon.t[whole_mon.t <= net.time])
+    monkeypatch.undo()
+    net.read(q[2:3])  # finish token 2 by hand
+    net.stream(q[3:], k[3:], v[3:])
+    assert_same_traces(mon, whole_mon)

@@ -144,6 +144,16 @@ class StateMonitor:
         for name, values in per_head.items():
             self._chunks[name].append(np.stack(values, axis=1))
 
+    def _lengths(self) -> Dict[str, int]:
+        """The number of recorded chunks of each variable (for :meth:`_truncate`)."""
+        return {name: len(chunks) for name, chunks in self._chunks.items()}
+
+    def _truncate(self, lengths: Dict[str, int]) -> None:
+        """Drop the chunks recorded after :meth:`_lengths` returned ``lengths``: the samples of a
+        window whose simulation did not complete."""
+        for name, n in lengths.items():
+            del self._chunks[name][n:]
+
     def _get(self, name: str) -> np.ndarray:
         if name not in self._chunks:
             raise AttributeError(f"this monitor does not record {name!r}; it records {', '.join(self.variables)}")

@@ -6,7 +6,9 @@ import hashlib
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import warnings
 import zipfile
 from typing import Any, Iterable, Optional, Sequence, Tuple, Union
@@ -225,13 +227,16 @@ class NeuronAstrocyteNetwork:
         total = len(is_write)
         bar = _progress_bar(progress, total, what)
         try:
-            if self._monitors:
-                return self._run_monitored(keys, values, queries, is_write, index, bar, stop_multiple)
-            outputs, log_a, done, interrupted = self._kernel(keys, values, queries, is_write, index, bar, stop_multiple)
+            if self._monitors:  # advances the network window by window
+                outputs, log_a, done, interrupted = self._run_monitored(keys, values, queries, is_write, index, bar,
+                                                                        stop_multiple)
+            else:
+                outputs, log_a, done, interrupted = self._kernel(keys, values, queries, is_write, index, bar,
+                                                                 stop_multiple)
+                self._advance(is_write[:done])
         finally:
             if bar is not None:
                 bar.close()
-        self._advance(is_write[:done])
         if interrupted:
             raise SimulationInterrupted(done, total, self._time, stop_multiple)
         return outputs, log_a
@@ -254,34 +259,58 @@ class NeuronAstrocyteNetwork:
         self._step += n_write * self._window_steps(True) + n_read * self._window_steps(False)
 
     def _run_monitored(self, keys, values, queries, is_write, index, bar, stop_multiple):
-        """Window by window, letting each monitor sample the window from its starting state."""
+        """Window by window, letting each monitor sample the window from its starting state.
+
+        Each window is atomic for the monitors: if anything raises between their sampling of a
+        window and the end of its simulation, their samples of that window are removed, so they
+        never run ahead of the network. In the main thread, Ctrl-C (SIGINT, while Python's default
+        handler is installed) only sets a flag for the run: most of a monitored run is spent in
+        Python, where the default handler would raise KeyboardInterrupt at an arbitrary point. The
+        run then stops at the next window boundary that is a multiple of ``stop_multiple`` (or at
+        its end) and raises SimulationInterrupted, as the core does for an unmonitored run."""
         total = len(is_write)
         outputs = np.zeros((self._heads, queries.shape[1], self._d_value), dtype=self._dtype)
         log_a = np.full((self._heads, queries.shape[1]), -np.inf)
         one = np.zeros(1, dtype=np.int64)
-        pending = False  # Ctrl-C seen; stop at the next allowed window boundary
-        for i in range(total):
-            write, j = bool(is_write[i]), int(index[i])
-            x = keys[:, j] if write else queries[:, j]
-            v = values[:, j] if write else None
-            steps = self._window_steps(write)
-            for mon in self._monitors:
-                mon._record(self, "write" if write else "read", x, v, self._time, self._step, steps,
-                            self._params["t_write" if write else "t_read"])
-            if write:
-                *_, interrupted = self._kernel(np.ascontiguousarray(keys[:, j : j + 1]), np.ascontiguousarray(values[:, j : j + 1]),
-                                               self._empty(self._d_key), np.ones(1, np.uint8), one, None, 1)
-            else:
-                y, la, _, interrupted = self._kernel(self._empty(self._d_key), self._empty(self._d_value),
-                                                     np.ascontiguousarray(queries[:, j : j + 1]), np.zeros(1, np.uint8), one, None, 1)
-                outputs[:, j], log_a[:, j] = y[:, 0], la[:, 0]
-            self._advance(is_write[i : i + 1])
-            if bar is not None:
-                bar.update(1)
-            pending = pending or interrupted
-            if pending and (i + 1) % stop_multiple == 0 and i + 1 < total:
-                raise SimulationInterrupted(i + 1, total, self._time, stop_multiple)
-        return outputs, log_a
+        caught = []  # SIGINTs seen by the temporary handler
+        previous = None
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+        try:
+            pending = False  # Ctrl-C seen; stop at the next allowed window boundary
+            for i in range(total):
+                write, j = bool(is_write[i]), int(index[i])
+                x = keys[:, j] if write else queries[:, j]
+                v = values[:, j] if write else None
+                steps = self._window_steps(write)
+                lengths = [mon._lengths() for mon in self._monitors]
+                try:
+                    for mon in self._monitors:
+                        mon._record(self, "write" if write else "read", x, v, self._time, self._step, steps,
+                                    self._params["t_write" if write else "t_read"])
+                    if write:
+                        *_, interrupted = self._kernel(
+                            np.ascontiguousarray(keys[:, j : j + 1]), np.ascontiguousarray(values[:, j : j + 1]),
+                            self._empty(self._d_key), np.ones(1, np.uint8), one, None, 1)
+                    else:
+                        y, la, _, interrupted = self._kernel(
+                            self._empty(self._d_key), self._empty(self._d_value),
+                            np.ascontiguousarray(queries[:, j : j + 1]), np.zeros(1, np.uint8), one, None, 1)
+                        outputs[:, j], log_a[:, j] = y[:, 0], la[:, 0]
+                    self._advance(is_write[i : i + 1])
+                except BaseException:
+                    for mon, n in zip(self._monitors, lengths):
+                        mon._truncate(n)
+                    raise
+                if bar is not None:
+                    bar.update(1)
+                pending = pending or interrupted or bool(caught)
+                if pending and (i + 1) % stop_multiple == 0:
+                    return outputs, log_a, i + 1, True
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+        return outputs, log_a, total, pending
 
     @staticmethod
     def _shape_out(outputs: np.ndarray, log_a: np.ndarray, two_d: bool, return_astrocyte: bool):
