@@ -143,7 +143,7 @@ def monitored_stream(rng, L=6):
     q, k, v = moderate_inputs(rng, (L, D), (L, D), Dv)
     whole = tripartite.NeuronAstrocyteNetwork(D, Dv, m, dtype=np.float64, **FAST)
     whole_mon = whole.monitor(("calcium", "synapses", "outputs"), every=3)
-    y_whole = whole.stream(q, k, v)
+    y_whole = whole.stream(q, k, v, return_astrocyte=True)
     net = tripartite.NeuronAstrocyteNetwork(D, Dv, m, dtype=np.float64, **FAST)
     mon = net.monitor(("calcium", "synapses", "outputs"), every=3)
     return (q, k, v), net, mon, y_whole, whole_mon
@@ -158,8 +158,8 @@ def assert_same_traces(mon, other):
 def test_ctrl_c_while_a_monitor_samples_stops_a_stream_between_tokens(rng, monkeypatch, window):
     """SIGINT raised inside the monitor's sampling of token 2's write (or read) window, where
     Python's own handler would raise KeyboardInterrupt at once: the run finishes token 2 and
-    raises SimulationInterrupted there, with the monitor at the network's time, and a resumed
-    stream gives the uninterrupted outputs and traces."""
+    raises SimulationInterrupted there, with the monitor at the network's time and the outputs of
+    tokens 0-2, and a resumed stream gives the uninterrupted outputs and traces."""
     (q, k, v), net, mon, y_whole, whole_mon = monitored_stream(rng)
     record, seen = StateMonitor._record, []
 
@@ -176,9 +176,10 @@ def test_ctrl_c_while_a_monitor_samples_stops_a_stream_between_tokens(rng, monke
     assert type(exc) is SimulationInterrupted and exc.windows_done == 6 and exc.windows_total == 12
     period = FAST["t_write"] + FAST["t_read"]
     assert net.time == 3 * period and mon.t[-1] == net.time  # never between a token and its query
+    assert np.array_equal(exc.outputs, y_whole[0][:3]) and np.array_equal(exc.astrocyte, y_whole[1][:3])
     monkeypatch.undo()
     y_rest = net.stream(q[3:], k[3:], v[3:])
-    assert np.array_equal(y_rest, y_whole[3:])
+    assert np.array_equal(y_rest, y_whole[0][3:])
     assert_same_traces(mon, whole_mon)
 
 
@@ -230,3 +231,28 @@ def test_a_window_that_fails_leaves_no_samples(rng, monkeypatch, error):
     net.read(q[2:3])  # finish token 2 by hand
     net.stream(q[3:], k[3:], v[3:])
     assert_same_traces(mon, whole_mon)
+
+
+def test_ctrl_c_in_a_monitored_read_keeps_the_outputs_of_the_queries_done(rng, monkeypatch):
+    """Two heads, (heads, L, D) input: SIGINT while the monitor samples query 2's window; the
+    exception holds the first 3 queries' outputs (2, 3, Dv) and calcium (2, 3)."""
+    q, k, v = moderate_inputs(rng, (2, 5, 4), (2, 3, 4), 2)
+    nets = [tripartite.NeuronAstrocyteNetwork(4, 2, 30, heads=2, dtype=np.float64, **FAST) for _ in range(2)]
+    for net in nets:
+        net.write(k, v)
+    y, a = nets[0].read(q, return_astrocyte=True)
+    mon = nets[1].monitor(every=5)
+    record, seen = StateMonitor._record, []
+
+    def record_then_ctrl_c(self, net_, kind, *args):
+        record(self, net_, kind, *args)
+        seen.append(kind)
+        if len(seen) == 3:
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(StateMonitor, "_record", record_then_ctrl_c)
+    exc = run_catching_ctrl_c(lambda: nets[1].read(q))
+    assert type(exc) is SimulationInterrupted and exc.windows_done == 3
+    assert exc.outputs.shape == (2, 3, 2) and exc.astrocyte.shape == (2, 3) and exc.astrocyte.dtype == np.float64
+    assert np.array_equal(exc.outputs, y[:, :3]) and np.array_equal(exc.astrocyte, a[:, :3])
+    assert mon.t[-1] == nets[1].time

@@ -209,9 +209,11 @@ class NeuronAstrocyteNetwork:
         T = self._params["t_write" if write else "t_read"]
         return max(1, round(T / self._dt))
 
-    def _run(self, keys, values, queries, is_write, index, progress, stop_multiple=1, what="windows"):
+    def _run(self, keys, values, queries, is_write, index, progress, stop_multiple=1, what="windows", two_d=None):
+        """Run the windows; two_d (whether the caller gave 2-D input) is None for write, which
+        returns no outputs."""
         self._underflowed_reads = 0
-        result = self._run_windows(keys, values, queries, is_write, index, progress, stop_multiple, what)
+        result = self._run_windows(keys, values, queries, is_write, index, progress, stop_multiple, what, two_d)
         if self._underflowed_reads:
             dtype = np.dtype(self._dtype).name
             warnings.warn(
@@ -223,7 +225,7 @@ class NeuronAstrocyteNetwork:
             )
         return result
 
-    def _run_windows(self, keys, values, queries, is_write, index, progress, stop_multiple, what):
+    def _run_windows(self, keys, values, queries, is_write, index, progress, stop_multiple, what, two_d):
         total = len(is_write)
         bar = _progress_bar(progress, total, what)
         try:
@@ -238,7 +240,11 @@ class NeuronAstrocyteNetwork:
             if bar is not None:
                 bar.close()
         if interrupted:
-            raise SimulationInterrupted(done, total, self._time, stop_multiple)
+            exc = SimulationInterrupted(done, total, self._time, stop_multiple)
+            if two_d is not None:  # the completed queries: reads come in order of their index
+                n = int(np.count_nonzero(np.asarray(is_write[:done]) == 0))
+                exc.outputs, exc.astrocyte = self._shape_out(outputs[:, :n], log_a[:, :n], two_d, True)
+            raise exc
         return outputs, log_a
 
     def _kernel(self, keys, values, queries, is_write, index, bar, stop_multiple):
@@ -342,7 +348,9 @@ class NeuronAstrocyteNetwork:
 
         queries (Lq, D) for one head, or (heads, Lq, D). Returns outputs (Lq, Dv) or
         (heads, Lq, Dv), and with ``return_astrocyte`` the astrocyte's calcium a at the end of each
-        window (float64, (Lq,) or (heads, Lq), in the paper's units: it tracks Z_t).
+        window (float64, (Lq,) or (heads, Lq), in the paper's units: it tracks Z_t). Ctrl-C stops
+        at a window boundary and raises :class:`SimulationInterrupted`, which holds the outputs of
+        the queries completed.
         """
         return_astrocyte = V.flag(return_astrocyte, "return_astrocyte")
         progress = V.flag(progress, "progress", optional=True)
@@ -351,7 +359,7 @@ class NeuronAstrocyteNetwork:
         self._check_output_memory(Lq)
         out, log_a = self._run(
             self._empty(self._d_key), self._empty(self._d_value), q, np.zeros(Lq, np.uint8), np.arange(Lq), progress,
-            what="queries",
+            what="queries", two_d=two_d,
         )
         return self._shape_out(out, log_a, two_d, return_astrocyte)
 
@@ -366,7 +374,9 @@ class NeuronAstrocyteNetwork:
     ) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
         """The streaming (causal) protocol: write token t, then read query t, for t = 0..L-1.
 
-        Shapes as in :meth:`write` and :meth:`read`, with as many queries as tokens.
+        Shapes as in :meth:`write` and :meth:`read`, with as many queries as tokens. Ctrl-C stops
+        after a completed (token, query) pair and raises :class:`SimulationInterrupted`, which
+        holds the completed queries' outputs.
         """
         return_astrocyte = V.flag(return_astrocyte, "return_astrocyte")
         progress = V.flag(progress, "progress", optional=True)
@@ -382,7 +392,7 @@ class NeuronAstrocyteNetwork:
         is_write = np.tile(np.array([1, 0], np.uint8), L)
         index = np.repeat(np.arange(L), 2)
         # An interruption stops only after a read, so that a resumed stream starts with a token.
-        out, log_a = self._run(k, v, q, is_write, index, progress, stop_multiple=2)
+        out, log_a = self._run(k, v, q, is_write, index, progress, stop_multiple=2, two_d=two_d)
         return self._shape_out(out, log_a, two_d, return_astrocyte)
 
     # ----------------------------------------------------------------------------------------
@@ -695,12 +705,24 @@ class NeuronAstrocyteNetwork:
 class SimulationInterrupted(KeyboardInterrupt):
     """Ctrl-C during a run: the network stopped at a window boundary and can be resumed.
 
-    Attributes: ``windows_done`` and ``windows_total`` of the interrupted call, ``time`` (ms) of
-    the network now. For :meth:`NeuronAstrocyteNetwork.stream` a window pair (write, read) is
-    never split, so ``windows_done // 2`` tokens are complete."""
+    Attributes:
 
-    def __init__(self, windows_done: int, windows_total: int, time: float, stop_multiple: int = 1) -> None:
+    - ``windows_done`` and ``windows_total`` of the interrupted call, ``time`` (ms) of the network
+      now. For :meth:`NeuronAstrocyteNetwork.stream` a window pair (write, read) is never split,
+      so ``windows_done // 2`` tokens are complete.
+    - ``outputs`` and ``astrocyte``: for :meth:`~NeuronAstrocyteNetwork.read` and
+      :meth:`~NeuronAstrocyteNetwork.stream`, what the call would have returned for the queries
+      it completed (the first ``done`` of them): outputs (done, Dv) for 2-D input with one head,
+      else (heads, done, Dv), and the calcium a at the end of each of their windows, (done,) or
+      (heads, done), float64, whether or not ``return_astrocyte`` was asked; None for
+      :meth:`~NeuronAstrocyteNetwork.write`. A resumed call on the remaining queries continues
+      them: ``numpy.concatenate((exc.outputs, rest), axis=-2)``.
+    """
+
+    def __init__(self, windows_done: int, windows_total: int, time: float, stop_multiple: int = 1,
+                 outputs: Optional[np.ndarray] = None, astrocyte: Optional[np.ndarray] = None) -> None:
         self.windows_done, self.windows_total, self.time = windows_done, windows_total, time
+        self.outputs, self.astrocyte = outputs, astrocyte
         unit = "tokens (write + read)" if stop_multiple == 2 else "windows"
         super().__init__(
             f"stopped after {windows_done // stop_multiple} of {windows_total // stop_multiple} {unit}, at t = {time:g} ms; "
