@@ -111,6 +111,18 @@ def test_monitor_bad_arguments(kwargs, match):
         net.monitor(**kwargs)
 
 
+@pytest.mark.parametrize("dt", [3.0, 0.7, 60.0])
+def test_exact_monitor_needs_a_dt_that_divides_the_windows(dt):
+    """A monitor samples the exact solution every dt: a dt that does not divide t_write = 100 and
+    t_read = 1000 would put samples off the grid at uneven spacing; it is refused, and the
+    network keeps no monitor."""
+    net = tripartite.NeuronAstrocyteNetwork(4, 2, 8, dt=dt)
+    with pytest.raises(ValueError, match=rf"dt must divide t_write = 100.0 ms into whole steps for a monitor.*got dt = {dt}"):
+        net.monitor("calcium")
+    assert net._monitors == []
+    tripartite.NeuronAstrocyteNetwork(4, 2, 8, dt=2.5).monitor("calcium")  # divides both
+
+
 def test_plot_helpers_draw_monitor_traces(tmp_path, rng):
     pytest.importorskip("matplotlib")
     from tripartite.plots import calcium_trace, figure, synapse_traces

@@ -77,7 +77,8 @@ class NeuronAstrocyteNetwork:
     dt : float
         Time step (ms) of "euler" and "rk4"; must divide t_write and t_read, and be <= tau_hidden,
         tau_astro and 1/leak for euler (<= 2.5 times each for rk4). "exact" solves each window in
-        closed form and needs dt only to be no larger than the windows.
+        closed form and needs dt only to be no larger than the windows (and, for a monitor, which
+        samples it every dt, to divide them).
     integrator : {"exact", "euler", "rk4"}
     num_threads : int
         0 = all cores. Results are bitwise independent of it.
@@ -419,7 +420,8 @@ class NeuronAstrocyteNetwork:
         Indices must be integers in range (floats, bools and strings are refused), and are checked
         even for a variable not recorded.
         every : record every this many steps of dt (the "exact" integrator samples its continuous
-            solution on the same grid)
+            solution on the same grid, so dt must then divide t_write and t_read, as for euler
+            and rk4)
 
         Returns
         -------
@@ -427,6 +429,8 @@ class NeuronAstrocyteNetwork:
             Its arrays grow as the network runs; ``monitor.stop()`` detaches it. The current
             state is recorded first (if the step count is a multiple of ``every``).
         """
+        if self._integrator == "exact":  # euler and rk4 check it in the constructor
+            V.whole_steps(self._dt, self._params, " for a monitor (it samples the exact solution every dt)")
         mon = StateMonitor(self, variables, heads, hidden, synapses, every)
         mon._record(self, "now", None, None, self._time, self._step, 0, 0.0)
         self._monitors.append(mon)
