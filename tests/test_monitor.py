@@ -111,6 +111,28 @@ def test_monitor_bad_arguments(kwargs, match):
         net.monitor(**kwargs)
 
 
+def test_reset_clears_the_monitors_and_records_t_0_afresh(rng):
+    """After reset a monitor holds only the zero state at t = 0, and then records what a monitor
+    of a fresh network records: its time axis never goes back."""
+    q, k, v = moderate_inputs(rng, (2, 4), (3, 4), 2)
+    variables = ("calcium", "hidden", "outputs")
+    net = tripartite.NeuronAstrocyteNetwork(4, 2, 30, dtype=np.float64, **FAST)
+    mon = net.monitor(variables, every=3)
+    net.write(k, v)
+    net.reset()
+    assert mon.t.tolist() == [0.0] and mon.window.tolist() == ["now"] and not mon.calcium.any() and not mon.hidden.any()
+    net.stream(q, k[:2], v[:2])
+    fresh = tripartite.NeuronAstrocyteNetwork(4, 2, 30, dtype=np.float64, **FAST)
+    other = fresh.monitor(variables, every=3)
+    fresh.stream(q, k[:2], v[:2])
+    assert np.all(np.diff(mon.t) > 0)
+    for name in ("t", "window") + variables:
+        assert np.array_equal(getattr(mon, name), getattr(other, name)), name
+    mon.stop()
+    net.reset()  # a detached monitor keeps its samples
+    assert mon.n_samples == other.n_samples
+
+
 @pytest.mark.parametrize("dt", [3.0, 0.7, 60.0])
 def test_exact_monitor_needs_a_dt_that_divides_the_windows(dt):
     """A monitor samples the exact solution every dt: a dt that does not divide t_write = 100 and

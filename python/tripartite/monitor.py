@@ -52,6 +52,10 @@ class StateMonitor:
 
     ``heads`` holds the recorded heads' indices (all by default).
 
+    :meth:`NeuronAstrocyteNetwork.reset` clears the samples of every monitor attached and records
+    the zero state at t = 0 afresh; :meth:`stop` detaches the monitor, keeping its samples.
+    Checkpoints (:meth:`NeuronAstrocyteNetwork.save`) do not include monitors.
+
     Values are in true units (float64) and equal, up to rounding, what step-by-step integration
     with the network's integrator and dt gives at those steps.
     """
@@ -143,6 +147,11 @@ class StateMonitor:
                     per_head["outputs"].append(np.where(a[:, None] > 0, num / np.where(a > 0, a, 1)[:, None], 0.0))
         for name, values in per_head.items():
             self._chunks[name].append(np.stack(values, axis=1))
+
+    def _clear(self) -> None:
+        """Forget all samples (the network was reset)."""
+        for chunks in self._chunks.values():
+            chunks.clear()
 
     def _lengths(self) -> Dict[str, int]:
         """The number of recorded chunks of each variable (for :meth:`_truncate`)."""

@@ -166,7 +166,11 @@ class NeuronAstrocyteNetwork:
 
     # ----------------------------------------------------------------------------------------
     def reset(self) -> None:
-        """Forget everything: synapses, weights to the astrocyte, rates and calcium to zero, time 0."""
+        """Forget everything: synapses, weights to the astrocyte, rates and calcium to zero, time 0.
+
+        Attached monitors stay attached but forget their samples too, and record the zero state
+        at t = 0 afresh (as :meth:`monitor` records the state at its creation), so that their time
+        axis keeps increasing."""
         self._H.fill(0)
         self._g.fill(0)
         self._h.fill(0)
@@ -175,6 +179,9 @@ class NeuronAstrocyteNetwork:
         self._scalars[:, _BOUND_h] = -np.inf
         self._time = 0.0
         self._step = 0
+        for mon in self._monitors:
+            mon._clear()
+            mon._record(self, "now", None, None, self._time, self._step, 0, 0.0)
 
     # ----------------------------------------------------------------------------------------
     def _inputs(self, x: Any, name: str, width: int, width_name: str) -> Tuple[np.ndarray, bool]:
@@ -462,7 +469,8 @@ class NeuronAstrocyteNetwork:
     def save(self, path: Union[str, os.PathLike]) -> None:
         """Save the whole network (parameters, seed, hidden weights, synapses, astrocyte state,
         time) to one file in NumPy's ``.npz`` format, with a format version and a SHA-256 checksum
-        of its contents. A network loaded from it continues bitwise as this one would.
+        of its contents. A network loaded from it continues bitwise as this one would. Monitors
+        are not saved (keep what they recorded with ``numpy.savez``, from their arrays).
 
         The file is written at ``path`` exactly as given: unlike ``numpy.savez``, no ``.npz`` is
         appended (``net.save("ck")`` writes ``ck``, which :meth:`load` reads back as ``"ck"``)."""
@@ -481,7 +489,8 @@ class NeuronAstrocyteNetwork:
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike], *, num_threads: int = 0) -> "NeuronAstrocyteNetwork":
-        """Load a network saved by :meth:`save`. A damaged file, one from an incompatible
+        """Load a network saved by :meth:`save`, with no monitors (checkpoints do not include
+        monitors or their samples: attach new ones with :meth:`monitor`). A damaged file, one from an incompatible
         checkpoint format, or one whose contents do not fit its config (wrong or extra keys, shapes
         other than the config implies, other dtypes, NaN or Inf in the state, negative time or step)
         raises ValueError naming the field; nothing is silently repaired or cast."""
