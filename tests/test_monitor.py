@@ -34,6 +34,11 @@ def test_monitor_matches_reference_trace(rng, integrator):
     H_ref = trace["synapses"][:, [0, 2], [1, 39]]
     assert np.max(np.abs(mon.synapses[:, 0] - H_ref)) <= 1e-12 * scale(H_ref)
     assert np.max(np.abs(mon.outputs[:, 0] - trace["outputs"])) <= 1e-11 * scale(trace["outputs"])
+    # the output neurons are clamped to the token's value while it is written (MODEL.md section 2)
+    writing = mon.window == "write"
+    token = np.floor(mon.t[writing] / (FAST["t_write"] + FAST["t_read"])).astype(int)
+    assert writing.sum() > L and np.array_equal(mon.outputs[writing, 0], v[token])
+    assert np.array_equal(trace["outputs"][writing], v[token])
 
 
 @pytest.mark.parametrize("integrator", ["euler", "rk4"])

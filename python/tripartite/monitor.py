@@ -46,7 +46,8 @@ class StateMonitor:
     - ``hidden`` (n, len(heads), len(hidden_indices)): hidden rates h_r(t);
     - ``astrocyte_weights`` (n, len(heads), len(hidden_indices)): g_r(t);
     - ``synapses`` (n, len(heads), len(synapse_indices)): H_dr(t) for the chosen (d, r);
-    - ``outputs`` (n, len(heads), d_value): y(t) = H h / a (0 where a = 0);
+    - ``outputs`` (n, len(heads), d_value): the output neurons' rates: clamped to v during writes,
+      y = H h / a during reads (and in the "now" samples; 0 where a = 0), MODEL.md section 2;
     - ``window`` (n,): "write" or "read", the kind of window each sample lies in; "now" for the
       state at the monitor's creation (recorded if the step count is a multiple of ``every``).
 
@@ -137,14 +138,12 @@ class StateMonitor:
                     else:
                         per_head["synapses"].append(np.broadcast_to(H0, (len(a), len(H0))).copy())
                 if "outputs" in per_head:
-                    H = net._H[hd].astype(np.float64) * H_scale
-                    Hh, Hu = H @ h0, H @ u
-                    num = M[:, 1, 1, None] * Hh + M[:, 1, 2, None] * Hu  # H0 h(s)
-                    if kind == "write":  # H(s) = M00 H0 + v w(s)^T with w(s) = M01 h0 + M02 u
-                        M01, M02, M11, M12 = M[:, 0, 1], M[:, 0, 2], M[:, 1, 1], M[:, 1, 2]
-                        wh = M01 * M11 * gram["hh"] + (M01 * M12 + M02 * M11) * gram["hu"] + M02 * M12 * gram["uu"]
-                        num = M[:, 0, 0, None] * num + wh[:, None] * v[hd].astype(np.float64)
-                    per_head["outputs"].append(np.where(a[:, None] > 0, num / np.where(a > 0, a, 1)[:, None], 0.0))
+                    if kind == "write":  # the output neurons are clamped to the token's value
+                        per_head["outputs"].append(np.broadcast_to(v[hd].astype(np.float64), (len(a), v.shape[-1])).copy())
+                    else:  # y(s) = H h(s) / a(s), H held
+                        H = net._H[hd].astype(np.float64) * H_scale
+                        num = M[:, 1, 1, None] * (H @ h0) + M[:, 1, 2, None] * (H @ u)
+                        per_head["outputs"].append(np.where(a[:, None] > 0, num / np.where(a > 0, a, 1)[:, None], 0.0))
         for name, values in per_head.items():
             self._chunks[name].append(np.stack(values, axis=1))
 

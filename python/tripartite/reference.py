@@ -152,7 +152,8 @@ def simulate(
 
     With ``record_every=n`` it also returns a dict of traces sampled every n steps (including
     t = 0): "t" (ms), "calcium", "hidden" (k, m), "astrocyte_weights" (k, m), "synapses"
-    (k, Dv, m), "outputs" (k, Dv).
+    (k, Dv, m), "outputs" (k, Dv): the output neurons' rates: clamped to v during writes,
+    y = H h / a during reads (and at t = 0; 0 where a = 0).
     """
     # The network's rules (the checks of NeuronAstrocyteNetwork): positive times, a stable dt that
     # divides both windows, and inputs of one head with consistent shapes.
@@ -207,21 +208,22 @@ def simulate(
     trace = {name: [] for name in ("t", "calcium", "hidden", "astrocyte_weights", "synapses", "outputs")}
     clock = [0]
 
-    def record(state):
+    def record(state, v=None):
+        """A sample; v: the value the output neurons are clamped to (a write window), or None."""
         h, H, g, a = state
         trace["t"].append(clock[0] * dt)
         trace["calcium"].append(a)
         trace["hidden"].append(h)
         trace["astrocyte_weights"].append(g)
         trace["synapses"].append(H)
-        trace["outputs"].append(H @ h / a if a > 0 else np.zeros(Dv))
+        trace["outputs"].append(np.array(v) if v is not None else H @ h / a if a > 0 else np.zeros(Dv))
 
     def window(state, u, v, writing, n_steps):
         for _ in range(n_steps):
             state = step(state, u, v, writing)
             clock[0] += 1
             if record_every and clock[0] % record_every == 0:
-                record(state)
+                record(state, v if writing else None)
         return state
 
     if record_every:
