@@ -624,17 +624,29 @@ class NeuronAstrocyteNetwork:
 
     @property
     def synapses(self) -> np.ndarray:
-        """H, the tripartite synapses, (heads, d_value, n_hidden): a read-only copy."""
+        """H, the tripartite synapses, (heads, d_value, n_hidden): a read-only copy.
+
+        True values in the network's dtype: below its smallest normal (1.2e-38 in float32) they
+        read as 0 or subnormal (|k~|^2, |q~|^2 in the hundreds); the state itself is kept relative to
+        a float64 scale, so this does not affect the simulation."""
         return self._true(self._H, _SCALE_H)
 
     @property
     def astrocyte_weights(self) -> np.ndarray:
-        """g, the neuron-to-astrocyte weights, (heads, n_hidden): a read-only copy."""
+        """g, the neuron-to-astrocyte weights, (heads, n_hidden): a read-only copy.
+
+        True values in the network's dtype: below its smallest normal (1.2e-38 in float32) they
+        read as 0 or subnormal (|k~|^2, |q~|^2 in the hundreds); the state itself is kept relative to
+        a float64 scale, so this does not affect the simulation."""
         return self._true(self._g, _SCALE_H)
 
     @property
     def hidden_rates(self) -> np.ndarray:
-        """h, the hidden neurons' rates now, (heads, n_hidden): a read-only copy."""
+        """h, the hidden neurons' rates now, (heads, n_hidden): a read-only copy.
+
+        True values in the network's dtype: below its smallest normal (1.2e-38 in float32) they
+        read as 0 or subnormal (|k~|^2, |q~|^2 in the hundreds); the state itself is kept relative to
+        a float64 scale, so this does not affect the simulation."""
         return self._true(self._h, _SCALE_h)
 
     @property
