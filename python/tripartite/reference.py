@@ -140,9 +140,13 @@ def simulate(
     hidden_bias=None,
     record_every: Optional[int] = None,
 ):
-    """Step the continuous-time network of one head, one dt at a time (MODEL.md section 2).
+    """Step the continuous-time network of one head, one dt at a time (MODEL.md section 2);
+    note the argument order: ``simulate(keys, values, queries, W)``, unlike ``net.stream(queries,
+    keys, values)`` and ``attention(q, k, v)``.
 
-    keys (L, D), values (L, Dv), queries (Lq, D), hidden_weights (m, D). With ``stream=False``
+    keys (L, D), values (L, Dv), queries (Lq, D), hidden_weights (m, D), in that order: keys and
+    values first, as they are written first (all three are 2-D, so passing them in the
+    ``stream``/``attention`` order is not caught when D == Dv). With ``stream=False``
     all tokens are written, then all queries read; with ``stream=True`` token t is written, then
     query t read. Returns the outputs y (Lq, Dv) and the astrocyte's calcium a (Lq,), each at the
     end of its query's read window. ``integrator`` is "euler" or "rk4". Float64, true units (no
