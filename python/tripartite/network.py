@@ -48,8 +48,15 @@ class NeuronAstrocyteNetwork:
         tau_astro da/dt = -a + g.h                    always
         y = H h / a                                   read at the end of each query's window
 
+    Times are in ms; rates and calcium are dimensionless (values of phi and their sums and
+    products, not Hz), and the outputs y are in the units of the values v.
+
     With leak = 0 and tau_hidden, tau_astro << t_write, t_read the outputs equal the paper's
-    steady state (:func:`tripartite.attention` with the same hidden weights).
+    steady state (:func:`tripartite.attention` with the same hidden weights); the deviation is
+    O(tau_hidden / t_write). The defaults have tau_hidden / t_write = 0.1, so the outputs deviate
+    from the steady state by a few % to ~10 %; a smaller tau_hidden (or a longer t_write) lowers
+    it in proportion (tau_hidden=1 for ~1 %; the "exact" integrator costs the same for any time
+    constants, euler and rk4 need a dt below them).
 
     Parameters
     ----------
@@ -356,7 +363,11 @@ class NeuronAstrocyteNetwork:
 
         queries (Lq, D) for one head, or (heads, Lq, D). Returns outputs (Lq, Dv) or
         (heads, Lq, Dv), and with ``return_astrocyte`` the astrocyte's calcium a at the end of each
-        window (float64, (Lq,) or (heads, Lq), in the paper's units: it tracks Z_t). Ctrl-C stops
+        window (float64, (Lq,) or (heads, Lq)). Near the steady state a = g . phi(q~) with
+        g ~ eta sum_tau phi(k~_tau), so a ~ eta Z_t (Z_t = sum_tau exp(q~_t . k~_tau), the
+        softmax denominator; :func:`tripartite.attention` returns the eta = 1 value); with
+        leak > 0 the keys are weighted by exp(-leak * elapsed writing time), so a tracks a
+        recency-weighted Z_t. Ctrl-C stops
         at a window boundary and raises :class:`SimulationInterrupted`, which holds the outputs of
         the queries completed.
         """
@@ -382,7 +393,9 @@ class NeuronAstrocyteNetwork:
     ) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
         """The streaming (causal) protocol: write token t, then read query t, for t = 0..L-1.
 
-        Shapes as in :meth:`write` and :meth:`read`, with as many queries as tokens. Ctrl-C stops
+        Shapes as in :meth:`write` and :meth:`read`, with as many queries as tokens; the calcium
+        returned with ``return_astrocyte`` is as in :meth:`read` (~ eta times the causal Z_t, over
+        the tokens written so far). Ctrl-C stops
         after a completed (token, query) pair and raises :class:`SimulationInterrupted`, which
         holds the completed queries' outputs.
         """
