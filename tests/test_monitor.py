@@ -138,6 +138,17 @@ def test_reset_clears_the_monitors_and_records_t_0_afresh(rng):
     assert mon.n_samples == other.n_samples
 
 
+def test_monitor_repr_names_indices_and_time_span(rng):
+    net = tripartite.NeuronAstrocyteNetwork(4, 2, 30, heads=2, t_write=5.0, t_read=5.0)
+    mon = net.monitor(("calcium", "hidden", "synapses"), heads=[1], hidden=list(range(30)), synapses=[(0, 1), (1, 2)],
+                      every=2)
+    net.write(*moderate_inputs(rng, (2, 2, 4), (2, 2, 4), 2)[1:])
+    assert repr(mon) == ("StateMonitor(variables=('calcium', 'hidden', 'synapses'), heads=[1], "
+                         "hidden=[0, 1, 2, ..., 27, 28, 29] (30), synapses=[(0, 1), (1, 2)], every=2 steps; "
+                         "6 samples, t = 0 to 10 ms)")
+    assert repr(net.monitor(every=3)) == "StateMonitor(variables=('calcium',), heads=[0, 1], every=3 steps; 0 samples)"
+
+
 @pytest.mark.parametrize("dt", [3.0, 0.7, 60.0])
 def test_exact_monitor_needs_a_dt_that_divides_the_windows(dt):
     """A monitor samples the exact solution every dt: a dt that does not divide t_write = 100 and

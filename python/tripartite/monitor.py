@@ -193,5 +193,21 @@ class StateMonitor:
             self._net._monitors.remove(self)
 
     def __repr__(self) -> str:
-        return (f"StateMonitor(variables={self.variables}, heads={self.heads.tolist()}, every={self.every} steps, "
-                f"{self.n_samples} samples)")
+        indices = f"heads={_abbreviated(self.heads.tolist())}"
+        if {"hidden", "astrocyte_weights"} & set(self.variables):
+            indices += f", hidden={_abbreviated(self.hidden_indices.tolist())}"
+        if "synapses" in self.variables:
+            indices += f", synapses={_abbreviated([(int(d), int(r)) for d, r in self.synapse_indices])}"
+        n = self.n_samples
+        samples = f"{n} sample{'' if n == 1 else 's'}"
+        if n:
+            samples += f", t = {self._chunks['t'][0][0]:g} to {self._chunks['t'][-1][-1]:g} ms"
+        return f"StateMonitor(variables={self.variables}, {indices}, every={self.every} steps; {samples})"
+
+
+def _abbreviated(items: list, shown: int = 3) -> str:
+    """A list as Python writes it, or its first and last ``shown`` items and their count if long."""
+    if len(items) <= 2 * shown + 1:
+        return repr(items)
+    head, tail = repr(items[:shown])[:-1], repr(items[-shown:])[1:]
+    return f"{head}, ..., {tail} ({len(items)})"

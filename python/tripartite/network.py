@@ -733,10 +733,11 @@ class NeuronAstrocyteNetwork:
         p = self._params
         return (
             f"NeuronAstrocyteNetwork(d_key={self._d_key}, d_value={self._d_value}, n_hidden={self._n_hidden}, "
-            f"heads={self._heads}, feature_map={self._feature_map!r}, integrator={self._integrator!r}, "
-            f"dtype={self._dtype.name}, tau_hidden={p['tau_hidden']:g}, tau_astro={p['tau_astro']:g}, "
-            f"t_write={p['t_write']:g}, t_read={p['t_read']:g}, eta={p['eta']:g}, leak={p['leak']:g}, "
-            f"dt={self._dt:g}; {self.n_synapses} synapses, time={self._time:g} ms)"
+            f"heads={self._heads}, seed={self._seed}, feature_map={self._feature_map!r}, scale={self._scale:g}, "
+            f"integrator={self._integrator!r}, dtype={self._dtype.name}, tau_hidden={p['tau_hidden']:g}, "
+            f"tau_astro={p['tau_astro']:g}, t_write={p['t_write']:g}, t_read={p['t_read']:g}, eta={p['eta']:g}, "
+            f"leak={p['leak']:g}, dt={self._dt:g}; {self.n_synapses} synapses, "
+            f"{'a' if self._bias is not None else 'no'} hidden bias, time={self._time:g} ms)"
         )
 
 
