@@ -152,6 +152,43 @@ def test_ctrl_c_stops_at_a_window_boundary_and_resumes_bitwise(rng, monkeypatch,
     assert_bitwise(state(net), state(reference))
 
 
+@pytest.mark.parametrize("protocol", ["read", "stream"])
+def test_ctrl_c_keeps_the_outputs_of_the_queries_done(rng, monkeypatch, protocol):
+    """SimulationInterrupted from the core holds the outputs and calcium of the completed queries,
+    shaped as the call would return them (2-D input: (done, Dv) and (done,)), equal to an
+    uninterrupted run's; the network continues with the rest."""
+    D, Dv, m, L = 32, 32, 200_000, 8000
+    k = rng.standard_normal((L, D)).astype(np.float32) * 0.4
+    v = rng.standard_normal((L, Dv)).astype(np.float32)
+    net = tripartite.NeuronAstrocyteNetwork(D, Dv, m, num_threads=1)
+    reference = tripartite.NeuronAstrocyteNetwork(D, Dv, m, num_threads=1)
+    if protocol == "read":
+        for n in (net, reference):
+            n.write(k[:2], v[:2])
+    bar = InterruptAfterFirstReport()
+    call = ((lambda: net.read(k, progress=True)) if protocol == "read" else (lambda: net.stream(k, k, v, progress=True)))
+    with pytest.raises(SimulationInterrupted) as info:
+        bar.run(monkeypatch, call)
+    exc = info.value
+    done = exc.windows_done if protocol == "read" else exc.windows_done // 2
+    assert 0 < done < L and exc.outputs.shape == (done, Dv) and exc.astrocyte.shape == (done,)
+    n = done + 2
+    y, a = (reference.read(k[:n], return_astrocyte=True) if protocol == "read"
+            else reference.stream(k[:n], k[:n], v[:n], return_astrocyte=True))
+    assert np.array_equal(exc.outputs, y[:done]) and np.array_equal(exc.astrocyte, a[:done])
+    rest = net.read(k[done:n]) if protocol == "read" else net.stream(k[done:n], k[done:n], v[done:n])
+    assert np.array_equal(np.concatenate((exc.outputs, rest), axis=-2), y)
+
+
+def test_an_interrupted_write_has_no_outputs(rng, monkeypatch):
+    D, Dv, m, L = 32, 32, 200_000, 8000
+    k = rng.standard_normal((L, D)).astype(np.float32) * 0.4
+    net = tripartite.NeuronAstrocyteNetwork(D, Dv, m, num_threads=1)
+    with pytest.raises(SimulationInterrupted) as info:
+        InterruptAfterFirstReport().run(monkeypatch, lambda: net.write(k, k, progress=True))
+    assert info.value.outputs is None and info.value.astrocyte is None
+
+
 def test_progress_bar_reports_every_window(capsys):
     pytest.importorskip("tqdm")
     net = tripartite.NeuronAstrocyteNetwork(4, 2, 50)

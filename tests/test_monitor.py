@@ -1,10 +1,14 @@
 """Monitors against the step-by-step reference: the same values at the same steps."""
 
+import signal
+
 import numpy as np
 import pytest
 
 import tripartite
-from tripartite import _core, reference
+import tripartite.network
+from tripartite import SimulationInterrupted, _core, reference
+from tripartite.monitor import StateMonitor
 
 from conftest import EPS, moderate_inputs, network_tol
 
@@ -30,6 +34,11 @@ def test_monitor_matches_reference_trace(rng, integrator):
     H_ref = trace["synapses"][:, [0, 2], [1, 39]]
     assert np.max(np.abs(mon.synapses[:, 0] - H_ref)) <= 1e-12 * scale(H_ref)
     assert np.max(np.abs(mon.outputs[:, 0] - trace["outputs"])) <= 1e-11 * scale(trace["outputs"])
+    # the output neurons are clamped to the token's value while it is written (MODEL.md section 2)
+    writing = mon.window == "write"
+    token = np.floor(mon.t[writing] / (FAST["t_write"] + FAST["t_read"])).astype(int)
+    assert writing.sum() > L and np.array_equal(mon.outputs[writing, 0], v[token])
+    assert np.array_equal(trace["outputs"][writing], v[token])
 
 
 @pytest.mark.parametrize("integrator", ["euler", "rk4"])
@@ -107,6 +116,51 @@ def test_monitor_bad_arguments(kwargs, match):
         net.monitor(**kwargs)
 
 
+def test_reset_clears_the_monitors_and_records_t_0_afresh(rng):
+    """After reset a monitor holds only the zero state at t = 0, and then records what a monitor
+    of a fresh network records: its time axis never goes back."""
+    q, k, v = moderate_inputs(rng, (2, 4), (3, 4), 2)
+    variables = ("calcium", "hidden", "outputs")
+    net = tripartite.NeuronAstrocyteNetwork(4, 2, 30, dtype=np.float64, **FAST)
+    mon = net.monitor(variables, every=3)
+    net.write(k, v)
+    net.reset()
+    assert mon.t.tolist() == [0.0] and mon.window.tolist() == ["now"] and not mon.calcium.any() and not mon.hidden.any()
+    net.stream(q, k[:2], v[:2])
+    fresh = tripartite.NeuronAstrocyteNetwork(4, 2, 30, dtype=np.float64, **FAST)
+    other = fresh.monitor(variables, every=3)
+    fresh.stream(q, k[:2], v[:2])
+    assert np.all(np.diff(mon.t) > 0)
+    for name in ("t", "window") + variables:
+        assert np.array_equal(getattr(mon, name), getattr(other, name)), name
+    mon.stop()
+    net.reset()  # a detached monitor keeps its samples
+    assert mon.n_samples == other.n_samples
+
+
+def test_monitor_repr_names_indices_and_time_span(rng):
+    net = tripartite.NeuronAstrocyteNetwork(4, 2, 30, heads=2, t_write=5.0, t_read=5.0)
+    mon = net.monitor(("calcium", "hidden", "synapses"), heads=[1], hidden=list(range(30)), synapses=[(0, 1), (1, 2)],
+                      every=2)
+    net.write(*moderate_inputs(rng, (2, 2, 4), (2, 2, 4), 2)[1:])
+    assert repr(mon) == ("StateMonitor(variables=('calcium', 'hidden', 'synapses'), heads=[1], "
+                         "hidden=[0, 1, 2, ..., 27, 28, 29] (30), synapses=[(0, 1), (1, 2)], every=2 steps; "
+                         "6 samples, t = 0 to 10 ms)")
+    assert repr(net.monitor(every=3)) == "StateMonitor(variables=('calcium',), heads=[0, 1], every=3 steps; 0 samples)"
+
+
+@pytest.mark.parametrize("dt", [3.0, 0.7, 60.0])
+def test_exact_monitor_needs_a_dt_that_divides_the_windows(dt):
+    """A monitor samples the exact solution every dt: a dt that does not divide t_write = 100 and
+    t_read = 1000 would put samples off the grid at uneven spacing; it is refused, and the
+    network keeps no monitor."""
+    net = tripartite.NeuronAstrocyteNetwork(4, 2, 8, dt=dt)
+    with pytest.raises(ValueError, match=rf"dt must divide t_write = 100.0 ms into whole steps for a monitor.*got dt = {dt}"):
+        net.monitor("calcium")
+    assert net._monitors == []
+    tripartite.NeuronAstrocyteNetwork(4, 2, 8, dt=2.5).monitor("calcium")  # divides both
+
+
 def test_plot_helpers_draw_monitor_traces(tmp_path, rng):
     pytest.importorskip("matplotlib")
     from tripartite.plots import calcium_trace, figure, synapse_traces
@@ -122,3 +176,133 @@ def test_plot_helpers_draw_monitor_traces(tmp_path, rng):
     assert len(axes[0].lines) == 1 and len(axes[1].lines) == 2 and len(axes[0].patches) == 1  # one shaded write span
     fig.savefig(tmp_path / "m.png")
     assert (tmp_path / "m.png").stat().st_size > 5000
+
+
+def run_catching_ctrl_c(call):
+    """The KeyboardInterrupt a call raises (None if none), caught here so that a plain one fails
+    the test instead of stopping pytest."""
+    try:
+        call()
+    except KeyboardInterrupt as exc:
+        return exc
+    return None
+
+
+def monitored_stream(rng, L=6):
+    D, Dv, m = 4, 2, 30
+    q, k, v = moderate_inputs(rng, (L, D), (L, D), Dv)
+    whole = tripartite.NeuronAstrocyteNetwork(D, Dv, m, dtype=np.float64, **FAST)
+    whole_mon = whole.monitor(("calcium", "synapses", "outputs"), every=3)
+    y_whole = whole.stream(q, k, v, return_astrocyte=True)
+    net = tripartite.NeuronAstrocyteNetwork(D, Dv, m, dtype=np.float64, **FAST)
+    mon = net.monitor(("calcium", "synapses", "outputs"), every=3)
+    return (q, k, v), net, mon, y_whole, whole_mon
+
+
+def assert_same_traces(mon, other):
+    for name in ("t", "window", "calcium", "synapses", "outputs"):
+        assert np.array_equal(getattr(mon, name), getattr(other, name)), name
+
+
+@pytest.mark.parametrize("window", ["write", "read"])
+def test_ctrl_c_while_a_monitor_samples_stops_a_stream_between_tokens(rng, monkeypatch, window):
+    """SIGINT raised inside the monitor's sampling of token 2's write (or read) window, where
+    Python's own handler would raise KeyboardInterrupt at once: the run finishes token 2 and
+    raises SimulationInterrupted there, with the monitor at the network's time and the outputs of
+    tokens 0-2, and a resumed stream gives the uninterrupted outputs and traces."""
+    (q, k, v), net, mon, y_whole, whole_mon = monitored_stream(rng)
+    record, seen = StateMonitor._record, []
+
+    def record_then_ctrl_c(self, net_, kind, *args):
+        record(self, net_, kind, *args)
+        seen.append(kind)
+        if kind == window and seen.count(kind) == 3:
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(StateMonitor, "_record", record_then_ctrl_c)
+    handler = signal.getsignal(signal.SIGINT)
+    exc = run_catching_ctrl_c(lambda: net.stream(q, k, v))
+    assert signal.getsignal(signal.SIGINT) is handler  # the run's own handler is gone
+    assert type(exc) is SimulationInterrupted and exc.windows_done == 6 and exc.windows_total == 12
+    period = FAST["t_write"] + FAST["t_read"]
+    assert net.time == 3 * period and mon.t[-1] == net.time  # never between a token and its query
+    assert np.array_equal(exc.outputs, y_whole[0][:3]) and np.array_equal(exc.astrocyte, y_whole[1][:3])
+    monkeypatch.undo()
+    y_rest = net.stream(q[3:], k[3:], v[3:])
+    assert np.array_equal(y_rest, y_whole[0][3:])
+    assert_same_traces(mon, whole_mon)
+
+
+def test_ctrl_c_in_the_last_window_of_a_monitored_run_is_reported(rng, monkeypatch):
+    """SIGINT from the progress bar's report of the last window: the run is complete, and
+    SimulationInterrupted says so (as the core does for an unmonitored run)."""
+    net = tripartite.NeuronAstrocyteNetwork(4, 2, 30, dtype=np.float64, **FAST)
+    mon = net.monitor(every=5)
+    _, k, v = moderate_inputs(rng, (3, 4), (3, 4), 2)
+
+    class Bar:
+        n = 0
+
+        def update(self, n):
+            self.n += n
+            if self.n == 3:
+                signal.raise_signal(signal.SIGINT)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(tripartite.network, "_progress_bar", lambda progress, total, what: Bar())
+    exc = run_catching_ctrl_c(lambda: net.write(k, v))
+    assert type(exc) is SimulationInterrupted and exc.windows_done == exc.windows_total == 3
+    assert net.time == 3 * FAST["t_write"] and mon.t[-1] == net.time
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, MemoryError])
+def test_a_window_that_fails_leaves_no_samples(rng, monkeypatch, error):
+    """An exception between the monitor's sampling of a window and the end of its simulation
+    (here from the core, in token 2's read window): the monitor keeps only the samples of the
+    windows simulated, and a resumed stream gives the uninterrupted traces."""
+    (q, k, v), net, mon, y_whole, whole_mon = monitored_stream(rng)
+    kernel, calls = net._kernel, []
+
+    def failing_kernel(*args):
+        calls.append(1)
+        if len(calls) == 6:
+            raise error()
+        return kernel(*args)
+
+    monkeypatch.setattr(net, "_kernel", failing_kernel)
+    with pytest.raises(error):
+        net.stream(q, k, v)
+    period = FAST["t_write"] + FAST["t_read"]
+    assert net.time == 2 * period + FAST["t_write"]
+    assert np.array_equal(mon.t, whole_mon.t[whole_mon.t <= net.time])
+    monkeypatch.undo()
+    net.read(q[2:3])  # finish token 2 by hand
+    net.stream(q[3:], k[3:], v[3:])
+    assert_same_traces(mon, whole_mon)
+
+
+def test_ctrl_c_in_a_monitored_read_keeps_the_outputs_of_the_queries_done(rng, monkeypatch):
+    """Two heads, (heads, L, D) input: SIGINT while the monitor samples query 2's window; the
+    exception holds the first 3 queries' outputs (2, 3, Dv) and calcium (2, 3)."""
+    q, k, v = moderate_inputs(rng, (2, 5, 4), (2, 3, 4), 2)
+    nets = [tripartite.NeuronAstrocyteNetwork(4, 2, 30, heads=2, dtype=np.float64, **FAST) for _ in range(2)]
+    for net in nets:
+        net.write(k, v)
+    y, a = nets[0].read(q, return_astrocyte=True)
+    mon = nets[1].monitor(every=5)
+    record, seen = StateMonitor._record, []
+
+    def record_then_ctrl_c(self, net_, kind, *args):
+        record(self, net_, kind, *args)
+        seen.append(kind)
+        if len(seen) == 3:
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(StateMonitor, "_record", record_then_ctrl_c)
+    exc = run_catching_ctrl_c(lambda: nets[1].read(q))
+    assert type(exc) is SimulationInterrupted and exc.windows_done == 3
+    assert exc.outputs.shape == (2, 3, 2) and exc.astrocyte.shape == (2, 3) and exc.astrocyte.dtype == np.float64
+    assert np.array_equal(exc.outputs, y[:, :3]) and np.array_equal(exc.astrocyte, a[:, :3])
+    assert mon.t[-1] == nets[1].time

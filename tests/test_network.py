@@ -64,6 +64,13 @@ def test_state_properties_and_reset(rng):
     assert "NeuronAstrocyteNetwork(d_key=8, d_value=4, n_hidden=100" in repr(net) and "time=0 ms" in repr(net)
 
 
+def test_repr_names_seed_scale_and_bias():
+    plain = repr(tripartite.NeuronAstrocyteNetwork(4, 2, 30, seed=7))
+    assert "seed=7" in plain and "scale=0.5" in plain and "no hidden bias" in plain
+    biased = repr(tripartite.NeuronAstrocyteNetwork(4, 2, 30, scale=0.25, hidden_bias=np.zeros((1, 30))))
+    assert "seed=0" in biased and "scale=0.25" in biased and "a hidden bias" in biased
+
+
 def test_leak_weights_recent_tokens(rng):
     """With leak, older tokens weigh exp(-leak * elapsed writing time) in H and g."""
     q, k, v = moderate_inputs(rng, (2, 8), (3, 8), 4)

@@ -231,11 +231,17 @@ def time_steps(dt: float, integrator: str, p: dict, exact_available: bool = True
             f"{limit:g} ms ({MAX_STEP[integrator]:g} x min(tau_hidden, tau_astro, 1/leak)); "
             "use a smaller dt" + (" or integrator='exact'" if exact_available else "")
         )
+    return whole_steps(dt, p)
+
+
+def whole_steps(dt: float, p: dict, why: str = "") -> tuple:
+    """Steps of dt in a write and in a read window (p: t_write, t_read), refusing a dt that does
+    not divide both into whole steps (to 1e-9 of the window); ``why`` is added to the message."""
     steps = []
     for window in ("t_write", "t_read"):
         n = round(p[window] / dt)
         if abs(n * dt - p[window]) > 1e-9 * p[window]:
-            raise ValueError(f"dt must divide {window} = {p[window]} ms into whole steps, got dt = {dt} ms")
+            raise ValueError(f"dt must divide {window} = {p[window]} ms into whole steps{why}, got dt = {dt} ms")
         steps.append(n)
     return steps[0], steps[1]
 

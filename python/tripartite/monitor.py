@@ -46,11 +46,16 @@ class StateMonitor:
     - ``hidden`` (n, len(heads), len(hidden_indices)): hidden rates h_r(t);
     - ``astrocyte_weights`` (n, len(heads), len(hidden_indices)): g_r(t);
     - ``synapses`` (n, len(heads), len(synapse_indices)): H_dr(t) for the chosen (d, r);
-    - ``outputs`` (n, len(heads), d_value): y(t) = H h / a (0 where a = 0);
+    - ``outputs`` (n, len(heads), d_value): the output neurons' rates: clamped to v during writes,
+      y = H h / a during reads (and in the "now" samples; 0 where a = 0), MODEL.md section 2;
     - ``window`` (n,): "write" or "read", the kind of window each sample lies in; "now" for the
       state at the monitor's creation (recorded if the step count is a multiple of ``every``).
 
     ``heads`` holds the recorded heads' indices (all by default).
+
+    :meth:`NeuronAstrocyteNetwork.reset` clears the samples of every monitor attached and records
+    the zero state at t = 0 afresh; :meth:`stop` detaches the monitor, keeping its samples.
+    Checkpoints (:meth:`NeuronAstrocyteNetwork.save`) do not include monitors.
 
     Values are in true units (float64) and equal, up to rounding, what step-by-step integration
     with the network's integrator and dt gives at those steps.
@@ -133,16 +138,29 @@ class StateMonitor:
                     else:
                         per_head["synapses"].append(np.broadcast_to(H0, (len(a), len(H0))).copy())
                 if "outputs" in per_head:
-                    H = net._H[hd].astype(np.float64) * H_scale
-                    Hh, Hu = H @ h0, H @ u
-                    num = M[:, 1, 1, None] * Hh + M[:, 1, 2, None] * Hu  # H0 h(s)
-                    if kind == "write":  # H(s) = M00 H0 + v w(s)^T with w(s) = M01 h0 + M02 u
-                        M01, M02, M11, M12 = M[:, 0, 1], M[:, 0, 2], M[:, 1, 1], M[:, 1, 2]
-                        wh = M01 * M11 * gram["hh"] + (M01 * M12 + M02 * M11) * gram["hu"] + M02 * M12 * gram["uu"]
-                        num = M[:, 0, 0, None] * num + wh[:, None] * v[hd].astype(np.float64)
-                    per_head["outputs"].append(np.where(a[:, None] > 0, num / np.where(a > 0, a, 1)[:, None], 0.0))
+                    if kind == "write":  # the output neurons are clamped to the token's value
+                        per_head["outputs"].append(np.broadcast_to(v[hd].astype(np.float64), (len(a), v.shape[-1])).copy())
+                    else:  # y(s) = H h(s) / a(s), H held
+                        H = net._H[hd].astype(np.float64) * H_scale
+                        num = M[:, 1, 1, None] * (H @ h0) + M[:, 1, 2, None] * (H @ u)
+                        per_head["outputs"].append(np.where(a[:, None] > 0, num / np.where(a > 0, a, 1)[:, None], 0.0))
         for name, values in per_head.items():
             self._chunks[name].append(np.stack(values, axis=1))
+
+    def _clear(self) -> None:
+        """Forget all samples (the network was reset)."""
+        for chunks in self._chunks.values():
+            chunks.clear()
+
+    def _lengths(self) -> Dict[str, int]:
+        """The number of recorded chunks of each variable (for :meth:`_truncate`)."""
+        return {name: len(chunks) for name, chunks in self._chunks.items()}
+
+    def _truncate(self, lengths: Dict[str, int]) -> None:
+        """Drop the chunks recorded after :meth:`_lengths` returned ``lengths``: the samples of a
+        window whose simulation did not complete."""
+        for name, n in lengths.items():
+            del self._chunks[name][n:]
 
     def _get(self, name: str) -> np.ndarray:
         if name not in self._chunks:
@@ -175,5 +193,21 @@ class StateMonitor:
             self._net._monitors.remove(self)
 
     def __repr__(self) -> str:
-        return (f"StateMonitor(variables={self.variables}, heads={self.heads.tolist()}, every={self.every} steps, "
-                f"{self.n_samples} samples)")
+        indices = f"heads={_abbreviated(self.heads.tolist())}"
+        if {"hidden", "astrocyte_weights"} & set(self.variables):
+            indices += f", hidden={_abbreviated(self.hidden_indices.tolist())}"
+        if "synapses" in self.variables:
+            indices += f", synapses={_abbreviated([(int(d), int(r)) for d, r in self.synapse_indices])}"
+        n = self.n_samples
+        samples = f"{n} sample{'' if n == 1 else 's'}"
+        if n:
+            samples += f", t = {self._chunks['t'][0][0]:g} to {self._chunks['t'][-1][-1]:g} ms"
+        return f"StateMonitor(variables={self.variables}, {indices}, every={self.every} steps; {samples})"
+
+
+def _abbreviated(items: list, shown: int = 3) -> str:
+    """A list as Python writes it, or its first and last ``shown`` items and their count if long."""
+    if len(items) <= 2 * shown + 1:
+        return repr(items)
+    head, tail = repr(items[:shown])[:-1], repr(items[-shown:])[1:]
+    return f"{head}, ..., {tail} ({len(items)})"

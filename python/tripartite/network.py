@@ -6,7 +6,9 @@ import hashlib
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import warnings
 import zipfile
 from typing import Any, Iterable, Optional, Sequence, Tuple, Union
@@ -46,8 +48,15 @@ class NeuronAstrocyteNetwork:
         tau_astro da/dt = -a + g.h                    always
         y = H h / a                                   read at the end of each query's window
 
+    Times are in ms; rates and calcium are dimensionless (values of phi and their sums and
+    products, not Hz), and the outputs y are in the units of the values v.
+
     With leak = 0 and tau_hidden, tau_astro << t_write, t_read the outputs equal the paper's
-    steady state (:func:`tripartite.attention` with the same hidden weights).
+    steady state (:func:`tripartite.attention` with the same hidden weights); the deviation is
+    O(tau_hidden / t_write). The defaults have tau_hidden / t_write = 0.1, so the outputs deviate
+    from the steady state by a few % to ~10 %; a smaller tau_hidden (or a longer t_write) lowers
+    it in proportion (tau_hidden=1 for ~1 %; the "exact" integrator costs the same for any time
+    constants, euler and rk4 need a dt below them).
 
     Parameters
     ----------
@@ -75,7 +84,8 @@ class NeuronAstrocyteNetwork:
     dt : float
         Time step (ms) of "euler" and "rk4"; must divide t_write and t_read, and be <= tau_hidden,
         tau_astro and 1/leak for euler (<= 2.5 times each for rk4). "exact" solves each window in
-        closed form and needs dt only to be no larger than the windows.
+        closed form and needs dt only to be no larger than the windows (and, for a monitor, which
+        samples it every dt, to divide them).
     integrator : {"exact", "euler", "rk4"}
     num_threads : int
         0 = all cores. Results are bitwise independent of it.
@@ -163,7 +173,11 @@ class NeuronAstrocyteNetwork:
 
     # ----------------------------------------------------------------------------------------
     def reset(self) -> None:
-        """Forget everything: synapses, weights to the astrocyte, rates and calcium to zero, time 0."""
+        """Forget everything: synapses, weights to the astrocyte, rates and calcium to zero, time 0.
+
+        Attached monitors stay attached but forget their samples too, and record the zero state
+        at t = 0 afresh (as :meth:`monitor` records the state at its creation), so that their time
+        axis keeps increasing."""
         self._H.fill(0)
         self._g.fill(0)
         self._h.fill(0)
@@ -172,6 +186,9 @@ class NeuronAstrocyteNetwork:
         self._scalars[:, _BOUND_h] = -np.inf
         self._time = 0.0
         self._step = 0
+        for mon in self._monitors:
+            mon._clear()
+            mon._record(self, "now", None, None, self._time, self._step, 0, 0.0)
 
     # ----------------------------------------------------------------------------------------
     def _inputs(self, x: Any, name: str, width: int, width_name: str) -> Tuple[np.ndarray, bool]:
@@ -207,9 +224,11 @@ class NeuronAstrocyteNetwork:
         T = self._params["t_write" if write else "t_read"]
         return max(1, round(T / self._dt))
 
-    def _run(self, keys, values, queries, is_write, index, progress, stop_multiple=1, what="windows"):
+    def _run(self, keys, values, queries, is_write, index, progress, stop_multiple=1, what="windows", two_d=None):
+        """Run the windows; two_d (whether the caller gave 2-D input) is None for write, which
+        returns no outputs."""
         self._underflowed_reads = 0
-        result = self._run_windows(keys, values, queries, is_write, index, progress, stop_multiple, what)
+        result = self._run_windows(keys, values, queries, is_write, index, progress, stop_multiple, what, two_d)
         if self._underflowed_reads:
             dtype = np.dtype(self._dtype).name
             warnings.warn(
@@ -221,19 +240,26 @@ class NeuronAstrocyteNetwork:
             )
         return result
 
-    def _run_windows(self, keys, values, queries, is_write, index, progress, stop_multiple, what):
+    def _run_windows(self, keys, values, queries, is_write, index, progress, stop_multiple, what, two_d):
         total = len(is_write)
         bar = _progress_bar(progress, total, what)
         try:
-            if self._monitors:
-                return self._run_monitored(keys, values, queries, is_write, index, bar, stop_multiple)
-            outputs, log_a, done, interrupted = self._kernel(keys, values, queries, is_write, index, bar, stop_multiple)
+            if self._monitors:  # advances the network window by window
+                outputs, log_a, done, interrupted = self._run_monitored(keys, values, queries, is_write, index, bar,
+                                                                        stop_multiple)
+            else:
+                outputs, log_a, done, interrupted = self._kernel(keys, values, queries, is_write, index, bar,
+                                                                 stop_multiple)
+                self._advance(is_write[:done])
         finally:
             if bar is not None:
                 bar.close()
-        self._advance(is_write[:done])
         if interrupted:
-            raise SimulationInterrupted(done, total, self._time, stop_multiple)
+            exc = SimulationInterrupted(done, total, self._time, stop_multiple)
+            if two_d is not None:  # the completed queries: reads come in order of their index
+                n = int(np.count_nonzero(np.asarray(is_write[:done]) == 0))
+                exc.outputs, exc.astrocyte = self._shape_out(outputs[:, :n], log_a[:, :n], two_d, True)
+            raise exc
         return outputs, log_a
 
     def _kernel(self, keys, values, queries, is_write, index, bar, stop_multiple):
@@ -254,34 +280,58 @@ class NeuronAstrocyteNetwork:
         self._step += n_write * self._window_steps(True) + n_read * self._window_steps(False)
 
     def _run_monitored(self, keys, values, queries, is_write, index, bar, stop_multiple):
-        """Window by window, letting each monitor sample the window from its starting state."""
+        """Window by window, letting each monitor sample the window from its starting state.
+
+        Each window is atomic for the monitors: if anything raises between their sampling of a
+        window and the end of its simulation, their samples of that window are removed, so they
+        never run ahead of the network. In the main thread, Ctrl-C (SIGINT, while Python's default
+        handler is installed) only sets a flag for the run: most of a monitored run is spent in
+        Python, where the default handler would raise KeyboardInterrupt at an arbitrary point. The
+        run then stops at the next window boundary that is a multiple of ``stop_multiple`` (or at
+        its end) and raises SimulationInterrupted, as the core does for an unmonitored run."""
         total = len(is_write)
         outputs = np.zeros((self._heads, queries.shape[1], self._d_value), dtype=self._dtype)
         log_a = np.full((self._heads, queries.shape[1]), -np.inf)
         one = np.zeros(1, dtype=np.int64)
-        pending = False  # Ctrl-C seen; stop at the next allowed window boundary
-        for i in range(total):
-            write, j = bool(is_write[i]), int(index[i])
-            x = keys[:, j] if write else queries[:, j]
-            v = values[:, j] if write else None
-            steps = self._window_steps(write)
-            for mon in self._monitors:
-                mon._record(self, "write" if write else "read", x, v, self._time, self._step, steps,
-                            self._params["t_write" if write else "t_read"])
-            if write:
-                *_, interrupted = self._kernel(np.ascontiguousarray(keys[:, j : j + 1]), np.ascontiguousarray(values[:, j : j + 1]),
-                                               self._empty(self._d_key), np.ones(1, np.uint8), one, None, 1)
-            else:
-                y, la, _, interrupted = self._kernel(self._empty(self._d_key), self._empty(self._d_value),
-                                                     np.ascontiguousarray(queries[:, j : j + 1]), np.zeros(1, np.uint8), one, None, 1)
-                outputs[:, j], log_a[:, j] = y[:, 0], la[:, 0]
-            self._advance(is_write[i : i + 1])
-            if bar is not None:
-                bar.update(1)
-            pending = pending or interrupted
-            if pending and (i + 1) % stop_multiple == 0 and i + 1 < total:
-                raise SimulationInterrupted(i + 1, total, self._time, stop_multiple)
-        return outputs, log_a
+        caught = []  # SIGINTs seen by the temporary handler
+        previous = None
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+        try:
+            pending = False  # Ctrl-C seen; stop at the next allowed window boundary
+            for i in range(total):
+                write, j = bool(is_write[i]), int(index[i])
+                x = keys[:, j] if write else queries[:, j]
+                v = values[:, j] if write else None
+                steps = self._window_steps(write)
+                lengths = [mon._lengths() for mon in self._monitors]
+                try:
+                    for mon in self._monitors:
+                        mon._record(self, "write" if write else "read", x, v, self._time, self._step, steps,
+                                    self._params["t_write" if write else "t_read"])
+                    if write:
+                        *_, interrupted = self._kernel(
+                            np.ascontiguousarray(keys[:, j : j + 1]), np.ascontiguousarray(values[:, j : j + 1]),
+                            self._empty(self._d_key), np.ones(1, np.uint8), one, None, 1)
+                    else:
+                        y, la, _, interrupted = self._kernel(
+                            self._empty(self._d_key), self._empty(self._d_value),
+                            np.ascontiguousarray(queries[:, j : j + 1]), np.zeros(1, np.uint8), one, None, 1)
+                        outputs[:, j], log_a[:, j] = y[:, 0], la[:, 0]
+                    self._advance(is_write[i : i + 1])
+                except BaseException:
+                    for mon, n in zip(self._monitors, lengths):
+                        mon._truncate(n)
+                    raise
+                if bar is not None:
+                    bar.update(1)
+                pending = pending or interrupted or bool(caught)
+                if pending and (i + 1) % stop_multiple == 0:
+                    return outputs, log_a, i + 1, True
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+        return outputs, log_a, total, pending
 
     @staticmethod
     def _shape_out(outputs: np.ndarray, log_a: np.ndarray, two_d: bool, return_astrocyte: bool):
@@ -313,7 +363,13 @@ class NeuronAstrocyteNetwork:
 
         queries (Lq, D) for one head, or (heads, Lq, D). Returns outputs (Lq, Dv) or
         (heads, Lq, Dv), and with ``return_astrocyte`` the astrocyte's calcium a at the end of each
-        window (float64, (Lq,) or (heads, Lq), in the paper's units: it tracks Z_t).
+        window (float64, (Lq,) or (heads, Lq)). Near the steady state a = g . phi(q~) with
+        g ~ eta sum_tau phi(k~_tau), so a ~ eta Z_t (Z_t = sum_tau exp(q~_t . k~_tau), the
+        softmax denominator; :func:`tripartite.attention` returns the eta = 1 value); with
+        leak > 0 the keys are weighted by exp(-leak * elapsed writing time), so a tracks a
+        recency-weighted Z_t. Ctrl-C stops
+        at a window boundary and raises :class:`SimulationInterrupted`, which holds the outputs of
+        the queries completed.
         """
         return_astrocyte = V.flag(return_astrocyte, "return_astrocyte")
         progress = V.flag(progress, "progress", optional=True)
@@ -322,7 +378,7 @@ class NeuronAstrocyteNetwork:
         self._check_output_memory(Lq)
         out, log_a = self._run(
             self._empty(self._d_key), self._empty(self._d_value), q, np.zeros(Lq, np.uint8), np.arange(Lq), progress,
-            what="queries",
+            what="queries", two_d=two_d,
         )
         return self._shape_out(out, log_a, two_d, return_astrocyte)
 
@@ -337,7 +393,11 @@ class NeuronAstrocyteNetwork:
     ) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
         """The streaming (causal) protocol: write token t, then read query t, for t = 0..L-1.
 
-        Shapes as in :meth:`write` and :meth:`read`, with as many queries as tokens.
+        Shapes as in :meth:`write` and :meth:`read`, with as many queries as tokens; the calcium
+        returned with ``return_astrocyte`` is as in :meth:`read` (~ eta times the causal Z_t, over
+        the tokens written so far). Ctrl-C stops
+        after a completed (token, query) pair and raises :class:`SimulationInterrupted`, which
+        holds the completed queries' outputs.
         """
         return_astrocyte = V.flag(return_astrocyte, "return_astrocyte")
         progress = V.flag(progress, "progress", optional=True)
@@ -353,7 +413,7 @@ class NeuronAstrocyteNetwork:
         is_write = np.tile(np.array([1, 0], np.uint8), L)
         index = np.repeat(np.arange(L), 2)
         # An interruption stops only after a read, so that a resumed stream starts with a token.
-        out, log_a = self._run(k, v, q, is_write, index, progress, stop_multiple=2)
+        out, log_a = self._run(k, v, q, is_write, index, progress, stop_multiple=2, two_d=two_d)
         return self._shape_out(out, log_a, two_d, return_astrocyte)
 
     # ----------------------------------------------------------------------------------------
@@ -380,7 +440,8 @@ class NeuronAstrocyteNetwork:
         Indices must be integers in range (floats, bools and strings are refused), and are checked
         even for a variable not recorded.
         every : record every this many steps of dt (the "exact" integrator samples its continuous
-            solution on the same grid)
+            solution on the same grid, so dt must then divide t_write and t_read, as for euler
+            and rk4)
 
         Returns
         -------
@@ -388,6 +449,8 @@ class NeuronAstrocyteNetwork:
             Its arrays grow as the network runs; ``monitor.stop()`` detaches it. The current
             state is recorded first (if the step count is a multiple of ``every``).
         """
+        if self._integrator == "exact":  # euler and rk4 check it in the constructor
+            V.whole_steps(self._dt, self._params, " for a monitor (it samples the exact solution every dt)")
         mon = StateMonitor(self, variables, heads, hidden, synapses, every)
         mon._record(self, "now", None, None, self._time, self._step, 0, 0.0)
         self._monitors.append(mon)
@@ -419,7 +482,8 @@ class NeuronAstrocyteNetwork:
     def save(self, path: Union[str, os.PathLike]) -> None:
         """Save the whole network (parameters, seed, hidden weights, synapses, astrocyte state,
         time) to one file in NumPy's ``.npz`` format, with a format version and a SHA-256 checksum
-        of its contents. A network loaded from it continues bitwise as this one would.
+        of its contents. A network loaded from it continues bitwise as this one would. Monitors
+        are not saved (keep what they recorded with ``numpy.savez``, from their arrays).
 
         The file is written at ``path`` exactly as given: unlike ``numpy.savez``, no ``.npz`` is
         appended (``net.save("ck")`` writes ``ck``, which :meth:`load` reads back as ``"ck"``)."""
@@ -438,7 +502,8 @@ class NeuronAstrocyteNetwork:
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike], *, num_threads: int = 0) -> "NeuronAstrocyteNetwork":
-        """Load a network saved by :meth:`save`. A damaged file, one from an incompatible
+        """Load a network saved by :meth:`save`, with no monitors (checkpoints do not include
+        monitors or their samples: attach new ones with :meth:`monitor`). A damaged file, one from an incompatible
         checkpoint format, or one whose contents do not fit its config (wrong or extra keys, shapes
         other than the config implies, other dtypes, NaN or Inf in the state, negative time or step)
         raises ValueError naming the field; nothing is silently repaired or cast."""
@@ -572,17 +637,29 @@ class NeuronAstrocyteNetwork:
 
     @property
     def synapses(self) -> np.ndarray:
-        """H, the tripartite synapses, (heads, d_value, n_hidden): a read-only copy."""
+        """H, the tripartite synapses, (heads, d_value, n_hidden): a read-only copy.
+
+        True values in the network's dtype: below its smallest normal (1.2e-38 in float32) they
+        read as 0 or subnormal (|k~|^2, |q~|^2 in the hundreds); the state itself is kept relative to
+        a float64 scale, so this does not affect the simulation."""
         return self._true(self._H, _SCALE_H)
 
     @property
     def astrocyte_weights(self) -> np.ndarray:
-        """g, the neuron-to-astrocyte weights, (heads, n_hidden): a read-only copy."""
+        """g, the neuron-to-astrocyte weights, (heads, n_hidden): a read-only copy.
+
+        True values in the network's dtype: below its smallest normal (1.2e-38 in float32) they
+        read as 0 or subnormal (|k~|^2, |q~|^2 in the hundreds); the state itself is kept relative to
+        a float64 scale, so this does not affect the simulation."""
         return self._true(self._g, _SCALE_H)
 
     @property
     def hidden_rates(self) -> np.ndarray:
-        """h, the hidden neurons' rates now, (heads, n_hidden): a read-only copy."""
+        """h, the hidden neurons' rates now, (heads, n_hidden): a read-only copy.
+
+        True values in the network's dtype: below its smallest normal (1.2e-38 in float32) they
+        read as 0 or subnormal (|k~|^2, |q~|^2 in the hundreds); the state itself is kept relative to
+        a float64 scale, so this does not affect the simulation."""
         return self._true(self._h, _SCALE_h)
 
     @property
@@ -656,22 +733,35 @@ class NeuronAstrocyteNetwork:
         p = self._params
         return (
             f"NeuronAstrocyteNetwork(d_key={self._d_key}, d_value={self._d_value}, n_hidden={self._n_hidden}, "
-            f"heads={self._heads}, feature_map={self._feature_map!r}, integrator={self._integrator!r}, "
-            f"dtype={self._dtype.name}, tau_hidden={p['tau_hidden']:g}, tau_astro={p['tau_astro']:g}, "
-            f"t_write={p['t_write']:g}, t_read={p['t_read']:g}, eta={p['eta']:g}, leak={p['leak']:g}, "
-            f"dt={self._dt:g}; {self.n_synapses} synapses, time={self._time:g} ms)"
+            f"heads={self._heads}, seed={self._seed}, feature_map={self._feature_map!r}, scale={self._scale:g}, "
+            f"integrator={self._integrator!r}, dtype={self._dtype.name}, tau_hidden={p['tau_hidden']:g}, "
+            f"tau_astro={p['tau_astro']:g}, t_write={p['t_write']:g}, t_read={p['t_read']:g}, eta={p['eta']:g}, "
+            f"leak={p['leak']:g}, dt={self._dt:g}; {self.n_synapses} synapses, "
+            f"{'a' if self._bias is not None else 'no'} hidden bias, time={self._time:g} ms)"
         )
 
 
 class SimulationInterrupted(KeyboardInterrupt):
     """Ctrl-C during a run: the network stopped at a window boundary and can be resumed.
 
-    Attributes: ``windows_done`` and ``windows_total`` of the interrupted call, ``time`` (ms) of
-    the network now. For :meth:`NeuronAstrocyteNetwork.stream` a window pair (write, read) is
-    never split, so ``windows_done // 2`` tokens are complete."""
+    Attributes:
 
-    def __init__(self, windows_done: int, windows_total: int, time: float, stop_multiple: int = 1) -> None:
+    - ``windows_done`` and ``windows_total`` of the interrupted call, ``time`` (ms) of the network
+      now. For :meth:`NeuronAstrocyteNetwork.stream` a window pair (write, read) is never split,
+      so ``windows_done // 2`` tokens are complete.
+    - ``outputs`` and ``astrocyte``: for :meth:`~NeuronAstrocyteNetwork.read` and
+      :meth:`~NeuronAstrocyteNetwork.stream`, what the call would have returned for the queries
+      it completed (the first ``done`` of them): outputs (done, Dv) for 2-D input with one head,
+      else (heads, done, Dv), and the calcium a at the end of each of their windows, (done,) or
+      (heads, done), float64, whether or not ``return_astrocyte`` was asked; None for
+      :meth:`~NeuronAstrocyteNetwork.write`. A resumed call on the remaining queries continues
+      them: ``numpy.concatenate((exc.outputs, rest), axis=-2)``.
+    """
+
+    def __init__(self, windows_done: int, windows_total: int, time: float, stop_multiple: int = 1,
+                 outputs: Optional[np.ndarray] = None, astrocyte: Optional[np.ndarray] = None) -> None:
         self.windows_done, self.windows_total, self.time = windows_done, windows_total, time
+        self.outputs, self.astrocyte = outputs, astrocyte
         unit = "tokens (write + read)" if stop_multiple == 2 else "windows"
         super().__init__(
             f"stopped after {windows_done // stop_multiple} of {windows_total // stop_multiple} {unit}, at t = {time:g} ms; "

@@ -140,9 +140,13 @@ def simulate(
     hidden_bias=None,
     record_every: Optional[int] = None,
 ):
-    """Step the continuous-time network of one head, one dt at a time (MODEL.md section 2).
+    """Step the continuous-time network of one head, one dt at a time (MODEL.md section 2);
+    note the argument order: ``simulate(keys, values, queries, W)``, unlike ``net.stream(queries,
+    keys, values)`` and ``attention(q, k, v)``.
 
-    keys (L, D), values (L, Dv), queries (Lq, D), hidden_weights (m, D). With ``stream=False``
+    keys (L, D), values (L, Dv), queries (Lq, D), hidden_weights (m, D), in that order: keys and
+    values first, as they are written first (all three are 2-D, so passing them in the
+    ``stream``/``attention`` order is not caught when D == Dv). With ``stream=False``
     all tokens are written, then all queries read; with ``stream=True`` token t is written, then
     query t read. Returns the outputs y (Lq, Dv) and the astrocyte's calcium a (Lq,), each at the
     end of its query's read window. ``integrator`` is "euler" or "rk4". Float64, true units (no
@@ -152,7 +156,8 @@ def simulate(
 
     With ``record_every=n`` it also returns a dict of traces sampled every n steps (including
     t = 0): "t" (ms), "calcium", "hidden" (k, m), "astrocyte_weights" (k, m), "synapses"
-    (k, Dv, m), "outputs" (k, Dv).
+    (k, Dv, m), "outputs" (k, Dv): the output neurons' rates: clamped to v during writes,
+    y = H h / a during reads (and at t = 0; 0 where a = 0).
     """
     # The network's rules (the checks of NeuronAstrocyteNetwork): positive times, a stable dt that
     # divides both windows, and inputs of one head with consistent shapes.
@@ -207,21 +212,22 @@ def simulate(
     trace = {name: [] for name in ("t", "calcium", "hidden", "astrocyte_weights", "synapses", "outputs")}
     clock = [0]
 
-    def record(state):
+    def record(state, v=None):
+        """A sample; v: the value the output neurons are clamped to (a write window), or None."""
         h, H, g, a = state
         trace["t"].append(clock[0] * dt)
         trace["calcium"].append(a)
         trace["hidden"].append(h)
         trace["astrocyte_weights"].append(g)
         trace["synapses"].append(H)
-        trace["outputs"].append(H @ h / a if a > 0 else np.zeros(Dv))
+        trace["outputs"].append(np.array(v) if v is not None else H @ h / a if a > 0 else np.zeros(Dv))
 
     def window(state, u, v, writing, n_steps):
         for _ in range(n_steps):
             state = step(state, u, v, writing)
             clock[0] += 1
             if record_every and clock[0] % record_every == 0:
-                record(state)
+                record(state, v if writing else None)
         return state
 
     if record_every:
