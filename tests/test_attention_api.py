@@ -58,7 +58,7 @@ def test_float16_inputs_are_computed_and_returned_in_float32(rng):
     assert np.array_equal(y, y32)
 
 
-def test_the_double_underflow_warning_counts_the_queries_of_the_whole_call(monkeypatch):
+def test_the_double_underflow_count_covers_the_queries_of_the_whole_call(monkeypatch):
     # Two heads, float32: the queries recomputed in double are counted over the whole call, in
     # one warning (the count used to be per head, over that head's recomputed rows only).
     lost = {0: np.array([[0.0, -np.inf]]), 1: np.array([[-np.inf, 0.0]])}
@@ -73,10 +73,11 @@ def test_the_double_underflow_warning_counts_the_queries_of_the_whole_call(monke
     log_a = np.zeros((2, 2))
     log_u = np.zeros((2, 2))  # every query flagged in float32
     x = np.zeros((2, 2, 1), np.float32)
-    with pytest.warns(RuntimeWarning, match="for 2 of 4 queries") as record:
-        attention_module._recompute_underflowed([np.zeros((2, 3, 1), np.float32), None, x, x, x], None, None, 1.0, False, 1,
-                                                y, log_a, log_u)
-    assert len(record) == 1
+    lost = attention_module._recompute_underflowed([np.zeros((2, 3, 1), np.float32), None, x, x, x], None, None, 1.0,
+                                                   False, 1, y, log_a, log_u)
+    assert lost == 2  # of the call's 4 queries: attention() warns once with these counts
+    with pytest.warns(RuntimeWarning, match="for 2 of 4 queries"):
+        attention_module._warn_underflow(lost, log_a.size)
 
 
 def _masked_reference(q, k, v, W, mask, causal):

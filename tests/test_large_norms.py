@@ -140,3 +140,37 @@ def test_underflow_criterion():
     log_u = np.array([[-17.0, -15.0, -np.inf, 0.0]])
     lost = attention_module._underflowed(log_a, log_u, np.dtype(np.float32))
     assert lost.tolist() == [[False, True, False, True]]  # log(eps32) = -15.9
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_causal_outputs_do_not_depend_on_later_keys_of_the_chunk(dtype):
+    # A key far smaller in norm than the keys before it in its chunk has a log-rate maximum over
+    # 900 nats higher (the -|k~|^2/2 offset): the chunk used to be read at one scale set by its
+    # largest key, which took every earlier key's weight (and the stored state) below double
+    # range: the earlier queries came back as zeros, unflagged. Each query now has its own scale.
+    rng = np.random.default_rng(2)
+    D, L = 4, 80
+    W = tripartite.draw_hidden_weights(64, D, seed=0, dtype=dtype)[0]
+    s = D**-0.5
+    k = _directions(rng, (L, D), 2500.0, s)
+    k[1] = 0  # token 1: the first chunk's later key
+    k[73] = 0  # token 73: after 72 large keys written into the state, and after query 72
+    q, v = k.copy(), rng.standard_normal((L, 2))
+    args = [x.astype(dtype) for x in (q, k, v)]
+    y = tripartite.attention(*args, hidden_weights=W, causal=True)
+    for t in (0, 72):  # the same query with the later keys left out
+        y_prefix = tripartite.attention(*(x[: t + 1] for x in args), hidden_weights=W, causal=True)
+        tol = 4 * np.finfo(dtype).eps * _log_rate_span(W.astype(np.float64), s, q[: t + 1], k[: t + 1]) * np.abs(v).max()
+        np.testing.assert_allclose(y[t], y_prefix[t], rtol=0, atol=tol)
+        assert np.abs(y_prefix[t]).max() > 100 * tol
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_double_underflow_warning_points_at_the_caller(dtype):
+    # k = -q at |x~|^2 = 2e5: every product underflows even double. From float32 the queries are
+    # recomputed in double first; either way the warning names the caller's line, not the library.
+    rng = np.random.default_rng(0)
+    q = np.repeat(_directions(rng, (1, 16), 2e5, 16**-0.5), 3, axis=0)
+    with pytest.warns(RuntimeWarning, match="for 3 of 3 queries .* underflow double") as record:
+        tripartite.attention(q.astype(dtype), (-q).astype(dtype), rng.standard_normal((3, 2)).astype(dtype), n_hidden=100)
+    assert record[0].filename == __file__

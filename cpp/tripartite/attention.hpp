@@ -251,35 +251,43 @@ void steady_state_attention(const AttentionArgs<T>& a) {
       }
       return;
     }
-    // Causal: chunk by chunk, read (the state so far + masked intra-chunk scores), then write. The
-    // chunk is read at a scale C_read that ignores the chunk's own keys unless they exceed C by
-    // more than a double headroom: a large key late in the chunk must not push the earlier keys'
-    // weights, or the stored state, below float range for the queries that precede it. The
-    // intra-chunk weights exp(M_j - C_read) <= e^read_headroom are kept in double.
+    // Causal: chunk by chunk, read (the state so far + masked intra-chunk scores), then write.
+    // Query i is read at its own scale P_i = max(C, max_{j <= i} M_j - headroom): the chunk's own
+    // keys up to i are ignored unless they exceed C by more than a double headroom, and later keys
+    // play no part (a large key late in the chunk must not push the earlier keys' weights, or the
+    // stored state, out of range for the queries before it). The intra-chunk weights
+    // exp(M_j - P_i) <= e^headroom are kept in double. P_i only changes where a key raises it, so
+    // the weights are recomputed only there.
     const double read_headroom = std::log(std::numeric_limits<double>::max()) / 4;
     for (std::size_t t0 = 0; t0 < Lq; t0 += kChunk) {
       const std::size_t n = std::min(kChunk, Lq - t0);
       const double mx = load_keys(s, hd, t0, n, r0, nbk);
       load_queries(s, hd, t0, n, r0, nbk);
-      const double C_read = std::max(C, mx - read_headroom);
       double* o = out + t0 * stride;
       tiles::readout<T, kRow>(s.queries.data(), n, nbk, s.H.data(), kNeuronBlock, Dv, s.g.data(), o, s.sums.data());
-      if (C_read != C) {  // the state (zero if nothing is written yet) at the reading scale
-        const double f = C == kNegInf ? 0.0 : std::exp(C - C_read);
-        for (std::size_t i = 0; i < n * stride; ++i) o[i] *= f;
-      }
       // Intra-chunk scores phi(q_i) . phi(k_j) on this block, then the masked sums over j <= i.
       tiles::causal_scores(s.keys.data(), s.queries.data(), kRow, n, nbk, s.scores.data(), kChunk);
-      for (std::size_t j = 0; j < n; ++j)
-        s.read_w[j] = s.key_max[j] == kNegInf ? 0.0 : std::exp(s.key_max[j] - C_read);  // masked: 0
-      // the key weight query i is read with: the state's and the chunk's keys j <= i
-      double F_read = C == kNegInf ? 0.0 : F * std::exp(C - C_read);
+      auto key_weight = [&](std::size_t j, double P) {
+        return s.key_max[j] == kNegInf ? 0.0 : std::exp(s.key_max[j] - P);  // masked: 0
+      };
+      double prefix = kNegInf, P = std::numeric_limits<double>::quiet_NaN(), F_keys = 0;  // F_keys: sum_{j<=i} read_w[j]
       for (std::size_t i = 0; i < n; ++i) {
+        prefix = std::max(prefix, s.key_max[i]);
+        const double P_i = std::max(C, prefix - read_headroom);
+        if (!(P_i == P)) {  // the first query, or key i raised the scale: the weights so far at P_i
+          P = P_i;
+          F_keys = 0;
+          for (std::size_t j = 0; j < i; ++j) F_keys += s.read_w[j] = key_weight(j, P);
+        }
+        F_keys += s.read_w[i] = key_weight(i, P);
+        const double f_state = C == kNegInf ? 0.0 : std::exp(C - P);  // the state (zero if nothing is written yet)
+        if (P != C)
+          for (std::size_t d = 0; d < stride; ++d) o[i * stride + d] *= f_state;
         for (std::size_t j = 0; j <= i; ++j) s.row_w[j] = s.scores[i * kChunk + j] * s.read_w[j];
         tiles::weighted_rows(o + i * stride, s.row_w.data(), vd.data() + (hd * Lk + t0) * stride, i + 1, stride);
-        F_read += s.read_w[i];
-        out_scale[t0 + i] = C_read + s.query_max[i];
-        out_floor[t0 + i] = detail::underflow_bound<T>(nbk, F_read) + C_read + s.query_max[i];
+        // the key weight query i is read with: the state's and the chunk's keys j <= i
+        out_scale[t0 + i] = P + s.query_max[i];
+        out_floor[t0 + i] = detail::underflow_bound<T>(nbk, F * f_state + F_keys) + P + s.query_max[i];
       }
       weigh_keys(s, hd, C, F, mx, t0, n, nbk);
       tiles::hebbian_write(s.keys.data(), kRow, s.vp.data(), n, s.Dvp, nbk, s.H.data(), kNeuronBlock, s.g.data(),

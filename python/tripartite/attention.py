@@ -53,12 +53,12 @@ def _underflowed(log_a: np.ndarray, log_u: np.ndarray, dtype: np.dtype) -> np.nd
 
 
 def _recompute_underflowed(args: list, w_index: Optional[np.ndarray], key_mask: Optional[np.ndarray], input_scale: float,
-                           causal: bool, threads: int, y: np.ndarray, log_a: np.ndarray, log_u: np.ndarray) -> None:
+                           causal: bool, threads: int, y: np.ndarray, log_a: np.ndarray, log_u: np.ndarray) -> int:
     """Recompute in double, head by head and in place, the float queries whose products underflow
     float (inputs with |x~|^2 in the thousands): their result is then the float rounding of the
     exact one for the same float inputs and weights, instead of a sum that lost its largest terms
     (or all of them: a row of zeros). A causal head is recomputed whole (query t needs keys <= t).
-    Warns once if some recomputed queries underflow even double."""
+    Returns how many of the recomputed queries underflow even double."""
     lost = _underflowed(log_a, log_u, np.dtype(np.float32))
     W, bias, q, k, v = args
     wide = lambda x: None if x is None else x.astype(np.float64)  # noqa: E731
@@ -73,7 +73,7 @@ def _recompute_underflowed(args: list, w_index: Optional[np.ndarray], key_mask: 
         )
         y[h, rows], log_a[h, rows], log_u[h, rows] = y64[0], la[0], lu[0]
         still += int(_underflowed(la, lu, np.dtype(np.float64)).sum())
-    _warn_underflow(still, log_a.size)
+    return still
 
 
 def _warn_underflow(lost: int, total: int) -> None:
@@ -83,7 +83,7 @@ def _warn_underflow(lost: int, total: int) -> None:
             f"attention: for {lost} of {total} queries the key-query products underflow "
             "double precision (|q~|^2, |k~|^2 far in the thousands): their outputs may have lost terms",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=3,  # the caller of attention()
         )
 
 
@@ -201,11 +201,12 @@ def attention(
     # (Lq, Dv + 2) and one task's (the task partials held at once: 16 MiB, or one per thread if
     # that is more), plus a few MiB of per-thread block scratch (the synapses live there, one
     # 512-neuron block at a time, never as an m x Dv array); causal: the values in double; float:
-    # one head's inputs in double, for queries that underflow float (see _recompute_underflowed).
+    # one head's inputs in double, its scaled inputs and outputs, for queries that underflow float
+    # (see _recompute_underflowed).
     V.check_memory(
         ((heads if W is None else len(W)) * m * d + heads * (2 * (Lq + Lk) * d + (Lk + Lq) * Dv)) * dtype.itemsize
         + heads * (Lq + Lk) * 8 + heads * Lq * 8
-        + ((m * d + (Lq + Lk) * d + Lk * Dv + m) * 8 if dtype == np.float32 else 0)
+        + ((m * d + 3 * (Lq + Lk) * d + Lk * Dv + Lq * Dv + m) * 8 if dtype == np.float32 else 0)
         + (heads * Lk * (Dv + 1) * 8 if causal else 0)
         + (heads + 2 * (threads or _core.max_threads())) * Lq * (Dv + 2) * 8
         + (64 << 20),
@@ -261,9 +262,10 @@ def attention(
     args = [np.ascontiguousarray(W, dtype=dtype), bias, flat(q, (Lq, d)), flat(k, (Lk, d)), flat(v, (Lk, Dv))]
     y, log_a, log_u = kernel(*args, math.sqrt(s), bool(causal), threads, w_index=w_index, key_mask=mask)
     if dtype == np.float32:
-        _recompute_underflowed(args, w_index, mask, math.sqrt(s), bool(causal), threads, y, log_a, log_u)
+        lost = _recompute_underflowed(args, w_index, mask, math.sqrt(s), bool(causal), threads, y, log_a, log_u)
     else:
-        _warn_underflow(int(_underflowed(log_a, log_u, dtype).sum()), log_a.size)
+        lost = int(_underflowed(log_a, log_u, dtype).sum())
+    _warn_underflow(lost, log_a.size)
     y = y.reshape(out_shape)
     if not return_astrocyte:
         return y
