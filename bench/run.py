@@ -14,6 +14,7 @@ being measured.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import platform
@@ -118,10 +119,33 @@ def add_bound_multiples(entry, limits, threads, itemsize):
     entry["x_fma_bound"], entry["x_triad_bound"] = entry["rate"] / fma, entry["rate"] / triad
 
 
-def against_update_bounds(limits, threads, itemsize):
+def against_update_bounds(limits, threads, itemsize, nbytes):
     def text(entry):
         add_bound_multiples(entry, limits, threads, itemsize)
+        entry["GBps"] = nbytes / entry["seconds_median"] / 1e9
         return f"  = {entry['x_fma_bound']:.1f}x FMA-, {entry['x_triad_bound']:.0f}x triad-bound"
+    return text
+
+
+def against_triad(limits, threads, nbytes):
+    """The bytes a call must move at least (one pass over the synapses and the weights per
+    segment of windows) per second, against the triad of as many threads (the 1M network's
+    synapses fit in the L3 cache, so it can pass the triad)."""
+    def text(entry):
+        entry["GBps"] = gbps = nbytes / entry["seconds_median"] / 1e9
+        entry["of_triad"] = gbps / limits[f"triad_GBps_{threads}t"]
+        return f"  {gbps:.1f} GB/s = {entry['of_triad']:.0%} of the {threads}-thread triad"
+    return text
+
+
+def against_fma(limits, threads, flops, itemsize=4):
+    """The four products' FLOP/s against the FMA limit of as many threads (halved for float64's
+    half as many lanes)."""
+    def text(entry):
+        fma = limits[f"fma_GFLOPs_{threads}t"] * (4 / itemsize)
+        entry["GFLOPs"] = rate = flops / entry["seconds_median"] / 1e9
+        entry["of_fma"] = rate / fma
+        return f"  {rate:.1f} GFLOP/s = {entry['of_fma']:.0%} of the FMA limit" + (" (float64 lanes)" if itemsize == 8 else "")
     return text
 
 
@@ -167,42 +191,84 @@ print({heads} * {m} * 64 * 4 + q.nbytes * 3 + y.nbytes)
 """
 
 
+SECTIONS = ("1", "3", "4", "5")
+
+
+def _sections(text: str) -> set:
+    """The --sections argument: a comma-separated subset of SECTIONS (spaces allowed)."""
+    chosen = {part.strip() for part in text.split(",") if part.strip()}
+    if not chosen or not chosen <= set(SECTIONS):
+        raise argparse.ArgumentTypeError(f"must be a comma-separated subset of {','.join(SECTIONS)}, got {text!r}")
+    return chosen
+
+
+def _git(*cmd: str) -> str:
+    try:
+        return subprocess.run(["git", *cmd], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).resolve().parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def machine_info(args) -> dict:
+    """What the JSON needs to stand on its own: the commit (and whether the tree differed from
+    it), the versions, the CPU, the thread settings of the environment and the arguments."""
+    cpu = ""
+    try:
+        cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
+    except OSError:
+        pass
+    return dict(
+        date_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        commit=_git("rev-parse", "HEAD"), tree_modified=bool(_git("status", "--porcelain", "--untracked-files=no")),
+        tripartite=tripartite.__version__, platform=platform.platform(), cpu=cpu, cpus=os.cpu_count(),
+        python=sys.version.split()[0], numpy=np.__version__, openmp=_core.openmp_enabled(), max_threads=_core.max_threads(),
+        environment={k: v for k, v in os.environ.items() if k.startswith(("OMP_", "OPENBLAS_", "MKL_", "TRIPARTITE_"))},
+        arguments=dict(vars(args), sections=sorted(args.sections)),
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats (a smoke run)")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes and 2 repeats unless --repeats is given (a smoke run)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed calls per figure (default 5)")
     parser.add_argument("--json", default="bench-results.json")
     parser.add_argument("--skip-brian2", action="store_true")
-    parser.add_argument("--sections", default="1,3,4,5",
+    parser.add_argument("--sections", type=_sections, default=set(SECTIONS),
                         help="comma-separated sections to run: 1 (network writing, with 2), 3 (steady state), "
                              "4 (Brian2), 5 (memory); the machine limits always run")
     args = parser.parse_args()
-    sections = set(args.sections.split(","))
-    repeats = 2 if args.quick else args.repeats
+    if args.repeats is not None and args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
+    json_path = Path(args.json)
+    if not json_path.resolve().parent.is_dir():
+        parser.error(f"--json: the folder of {args.json} does not exist")
+    sections = args.sections
+    repeats = args.repeats if args.repeats is not None else 2 if args.quick else 5
     sizes = ["1M"] if args.quick else list(cases.SYNAPSE_SIZES)
-    report = dict(
-        machine=dict(platform=platform.platform(), cpus=os.cpu_count(), python=sys.version.split()[0], numpy=np.__version__,
-                     openmp=_core.openmp_enabled(), max_threads=_core.max_threads()),
-        results=[],
-    )
-    print("machine limits")
-    limits = machine_limits(repeats)
-    report["limits"] = limits
-    for key, value in limits.items():
-        print(f"  {key:<38} {value:10.2f}")
+    report = dict(machine=machine_info(args), results=[])
+    try:
+        print("machine limits")
+        limits = machine_limits(repeats)
+        report["limits"] = limits
+        for key, value in limits.items():
+            print(f"  {key:<38} {value:10.2f}")
 
-    results = report["results"]
-    if "1" in sections:
-        network_section(results, sizes, repeats, limits)
-    if "3" in sections:
-        report["paired"] = steady_state_section(results, repeats, report["limits"])
-    if "5" in sections:
-        report["memory"] = memory_section(args.quick)
-    if "4" in sections and not args.skip_brian2:
-        report["brian2"] = brian2_section(args.json, args.quick, limits)
-
-    Path(args.json).write_text(json.dumps(report, indent=1))
-    print(f"\nJSON: {args.json}")
+        results = report["results"]
+        if "1" in sections:
+            network_section(results, sizes, repeats, limits)
+        if "3" in sections:
+            report["paired"] = steady_state_section(results, repeats, report["limits"])
+        if "5" in sections:
+            report["memory"] = memory_section(args.quick)
+        if "4" in sections and not args.skip_brian2:
+            report["brian2"] = brian2_section(args.json, args.quick, limits)
+    except BaseException as exc:  # keep what was measured: a 10-minute run is not thrown away
+        report["incomplete"] = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        json_path.write_text(json.dumps(report, indent=1))
+        print(f"\nJSON: {args.json}" + (" (incomplete)" if "incomplete" in report else ""))
     return 0
 
 
@@ -217,13 +283,17 @@ def network_section(results, sizes, repeats, limits):
         for dtype in (np.float32, np.float64):
             for integrator in ("euler", "exact"):
                 net = tripartite.NeuronAstrocyteNetwork(64, Dv, m, dtype=dtype, integrator=integrator)
+                # bytes a call moves at least: the core makes one pass over the synapses (read and
+                # written) and the weights (read) per segment of windows, plus each token's vectors
+                passes = -(-tokens // _core.segment_windows)
+                nbytes = (passes * (2 * Dv * m + 64 * m) + tokens * 6 * m) * np.dtype(dtype).itemsize
                 for threads in (1, 2):
-                    against = against_update_bounds(limits, threads, np.dtype(dtype).itemsize) if integrator == "euler" else None
-                    entry = row(results, cases.network_write(size, integrator, dtype, threads, tokens, net=net), repeats,
-                                against=against, size=size, threads=threads, dtype=np.dtype(dtype).name)
-                    # bytes per token: H read + written, W read, small vectors
-                    per_token = (2 * Dv * m + 64 * m + 6 * m) * np.dtype(dtype).itemsize
-                    entry["GBps"] = per_token * tokens / entry["seconds_median"] / 1e9
+                    if integrator == "euler":
+                        against = against_update_bounds(limits, threads, np.dtype(dtype).itemsize, nbytes)
+                    else:
+                        against = against_triad(limits, threads, nbytes)
+                    row(results, cases.network_write(size, integrator, dtype, threads, tokens, net=net), repeats,
+                        against=against, size=size, threads=threads, dtype=np.dtype(dtype).name)
                 del net
 
 
@@ -250,11 +320,14 @@ def steady_state_section(results, repeats, limits):
             print(f"  per-token loop vs ours 2t alternately, {pairs} pairs: loop {loop[0]:.3f} s [{loop[1]:.3f}, {loop[2]:.3f}], "
                   f"ours {ms(mine)}, loop / ours {ratio[0]:.1f}x [{ratio[1]:.1f}, {ratio[2]:.1f}]", flush=True)
             # causal (the streaming protocol): the same products plus each chunk's masked intra-chunk scores
-            row(results, cases.steady_state(heads, 2, causal=True), repeats, heads=heads, threads=2, impl="ours-causal")
+            # (the four products counted, as for the bidirectional case: the intra-chunk scores are extra)
+            row(results, cases.steady_state(heads, 2, causal=True), repeats, heads=heads, threads=2, impl="ours-causal",
+                against=against_fma(limits, 2, cases.steady_state_flops(heads)))
             # the notebooks' arrays are NumPy's default float64: that loop, and ours in float64
             row(results, cases.steady_state_peer(heads, "per-token loop", dtype=np.float64), max(1, repeats // 2),
                 heads=heads, impl="loop-f64")
-            row(results, cases.steady_state(heads, 2, dtype=np.float64), repeats, heads=heads, threads=2, impl="ours-f64")
+            row(results, cases.steady_state(heads, 2, dtype=np.float64), repeats, heads=heads, threads=2, impl="ours-f64",
+                against=against_fma(limits, 2, cases.steady_state_flops(heads), itemsize=8))
     by = {r["name"]: r["seconds_median"] for r in results}
     for heads in (1, 12):
         ours = by[f"steady state {heads}h ours 2t"]
@@ -345,6 +418,9 @@ def brian2_section(json_path, quick, limits):
         return report
     report = json.loads(out.read_text())
     for r in report.get("results", []):
+        if "error" in r:  # a configuration that failed: say so, keep the others
+            print(f"  brian2 m = {r.get('m', '?')} x Dv = {r.get('Dv', '?')} synapses, {r.get('threads', '?')}t: failed: {r['error']}")
+            continue
         r["rate"] = rate = r["synapse_updates"] / r["run_s"]["median"]
         add_bound_multiples(r, limits, r["threads"], 8)
         print(f"  brian2 {r['synapses'] / 1e6:.2f}M synapses float64 {r['threads']}t: run {r['run_s']['median']:.3f} s "

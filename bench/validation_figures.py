@@ -12,12 +12,14 @@ import subprocess
 import sys
 import time
 
+from pathlib import Path
+
 import numpy as np
 
 import tripartite
 from tripartite import reference
 
-sys.path.insert(0, "tests")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' helpers, from any folder
 from conftest import moderate_inputs  # noqa: E402
 
 

@@ -358,5 +358,6 @@ PYBIND11_MODULE(_core, mod) {
   mod.attr("block_size") = kBlock;
   mod.attr("attention_block_size") = kNeuronBlock;
   mod.attr("chunk_size") = kChunk;
+  mod.attr("segment_windows") = detail::kSegment;  // windows that share one pass over the synapses
   mod.attr("num_scalars") = std::size_t(kNumScalars);
 }

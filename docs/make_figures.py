@@ -1,4 +1,7 @@
-"""Regenerates the README's pictures: python docs/make_figures.py"""
+"""Regenerates two of the README's pictures, docs/demo.png and docs/monitor.png: python docs/make_figures.py
+
+The MiniLM figures (docs/minilm_figure.png, docs/minilm_summary.png) are the figure.png and summary.png that
+``tripartite minilm`` writes into its --out folder."""
 
 import subprocess
 import sys

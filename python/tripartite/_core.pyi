@@ -8,6 +8,7 @@ import numpy.typing as npt
 block_size: int
 attention_block_size: int
 chunk_size: int
+segment_windows: int
 num_scalars: int
 
 def attention_float32(
