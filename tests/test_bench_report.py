@@ -1,6 +1,7 @@
 """The benchmark's arithmetic against the machine's limits (bench/run.py, bench/cases.py): the work
 it counts and the fractions it reports. Timing plays no part here."""
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -65,9 +66,32 @@ def test_update_bounds_per_dtype():
     fma64, triad64 = run.update_bounds(LIMITS, 2, 8)
     assert fma32 == 100e9 and fma64 == 50e9
     assert triad32 == 30e9 / 8 and triad64 == 30e9 / 16
-    entry = dict(rate=50e9)
-    run.against_update_bounds(LIMITS, 2, 8)(entry)
+    entry = dict(rate=50e9, seconds_median=0.5)
+    run.against_update_bounds(LIMITS, 2, 8, nbytes=10e9)(entry)
     assert entry["x_fma_bound"] == pytest.approx(1.0) and entry["x_triad_bound"] == pytest.approx(50e9 / (30e9 / 16))
+    assert entry["GBps"] == pytest.approx(20.0)
+
+
+def test_triad_and_fma_fractions_of_single_rows():
+    """A call that moves its bytes at the triad's rate is 100 % of it; float64 products at half the
+    float32 FMA limit are 100 % of the float64 limit (half the lanes)."""
+    entry = dict(seconds_median=0.5)
+    assert "100% of the 2-thread triad" in run.against_triad(LIMITS, 2, 15e9)(entry)
+    assert entry["GBps"] == pytest.approx(30.0) and entry["of_triad"] == pytest.approx(1.0)
+    entry = dict(seconds_median=1.0)
+    run.against_fma(LIMITS, 2, 100e9, itemsize=8)(entry)
+    assert entry["GFLOPs"] == pytest.approx(100.0) and entry["of_fma"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("text, expected", [("1,3", {"1", "3"}), ("1, 3", {"1", "3"}), ("5", {"5"})])
+def test_sections_argument(text, expected):
+    assert run._sections(text) == expected
+
+
+@pytest.mark.parametrize("text", ["2", "6", "", "1,x"])
+def test_sections_argument_refuses_unknown_sections(text):
+    with pytest.raises(argparse.ArgumentTypeError, match="subset of 1,3,4,5"):
+        run._sections(text)
 
 
 def test_steady_state_limits_fractions_and_ceiling(capsys):
