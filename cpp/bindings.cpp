@@ -167,31 +167,31 @@ py::tuple run_network(py::array W, py::object bias, py::array H, py::array g, py
   const double work = double(p.heads) * double(p.m) * double(p.D + 2 * p.Dv);
   p.threads = effective_threads(num_threads, work);
 
-  // Between windows, at most every 0.1 s: take the GIL, let Python handle signals (Ctrl-C) and
-  // report progress. A pending KeyboardInterrupt stops the run at the next window boundary that
-  // is a multiple of stop_multiple (2 for streams: never between a token and its query).
+  // Between windows, at most every 0.1 s: take the GIL, let Python handle signals and report
+  // progress. A pending KeyboardInterrupt, or `progress` returning True (the caller's own SIGINT
+  // handler saw Ctrl-C), stops the run at the next window boundary that is a multiple of
+  // stop_multiple (2 for streams: never between a token and its query).
   bool interrupted = false, pending = false;
   if (stop_multiple == 0) stop_multiple = 1;
   auto last = std::chrono::steady_clock::now();
   std::function<bool(std::size_t)> keep_going = [&](std::size_t done) {
-    if (pending) {
-      if (done % stop_multiple != 0) return true;
-      interrupted = true;
-      return false;
+    if (!pending) {
+      const auto now = std::chrono::steady_clock::now();
+      if (done != schedule.size() && now - last < std::chrono::milliseconds(100)) return true;
+      last = now;
+      py::gil_scoped_acquire acquire;
+      if (PyErr_CheckSignals() != 0) {
+        PyErr_Clear();
+        pending = true;
+      } else if (!progress.is_none()) {
+        const py::object stop = progress(done);
+        pending = !stop.is_none() && stop.cast<bool>();
+      }
+      if (!pending) return true;
     }
-    const auto now = std::chrono::steady_clock::now();
-    if (done != schedule.size() && now - last < std::chrono::milliseconds(100)) return true;
-    last = now;
-    py::gil_scoped_acquire acquire;
-    if (PyErr_CheckSignals() != 0) {
-      PyErr_Clear();
-      pending = true;
-      if (done % stop_multiple != 0) return true;
-      interrupted = true;
-      return false;
-    }
-    if (!progress.is_none()) progress(done);
-    return true;
+    if (done % stop_multiple != 0) return true;
+    interrupted = true;
+    return false;
   };
   std::size_t done;
   {

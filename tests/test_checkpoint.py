@@ -2,6 +2,7 @@
 to an uninterrupted run."""
 
 import _thread
+import signal
 import sys
 import threading
 import zipfile
@@ -197,3 +198,53 @@ def test_progress_bar_reports_every_window(capsys):
     assert "70/70" in err and "tokens" in err
     net.write(np.ones((70, 4)), np.ones((70, 2)), progress=False)
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("protocol", ["write", "stream"])
+def test_ctrl_c_right_after_the_core_returns_keeps_the_books(rng, monkeypatch, protocol):
+    # A SIGINT that lands after the core's last poll, before the network has counted the windows
+    # it ran: Python's default handler raised KeyboardInterrupt there, and the network's time
+    # stayed behind its state. Now the run is complete and stops with SimulationInterrupted.
+    k = rng.standard_normal((6, 8)) * 0.4
+    v = rng.standard_normal((6, 4))
+    net = tripartite.NeuronAstrocyteNetwork(8, 4, 64)
+    kernel = net._kernel
+
+    def kernel_then_signal(*args):
+        result = kernel(*args)
+        signal.raise_signal(signal.SIGINT)
+        return result
+
+    monkeypatch.setattr(net, "_kernel", kernel_then_signal)
+    with pytest.raises(SimulationInterrupted) as info:
+        net.write(k, v) if protocol == "write" else net.stream(k, k, v)
+    assert info.value.windows_done == info.value.windows_total
+    reference = tripartite.NeuronAstrocyteNetwork(8, 4, 64)
+    reference.write(k, v) if protocol == "write" else reference.stream(k, k, v)
+    assert net.time == reference.time
+    assert_bitwise(state(net), state(reference))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the run's handler is gone
+
+
+def test_an_interrupted_stream_still_warns_about_underflowed_reads(monkeypatch):
+    # |x~|^2 = 1e4 in float32: some reads lose their products to underflow. An interrupted run
+    # used to skip the warning; the exception also carries the count.
+    # (the inputs of tests/test_large_norms.py's warning test, whose stream has such a read)
+    rng = np.random.default_rng(0)
+    D, s = 16, 16**-0.5
+    q, k = (x / np.linalg.norm(x, axis=1, keepdims=True) * np.sqrt(1e4 / s) for x in rng.standard_normal((2, 8, D)))
+    v = rng.standard_normal((8, 4))
+    kw = dict(t_write=20.0, t_read=50.0, tau_hidden=2.0, tau_astro=5.0, integrator="euler")
+    net = tripartite.NeuronAstrocyteNetwork(D, 4, 1024, dtype=np.float32, **kw)
+    kernel = net._kernel
+
+    def kernel_then_signal(*args):
+        result = kernel(*args)
+        signal.raise_signal(signal.SIGINT)
+        return result
+
+    monkeypatch.setattr(net, "_kernel", kernel_then_signal)
+    with pytest.warns(RuntimeWarning, match="underflow float32"):
+        with pytest.raises(SimulationInterrupted) as info:
+            net.stream(q, k, v)
+    assert info.value.underflowed_reads > 0

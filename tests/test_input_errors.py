@@ -429,3 +429,28 @@ def test_minilm_flags_checked_before_the_model_loads_or_out_exists(tmp_path, fla
         main(["minilm", "--out", str(out), "--no-progress", "--m", "8"] + flags)
     assert exc.value.code == 2 and f"argument {named}" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_zero_dimensional_arrays_are_numbers(rng):
+    # reference.softmax_attention(scale=np.array(0.5)) and simulate(dt=np.array(0.5)) worked before
+    # the stricter checks (they used float()); a 0-d real array is again read as its number.
+    from tripartite import reference
+    q, k, v = (rng.standard_normal((3, 4)) for _ in range(3))
+    assert np.array_equal(reference.softmax_attention(q, k, v, scale=np.array(0.5)),
+                          reference.softmax_attention(q, k, v, scale=0.5))
+    W = rng.standard_normal((8, 4))
+    y1, _ = reference.simulate(k, v, q, W, dt=np.array(0.5), tau_hidden=np.array(10.0))
+    y2, _ = reference.simulate(k, v, q, W, dt=0.5, tau_hidden=10.0)
+    assert np.array_equal(y1, y2)
+    with pytest.raises(ValueError, match="scale must be a real number"):
+        reference.softmax_attention(q, k, v, scale=np.array([0.5]))
+    with pytest.raises(ValueError, match="scale must be a real number"):
+        reference.softmax_attention(q, k, v, scale=np.array(True))
+
+
+def test_minilm_text_that_is_not_utf8_is_a_flag_error(tmp_path, capsys):
+    from tripartite import cli
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"\xff\xfe\x00\x81")
+    assert cli.main(["minilm", "--text", str(binary), "--out", str(tmp_path / "out")]) == 2
+    assert "cannot read --text" in capsys.readouterr().err

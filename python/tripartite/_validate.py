@@ -129,6 +129,8 @@ def non_negative(value: Any, name: str) -> float:
 
 
 def number(value: Any, name: str) -> float:
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
+        value = value[()]  # a 0-d array of a real number is that number (as float() always read it)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ValueError(f"{name} must be a real number, got {value!r}")
     v = float(value)

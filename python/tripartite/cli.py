@@ -102,8 +102,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         try:
             text = None if args.text is None else Path(args.text).read_text(encoding="utf-8")
-        except OSError as exc:
-            print(f"tripartite minilm: error: cannot read --text: {exc}", file=sys.stderr)
+        except (OSError, UnicodeDecodeError) as exc:  # unreadable, or not UTF-8 text
+            print(f"tripartite minilm: error: cannot read --text {args.text!r} as UTF-8 text: {exc}", file=sys.stderr)
             return 2
         given = {"methods": args.methods, "network_methods": args.network_methods, "network_modes": args.network_modes,
                  "model_methods": args.model_methods}

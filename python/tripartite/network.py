@@ -228,7 +228,30 @@ class NeuronAstrocyteNetwork:
         """Run the windows; two_d (whether the caller gave 2-D input) is None for write, which
         returns no outputs."""
         self._underflowed_reads = 0
-        result = self._run_windows(keys, values, queries, is_write, index, progress, stop_multiple, what, two_d)
+        # In the main thread, while Python's default SIGINT handler is in place, Ctrl-C only sets a
+        # flag for the run: the core polls it between windows and stops at a window boundary, and
+        # a signal that lands between the core's return and the bookkeeping cannot interrupt it
+        # there (the default handler would raise KeyboardInterrupt at an arbitrary point).
+        caught: list = []
+        previous = None
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+        try:
+            result = self._run_windows(keys, values, queries, is_write, index, progress, stop_multiple, what, two_d,
+                                       caught)
+        except SimulationInterrupted as exc:
+            exc.underflowed_reads = self._underflowed_reads
+            self._warn_underflowed()  # the completed reads in exc.outputs
+            raise
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+        self._warn_underflowed()
+        return result
+
+    def _warn_underflowed(self) -> None:
+        """The reads the core found may have lost terms to underflow (issued after the state is up
+        to date: with warnings turned into errors, the run itself is complete)."""
         if self._underflowed_reads:
             dtype = np.dtype(self._dtype).name
             warnings.warn(
@@ -236,21 +259,27 @@ class NeuronAstrocyteNetwork:
                 "(the query's rates lie far below the stored ones: |q~|^2, |k~|^2 in the thousands); their outputs "
                 "may have lost terms" + (": use dtype=numpy.float64" if self._dtype == np.float32 else ""),
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
-        return result
 
-    def _run_windows(self, keys, values, queries, is_write, index, progress, stop_multiple, what, two_d):
+    def _run_windows(self, keys, values, queries, is_write, index, progress, stop_multiple, what, two_d, caught):
         total = len(is_write)
         bar = _progress_bar(progress, total, what)
         try:
             if self._monitors:  # advances the network window by window
                 outputs, log_a, done, interrupted = self._run_monitored(keys, values, queries, is_write, index, bar,
-                                                                        stop_multiple)
+                                                                        stop_multiple, caught)
             else:
-                outputs, log_a, done, interrupted = self._kernel(keys, values, queries, is_write, index, bar,
+                def poll(n: int) -> bool:  # the core, between windows: report progress, stop on Ctrl-C
+                    if bar is not None:
+                        bar.update(n - bar.n)
+                    return bool(caught)
+
+                outputs, log_a, done, interrupted = self._kernel(keys, values, queries, is_write, index, poll,
                                                                  stop_multiple)
                 self._advance(is_write[:done])
+                # Ctrl-C after the core's last poll: the run is complete, and stops here
+                interrupted = interrupted or (bool(caught) and done % stop_multiple == 0)
         finally:
             if bar is not None:
                 bar.close()
@@ -262,13 +291,13 @@ class NeuronAstrocyteNetwork:
             raise exc
         return outputs, log_a
 
-    def _kernel(self, keys, values, queries, is_write, index, bar, stop_multiple):
+    def _kernel(self, keys, values, queries, is_write, index, poll, stop_multiple):
         kernel = _core.run_network_float32 if self._dtype == np.float32 else _core.run_network_float64
         *result, underflowed = kernel(
             self._W, self._bias, self._H, self._g, self._h, self._scalars, keys, values, queries,
             np.ascontiguousarray(is_write, dtype=np.uint8), np.ascontiguousarray(index, dtype=np.int64),
             self._params, self._integrator, self._write_steps, self._read_steps, self.num_threads,
-            None if bar is None else (lambda n: bar.update(n - bar.n)), stop_multiple,
+            poll, stop_multiple,
         )
         self._underflowed_reads += underflowed  # reads the core found may have lost terms to underflow
         return tuple(result)
@@ -279,58 +308,55 @@ class NeuronAstrocyteNetwork:
         self._time += n_write * self._params["t_write"] + n_read * self._params["t_read"]
         self._step += n_write * self._window_steps(True) + n_read * self._window_steps(False)
 
-    def _run_monitored(self, keys, values, queries, is_write, index, bar, stop_multiple):
+    def _run_monitored(self, keys, values, queries, is_write, index, bar, stop_multiple, caught):
         """Window by window, letting each monitor sample the window from its starting state.
 
-        Each window is atomic for the monitors: if anything raises between their sampling of a
-        window and the end of its simulation, their samples of that window are removed, so they
-        never run ahead of the network. In the main thread, Ctrl-C (SIGINT, while Python's default
-        handler is installed) only sets a flag for the run: most of a monitored run is spent in
-        Python, where the default handler would raise KeyboardInterrupt at an arbitrary point. The
-        run then stops at the next window boundary that is a multiple of ``stop_multiple`` (or at
-        its end) and raises SimulationInterrupted, as the core does for an unmonitored run."""
+        Each window is atomic for the monitors: if anything raises before a window has run, their
+        samples of that window are removed, so they never run ahead of the network; once it has
+        run, the network's time counts it. Ctrl-C (the flag `caught`, set by _run's handler) stops
+        the run at the next window boundary that is a multiple of ``stop_multiple`` (or at its end)
+        with SimulationInterrupted, as the core does for an unmonitored run."""
         total = len(is_write)
         outputs = np.zeros((self._heads, queries.shape[1], self._d_value), dtype=self._dtype)
         log_a = np.full((self._heads, queries.shape[1]), -np.inf)
         one = np.zeros(1, dtype=np.int64)
-        caught = []  # SIGINTs seen by the temporary handler
-        previous = None
-        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-        try:
-            pending = False  # Ctrl-C seen; stop at the next allowed window boundary
-            for i in range(total):
-                write, j = bool(is_write[i]), int(index[i])
-                x = keys[:, j] if write else queries[:, j]
-                v = values[:, j] if write else None
-                steps = self._window_steps(write)
-                lengths = [mon._lengths() for mon in self._monitors]
-                try:
-                    for mon in self._monitors:
-                        mon._record(self, "write" if write else "read", x, v, self._time, self._step, steps,
-                                    self._params["t_write" if write else "t_read"])
-                    if write:
-                        *_, interrupted = self._kernel(
-                            np.ascontiguousarray(keys[:, j : j + 1]), np.ascontiguousarray(values[:, j : j + 1]),
-                            self._empty(self._d_key), np.ones(1, np.uint8), one, None, 1)
-                    else:
-                        y, la, _, interrupted = self._kernel(
-                            self._empty(self._d_key), self._empty(self._d_value),
-                            np.ascontiguousarray(queries[:, j : j + 1]), np.zeros(1, np.uint8), one, None, 1)
-                        outputs[:, j], log_a[:, j] = y[:, 0], la[:, 0]
-                    self._advance(is_write[i : i + 1])
-                except BaseException:
+        pending = False  # Ctrl-C seen; stop at the next allowed window boundary
+        for i in range(total):
+            write, j = bool(is_write[i]), int(index[i])
+            x = keys[:, j] if write else queries[:, j]
+            v = values[:, j] if write else None
+            steps = self._window_steps(write)
+            lengths = [mon._lengths() for mon in self._monitors]
+            simulated = advanced = False
+            try:
+                for mon in self._monitors:
+                    mon._record(self, "write" if write else "read", x, v, self._time, self._step, steps,
+                                self._params["t_write" if write else "t_read"])
+                if write:
+                    *_, interrupted = self._kernel(
+                        np.ascontiguousarray(keys[:, j : j + 1]), np.ascontiguousarray(values[:, j : j + 1]),
+                        self._empty(self._d_key), np.ones(1, np.uint8), one, None, 1)
+                else:
+                    y, la, _, interrupted = self._kernel(
+                        self._empty(self._d_key), self._empty(self._d_value),
+                        np.ascontiguousarray(queries[:, j : j + 1]), np.zeros(1, np.uint8), one, None, 1)
+                simulated = True
+                self._advance(is_write[i : i + 1])
+                advanced = True
+                if not write:
+                    outputs[:, j], log_a[:, j] = y[:, 0], la[:, 0]
+            except BaseException:
+                if not simulated:  # the window did not run: its samples go
                     for mon, n in zip(self._monitors, lengths):
                         mon._truncate(n)
-                    raise
-                if bar is not None:
-                    bar.update(1)
-                pending = pending or interrupted or bool(caught)
-                if pending and (i + 1) % stop_multiple == 0:
-                    return outputs, log_a, i + 1, True
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+                elif not advanced:  # it ran (an exception from a handler of the caller's own): keep time with it
+                    self._advance(is_write[i : i + 1])
+                raise
+            if bar is not None:
+                bar.update(1)
+            pending = pending or interrupted or bool(caught)
+            if pending and (i + 1) % stop_multiple == 0:
+                return outputs, log_a, i + 1, True
         return outputs, log_a, total, pending
 
     @staticmethod
