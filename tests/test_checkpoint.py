@@ -200,14 +200,8 @@ def test_progress_bar_reports_every_window(capsys):
     assert capsys.readouterr().err == ""
 
 
-@pytest.mark.parametrize("protocol", ["write", "stream"])
-def test_ctrl_c_right_after_the_core_returns_keeps_the_books(rng, monkeypatch, protocol):
-    # A SIGINT that lands after the core's last poll, before the network has counted the windows
-    # it ran: Python's default handler raised KeyboardInterrupt there, and the network's time
-    # stayed behind its state. Now the run is complete and stops with SimulationInterrupted.
-    k = rng.standard_normal((6, 8)) * 0.4
-    v = rng.standard_normal((6, 4))
-    net = tripartite.NeuronAstrocyteNetwork(8, 4, 64)
+def _signal_after_each_core_call(monkeypatch, net):
+    """SIGINT right after each return of the core, before the network has counted its windows."""
     kernel = net._kernel
 
     def kernel_then_signal(*args):
@@ -216,6 +210,17 @@ def test_ctrl_c_right_after_the_core_returns_keeps_the_books(rng, monkeypatch, p
         return result
 
     monkeypatch.setattr(net, "_kernel", kernel_then_signal)
+
+
+@pytest.mark.parametrize("protocol", ["write", "stream"])
+def test_ctrl_c_right_after_the_core_returns_keeps_the_books(rng, monkeypatch, protocol):
+    # A SIGINT that lands after the core's last poll, before the network has counted the windows
+    # it ran: Python's default handler raised KeyboardInterrupt there, and the network's time
+    # stayed behind its state. Now the run is complete and stops with SimulationInterrupted.
+    k = rng.standard_normal((6, 8)) * 0.4
+    v = rng.standard_normal((6, 4))
+    net = tripartite.NeuronAstrocyteNetwork(8, 4, 64)
+    _signal_after_each_core_call(monkeypatch, net)
     with pytest.raises(SimulationInterrupted) as info:
         net.write(k, v) if protocol == "write" else net.stream(k, k, v)
     assert info.value.windows_done == info.value.windows_total
@@ -236,14 +241,7 @@ def test_an_interrupted_stream_still_warns_about_underflowed_reads(monkeypatch):
     v = rng.standard_normal((8, 4))
     kw = dict(t_write=20.0, t_read=50.0, tau_hidden=2.0, tau_astro=5.0, integrator="euler")
     net = tripartite.NeuronAstrocyteNetwork(D, 4, 1024, dtype=np.float32, **kw)
-    kernel = net._kernel
-
-    def kernel_then_signal(*args):
-        result = kernel(*args)
-        signal.raise_signal(signal.SIGINT)
-        return result
-
-    monkeypatch.setattr(net, "_kernel", kernel_then_signal)
+    _signal_after_each_core_call(monkeypatch, net)
     with pytest.warns(RuntimeWarning, match="underflow float32"):
         with pytest.raises(SimulationInterrupted) as info:
             net.stream(q, k, v)
