@@ -107,16 +107,15 @@ void raise_scale(double& C, double candidate, T* H, std::size_t columns, T* g, s
 }
 
 // What underflow can take from a block's partial denominator, in the units of its scale C + M_q:
-// a query feature below min(T) (exp2 gives 0 there) times g_r <= F, a key feature below min(T)
-// times f_t and a query feature <= 1, and a product below min(T) (subnormal): at most
-// 4 min(T) F per neuron, where F = sum_t f_t >= 1 is the block's total key weight. The features
+// underflow_log_bound over the block's neurons with the weight F = sum_t f_t, the block's total
+// key weight (a query feature <= 1 times g_r <= F, a key feature <= 1 times f_t). The features
 // are relative to each row's own maximum, so when every key-query product of a query lies far
 // below those maxima (inputs with |x~|^2 in the thousands in float) the denominator is of the
 // order of this bound or below it, and the query's result is no longer the float rounding of the
 // exact one. The caller compares the bound with a_t (attention.py recomputes such queries in double).
 template <class T>
 double underflow_bound(std::size_t nb, double F) {
-  return std::log(4.0 * static_cast<double>(std::numeric_limits<T>::min()) * static_cast<double>(nb) * F);
+  return underflow_log_bound<T>(nb, std::log(F));  // F = 0 (no key): -inf, nothing to lose
 }
 
 // Running combination of one query's block partials, taken in block order:
@@ -198,14 +197,18 @@ void steady_state_attention(const AttentionArgs<T>& a) {
   // Before the chunk's keys are written: the block's scale C is raised if needed (so the weights
   // f_t = exp(M_t - C) stay <= e^headroom), the weights go to s.key_w and the values times f_t,
   // zero-padded to Dvp columns, to s.vp.
-  // F, the sum of the block's key weights so far (in the units of C), follows.
+  // F, the sum of the block's key weights so far (in the units of C), follows. A masked key
+  // (M_t = -inf) weighs 0.
+  auto key_weight = [](const detail::BlockScratch<T>& s, std::size_t j, double scale) {
+    return s.key_max[j] == kNegInf ? 0.0 : std::exp(s.key_max[j] - scale);
+  };
   auto weigh_keys = [&](detail::BlockScratch<T>& s, std::size_t hd, double& C, double& F, double mx, std::size_t t0,
                         std::size_t n, std::size_t nbk) {
     const double C_old = C;
     detail::raise_scale(C, mx, s.H.data(), s.Dvp, s.g.data(), nbk);
     if (C != C_old) F = C_old == kNegInf ? 0.0 : F * std::exp(C_old - C);
     for (std::size_t i = 0; i < n; ++i) {
-      const T f = s.key_max[i] == kNegInf ? T(0) : static_cast<T>(std::exp(s.key_max[i] - C));  // masked: 0
+      const T f = static_cast<T>(key_weight(s, i, C));
       s.key_w[i] = f;
       F += static_cast<double>(f);
       const T* v = a.V + (hd * Lk + t0 + i) * Dv;
@@ -238,7 +241,7 @@ void steady_state_attention(const AttentionArgs<T>& a) {
         tiles::hebbian_write(s.keys.data(), kRow, s.vp.data(), n, s.Dvp, nbk, s.H.data(), kNeuronBlock, s.g.data(),
                              s.key_w.data(), t0 == 0);
       }
-      const double floor = Lk ? detail::underflow_bound<T>(nbk, F) : kNegInf;
+      const double floor = detail::underflow_bound<T>(nbk, F);
       for (std::size_t t0 = 0; t0 < Lq; t0 += kChunk) {
         const std::size_t n = std::min(kChunk, Lq - t0);
         load_queries(s, hd, t0, n, r0, nbk);
@@ -267,20 +270,18 @@ void steady_state_attention(const AttentionArgs<T>& a) {
       tiles::readout<T, kRow>(s.queries.data(), n, nbk, s.H.data(), kNeuronBlock, Dv, s.g.data(), o, s.sums.data());
       // Intra-chunk scores phi(q_i) . phi(k_j) on this block, then the masked sums over j <= i.
       tiles::causal_scores(s.keys.data(), s.queries.data(), kRow, n, nbk, s.scores.data(), kChunk);
-      auto key_weight = [&](std::size_t j, double P) {
-        return s.key_max[j] == kNegInf ? 0.0 : std::exp(s.key_max[j] - P);  // masked: 0
-      };
-      double prefix = kNegInf, P = std::numeric_limits<double>::quiet_NaN(), F_keys = 0;  // F_keys: sum_{j<=i} read_w[j]
+      // F_keys: sum_{j<=i} read_w[j]; f_state: the state's factor exp(C - P) (0 if nothing is written yet)
+      double prefix = kNegInf, P = std::numeric_limits<double>::quiet_NaN(), F_keys = 0, f_state = 0;
       for (std::size_t i = 0; i < n; ++i) {
         prefix = std::max(prefix, s.key_max[i]);
         const double P_i = std::max(C, prefix - read_headroom);
         if (!(P_i == P)) {  // the first query, or key i raised the scale: the weights so far at P_i
           P = P_i;
+          f_state = C == kNegInf ? 0.0 : std::exp(C - P);
           F_keys = 0;
-          for (std::size_t j = 0; j < i; ++j) F_keys += s.read_w[j] = key_weight(j, P);
+          for (std::size_t j = 0; j < i; ++j) F_keys += s.read_w[j] = key_weight(s, j, P);
         }
-        F_keys += s.read_w[i] = key_weight(i, P);
-        const double f_state = C == kNegInf ? 0.0 : std::exp(C - P);  // the state (zero if nothing is written yet)
+        F_keys += s.read_w[i] = key_weight(s, i, P);
         if (P != C)
           for (std::size_t d = 0; d < stride; ++d) o[i * stride + d] *= f_state;
         for (std::size_t j = 0; j <= i; ++j) s.row_w[j] = s.scores[i * kChunk + j] * s.read_w[j];

@@ -138,6 +138,16 @@ void parallel_for(std::size_t n, int threads, F&& body, bool dynamic = false) {
   if (error) std::rethrow_exception(error);
 }
 
+// Log of what float underflow can take from a sum over n neurons whose products are taken in T
+// relative to their maxima: a factor below min(T) (exp2 gives 0 there) times the other factor,
+// or a product below min(T) (subnormal), each at most 2 min(T) times the weight e^log_weight the
+// terms carry, so at most 4 min(T) n e^log_weight. Used by the steady state (per block) and the
+// network (per read), each in its own units.
+template <class T>
+double underflow_log_bound(std::size_t n, double log_weight) {
+  return std::log(4.0 * static_cast<double>(std::numeric_limits<T>::min()) * static_cast<double>(n)) + log_weight;
+}
+
 // log(exp(x) + exp(y)), exact for -inf arguments.
 inline double log_add_exp(double x, double y) {
   if (x == kNegInf) return y;

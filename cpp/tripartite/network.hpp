@@ -12,7 +12,6 @@
 #include <cmath>
 #include <cstddef>
 #include <functional>
-#include <limits>
 #include <vector>
 
 #include "common.hpp"
@@ -276,16 +275,14 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
           for (std::size_t b = 0; b < nb; ++b) acc += ws.dots[((hd * nb + b) * kSegment + i) * Dv + d];
           y[d] = a > 0 ? static_cast<T>(acc / a) : T(0);
         }
-        // The reads' products H_dr h_r are taken in T, with every array relative to its bound: a
-        // product below min(T), or a rate h_r below it (exp2 gives 0 there) times |H_dr| <=
-        // max|v| g_r, is lost. Per neuron that is at most 4 min(T) e^{B_g - s_H} in the units of
-        // a (times max(1, max|v|) for y): large when a is small in its units, i.e. when the query's
-        // products all lie far below the stored maxima (|x~|^2 in the thousands in float).
+        // The reads' products H_dr h_r are taken in T, with every array relative to its bound:
+        // underflow_log_bound over the m neurons with the weight e^{B_g - s_H} (h_r <= 1, |H_dr| <=
+        // max|v| g_r), in the units of a (times max(1, max|v|) for y): large when a is small in its
+        // units, i.e. when the query's products all lie far below the stored maxima (|x~|^2 in the
+        // thousands in float). Nothing written (B_g = -inf): nothing to lose.
         if (in.log_underflow)
           in.log_underflow[hd * in.n_queries + win[i].index] =
-              k[8] == kNegInf ? kNegInf
-                              : std::log(4.0 * static_cast<double>(std::numeric_limits<T>::min()) * double(m)) +
-                                    k[8] - sH_new - (a > 0 ? std::log(a) : kNegInf);
+              k[8] == kNegInf ? kNegInf : underflow_log_bound<T>(m, k[8] - sH_new) - (a > 0 ? std::log(a) : kNegInf);
         if (in.log_astro) in.log_astro[hd * in.n_queries + win[i].index] = (a > 0 ? std::log(a) : kNegInf) + sa_new;
       }
     }
