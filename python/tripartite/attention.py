@@ -13,11 +13,25 @@ from . import _validate as V
 from .weights import FEATURE_MAPS, draw_hidden_weights
 
 
+def _check_leading_axes(arr: np.ndarray, trailing: int, batch: tuple, name: str, hint: str = "") -> None:
+    """``arr``'s leading axes (all but the last ``trailing``) must broadcast to the (batch, head)
+    axes of q, k, v without widening them."""
+    lead = arr.shape[: arr.ndim - trailing]
+    try:
+        if len(lead) > len(batch) or np.broadcast_shapes(lead, batch) != batch:
+            raise ValueError
+    except ValueError:
+        raise ValueError(
+            f"{name} of shape {arr.shape} has leading axes {lead}, which do not broadcast to the leading (batch, head) "
+            f"axes {batch} of q, k, v{hint}"
+        ) from None
+
+
 def _broadcast_weights(hidden_weights: Any, batch: tuple, m_expected: Optional[int], d: int, threads: int,
                        dtype: np.dtype) -> Tuple[np.ndarray, np.ndarray]:
     """The given weights as (n_w, m, D), each distinct head's weights once, and for each of the
-    prod(batch) heads the index of its weights: weights that broadcast over a batch axis are
-    read in place by every sequence of the batch, not copied per sequence."""
+    prod(batch) heads the index of its weights (None when every head has its own): weights that
+    broadcast over a batch axis are read in place by every sequence of the batch, not copied."""
     W = V.real_array(hidden_weights, "hidden_weights")
     if W.ndim < 2 or W.shape[-1] != d:
         raise ValueError(f"hidden_weights must have shape (..., m, D) with D = {d}, got {W.shape}")
@@ -25,19 +39,13 @@ def _broadcast_weights(hidden_weights: Any, batch: tuple, m_expected: Optional[i
         raise ValueError(f"hidden_weights must have at least one row (m >= 1 hidden neuron), got shape {W.shape}")
     if m_expected is not None and W.shape[-2] != m_expected:
         raise ValueError(f"hidden_weights must have m = n_hidden = {m_expected} rows, got shape {W.shape}")
-    try:
-        np.broadcast_shapes(W.shape[:-2], batch)
-        if len(W.shape[:-2]) > len(batch) or np.broadcast_shapes(W.shape[:-2], batch) != batch:
-            raise ValueError
-    except ValueError:
-        raise ValueError(
-            f"hidden_weights of shape {W.shape} has leading axes {W.shape[:-2]}, which do not broadcast to the leading "
-            f"(batch, head) axes {batch} of q, k, v: give shape (m, D) = {W.shape[-2:]} for all heads, or (..., m, D) "
-            f"with leading axes that broadcast to {batch}"
-        ) from None
+    _check_leading_axes(W, 2, batch, "hidden_weights", f": give shape (m, D) = {W.shape[-2:]} for all heads, or "
+                        f"(..., m, D) with leading axes that broadcast to {batch}")
     V.finite(W, "hidden_weights", threads)  # before broadcasting: each value once
     V.fits_dtype(W, "hidden_weights", dtype)
     n_w = math.prod(W.shape[:-2])
+    if n_w == math.prod(batch):  # one set of weights per head: no index
+        return W.reshape((n_w,) + W.shape[-2:]), None
     index = np.ascontiguousarray(np.broadcast_to(np.arange(n_w, dtype=np.int64).reshape(W.shape[:-2]), batch).reshape(-1))
     return W.reshape((n_w,) + W.shape[-2:]), index
 
@@ -218,17 +226,11 @@ def attention(
         b = V.real_array(hidden_bias, "hidden_bias")
         if b.ndim < 1 or b.shape[-1] != m:
             raise ValueError(f"hidden_bias must have shape (..., m) with m = {m}, got {b.shape}")
-        try:
-            b = np.broadcast_to(b, batch + (m,))
-        except ValueError:
-            raise ValueError(
-                f"hidden_bias of shape {b.shape} has leading axes {b.shape[:-1]}, which do not broadcast to the leading "
-                f"(batch, head) axes {batch} of q, k, v: give shape (m,) = ({m},) for all heads, or (..., m) with leading "
-                f"axes that broadcast to {batch}"
-            ) from None
-        V.finite(b, "hidden_bias", threads)
+        _check_leading_axes(b, 1, batch, "hidden_bias", f": give shape (m,) = ({m},) for all heads, or (..., m) with "
+                            f"leading axes that broadcast to {batch}")
+        V.finite(b, "hidden_bias", threads)  # before broadcasting: each value once
         V.fits_dtype(b, "hidden_bias", dtype)
-        bias = np.ascontiguousarray(b.reshape((heads, m)), dtype=dtype)
+        bias = np.ascontiguousarray(np.broadcast_to(b, batch + (m,)).reshape((heads, m)), dtype=dtype)
 
     mask = None
     if key_mask is not None:
@@ -237,15 +239,8 @@ def attention(
             raise ValueError(f"key_mask must be a boolean array (True: the key is written), got dtype {km.dtype}")
         if km.ndim < 1 or km.shape[-1] != Lk:
             raise ValueError(f"key_mask must have shape (..., Lk) with Lk = {Lk} (from k), got {km.shape}")
-        try:
-            if np.broadcast_shapes(km.shape[:-1], batch) != batch:
-                raise ValueError
-            km = np.broadcast_to(km, batch + (Lk,))
-        except ValueError:
-            raise ValueError(
-                f"key_mask of shape {km.shape} has leading axes {km.shape[:-1]}, which do not broadcast to the leading "
-                f"(batch, head) axes {batch} of q, k, v"
-            ) from None
+        _check_leading_axes(km, 1, batch, "key_mask")
+        km = np.broadcast_to(km, batch + (Lk,))
         if not km.all():
             mask = np.ascontiguousarray(km.reshape((heads, Lk)), dtype=np.uint8)
 
@@ -255,14 +250,12 @@ def attention(
         return (y, np.zeros(batch + (Lq,))) if return_astrocyte else y
     if W is None:
         W = draw_hidden_weights(m, d, heads=heads, seed=seed, feature_map=feature_map, dtype=dtype)
-    elif np.array_equal(w_index, np.arange(heads)):
-        w_index = None  # one set of weights per head: no index
     flat = lambda x, shape: np.ascontiguousarray(np.broadcast_to(x, batch + shape).reshape((heads,) + shape), dtype=dtype)  # noqa: E731
     kernel = _core.attention_float32 if dtype == np.float32 else _core.attention_float64
     args = [np.ascontiguousarray(W, dtype=dtype), bias, flat(q, (Lq, d)), flat(k, (Lk, d)), flat(v, (Lk, Dv))]
-    y, log_a, log_u = kernel(*args, math.sqrt(s), bool(causal), threads, w_index=w_index, key_mask=mask)
+    y, log_a, log_u = kernel(*args, math.sqrt(s), causal, threads, w_index=w_index, key_mask=mask)
     if dtype == np.float32:
-        lost = _recompute_underflowed(args, w_index, mask, math.sqrt(s), bool(causal), threads, y, log_a, log_u)
+        lost = _recompute_underflowed(args, w_index, mask, math.sqrt(s), causal, threads, y, log_a, log_u)
     else:
         lost = int(_underflowed(log_a, log_u, dtype).sum())
     _warn_underflow(lost, log_a.size)

@@ -349,11 +349,8 @@ class NeuronAstrocyteAttention:
     """
 
     def __init__(self, n_hidden: int, method: str = "iid", mode: str = "steady", seed: int = 0, num_threads: int = 0) -> None:
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-        self.n_hidden, self.method, self.mode = V.positive_int(n_hidden, "n_hidden"), method, mode
+        self.n_hidden = V.positive_int(n_hidden, "n_hidden")
+        self.method, self.mode = V.choice(method, "method", METHODS), V.choice(mode, "mode", MODES)
         self.seed, self.num_threads = V.seed_value(seed), V.threads(num_threads)
         self._key: Optional[Tuple[int, int, int, Any]] = None
         self._omega: Optional[np.ndarray] = None

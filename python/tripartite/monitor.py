@@ -70,8 +70,7 @@ class StateMonitor:
         for v in variables:
             if not isinstance(v, str) or v not in VARIABLES:
                 raise ValueError(f"variables must be among {', '.join(VARIABLES)}, got {v!r}")
-        if isinstance(every, (bool, np.bool_)) or not isinstance(every, (int, np.integer)) or every < 1:
-            raise ValueError(f"every must be a positive integer (steps of dt), got {every!r}")
+        V.positive_int(every, "every")  # steps of dt
         self.variables = tuple(dict.fromkeys(variables))  # a name given twice is recorded once
         self.every = int(every)
         self.heads = np.arange(net.heads) if heads is None else V.indices(heads, "heads", net.heads, "")
@@ -147,20 +146,19 @@ class StateMonitor:
         for name, values in per_head.items():
             self._chunks[name].append(np.stack(values, axis=1))
 
-    def _clear(self) -> None:
-        """Forget all samples (the network was reset)."""
+    def _record_now(self, net) -> None:
+        """A sample of the network's state now (at creation, and after a reset)."""
+        self._record(net, "now", None, None, net._time, net._step, 0, 0.0)
+
+    def _chunk_count(self) -> int:
+        """Chunks recorded so far: every completed _record adds one to every variable alike."""
+        return len(self._chunks["t"])
+
+    def _truncate(self, n: int) -> None:
+        """Keep the first ``n`` chunks (:meth:`_chunk_count` before a window whose simulation did
+        not complete): drop that window's samples. ``_truncate(0)`` forgets all samples (a reset)."""
         for chunks in self._chunks.values():
-            chunks.clear()
-
-    def _lengths(self) -> Dict[str, int]:
-        """The number of recorded chunks of each variable (for :meth:`_truncate`)."""
-        return {name: len(chunks) for name, chunks in self._chunks.items()}
-
-    def _truncate(self, lengths: Dict[str, int]) -> None:
-        """Drop the chunks recorded after :meth:`_lengths` returned ``lengths``: the samples of a
-        window whose simulation did not complete."""
-        for name, n in lengths.items():
-            del self._chunks[name][n:]
+            del chunks[n:]
 
     def _get(self, name: str) -> np.ndarray:
         if name not in self._chunks:

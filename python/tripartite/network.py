@@ -187,8 +187,8 @@ class NeuronAstrocyteNetwork:
         self._time = 0.0
         self._step = 0
         for mon in self._monitors:
-            mon._clear()
-            mon._record(self, "now", None, None, self._time, self._step, 0, 0.0)
+            mon._truncate(0)
+            mon._record_now(self)
 
     # ----------------------------------------------------------------------------------------
     def _inputs(self, x: Any, name: str, width: int, width_name: str) -> Tuple[np.ndarray, bool]:
@@ -284,11 +284,11 @@ class NeuronAstrocyteNetwork:
             if bar is not None:
                 bar.close()
         if interrupted:
-            exc = SimulationInterrupted(done, total, self._time, stop_multiple)
+            done_outputs = (None, None)
             if two_d is not None:  # the completed queries: reads come in order of their index
                 n = int(np.count_nonzero(np.asarray(is_write[:done]) == 0))
-                exc.outputs, exc.astrocyte = self._shape_out(outputs[:, :n], log_a[:, :n], two_d, True)
-            raise exc
+                done_outputs = self._shape_out(outputs[:, :n], log_a[:, :n], two_d, True)
+            raise SimulationInterrupted(done, total, self._time, stop_multiple, *done_outputs)
         return outputs, log_a
 
     def _kernel(self, keys, values, queries, is_write, index, poll, stop_multiple):
@@ -326,7 +326,7 @@ class NeuronAstrocyteNetwork:
             x = keys[:, j] if write else queries[:, j]
             v = values[:, j] if write else None
             steps = self._window_steps(write)
-            lengths = [mon._lengths() for mon in self._monitors]
+            samples = [mon._chunk_count() for mon in self._monitors]
             simulated = advanced = False
             try:
                 for mon in self._monitors:
@@ -347,7 +347,7 @@ class NeuronAstrocyteNetwork:
                     outputs[:, j], log_a[:, j] = y[:, 0], la[:, 0]
             except BaseException:
                 if not simulated:  # the window did not run: its samples go
-                    for mon, n in zip(self._monitors, lengths):
+                    for mon, n in zip(self._monitors, samples):
                         mon._truncate(n)
                 elif not advanced:  # it ran (an exception from a handler of the caller's own): keep time with it
                     self._advance(is_write[i : i + 1])
@@ -478,7 +478,7 @@ class NeuronAstrocyteNetwork:
         if self._integrator == "exact":  # euler and rk4 check it in the constructor
             V.whole_steps(self._dt, self._params, " for a monitor (it samples the exact solution every dt)")
         mon = StateMonitor(self, variables, heads, hidden, synapses, every)
-        mon._record(self, "now", None, None, self._time, self._step, 0, 0.0)
+        mon._record_now(self)
         self._monitors.append(mon)
         return mon
 
@@ -567,7 +567,7 @@ class NeuronAstrocyteNetwork:
         if cls._checksum(config_json, contents) != checksum:
             raise ValueError(f"{name} is damaged: its contents do not match the checksum saved with it")
         config = cls._checkpoint_config(name, config_json)
-        cls._check_checkpoint_arrays(name, config, contents)
+        cls._check_checkpoint_arrays(name, config, contents, V.threads(num_threads))
         try:
             net = cls(
                 config.pop("d_key"), config.pop("d_value"), config.pop("n_hidden"),
@@ -609,9 +609,10 @@ class NeuronAstrocyteNetwork:
         return config
 
     @staticmethod
-    def _check_checkpoint_arrays(name: str, config: dict, contents: dict) -> None:
+    def _check_checkpoint_arrays(name: str, config: dict, contents: dict, num_threads: int) -> None:
         """Shapes exactly as the config implies (no broadcasting), dtypes exactly as saved (no
-        cast), finite state, time finite and >= 0, step a non-negative integer."""
+        cast), finite state, time finite and >= 0, step a non-negative integer. The hidden weights
+        and bias are scanned for NaN/Inf by the constructor that load() calls next, not here."""
         h, m, D, Dv = config["heads"], config["n_hidden"], config["d_key"], config["d_value"]
         dtype = np.dtype(config["dtype"])
         expect = dict(hidden_weights=((h, m, D), dtype), synapses=((h, Dv, m), dtype), astrocyte_weights=((h, m), dtype),
@@ -622,8 +623,8 @@ class NeuronAstrocyteNetwork:
         try:
             for key, (shape, dt) in expect.items():
                 V.exact_array(contents[key], key, shape, dt)
-                if key not in ("scalars", "time"):
-                    V.finite(contents[key], key)
+                if key not in ("scalars", "time", "hidden_weights", "hidden_bias"):
+                    V.finite(contents[key], key, num_threads)
             # scalars: calcium and log-scales finite; the log-bounds B_g, B_h may be -inf (nothing written yet)
             sc = contents["scalars"]
             V.finite(sc[:, :_BOUND_G], "scalars[:, :4]")
@@ -782,12 +783,15 @@ class SimulationInterrupted(KeyboardInterrupt):
       (heads, done), float64, whether or not ``return_astrocyte`` was asked; None for
       :meth:`~NeuronAstrocyteNetwork.write`. A resumed call on the remaining queries continues
       them: ``numpy.concatenate((exc.outputs, rest), axis=-2)``.
+    - ``underflowed_reads``: how many of the completed reads the core found may have lost terms to
+      underflow (also warned about; see the network's numerics in README).
     """
 
     def __init__(self, windows_done: int, windows_total: int, time: float, stop_multiple: int = 1,
                  outputs: Optional[np.ndarray] = None, astrocyte: Optional[np.ndarray] = None) -> None:
         self.windows_done, self.windows_total, self.time = windows_done, windows_total, time
         self.outputs, self.astrocyte = outputs, astrocyte
+        self.underflowed_reads = 0  # set by the run that raised it
         unit = "tokens (write + read)" if stop_multiple == 2 else "windows"
         super().__init__(
             f"stopped after {windows_done // stop_multiple} of {windows_total // stop_multiple} {unit}, at t = {time:g} ms; "

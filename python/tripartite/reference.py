@@ -21,10 +21,6 @@ from . import _validate as V
 __all__ = ["softmax_attention", "softmax_normaliser", "random_feature_attention", "log_features", "simulate"]
 
 
-def _scale(scale: Optional[float], d: int) -> float:
-    return V.scale_value(scale, d)  # 1/sqrt(d) by default; a given scale must be > 0
-
-
 def _matrix(x, name: str, width: Optional[int] = None, width_name: str = "D") -> np.ndarray:
     """``x`` as a float64 (rows, width) matrix."""
     x = V.real_array(x, name)
@@ -43,7 +39,7 @@ def softmax_attention(q, k, v, scale: Optional[float] = None, causal: bool = Fal
     q, k, v = (np.asarray(x, dtype=np.float64) for x in (q, k, v))
     if V.flag(causal, "causal") and q.shape[-2] != k.shape[-2]:
         raise ValueError(f"causal attention needs Lq == Lk, got q {q.shape} and k {k.shape}")
-    scores = (q @ np.swapaxes(k, -1, -2)) * _scale(scale, q.shape[-1])
+    scores = (q @ np.swapaxes(k, -1, -2)) * V.scale_value(scale, q.shape[-1])
     if causal:
         mask = np.tril(np.ones(scores.shape[-2:], dtype=bool))
         scores = np.where(mask, scores, -np.inf)
@@ -56,7 +52,7 @@ def softmax_attention(q, k, v, scale: Optional[float] = None, causal: bool = Fal
 def softmax_normaliser(q, k, scale: Optional[float] = None) -> np.ndarray:
     """Z_t = sum_tau exp(s q_t . k_tau), the softmax denominator the astrocyte estimates."""
     q, k = np.asarray(q, dtype=np.float64), np.asarray(k, dtype=np.float64)
-    return np.exp((q @ np.swapaxes(k, -1, -2)) * _scale(scale, q.shape[-1])).sum(axis=-1)
+    return np.exp((q @ np.swapaxes(k, -1, -2)) * V.scale_value(scale, q.shape[-1])).sum(axis=-1)
 
 
 def log_features(x, hidden_weights, scale: Optional[float] = None, hidden_bias=None) -> np.ndarray:
@@ -66,7 +62,7 @@ def log_features(x, hidden_weights, scale: Optional[float] = None, hidden_bias=N
     """
     x = np.asarray(x, dtype=np.float64)
     W = np.asarray(hidden_weights, dtype=np.float64)
-    xs = x * math.sqrt(_scale(scale, x.shape[-1]))
+    xs = x * math.sqrt(V.scale_value(scale, x.shape[-1]))
     m = W.shape[-2]
     logits = xs @ np.swapaxes(W, -1, -2) - 0.5 * (xs * xs).sum(axis=-1, keepdims=True) - 0.5 * math.log(m)
     if hidden_bias is not None:
