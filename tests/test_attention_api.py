@@ -1,6 +1,5 @@
 """tripartite.attention as an ML user calls it: a batch of sequences over heads."""
 
-import importlib
 
 import numpy as np
 import pytest
@@ -11,7 +10,6 @@ from tripartite import _core
 from conftest import moderate_inputs, moderate_tol
 from tripartite import reference
 
-attention_module = importlib.import_module("tripartite.attention")
 
 
 def test_weights_per_head_are_shared_by_the_batch_and_read_in_place(rng, monkeypatch):
@@ -58,26 +56,15 @@ def test_float16_inputs_are_computed_and_returned_in_float32(rng):
     assert np.array_equal(y, y32)
 
 
-def test_the_double_underflow_count_covers_the_queries_of_the_whole_call(monkeypatch):
-    # Two heads, float32: the queries recomputed in double are counted over the whole call, in
-    # one warning (the count used to be per head, over that head's recomputed rows only).
-    lost = {0: np.array([[0.0, -np.inf]]), 1: np.array([[-np.inf, 0.0]])}
-    calls = iter([0, 1])
-
-    def fake64(W, bias, q, k, v, *args, **kw):
-        h = next(calls)
-        return np.zeros((1, q.shape[1], v.shape[2])), np.zeros((1, q.shape[1])), lost[h][:, : q.shape[1]] + 0
-
-    monkeypatch.setattr(_core, "attention_float64", fake64)
-    y = np.zeros((2, 2, 1), np.float32)
-    log_a = np.zeros((2, 2))
-    log_u = np.zeros((2, 2))  # every query flagged in float32
-    x = np.zeros((2, 2, 1), np.float32)
-    lost = attention_module._recompute_underflowed([np.zeros((2, 3, 1), np.float32), None, x, x, x], None, None, 1.0,
-                                                   False, 1, y, log_a, log_u)
-    assert lost == 2  # of the call's 4 queries: attention() warns once with these counts
-    with pytest.warns(RuntimeWarning, match="for 2 of 4 queries"):
-        attention_module._warn_underflow(lost, log_a.size)
+def test_the_double_underflow_warning_counts_the_queries_of_the_whole_call(rng):
+    # Two heads, float32, k = -q at |x~|^2 = 2e5: every query is recomputed in double and still
+    # underflows. One warning over the whole call (it was one per head, each counting that head's
+    # recomputed rows only: "3 of 3" twice).
+    x = rng.standard_normal(16)
+    q = np.tile(x / np.linalg.norm(x) * np.sqrt(2e5 / 16**-0.5), (2, 3, 1)).astype(np.float32)
+    with pytest.warns(RuntimeWarning, match="for 6 of 6 queries .* underflow double") as record:
+        tripartite.attention(q, -q, rng.standard_normal((2, 3, 2)).astype(np.float32), n_hidden=100)
+    assert len(record) == 1
 
 
 def _masked_reference(q, k, v, W, mask, causal):

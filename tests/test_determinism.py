@@ -74,8 +74,6 @@ def test_attention_does_not_depend_on_how_blocks_are_grouped(rng, causal):
     """The task partials are folded in task order whether they are kept all at once or a few
     tasks at a time (a memory budget of 1 byte keeps one task per thread; 5 threads are more than
     this machine's cores)."""
-    from tripartite import _core
-
     L = _core.chunk_size + 6  # two chunks
     q, k, v = moderate_inputs(rng, (3, L, 16), (3, L, 16), 8)
     m = 4 * _core.attention_block_size + 100  # 5 blocks per head: 3 tasks, the last of one block

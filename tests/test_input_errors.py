@@ -223,13 +223,13 @@ def test_network_flags(rng):
     assert net.time == 0.0
 
 
-@pytest.mark.parametrize("make", [
-    lambda: NeuronAstrocyteNetwork(8, 4, 64, dtype=None),
-    lambda: tripartite.draw_hidden_weights(4, 4, dtype=None),
-    lambda: NeuronAstrocyteNetwork(8, 4, 64, feature_map=np.array(["performer"])),
+@pytest.mark.parametrize("make, message", [
+    (lambda: NeuronAstrocyteNetwork(8, 4, 64, dtype=None), "dtype must be float32 or float64, got None"),
+    (lambda: tripartite.draw_hidden_weights(4, 4, dtype=None), "dtype must be float32 or float64, got None"),
+    (lambda: NeuronAstrocyteNetwork(8, 4, 64, feature_map=np.array(["performer"])), "feature_map must be one of"),
 ])
-def test_dtype_none_and_array_feature_map_are_refused(make):
-    with pytest.raises(ValueError, match="dtype must be float32 or float64, got None|feature_map must be one of"):
+def test_dtype_none_and_array_feature_map_are_refused(make, message):
+    with pytest.raises(ValueError, match=message):
         make()
 
 

@@ -95,7 +95,7 @@ def test_window_map_exact_matches_composed_rk4_steps():
     assert np.allclose(a_exact, a_rk4, rtol=1e-11, atol=1e-14)
 
 
-def explicit_weights_and_bias(rng, D, Dv, m):
+def explicit_weights_and_bias(rng, D, m):
     W = rng.standard_normal((1, m, D)) * 0.9
     b = rng.normal(-0.3, 0.2, (1, m))
     return W, b
@@ -104,7 +104,7 @@ def explicit_weights_and_bias(rng, D, Dv, m):
 def test_explicit_weights_and_bias_match_reference(rng):
     D, Dv, m, L, dt = 5, 3, 64, 4, 0.25
     q, k, v = moderate_inputs(rng, (L, D), (L, D), Dv)
-    W, b = explicit_weights_and_bias(rng, D, Dv, m)
+    W, b = explicit_weights_and_bias(rng, D, m)
     net = network(D, Dv, m, integrator="euler", dt=dt, hidden_weights=W, hidden_bias=b)
     assert np.array_equal(net.hidden_weights, W) and np.array_equal(net.hidden_bias, b)
     y, a = run(net, q, k, v, True)
@@ -125,7 +125,7 @@ def test_exact_matches_richardson_extrapolated_rk4(rng, leak):
     1.3e-8)."""
     D, Dv, m, L = 5, 3, 64, 4
     q, k, v = moderate_inputs(rng, (L, D), (L, D), Dv)
-    W, b = explicit_weights_and_bias(rng, D, Dv, m)
+    W, b = explicit_weights_and_bias(rng, D, m)
     net = network(D, Dv, m, integrator="exact", dt=0.25, hidden_weights=W, hidden_bias=b, leak=leak)
     y, a = run(net, q, k, v, True)
     h = 0.125
