@@ -105,12 +105,23 @@ def row(results, case, repeats, against=None, **extra):
     return entry
 
 
+def fma_limit(limits, threads, itemsize=4):
+    """The FMA chains' GFLOP/s on `threads` threads, for itemsize-byte floats (float64: half the
+    lanes of the float32 chains measured)."""
+    return limits[f"fma_GFLOPs_{threads}t"] * (4 / itemsize)
+
+
+def gbps(entry, nbytes):
+    """The row's bytes per second (GB/s), into the entry."""
+    entry["GBps"] = nbytes / entry["seconds_median"] / 1e9
+    return entry["GBps"]
+
+
 def update_bounds(limits, threads, itemsize):
     """The two bounds of a step-by-step writing phase, in synapse-updates/s: one multiply-add per
     update (the float32 FMA limit / 2 flops, halved again for float64's half as many lanes) and
     one read and one write of each synapse per dt (the triad's bandwidth / (2 itemsize))."""
-    fma = limits[f"fma_GFLOPs_{threads}t"] * 1e9 / 2 * (4 / itemsize)
-    return fma, limits[f"triad_GBps_{threads}t"] * 1e9 / (2 * itemsize)
+    return fma_limit(limits, threads, itemsize) * 1e9 / 2, limits[f"triad_GBps_{threads}t"] * 1e9 / (2 * itemsize)
 
 
 def add_bound_multiples(entry, limits, threads, itemsize):
@@ -122,7 +133,7 @@ def add_bound_multiples(entry, limits, threads, itemsize):
 def against_update_bounds(limits, threads, itemsize, nbytes):
     def text(entry):
         add_bound_multiples(entry, limits, threads, itemsize)
-        entry["GBps"] = nbytes / entry["seconds_median"] / 1e9
+        gbps(entry, nbytes)
         return f"  = {entry['x_fma_bound']:.1f}x FMA-, {entry['x_triad_bound']:.0f}x triad-bound"
     return text
 
@@ -132,9 +143,8 @@ def against_triad(limits, threads, nbytes):
     segment of windows) per second, against the triad of as many threads (the 1M network's
     synapses fit in the L3 cache, so it can pass the triad)."""
     def text(entry):
-        entry["GBps"] = gbps = nbytes / entry["seconds_median"] / 1e9
-        entry["of_triad"] = gbps / limits[f"triad_GBps_{threads}t"]
-        return f"  {gbps:.1f} GB/s = {entry['of_triad']:.0%} of the {threads}-thread triad"
+        entry["of_triad"] = gbps(entry, nbytes) / limits[f"triad_GBps_{threads}t"]
+        return f"  {entry['GBps']:.1f} GB/s = {entry['of_triad']:.0%} of the {threads}-thread triad"
     return text
 
 
@@ -142,7 +152,7 @@ def against_fma(limits, threads, flops, itemsize=4):
     """The four products' FLOP/s against the FMA limit of as many threads (halved for float64's
     half as many lanes)."""
     def text(entry):
-        fma = limits[f"fma_GFLOPs_{threads}t"] * (4 / itemsize)
+        fma = fma_limit(limits, threads, itemsize)
         entry["GFLOPs"] = rate = flops / entry["seconds_median"] / 1e9
         entry["of_fma"] = rate / fma
         return f"  {rate:.1f} GFLOP/s = {entry['of_fma']:.0%} of the FMA limit" + (" (float64 lanes)" if itemsize == 8 else "")
@@ -202,15 +212,17 @@ def _sections(text: str) -> set:
     return chosen
 
 
-def _git(*cmd: str) -> str:
+def _git(*cmd: str):
+    """git's answer in the bench's folder, or None when git cannot answer (no git, not a
+    checkout, or it hangs): the JSON then says it does not know rather than 'clean'."""
     try:
-        return subprocess.run(["git", *cmd], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).resolve().parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return ""
+        return subprocess.run(["git", "--no-optional-locks", *cmd], capture_output=True, text=True, check=True,
+                              timeout=10, cwd=Path(__file__).resolve().parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired):
+        return None
 
 
-def machine_info(args) -> dict:
+def machine_info(args, repeats: int) -> dict:
     """What the JSON needs to stand on its own: the commit (and whether the tree differed from
     it), the versions, the CPU, the thread settings of the environment and the arguments."""
     cpu = ""
@@ -218,13 +230,17 @@ def machine_info(args) -> dict:
         cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
     except OSError:
         pass
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    core = Path(_core.__file__)
     return dict(
         date_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        commit=_git("rev-parse", "HEAD"), tree_modified=bool(_git("status", "--porcelain", "--untracked-files=no")),
+        commit=_git("rev-parse", "HEAD"), tree_modified=None if status is None else bool(status),
+        core=str(core), core_built_utc=datetime.datetime.fromtimestamp(core.stat().st_mtime, datetime.timezone.utc)
+        .isoformat(timespec="seconds"),
         tripartite=tripartite.__version__, platform=platform.platform(), cpu=cpu, cpus=os.cpu_count(),
         python=sys.version.split()[0], numpy=np.__version__, openmp=_core.openmp_enabled(), max_threads=_core.max_threads(),
         environment={k: v for k, v in os.environ.items() if k.startswith(("OMP_", "OPENBLAS_", "MKL_", "TRIPARTITE_"))},
-        arguments=dict(vars(args), sections=sorted(args.sections)),
+        arguments=dict(vars(args), sections=sorted(args.sections), repeats_used=repeats),
     )
 
 
@@ -246,7 +262,7 @@ def main() -> int:
     sections = args.sections
     repeats = args.repeats if args.repeats is not None else 2 if args.quick else 5
     sizes = ["1M"] if args.quick else list(cases.SYNAPSE_SIZES)
-    report = dict(machine=machine_info(args), results=[])
+    report = dict(machine=machine_info(args, repeats), results=[])
     try:
         print("machine limits")
         limits = machine_limits(repeats)
