@@ -148,14 +148,18 @@ def against_triad(limits, threads, nbytes):
     return text
 
 
+def flop_rate(flops, seconds, limits, threads, itemsize=4):
+    """(GFLOP/s, its fraction of the FMA limit of as many threads) for `flops` done in `seconds`."""
+    rate = flops / seconds / 1e9
+    return rate, rate / fma_limit(limits, threads, itemsize)
+
+
 def against_fma(limits, threads, flops, itemsize=4):
     """The four products' FLOP/s against the FMA limit of as many threads (halved for float64's
     half as many lanes)."""
     def text(entry):
-        fma = fma_limit(limits, threads, itemsize)
-        entry["GFLOPs"] = rate = flops / entry["seconds_median"] / 1e9
-        entry["of_fma"] = rate / fma
-        return f"  {rate:.1f} GFLOP/s = {entry['of_fma']:.0%} of the FMA limit" + (" (float64 lanes)" if itemsize == 8 else "")
+        entry["GFLOPs"], entry["of_fma"] = flop_rate(flops, entry["seconds_median"], limits, threads, itemsize)
+        return f"  {entry['GFLOPs']:.1f} GFLOP/s = {entry['of_fma']:.0%} of the FMA limit" + (" (float64 lanes)" if itemsize == 8 else "")
     return text
 
 
@@ -366,20 +370,19 @@ def steady_state_limits(by, scaling, limits):
     the triad, and what those limits allow the loop / ours ratio to be."""
     print("  against the machine's limits of this run (four products: "
           f"{cases.steady_state_flops(1) / 1e9:.2f} GFLOP per head; exponentials not counted):")
-    fma = {t: limits[f"fma_GFLOPs_{t}t"] * 1e9 for t in (1, 2)}
     triad = {t: limits[f"triad_GBps_{t}t"] * 1e9 for t in (1, 2)}
     sgemm = limits["sgemm_GFLOPs"] * 1e9
     out = {}
     for heads in (1, 12):
         flops = cases.steady_state_flops(heads)
         for threads in (1, 2):
-            rate = flops / by[f"steady state {heads}h ours {threads}t"]
-            out[f"{heads}h_ours_{threads}t"] = dict(GFLOPs=rate / 1e9, of_fma=rate / fma[threads])
+            rate, of_fma = flop_rate(flops, by[f"steady state {heads}h ours {threads}t"], limits, threads)
+            out[f"{heads}h_ours_{threads}t"] = dict(GFLOPs=rate, of_fma=of_fma)
             if threads == 2:
-                out[f"{heads}h_ours_{threads}t"]["of_sgemm"] = rate / sgemm
+                out[f"{heads}h_ours_{threads}t"]["of_sgemm"] = rate * 1e9 / sgemm
             # sgemm ran on NumPy's default thread count (here 2): no 1-thread comparison
-            print(f"    {heads}h ours {threads}t: {rate / 1e9:6.1f} GFLOP/s = {rate / fma[threads]:4.0%} of the FMA limit "
-                  f"({threads} thread{'s' if threads > 1 else ''})" + (f", {rate / sgemm:4.0%} of sgemm" if threads == 2 else ""))
+            print(f"    {heads}h ours {threads}t: {rate:6.1f} GFLOP/s = {of_fma:4.0%} of the FMA limit "
+                  f"({threads} thread{'s' if threads > 1 else ''})" + (f", {rate * 1e9 / sgemm:4.0%} of sgemm" if threads == 2 else ""))
         rate = flops / by[f"steady state {heads}h numpy"]
         out[f"{heads}h_numpy"] = dict(GFLOPs=rate / 1e9, of_sgemm=rate / sgemm)
         print(f"    {heads}h numpy:   {rate / 1e9:6.1f} GFLOP/s = {rate / sgemm:4.0%} of sgemm")
@@ -392,13 +395,14 @@ def steady_state_limits(by, scaling, limits):
     # The loop is bound by memory, ours by the FMA units: what the machine's balance allows.
     flops, moved = cases.steady_state_flops(1), cases.per_token_loop_bytes(1)
     loop_pairs = scaling["loop_vs_ours_2t"]["seconds_loop"][0]
-    ceiling = (moved / triad[2]) / (flops / fma[2])
+    at_fma = flops / (fma_limit(limits, 2) * 1e9)  # seconds
+    ceiling = (moved / triad[2]) / at_fma
     needed = loop_pairs / 20
     out["ceiling_loop_at_triad_over_ours_at_fma"] = ceiling
-    out["ours_2t_needed_for_20x_s"], out["ours_2t_needed_for_20x_of_fma"] = needed, flops / needed / fma[2]
+    out["ours_2t_needed_for_20x_s"], out["ours_2t_needed_for_20x_of_fma"] = needed, at_fma / needed
     print(f"    the loop at the 2-thread triad ({moved / triad[2]:.2f} s) over ours at the 2-thread FMA limit "
-          f"({flops / fma[2] * 1e3:.1f} ms): {ceiling:.1f}x; 20x the loop of the pairs ({loop_pairs:.3f} s) needs ours at "
-          f"{needed * 1e3:.1f} ms, {flops / needed / fma[2]:.0%} of the FMA limit")
+          f"({at_fma * 1e3:.1f} ms): {ceiling:.1f}x; 20x the loop of the pairs ({loop_pairs:.3f} s) needs ours at "
+          f"{needed * 1e3:.1f} ms, {at_fma / needed:.0%} of the FMA limit")
     return out
 
 

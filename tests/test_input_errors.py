@@ -2,6 +2,8 @@
 argument (and leaves state untouched), instead of being accepted silently or failing later with
 a message that does not say what was wrong."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -454,3 +456,26 @@ def test_minilm_text_that_is_not_utf8_is_a_flag_error(tmp_path, capsys):
     binary.write_bytes(b"\xff\xfe\x00\x81")
     assert cli.main(["minilm", "--text", str(binary), "--out", str(tmp_path / "out")]) == 2
     assert "cannot read --text" in capsys.readouterr().err
+
+
+# 12. one rule for integers: Python and NumPy ints are, bools (either kind) and integral floats are not
+def test_integer_arguments_refuse_bools_of_both_kinds_and_accept_numpy_ints():
+    from tripartite import _validate as V
+    from tripartite import minilm
+
+    for good in (0, 3, np.int64(3), np.uint8(3)):
+        assert V.is_int(good) and type(V.non_negative_int(good, "x")) is int
+    for bad in (True, np.True_, 3.0, np.float32(3), "3", None):
+        assert not V.is_int(bad)
+        with pytest.raises(ValueError, match="x must be a non-negative integer"):
+            V.non_negative_int(bad, "x")
+    with pytest.raises(ValueError, match="x must be a non-negative integer, got -1"):
+        V.non_negative_int(-1, "x")
+    x = np.ones((2, 4, 8), np.float32)
+    with pytest.raises(ValueError, match="layer must be a non-negative integer, got " + re.escape(repr(np.True_))):
+        minilm.NeuronAstrocyteAttention(8)(x, x, x, np.True_)
+    net = NeuronAstrocyteNetwork(8, 4, 64, t_write=10.0, t_read=20.0)
+    with pytest.raises(ValueError, match="synapses must be a list of"):
+        net.monitor(("synapses",), synapses=[(np.True_, 1)])
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        NeuronAstrocyteNetwork(8, 4, 64, t_write=10.0, t_read=20.0, seed=np.False_)

@@ -199,6 +199,20 @@ def monitored_stream(rng, L=6):
     return (q, k, v), net, mon, y_whole, whole_mon
 
 
+def ctrl_c_on_record(monkeypatch, when):
+    """Monitors raise SIGINT right after the sample for which when(kinds) is true, kinds being
+    the kinds ("write", "read", ...) of the samples recorded so far, this one last."""
+    record, seen = StateMonitor._record, []
+
+    def record_then_ctrl_c(self, net_, kind, *args):
+        record(self, net_, kind, *args)
+        seen.append(kind)
+        if when(seen):
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(StateMonitor, "_record", record_then_ctrl_c)
+
+
 def assert_same_traces(mon, other):
     for name in ("t", "window", "calcium", "synapses", "outputs"):
         assert np.array_equal(getattr(mon, name), getattr(other, name)), name
@@ -211,15 +225,7 @@ def test_ctrl_c_while_a_monitor_samples_stops_a_stream_between_tokens(rng, monke
     raises SimulationInterrupted there, with the monitor at the network's time and the outputs of
     tokens 0-2, and a resumed stream gives the uninterrupted outputs and traces."""
     (q, k, v), net, mon, y_whole, whole_mon = monitored_stream(rng)
-    record, seen = StateMonitor._record, []
-
-    def record_then_ctrl_c(self, net_, kind, *args):
-        record(self, net_, kind, *args)
-        seen.append(kind)
-        if kind == window and seen.count(kind) == 3:
-            signal.raise_signal(signal.SIGINT)
-
-    monkeypatch.setattr(StateMonitor, "_record", record_then_ctrl_c)
+    ctrl_c_on_record(monkeypatch, lambda kinds: kinds[-1] == window and kinds.count(window) == 3)
     handler = signal.getsignal(signal.SIGINT)
     exc = run_catching_ctrl_c(lambda: net.stream(q, k, v))
     assert signal.getsignal(signal.SIGINT) is handler  # the run's own handler is gone
@@ -292,15 +298,7 @@ def test_ctrl_c_in_a_monitored_read_keeps_the_outputs_of_the_queries_done(rng, m
         net.write(k, v)
     y, a = nets[0].read(q, return_astrocyte=True)
     mon = nets[1].monitor(every=5)
-    record, seen = StateMonitor._record, []
-
-    def record_then_ctrl_c(self, net_, kind, *args):
-        record(self, net_, kind, *args)
-        seen.append(kind)
-        if len(seen) == 3:
-            signal.raise_signal(signal.SIGINT)
-
-    monkeypatch.setattr(StateMonitor, "_record", record_then_ctrl_c)
+    ctrl_c_on_record(monkeypatch, lambda kinds: len(kinds) == 3)
     exc = run_catching_ctrl_c(lambda: nets[1].read(q))
     assert type(exc) is SimulationInterrupted and exc.windows_done == 3
     assert exc.outputs.shape == (2, 3, 2) and exc.astrocyte.shape == (2, 3) and exc.astrocyte.dtype == np.float64

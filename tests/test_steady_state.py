@@ -55,29 +55,25 @@ def test_leading_axes_broadcast(rng):
     assert rel_err(y, y_ref) <= moderate_tol(np.float64, False)
 
 
-@pytest.mark.parametrize("Dv", [1, 4, 15, 47, 64, 79])
-def test_causal_intra_chunk_sums_every_column_layout(rng, Dv):
-    """The causal intra-chunk sums (tiles::weighted_rows) take Dv + 1 columns in blocks of 12, 4
-    and 1 vectors of doubles, then a scalar tail: each layout against the reference, in float64."""
-    q, k, v = moderate_inputs(rng, (2, 80, 8), (2, 80, 8), Dv)  # two chunks
-    W = tripartite.draw_hidden_weights(600, 8, heads=2, seed=5, dtype=np.float64)
-    y, a = tripartite.attention(q, k, v, hidden_weights=W, causal=True, return_astrocyte=True)
-    y_ref, a_ref = reference.random_feature_attention(q, k, v, W, causal=True, return_astrocyte=True)
-    assert rel_err(y, y_ref) <= moderate_tol(np.float64, True)
-    assert np.max(np.abs(a / a_ref - 1)) <= moderate_tol(np.float64, True)
+# Column layouts, each against the reference over two chunks (80 tokens):
+#  - float64, causal: the intra-chunk sums (tiles::weighted_rows) take Dv + 1 columns in blocks of
+#    12, 4 and 1 vectors of doubles, then a scalar tail;
+#  - float32: synapse panels hold 16 columns (two 8-float vectors): Dv and Dv + 1 on both sides of
+#    16 and 32, bidirectional and causal.
+COLUMN_LAYOUTS = ([(np.float64, True, Dv) for Dv in (1, 4, 15, 47, 64, 79)]
+                  + [(np.float32, causal, Dv) for causal in (False, True) for Dv in (1, 15, 16, 17, 33)])
 
 
-@pytest.mark.parametrize("causal", [False, True], ids=["bidirectional", "causal"])
-@pytest.mark.parametrize("Dv", [1, 15, 16, 17, 33])
-def test_float32_column_layouts(rng, causal, Dv):
-    """float32 synapse panels hold 16 columns (two 8-float vectors): Dv and Dv + 1 on both sides
-    of 16 and 32, against the reference, over two chunks."""
-    q, k, v = (x.astype(np.float32) for x in moderate_inputs(rng, (2, 80, 8), (2, 80, 8), Dv))
-    W = tripartite.draw_hidden_weights(600, 8, heads=2, seed=5, dtype=np.float32)
+@pytest.mark.parametrize("dtype, causal, Dv", COLUMN_LAYOUTS,
+                         ids=[f"{np.dtype(t).name}-{'causal' if c else 'bidirectional'}-Dv{Dv}" for t, c, Dv in COLUMN_LAYOUTS])
+def test_column_layouts(rng, dtype, causal, Dv):
+    q, k, v = (x.astype(dtype) for x in moderate_inputs(rng, (2, 80, 8), (2, 80, 8), Dv))
+    W = tripartite.draw_hidden_weights(600, 8, heads=2, seed=5, dtype=dtype)
     y, a = tripartite.attention(q, k, v, hidden_weights=W, causal=causal, return_astrocyte=True)
     y_ref, a_ref = reference.random_feature_attention(q, k, v, W, causal=causal, return_astrocyte=True)
-    assert rel_err(y, y_ref) <= moderate_tol(np.float32, causal)
-    assert np.max(np.abs(a / a_ref - 1)) <= moderate_tol(np.float32, causal)
+    assert y.dtype == dtype
+    assert rel_err(y, y_ref) <= moderate_tol(dtype, causal)
+    assert np.max(np.abs(a / a_ref - 1)) <= moderate_tol(dtype, causal)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])

@@ -139,18 +139,26 @@ def number(value: Any, name: str) -> float:
     return v
 
 
+def is_int(value: Any) -> bool:
+    """Whether ``value`` is a Python or NumPy integer; bools (Python's and NumPy's) are not, nor are
+    floats with integral values."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 def positive_int(value: Any, name: str) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if value < 1:
+    if not is_int(value) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 
 
+def non_negative_int(value: Any, name: str) -> int:
+    if not is_int(value) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
 def seed_value(seed: Any) -> int:
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    return int(seed)
+    return non_negative_int(seed, "seed")
 
 
 # More threads than this is a mistake, not a request: the core would start them all and size
@@ -159,7 +167,7 @@ MAX_THREADS = 4096
 
 
 def threads(num_threads: Any) -> int:
-    if isinstance(num_threads, (bool, np.bool_)) or not isinstance(num_threads, (int, np.integer)) or num_threads < 0:
+    if not is_int(num_threads) or num_threads < 0:
         raise ValueError(f"num_threads must be a non-negative integer (0 = all cores), got {num_threads!r}")
     if num_threads > MAX_THREADS:
         raise ValueError(
@@ -178,7 +186,7 @@ def indices(value: Any, name: str, bound: int, what: str) -> np.ndarray:
         except TypeError:
             pass
     what = what + " " if what else ""
-    if items is None or any(isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)) for i in items):
+    if items is None or not all(is_int(i) for i in items):
         raise ValueError(f"{name} must be a list of integer {what}indices, got {value!r}")
     if not items or min(items) < 0 or max(items) >= bound:
         raise ValueError(f"{name} must be {what}indices in [0, {bound}), at least one, got {[int(i) for i in items]}")

@@ -356,8 +356,7 @@ class NeuronAstrocyteAttention:
         self._omega: Optional[np.ndarray] = None
 
     def __call__(self, q: np.ndarray, k: np.ndarray, v: np.ndarray, layer: int) -> np.ndarray:
-        if isinstance(layer, (bool, np.bool_)) or not isinstance(layer, (int, np.integer)) or layer < 0:
-            raise ValueError(f"layer must be a non-negative integer, got {layer!r}")
+        V.non_negative_int(layer, "layer")
         # The weights depend on the layer, the number of heads, the head dimension and the dtype.
         key = (layer, q.shape[0], q.shape[-1], q.dtype)
         if key != self._key:
@@ -712,7 +711,7 @@ def run_minilm(
     progress = V.flag(progress, "progress", optional=True)
     if figure_head is not None:
         if (not isinstance(figure_head, (tuple, list)) or len(figure_head) != 2
-                or any(isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)) or i < 0 for i in figure_head)):
+                or not all(V.is_int(i) and i >= 0 for i in figure_head)):
             raise ValueError(f"figure_head must be (layer, head), two non-negative integers, got {figure_head!r}")
     if text is not None and not isinstance(text, str):
         raise ValueError(f"text must be a str or None, got {type(text).__name__}")

@@ -28,8 +28,7 @@ def _pairs(synapses, d_value: int, n_hidden: int) -> np.ndarray:
         items = [tuple(p) for p in synapses]
     except TypeError:  # not iterable, or a flat list of numbers
         raise ValueError(f"synapses must be {expect}") from None
-    if not items or any(len(p) != 2 or any(isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)) for i in p)
-                        for p in items):
+    if not items or any(len(p) != 2 or not all(V.is_int(i) for i in p) for p in items):
         raise ValueError(f"synapses must be {expect}")
     if any(not (0 <= d < d_value and 0 <= r < n_hidden) for d, r in items):
         raise ValueError(f"synapses must be (output d < {d_value}, hidden r < {n_hidden}) pairs, got {[(int(d), int(r)) for d, r in items]}")

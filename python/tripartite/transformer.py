@@ -282,7 +282,7 @@ class MiniLM:
             sc = self.files["sentence_config"]
             if sc.is_file():
                 max_length = int(json.loads(sc.read_text()).get("max_seq_length", 256))
-        if not isinstance(max_length, (int, np.integer)) or isinstance(max_length, bool):
+        if not V.is_int(max_length):
             raise TypeError(f"max_length must be an int, got {type(max_length).__name__}")
         if not 2 <= max_length <= self.max_positions:
             raise ValueError(f"max_length must be in [2, {self.max_positions}], got {max_length}")
