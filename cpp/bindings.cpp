@@ -301,8 +301,9 @@ double fma_throughput(int num_threads, long iterations) {
 }
 
 // The kernels' vector exp on its own, for testing it against NumPy: 2^(x - shift), elementwise.
-py::array_t<float> shifted_exp2(py::array_t<float, py::array::c_style | py::array::forcecast> x, float shift) {
-  py::array_t<float> out(x.size());
+template <class T>
+py::array_t<T> shifted_exp2(py::array_t<T, py::array::c_style | py::array::forcecast> x, T shift) {
+  py::array_t<T> out(x.size());
   std::copy_n(x.data(), x.size(), out.mutable_data());
   simd::exp2_shifted(out.mutable_data(), static_cast<std::size_t>(x.size()), shift);
   return out;
@@ -345,8 +346,10 @@ PYBIND11_MODULE(_core, mod) {
   mod.def("find_nonfinite", &find_nonfinite<float>, py::arg("array"), py::arg("num_threads") = 0);
   mod.def("find_nonfinite", &find_nonfinite<double>, py::arg("array"), py::arg("num_threads") = 0,
           "flat index of the first NaN or Inf of a float array, or -1");
-  mod.def("shifted_exp2", &shifted_exp2, py::arg("x"), py::arg("shift"),
-          "2^(x - shift) by the kernels' vector exp2 (float32, flat), for testing it");
+  mod.def("shifted_exp2", &shifted_exp2<float>, py::arg("x"), py::arg("shift"));
+  mod.def("shifted_exp2", &shifted_exp2<double>, py::arg("x"), py::arg("shift"),
+          "2^(x - shift) by the kernels' vector exp2 (float32 or float64, flat; other input is cast to "
+          "float32), for testing it");
   mod.def("triad", &triad, "a = b + s c (float32), for measuring memory bandwidth");
   mod.def("fma_throughput", &fma_throughput, py::arg("num_threads"), py::arg("iterations"),
           "float32 FLOP/s of register-only FMA chains on num_threads threads (the compute limit)");

@@ -206,21 +206,31 @@ def test_later_keys_far_larger_than_earlier_ones(seed, dtype, causal, where):
     _assert_matches_reference(q, k, v, W, causal)
 
 
-def test_vector_exp2_against_numpy():
-    """The kernels' exp (in base 2: a degree-5 polynomial on [-1/2, 1/2] after taking out the
-    integer part): within 2.5e-7 of exp2 in double wherever the result is a normal float (1.7e-7
-    from the polynomial in float, plus the rounding of the final product), exactly 1 at the shift,
-    exactly 0 below -127."""
+# The kernels' exp in base 2, per dtype: (lowest exponent of a normal number, bound on the relative
+# error wherever the result is normal). float: a degree-5 polynomial on [-1/2, 1/2] after taking out
+# the integer part, 1.7e-7 in float, plus the rounding of the final product. double: degree 11,
+# 8.5e-18 from the polynomial, Horner's rounding and the final product's within 2 ulp (2 eps).
+EXP2 = {np.float32: (-126, 2.5e-7), np.float64: (-1022, 2 * np.finfo(np.float64).eps)}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_vector_exp2_against_numpy(dtype):
+    """The kernels' exp2 within its bound of exp2 in double (float) or of glibc's exp2 (double)
+    wherever the result is a normal number, exactly 1 at the shift, exactly 0 below the lowest
+    exponent minus 1/2, monotone across that edge, and the same bits whichever path a value takes."""
+    low_exp, bound = EXP2[dtype]
     rng = np.random.default_rng(11)
-    y = np.concatenate([np.linspace(-126.0, 0.0, 300_001), rng.uniform(-126.0, 0.0, 100_000)]).astype(np.float32)
+    y = np.concatenate([np.linspace(low_exp, 0.0, 300_001), rng.uniform(low_exp, 0.0, 100_000),
+                        rng.uniform(-1.0, 0.0, 100_000)]).astype(dtype)
     out = _core.shifted_exp2(y, 0.0)
-    assert np.max(np.abs(out / np.exp2(y.astype(np.float64)) - 1)) <= 2.5e-7
-    shift = np.float32(37.5)
+    assert out.dtype == dtype
+    assert np.max(np.abs(out / np.exp2(y.astype(np.float64)) - 1)) <= bound
+    shift = dtype(37.5)
     assert _core.shifted_exp2(np.array([shift]), shift)[0] == 1.0
-    low = np.array([-127.0, -130.0, -300.0, -1e30], dtype=np.float32)
+    low = np.array([low_exp - 1, low_exp - 4, 5 * low_exp, -1e30], dtype=dtype)
     assert np.all(_core.shifted_exp2(low, 0.0) == 0.0)
     # monotone across the underflow edge
-    edge = _core.shifted_exp2(np.linspace(-129.0, -124.0, 4001, dtype=np.float32), 0.0)
+    edge = _core.shifted_exp2(np.linspace(low_exp - 3.0, low_exp + 2.0, 4001, dtype=dtype), 0.0)
     assert np.all(np.diff(edge) >= 0)
     # the same bits whichever path a value takes: groups of 4 vectors, single vectors, the tail
     for n in range(1, 70):
