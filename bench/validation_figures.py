@@ -100,6 +100,17 @@ def main() -> None:
         devs.append(rel(net.read(q), tripartite.attention(q, k, v, hidden_weights=net.hidden_weights[0])))
         print(f"   eps = {eps:g}: deviation {devs[-1]:.3e}")
     print(f"   ratios per decade: {devs[0] / devs[1]:.2f}, {devs[1] / devs[2]:.2f}")
+    # README's "The model in brief": the defaults' deviation grows with the norms (m = 16384, L = 128)
+    for tau in (10.0, 1.0):
+        for sd in (0.35, 0.7, 1.0):
+            r = np.random.default_rng(1)
+            qn, kn = (r.standard_normal((128, 64)) * sd for _ in range(2))
+            vn = r.standard_normal((128, 64))
+            net = tripartite.NeuronAstrocyteNetwork(64, 64, 16384, dtype=np.float64, tau_hidden=tau)
+            net.write(kn, vn)
+            y_net, y_ss = net.read(qn), tripartite.attention(qn, kn, vn, hidden_weights=net.hidden_weights[0])
+            print(f"   tau_hidden = {tau:g} (the other constants default), mean |q~|^2 = {np.mean(np.sum(qn**2, -1)) / 8:.1f}: deviation "
+                  f"{np.linalg.norm(y_net - y_ss) / np.linalg.norm(y_ss):.3f} (relative Frobenius)")
 
     print("4. random features vs softmax, |q~|^2 = |k~|^2 = 1 (L=32, D=16, 6 seeds per m)")
     q, k, v = moderate_inputs(np.random.default_rng(12345), (32, 16), (32, 16), 8)
