@@ -7,6 +7,7 @@ happened to give.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import sys
@@ -286,7 +287,29 @@ def test_default_text_is_about_200_tokens(model):
 
 
 # ------------------------------------------------------------------------------------ the command
-def test_minilm_command_writes_tables_and_figures(tmp_path, capsys):
+def test_minilm_command_writes_tables_and_figures(tmp_path, capsys, monkeypatch):
+    # The study alternates NumPy products with tripartite calls: it runs with BLAS on one thread
+    # (transformer.blas_on_one_thread), the per-head study included.
+    from tripartite import transformer
+
+    depth, seen = [0], []
+
+    @contextlib.contextmanager
+    def recording():
+        depth[0] += 1
+        try:
+            yield
+        finally:
+            depth[0] -= 1
+
+    study = M.study_heads
+
+    def checked_study(*args, **kwargs):
+        seen.append(depth[0])
+        return study(*args, **kwargs)
+
+    monkeypatch.setattr(transformer, "blas_on_one_thread", recording)
+    monkeypatch.setattr(M, "study_heads", checked_study)
     text = tmp_path / "text.txt"
     text.write_text(TEXT)
     pairs = tmp_path / "pairs.tsv"
@@ -306,6 +329,7 @@ def test_minilm_command_writes_tables_and_figures(tmp_path, capsys):
     assert "## Per-head summary" in md and "## The whole model" in md and f"## Per head: {M.BEST}, steady" in md
     for png in ("figure.png", "summary.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert seen and all(d >= 1 for d in seen) and depth[0] == 0
 
 
 def test_minilm_command_names_the_model_package_when_missing(tmp_path, capsys, monkeypatch):

@@ -19,6 +19,7 @@ machine (NumPy 2.4, OpenBLAS, 2 cores):
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 from pathlib import Path
@@ -248,3 +249,30 @@ def test_bad_constructor_args():
         MiniLM(dtype=np.float16)
     with pytest.raises(ValueError, match="max_length"):
         MiniLM(max_length=513)
+
+
+# ------------------------------------------------------------------------------- BLAS threads
+def test_blas_on_one_thread_limits_numpys_blas():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    with T.blas_on_one_thread():
+        blas = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+        assert blas and all(i["num_threads"] == 1 for i in blas)
+    assert all(i["num_threads"] >= 1 for i in threadpoolctl.threadpool_info())
+
+
+def test_a_replacement_attention_runs_with_blas_on_one_thread(model, monkeypatch):
+    """OpenBLAS's idle threads spin after each product; a replacement attention (a tripartite call)
+    between the model's products would share the cores with them. The default attention keeps
+    NumPy's threads."""
+    entered = []
+
+    @contextlib.contextmanager
+    def recording():
+        entered.append(True)
+        yield
+
+    monkeypatch.setattr(T, "blas_on_one_thread", recording)
+    model.encode("hi")
+    assert entered == []
+    model.encode("hi", attention=lambda q, k, v, layer: softmax_attention(q, k, v))
+    assert entered == [True]

@@ -694,7 +694,7 @@ def run_minilm(
     may be given as one string (``methods="iid"``). All arguments are checked before the model is
     loaded or ``out`` is created.
     """
-    from .transformer import MiniLM
+    from .transformer import MiniLM, blas_on_one_thread
 
     # Everything is checked before the model is loaded or ``out`` is created.
     methods, network_methods, model_methods = (
@@ -740,14 +740,17 @@ def run_minilm(
     network_modes = list(network_modes) if network_methods else []
     steps = len(methods) + len(network_methods) * len(network_modes) + len(model_methods) * len(model_modes)
     bar = _Progress(n_layers * len(ms) * steps + 3, progress)
+    # NumPy's products (the model, the softmax references) alternate with tripartite calls here:
+    # BLAS on one thread, so that its idle threads do not spin beside ours (see blas_on_one_thread).
     try:
-        t0 = time.perf_counter()
-        rows = study_heads(q, k, v, ms, methods, ["steady"], seed, num_threads, bar)
-        if network_modes:
-            rows += study_heads(q, k, v, ms, network_methods, network_modes, seed, num_threads, bar)
-        t_heads = time.perf_counter() - t0
-        model_rows, _ = whole_model(model, pair_list, ms, model_methods, model_modes, seed, num_threads, bar)
-        Z, panels = paper_figure_data(q, k, v, (fl, fh), ms, seed, num_threads, bar)
+        with blas_on_one_thread():
+            t0 = time.perf_counter()
+            rows = study_heads(q, k, v, ms, methods, ["steady"], seed, num_threads, bar)
+            if network_modes:
+                rows += study_heads(q, k, v, ms, network_methods, network_modes, seed, num_threads, bar)
+            t_heads = time.perf_counter() - t0
+            model_rows, _ = whole_model(model, pair_list, ms, model_methods, model_modes, seed, num_threads, bar)
+            Z, panels = paper_figure_data(q, k, v, (fl, fh), ms, seed, num_threads, bar)
     finally:
         bar.close()
 
