@@ -49,12 +49,13 @@ T* checked(py::array& arr, const char* name, const std::vector<py::ssize_t>& sha
   return static_cast<T*>(arr.mutable_data());
 }
 
+// An optional read-only input: null for None, else `checked`.
 template <class T>
-const T* optional_bias(const py::object& bias, std::size_t heads, std::size_t m) {
-  if (bias.is_none()) return nullptr;
-  if (!py::isinstance<py::array>(bias)) throw std::invalid_argument("hidden_bias must be a NumPy array or None");
-  py::array arr = py::reinterpret_borrow<py::array>(bias);
-  return checked<T>(arr, "hidden_bias", {py::ssize_t(heads), py::ssize_t(m)}, false);
+const T* optional_array(const py::object& obj, const char* name, const std::vector<py::ssize_t>& shape) {
+  if (obj.is_none()) return nullptr;
+  if (!py::isinstance<py::array>(obj)) throw std::invalid_argument(std::string(name) + " must be a NumPy array or None");
+  py::array arr = py::reinterpret_borrow<py::array>(obj);
+  return checked<T>(arr, name, shape, false);
 }
 
 template <class T>
@@ -66,28 +67,19 @@ py::tuple attention(py::array W, py::object bias, py::array Q, py::array K, py::
   a.heads = Q.shape(0), a.m = W.shape(1), a.D = W.shape(2);
   a.Lq = Q.shape(1), a.Lk = K.shape(1), a.Dv = V.shape(2);
   const auto hs = static_cast<py::ssize_t>(a.heads), D = static_cast<py::ssize_t>(a.D);
-  if (w_index.is_none()) {
-    a.W = checked<T>(W, "hidden_weights", {hs, W.shape(1), D}, false);
-  } else {  // heads share W's rows: head h reads W[w_index[h]]
-    if (!py::isinstance<py::array>(w_index)) throw std::invalid_argument("w_index must be a NumPy array or None");
-    py::array idx = py::reinterpret_borrow<py::array>(w_index);
-    a.w_index = checked<std::int64_t>(idx, "w_index", {hs}, false);
-    a.W = checked<T>(W, "hidden_weights", {W.shape(0), W.shape(1), D}, false);
-    for (std::size_t h = 0; h < a.heads; ++h)
-      if (a.w_index[h] < 0 || a.w_index[h] >= W.shape(0))
-        throw std::invalid_argument("w_index must index hidden_weights' " + std::to_string(W.shape(0)) + " heads, got " +
-                                    std::to_string(a.w_index[h]));
-  }
-  a.bias = optional_bias<T>(bias, a.heads, a.m);
+  // heads may share W's rows: head h reads W[w_index[h]]
+  a.w_index = optional_array<std::int64_t>(w_index, "w_index", {hs});
+  a.W = checked<T>(W, "hidden_weights", {a.w_index ? W.shape(0) : hs, W.shape(1), D}, false);
+  for (std::size_t h = 0; a.w_index && h < a.heads; ++h)
+    if (a.w_index[h] < 0 || a.w_index[h] >= W.shape(0))
+      throw std::invalid_argument("w_index must index hidden_weights' " + std::to_string(W.shape(0)) + " heads, got " +
+                                  std::to_string(a.w_index[h]));
+  a.bias = optional_array<T>(bias, "hidden_bias", {hs, py::ssize_t(a.m)});
   a.Q = checked<T>(Q, "q", {hs, Q.shape(1), D}, false);
   a.K = checked<T>(K, "k", {hs, K.shape(1), D}, false);
   a.V = checked<T>(V, "v", {hs, K.shape(1), V.shape(2)}, false);
   if (causal && a.Lq != a.Lk) throw std::invalid_argument("causal attention needs as many queries as keys");
-  if (!key_mask.is_none()) {
-    if (!py::isinstance<py::array>(key_mask)) throw std::invalid_argument("key_mask must be a NumPy array or None");
-    py::array km = py::reinterpret_borrow<py::array>(key_mask);
-    a.key_mask = checked<std::uint8_t>(km, "key_mask", {hs, K.shape(1)}, false);
-  }
+  a.key_mask = optional_array<std::uint8_t>(key_mask, "key_mask", {hs, K.shape(1)});
   py::array_t<T> Y({hs, Q.shape(1), V.shape(2)});
   py::array_t<double> log_a({hs, Q.shape(1)}), log_underflow({hs, Q.shape(1)});
   a.Y = Y.mutable_data();
@@ -127,7 +119,7 @@ py::tuple run_network(py::array W, py::object bias, py::array H, py::array g, py
   const auto hs = py::ssize_t(p.heads), m = py::ssize_t(p.m), D = py::ssize_t(p.D), Dv = py::ssize_t(p.Dv);
   NetworkState<T> s;
   s.W = checked<T>(W, "hidden_weights", {hs, m, D}, false);
-  s.bias = optional_bias<T>(bias, p.heads, p.m);
+  s.bias = optional_array<T>(bias, "hidden_bias", {hs, m});
   s.H = checked<T>(H, "synapses", {hs, Dv, m}, true);
   s.g = checked<T>(g, "astrocyte_weights", {hs, m}, true);
   s.h = checked<T>(h, "hidden", {hs, m}, true);
@@ -361,6 +353,8 @@ PYBIND11_MODULE(_core, mod) {
   mod.attr("block_size") = kBlock;
   mod.attr("attention_block_size") = kNeuronBlock;
   mod.attr("chunk_size") = kChunk;
+  mod.attr("blocks_per_task") = kBlocksPerTask;  // attention blocks per task (a thread's unit of work)
+  mod.attr("single_thread_work") = kSingleThreadWork;  // estimated flops below which a call runs on one thread
   mod.attr("segment_windows") = detail::kSegment;  // windows that share one pass over the synapses
   mod.attr("num_scalars") = std::size_t(kNumScalars);
 }

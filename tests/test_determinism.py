@@ -12,19 +12,18 @@ from conftest import moderate_inputs
 
 # Thread-count tests mean something only if the calls do run on several threads: the core must be
 # built with OpenMP, and a call's flop estimate must exceed the cutoff below which it runs on one
-# thread whatever num_threads says (effective_threads in cpp/tripartite/common.hpp, fed the
-# estimates of cpp/bindings.cpp, mirrored here). The sizes below are at least 5x above it and give
-# every thread several tasks.
+# thread whatever num_threads says (_core.single_thread_work; the estimates cpp/bindings.cpp feeds
+# it are mirrored here). The sizes below are at least 5x above it and give every thread several
+# tasks.
 needs_openmp = pytest.mark.skipif(
     not tripartite.openmp_enabled(), reason="core built without OpenMP: every call runs on one thread, nothing to compare"
 )
-SINGLE_THREAD_WORK = 2.0e5
 
 
 def attention_work(heads, m, Lq, Lk, D, Dv):
-    """(flop estimate, tasks) of one steady-state call: tasks of 2 blocks of attention_block_size neurons."""
+    """(flop estimate, tasks) of one steady-state call: tasks of blocks_per_task blocks of attention_block_size neurons."""
     blocks = math.ceil(m / _core.attention_block_size)
-    return 2.0 * heads * m * (Lq + Lk) * (D + Dv), heads * math.ceil(blocks / 2)
+    return 2.0 * heads * m * (Lq + Lk) * (D + Dv), heads * math.ceil(blocks / _core.blocks_per_task)
 
 
 def network_work(heads, m, D, Dv):
@@ -34,7 +33,7 @@ def network_work(heads, m, D, Dv):
 
 def assert_runs_threaded(work_and_tasks, threads=3):
     work, tasks = work_and_tasks
-    assert work >= 5 * SINGLE_THREAD_WORK and tasks >= 2 * threads, (work, tasks)
+    assert work >= 5 * _core.single_thread_work and tasks >= 2 * threads, (work, tasks)
 
 
 @needs_openmp
@@ -119,7 +118,7 @@ def test_network_threads_bitwise_bias_leak_monitor(rng, integrator, dtype):
                                                 hidden_bias=b, t_read=200.0, num_threads=threads)
         net.write(k[:, :3], v[:, :3])
         y1, a1 = net.read(q, return_astrocyte=True)
-        mon = net.monitor(("calcium", "hidden", "astrocyte_weights", "synapses", "outputs"), hidden=[0, 2048, m - 1],
+        mon = net.monitor(("calcium", "hidden", "astrocyte_weights", "synapses", "outputs"), hidden=[0, _core.block_size, m - 1],
                           synapses=[(0, 1), (Dv - 1, m - 1)], every=50)
         y2, a2 = net.stream(q, k, v, return_astrocyte=True)
         results.append((y1, a1, y2, a2, net.synapses, net.astrocyte_weights, net.hidden_rates, net.calcium,

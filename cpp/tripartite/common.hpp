@@ -101,9 +101,10 @@ inline std::size_t thread_slot() {
 
 // Threads for a call: `requested` (0 = OpenMP's default), but one thread for work too small to
 // repay starting a team. `work` is a rough count of floating-point operations.
+inline constexpr double kSingleThreadWork = 2.0e5;
 inline int effective_threads(int requested, double work) {
   int t = requested > 0 ? requested : max_threads();
-  if (work < 2.0e5) t = 1;
+  if (work < kSingleThreadWork) t = 1;
   return std::max(1, t);
 }
 

@@ -280,10 +280,11 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
         // max|v| g_r), in the units of a (times max(1, max|v|) for y): large when a is small in its
         // units, i.e. when the query's products all lie far below the stored maxima (|x~|^2 in the
         // thousands in float). Nothing written (B_g = -inf): nothing to lose.
+        const double log_a = a > 0 ? std::log(a) : kNegInf;  // in a's units
         if (in.log_underflow)
           in.log_underflow[hd * in.n_queries + win[i].index] =
-              k[8] == kNegInf ? kNegInf : underflow_log_bound<T>(m, k[8] - sH_new) - (a > 0 ? std::log(a) : kNegInf);
-        if (in.log_astro) in.log_astro[hd * in.n_queries + win[i].index] = (a > 0 ? std::log(a) : kNegInf) + sa_new;
+              k[8] == kNegInf ? kNegInf : underflow_log_bound<T>(m, k[8] - sH_new) - log_a;
+        if (in.log_astro) in.log_astro[hd * in.n_queries + win[i].index] = log_a + sa_new;
       }
     }
     done += S;

@@ -8,6 +8,8 @@ import numpy.typing as npt
 block_size: int
 attention_block_size: int
 chunk_size: int
+blocks_per_task: int
+single_thread_work: float
 segment_windows: int
 num_scalars: int
 
