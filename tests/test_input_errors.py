@@ -166,7 +166,7 @@ def test_load_of_a_reset_network_accepts_its_minus_inf_bounds(tmp_path):
         (dict(variables=("synapses",), synapses=[(0, 1, 2)]), "synapses must be a list of"),
         (dict(variables=("synapses",), synapses=(0, 1)), "synapses must be a list of"),
         (dict(variables=("synapses",), synapses=[(0.5, 1.5)]), "synapses must be a list of"),
-        (dict(variables=None), "variables must be a tuple or list"),
+        (dict(variables=None), "variables must be a list of names"),
     ],
 )
 def test_monitor_arguments(kwargs, match):

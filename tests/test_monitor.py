@@ -106,7 +106,7 @@ def test_exact_integrator_monitor_samples_continuous_solution(rng):
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [(dict(variables=("voltage",)), "variables must be among"), (dict(every=0), "every must be a positive integer"),
+    [(dict(variables=("voltage",)), r"variable must be one of .*got .voltage. \(in variables="), (dict(every=0), "every must be a positive integer"),
      (dict(heads=[3]), "heads must be indices"), (dict(variables=("hidden",), hidden=[100]), "hidden must be neuron indices"),
      (dict(variables=("synapses",), synapses=[(5, 0)]), "synapses must be")],
 )

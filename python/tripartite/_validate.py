@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Optional
+from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
@@ -29,22 +29,23 @@ def real_array(x: Any, name: str) -> np.ndarray:
 _FAST_FINITE_SIZE = 1 << 20
 
 
-def finite(arr: np.ndarray, name: str, num_threads: int = 0) -> None:
-    """Raise a ValueError naming `name` and the first NaN or Inf of `arr` (its value and index).
-    Large arrays are scanned by the core on `num_threads` threads (0: all cores), the caller's
-    own count, so that a call asked to run on one thread does not validate on more."""
+def finite(arr: np.ndarray, name: str, num_threads: int = 0, dtype: Optional[np.dtype] = None) -> None:
+    """Raise a ValueError naming `name` and the first NaN or Inf of `arr` (its value and index);
+    with `dtype`, also if a value does not fit in it (:func:`fits_dtype`). Large arrays are scanned
+    by the core on `num_threads` threads (0: all cores), the caller's own count, so that a call
+    asked to run on one thread does not validate on more."""
+    bad = None
     if not arr.size:
-        return
-    if arr.size >= _FAST_FINITE_SIZE and arr.dtype in FLOAT_DTYPES and arr.flags.c_contiguous:
+        pass
+    elif arr.size >= _FAST_FINITE_SIZE and arr.dtype in FLOAT_DTYPES and arr.flags.c_contiguous:
         flat = int(_core.find_nonfinite(arr.reshape(-1), num_threads))
-        if flat < 0:
-            return
-        bad = np.unravel_index(flat, arr.shape)
-    elif np.isfinite(arr).all():
-        return
-    else:
+        bad = None if flat < 0 else np.unravel_index(flat, arr.shape)
+    elif not np.isfinite(arr).all():
         bad = np.argwhere(~np.isfinite(arr))[0]
-    raise ValueError(f"{name} must be finite, got {arr[tuple(bad)]} at index {tuple(int(i) for i in bad)}")
+    if bad is not None:
+        raise ValueError(f"{name} must be finite, got {arr[tuple(bad)]} at index {tuple(int(i) for i in bad)}")
+    if dtype is not None:
+        fits_dtype(arr, name, dtype)
 
 
 def input_norms(arr: np.ndarray, name: str, scale: float, dtype: np.dtype) -> None:
@@ -65,8 +66,9 @@ def input_norms(arr: np.ndarray, name: str, scale: float, dtype: np.dtype) -> No
 
 def fits_dtype(arr: np.ndarray, name: str, dtype: np.dtype) -> None:
     """Values beyond the largest finite number of the compute dtype would become inf when cast to it
-    (float64 weights given to a float32 computation): refuse them. Call after :func:`finite`; two
-    passes over ``arr`` (its max and min), no temporary."""
+    (float64 weights given to a float32 computation): refuse them. Called by :func:`finite` given a
+    dtype, after its scan (NaN would otherwise read as too large); two passes over ``arr`` (its max
+    and min), no temporary."""
     limit = float(np.finfo(dtype).max)
     if not arr.size or arr.dtype.kind != "f" or float(np.finfo(arr.dtype).max) <= limit:
         return
@@ -201,6 +203,20 @@ def flag(value: Any, name: str, optional: bool = False) -> Optional[bool]:
     if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{name} must be True or False{' (or None)' if optional else ''}, got {value!r}")
     return bool(value)
+
+
+def names(value: Any, name: str, options: Sequence[str], what: str) -> List[str]:
+    """A list of names from ``options`` (each checked as :func:`choice` does, ``what`` naming one);
+    a bare string is one name (``methods="iid"``)."""
+    items = [value] if isinstance(value, str) else value
+    try:
+        items = list(items)
+    except TypeError:
+        raise ValueError(f"{name} must be a list of names among {', '.join(options)}, got {value!r}") from None
+    for item in items:
+        if not isinstance(item, str) or item not in options:
+            raise ValueError(f"{what} must be one of {', '.join(options)}, got {item!r} (in {name}={value!r})")
+    return items
 
 
 def choice(value: Any, name: str, options: tuple) -> str:

@@ -41,8 +41,7 @@ def _broadcast_weights(hidden_weights: Any, batch: tuple, m_expected: Optional[i
         raise ValueError(f"hidden_weights must have m = n_hidden = {m_expected} rows, got shape {W.shape}")
     _check_leading_axes(W, 2, batch, "hidden_weights", f": give shape (m, D) = {W.shape[-2:]} for all heads, or "
                         f"(..., m, D) with leading axes that broadcast to {batch}")
-    V.finite(W, "hidden_weights", threads)  # before broadcasting: each value once
-    V.fits_dtype(W, "hidden_weights", dtype)
+    V.finite(W, "hidden_weights", threads, dtype)  # before broadcasting: each value once
     n_w = math.prod(W.shape[:-2])
     if n_w == math.prod(batch):  # one set of weights per head: no index
         return W.reshape((n_w,) + W.shape[-2:]), None
@@ -228,8 +227,7 @@ def attention(
             raise ValueError(f"hidden_bias must have shape (..., m) with m = {m}, got {b.shape}")
         _check_leading_axes(b, 1, batch, "hidden_bias", f": give shape (m,) = ({m},) for all heads, or (..., m) with "
                             f"leading axes that broadcast to {batch}")
-        V.finite(b, "hidden_bias", threads)  # before broadcasting: each value once
-        V.fits_dtype(b, "hidden_bias", dtype)
+        V.finite(b, "hidden_bias", threads, dtype)  # before broadcasting: each value once
         bias = np.ascontiguousarray(np.broadcast_to(b, batch + (m,)).reshape((heads, m)), dtype=dtype)
 
     mask = None

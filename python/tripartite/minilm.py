@@ -650,19 +650,6 @@ def figure_summary(path: Path, summary: Sequence[Dict[str, Any]], rows: Sequence
     _close(fig)
 
 
-def _names(value: Any, name: str, options: Sequence[str], what: str) -> List[str]:
-    """A list of names from ``options``; a bare string is one name (``methods="iid"``)."""
-    items = [value] if isinstance(value, str) else value
-    try:
-        items = list(items)
-    except TypeError:
-        raise ValueError(f"{name} must be a list of names among {', '.join(options)}, got {value!r}") from None
-    for item in items:
-        if not isinstance(item, str) or item not in options:
-            raise ValueError(f"{what} must be one of {', '.join(options)}, got {item!r} (in {name}={value!r})")
-    return items
-
-
 def run_minilm(
     text: Optional[str] = None,
     ms: Sequence[int] = (1_000, 10_000, 100_000),
@@ -698,10 +685,10 @@ def run_minilm(
 
     # Everything is checked before the model is loaded or ``out`` is created.
     methods, network_methods, model_methods = (
-        _names(methods, "methods", METHODS, "method"), _names(network_methods, "network_methods", METHODS, "method"),
-        _names(model_methods, "model_methods", METHODS, "method"))
-    model_modes = _names(model_modes, "model_modes", MODES, "mode")
-    network_modes = _names(network_modes, "network_modes", [n for n in MODES if MODES[n]], "network mode")
+        V.names(methods, "methods", METHODS, "method"), V.names(network_methods, "network_methods", METHODS, "method"),
+        V.names(model_methods, "model_methods", METHODS, "method"))
+    model_modes = V.names(model_modes, "model_modes", MODES, "mode")
+    network_modes = V.names(network_modes, "network_modes", [n for n in MODES if MODES[n]], "network mode")
     if isinstance(ms, (str, bytes)) or not hasattr(ms, "__iter__"):
         raise ValueError(f"ms must be a list of positive integers, got {ms!r}")
     ms = sorted({V.positive_int(m, "ms (hidden neurons per head)") for m in ms})

@@ -62,13 +62,7 @@ class StateMonitor:
 
     def __init__(self, net, variables: Sequence[str], heads: Optional[Iterable[int]], hidden: Optional[Iterable[int]],
                  synapses: Optional[Iterable[Tuple[int, int]]], every: int) -> None:
-        if isinstance(variables, str):  # one name, as if in a tuple
-            variables = (variables,)
-        if not isinstance(variables, (tuple, list)):
-            raise ValueError(f"variables must be a tuple or list of names among {', '.join(VARIABLES)}, got {variables!r}")
-        for v in variables:
-            if not isinstance(v, str) or v not in VARIABLES:
-                raise ValueError(f"variables must be among {', '.join(VARIABLES)}, got {v!r}")
+        variables = V.names(variables, "variables", VARIABLES, "variable")  # one name, as if in a tuple
         V.positive_int(every, "every")  # steps of dt
         self.variables = tuple(dict.fromkeys(variables))  # a name given twice is recorded once
         self.every = int(every)

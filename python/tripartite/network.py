@@ -151,8 +151,7 @@ class NeuronAstrocyteNetwork:
             W = V.real_array(hidden_weights, "hidden_weights")
             if W.shape != (nh, m, D):
                 raise ValueError(f"hidden_weights must have shape (heads, n_hidden, d_key) = {(nh, m, D)}, got {W.shape}")
-            V.finite(W, "hidden_weights", self.num_threads)
-            V.fits_dtype(W, "hidden_weights", self._dtype)
+            V.finite(W, "hidden_weights", self.num_threads, self._dtype)
             self._W = np.array(W, dtype=self._dtype)
         self._W.flags.writeable = False
         self._bias = None
@@ -160,8 +159,7 @@ class NeuronAstrocyteNetwork:
             b = V.real_array(hidden_bias, "hidden_bias")
             if b.shape != (nh, m):
                 raise ValueError(f"hidden_bias must have shape (heads, n_hidden) = {(nh, m)}, got {b.shape}")
-            V.finite(b, "hidden_bias", self.num_threads)
-            V.fits_dtype(b, "hidden_bias", self._dtype)
+            V.finite(b, "hidden_bias", self.num_threads, self._dtype)
             self._bias = np.array(b, dtype=self._dtype)
             self._bias.flags.writeable = False
         self._H = np.zeros((nh, Dv, m), dtype=self._dtype)
@@ -569,7 +567,7 @@ class NeuronAstrocyteNetwork:
         if cls._checksum(config_json, contents) != checksum:
             raise ValueError(f"{name} is damaged: its contents do not match the checksum saved with it")
         config = cls._checkpoint_config(name, config_json)
-        cls._check_checkpoint_arrays(name, config, contents, V.threads(num_threads))
+        cls._check_checkpoint_arrays(name, config, contents, num_threads)
         try:
             net = cls(
                 config.pop("d_key"), config.pop("d_value"), config.pop("n_hidden"),
