@@ -6,19 +6,24 @@ import pytest
 from tripartite import _core
 
 
+def directions(rng, shape, norm2, s):
+    """Rows of random direction with |x~|^2 = s |x|^2 = norm2."""
+    x = rng.standard_normal(shape)
+    return x / np.linalg.norm(x, axis=-1, keepdims=True) * math.sqrt(norm2 / s)
+
+
 def moderate_inputs(rng, shape_q, shape_k, dv, norm2=1.0, scale=None):
     """q, k with |q~|^2 = |k~|^2 = norm2 (x~ = x s^{1/2}, s = 1/sqrt(D)) and standard normal v."""
-    d = shape_q[-1]
-    s = 1.0 / math.sqrt(d) if scale is None else scale
-
-    def draw(shape):
-        x = rng.standard_normal(shape)
-        x /= np.linalg.norm(x, axis=-1, keepdims=True)
-        return x * math.sqrt(norm2 / s)
-
-    q, k = draw(shape_q), draw(shape_k)
+    s = 1.0 / math.sqrt(shape_q[-1]) if scale is None else scale
+    q, k = directions(rng, shape_q, norm2, s), directions(rng, shape_k, norm2, s)
     v = rng.standard_normal(shape_k[:-1] + (dv,))
     return q, k, v
+
+
+def float32_numbers(x):
+    """x rounded to float32, held in float64: a float32 and a float64 network then get the same
+    weights and inputs, and one float64 reference serves both."""
+    return np.asarray(x, dtype=np.float32).astype(np.float64)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 import tripartite
 from tripartite import _core
 
-from conftest import moderate_inputs, moderate_tol
+from conftest import directions, moderate_inputs, moderate_tol
 from tripartite import reference
 
 
@@ -60,8 +60,7 @@ def test_the_double_underflow_warning_counts_the_queries_of_the_whole_call(rng):
     # Two heads, float32, k = -q at |x~|^2 = 2e5: every query is recomputed in double and still
     # underflows. One warning over the whole call (it was one per head, each counting that head's
     # recomputed rows only: "3 of 3" twice).
-    x = rng.standard_normal(16)
-    q = np.tile(x / np.linalg.norm(x) * np.sqrt(2e5 / 16**-0.5), (2, 3, 1)).astype(np.float32)
+    q = np.tile(directions(rng, 16, 2e5, 16**-0.5), (2, 3, 1)).astype(np.float32)
     with pytest.warns(RuntimeWarning, match="for 6 of 6 queries .* underflow double") as record:
         tripartite.attention(q, -q, rng.standard_normal((2, 3, 2)).astype(np.float32), n_hidden=100)
     assert len(record) == 1
@@ -112,17 +111,6 @@ def test_key_mask_leaves_the_masked_keys_out(rng, causal, dtype):
     unmasked = tripartite.attention(*args, hidden_weights=W.astype(dtype), causal=causal)
     assert np.array_equal(unmasked[2], y[2])  # an all-True row is the unmasked computation, bit for bit
     assert np.abs(unmasked[1] - y[1]).max() > 100 * tol  # and the mask changes the others
-
-
-def test_key_mask_results_do_not_depend_on_the_thread_count(rng):
-    L, D = 150, 16
-    q, k, v = moderate_inputs(rng, (2, L, D), (2, L, D), 8)
-    mask = rng.random((2, L)) > 0.5
-    W = tripartite.draw_hidden_weights(5 * _core.attention_block_size + 17, D, heads=2, dtype=np.float32)
-    args = [x.astype(np.float32) for x in (q, k, v)]
-    for causal in (False, True):
-        ys = [tripartite.attention(*args, hidden_weights=W, causal=causal, key_mask=mask, num_threads=t) for t in (1, 2, 3)]
-        assert all(np.array_equal(ys[0], y) for y in ys[1:])
 
 
 def test_key_mask_with_every_key_masked_gives_zeros(rng):

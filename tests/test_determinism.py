@@ -201,3 +201,16 @@ def test_performer_weights_are_standard_normal_stream():
     W = tripartite.draw_hidden_weights(20000, 3, seed=9, dtype=np.float64)[0]
     rng = np.random.default_rng(np.random.SeedSequence(9, spawn_key=(0,)))
     assert np.array_equal(W, rng.standard_normal((20000, 3)))
+
+
+@needs_openmp
+def test_key_mask_results_do_not_depend_on_the_thread_count(rng):
+    L, D = 150, 16
+    q, k, v = moderate_inputs(rng, (2, L, D), (2, L, D), 8)
+    mask = rng.random((2, L)) > 0.5
+    W = tripartite.draw_hidden_weights(5 * _core.attention_block_size + 17, D, heads=2, dtype=np.float32)
+    assert_runs_threaded(attention_work(2, W.shape[1], L, L, D, 8))
+    args = [x.astype(np.float32) for x in (q, k, v)]
+    for causal in (False, True):
+        ys = [tripartite.attention(*args, hidden_weights=W, causal=causal, key_mask=mask, num_threads=t) for t in (1, 2, 3)]
+        assert all(np.array_equal(ys[0], y) for y in ys[1:])

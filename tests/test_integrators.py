@@ -9,7 +9,7 @@ import pytest
 import tripartite
 from tripartite import _core, reference
 
-from conftest import dot_magnitude, log_rate_tol, moderate_inputs, network_tol
+from conftest import dot_magnitude, float32_numbers, log_rate_tol, moderate_inputs, network_tol
 
 # Small windows keep the NumPy reference quick while still spanning several time constants.
 FAST = dict(tau_hidden=2.0, tau_astro=5.0, t_write=10.0, t_read=40.0)
@@ -137,12 +137,6 @@ def test_exact_matches_richardson_extrapolated_rk4(rng, leak):
         tol = 4 * (h / 2) / FAST["tau_hidden"] * correction + network_tol(np.float64, 2 * L, L * (FAST["t_write"] + FAST["t_read"]) / (h / 2))
         assert rel_err(got, extrapolated) <= tol, (rel_err(got, extrapolated), tol)
         assert rel_err(got, x_h2) > tol  # the comparison tells exact from rk4 at h/2
-
-
-def float32_numbers(x):
-    """x rounded to float32, held in float64: a float32 and a float64 network then get the same
-    weights and inputs, and one float64 reference serves both."""
-    return np.asarray(x, dtype=np.float32).astype(np.float64)
 
 
 def assert_both_dtypes_match(D, Dv, m, W, b, q, k, v, stream, integrator, dt, params, extra_tol=lambda dtype: 0.0):

@@ -15,13 +15,9 @@ import pytest
 import tripartite
 from tripartite import _core, reference
 
+from conftest import directions
+
 attention_module = sys.modules["tripartite.attention"]  # the module (tripartite.attention is the function)
-
-
-def _directions(rng, shape, norm2, s):
-    """Rows of random direction with |x~|^2 = s |x|^2 = norm2."""
-    x = rng.standard_normal(shape)
-    return x / np.linalg.norm(x, axis=-1, keepdims=True) * np.sqrt(norm2 / s)
 
 
 def _log_rate_span(W, s, *inputs):
@@ -38,7 +34,7 @@ def test_network_matches_the_reference_when_the_first_log_rates_are_below_the_fl
     # from 0 (after reset) to about -130, and exp(0 - (-130)) overflows a float. The float network
     # used to turn its zero state into inf * 0 = NaN on the first token and return zeros.
     D, Dv, m, s = 8, 2, 300, 8**-0.5
-    q, k = _directions(rng, (3, D), norm2, s), _directions(rng, (3, D), norm2, s)
+    q, k = directions(rng, (3, D), norm2, s), directions(rng, (3, D), norm2, s)
     v = rng.standard_normal((3, Dv))
     net = tripartite.NeuronAstrocyteNetwork(D, Dv, m, dtype=dtype, **NET)
     with np.testing.assert_no_warnings():  # nothing underflows here: no warning either
@@ -56,7 +52,7 @@ def test_float_and_double_networks_agree_beyond_the_double_exponent_range(rng):
     # double network used to return zeros too. The reference cannot follow (its true-unit values
     # underflow), so the two dtypes check each other.
     D, Dv, m, s = 16, 4, 1024, 16**-0.5
-    q, k = _directions(rng, (3, D), 2500.0, s), _directions(rng, (3, D), 2500.0, s)
+    q, k = directions(rng, (3, D), 2500.0, s), directions(rng, (3, D), 2500.0, s)
     v = rng.standard_normal((3, Dv))
     ys = {}
     for dtype in (np.float32, np.float64):
@@ -80,7 +76,7 @@ def test_float_network_warns_when_a_read_loses_its_products_to_underflow():
     # read in double (its state is float), so it says so.
     rng = np.random.default_rng(0)
     D, Dv, m, s = 16, 4, 1024, 16**-0.5
-    q, k = _directions(rng, (8, D), 1e4, s), _directions(rng, (8, D), 1e4, s)
+    q, k = directions(rng, (8, D), 1e4, s), directions(rng, (8, D), 1e4, s)
     v = rng.standard_normal((8, Dv))
     y64 = tripartite.NeuronAstrocyteNetwork(D, Dv, m, dtype=np.float64, **NET).stream(q, k, v)
     net = tripartite.NeuronAstrocyteNetwork(D, Dv, m, dtype=np.float32, **NET)
@@ -99,8 +95,8 @@ def test_float_attention_recomputes_the_queries_whose_products_underflow(rng, ca
     # lost: errors of order max|v|); the core now bounds what underflow can have taken and the
     # attention function recomputes such queries in double, from the same float inputs.
     D, Dv, m, L, s = 16, 8, 4096, 64, 16**-0.5
-    q = _directions(rng, (L, D), 1e4, s).astype(np.float32)
-    k = _directions(rng, (L, D), 1e4, s).astype(np.float32)
+    q = directions(rng, (L, D), 1e4, s).astype(np.float32)
+    k = directions(rng, (L, D), 1e4, s).astype(np.float32)
     v = rng.standard_normal((L, Dv)).astype(np.float32)
     W = rng.standard_normal((m, D)).astype(np.float32)
     calls = []
@@ -128,7 +124,7 @@ def test_moderate_inputs_are_never_recomputed(rng, monkeypatch):
 
 def test_double_attention_warns_when_its_products_underflow_double(rng):
     D, m, L, s = 16, 1024, 16, 16**-0.5
-    q, k = _directions(rng, (L, D), 1e6, s), _directions(rng, (L, D), 1e6, s)
+    q, k = directions(rng, (L, D), 1e6, s), directions(rng, (L, D), 1e6, s)
     v = rng.standard_normal((L, 4))
     with pytest.warns(RuntimeWarning, match="underflow double"):
         tripartite.attention(q, k, v, n_hidden=m)
@@ -153,7 +149,7 @@ def test_causal_outputs_do_not_depend_on_later_keys_of_the_chunk(dtype):
     D, L = 4, 80
     W = tripartite.draw_hidden_weights(64, D, seed=0, dtype=dtype)[0]
     s = D**-0.5
-    k = _directions(rng, (L, D), 2500.0, s)
+    k = directions(rng, (L, D), 2500.0, s)
     k[1] = 0  # token 1: the first chunk's later key
     k[73] = 0  # token 73: after 72 large keys written into the state, and after query 72
     q, v = k.copy(), rng.standard_normal((L, 2))
@@ -171,7 +167,7 @@ def test_the_double_underflow_warning_points_at_the_caller(dtype):
     # k = -q at |x~|^2 = 2e5: every product underflows even double. From float32 the queries are
     # recomputed in double first; either way the warning names the caller's line, not the library.
     rng = np.random.default_rng(0)
-    q = np.repeat(_directions(rng, (1, 16), 2e5, 16**-0.5), 3, axis=0)
+    q = np.repeat(directions(rng, (1, 16), 2e5, 16**-0.5), 3, axis=0)
     with pytest.warns(RuntimeWarning, match="for 3 of 3 queries .* underflow double") as record:
         tripartite.attention(q.astype(dtype), (-q).astype(dtype), rng.standard_normal((3, 2)).astype(dtype), n_hidden=100)
     assert record[0].filename == __file__

@@ -10,7 +10,7 @@ import tripartite.network
 from tripartite import SimulationInterrupted, _core, reference
 from tripartite.monitor import StateMonitor
 
-from conftest import EPS, moderate_inputs, network_tol
+from conftest import EPS, float32_numbers, moderate_inputs, network_tol
 
 FAST = dict(tau_hidden=2.0, tau_astro=5.0, t_write=10.0, t_read=20.0)
 
@@ -48,9 +48,9 @@ def test_monitor_of_one_head_with_bias_in_both_dtypes(rng, integrator):
     rounded to float32 numbers: one reference for both), within network_tol of each trace's
     largest value."""
     D, Dv, m, L, dt, every = 5, 6, _core.block_size + 52, 3, 0.5, 3
-    q, k, v = (np.asarray(x, np.float32).astype(np.float64) for x in moderate_inputs(rng, (2, L, D), (2, L, D), Dv))
-    W = rng.standard_normal((2, m, D)).astype(np.float32).astype(np.float64)
-    b = rng.normal(-0.3, 0.2, (2, m)).astype(np.float32).astype(np.float64)
+    q, k, v = (float32_numbers(x) for x in moderate_inputs(rng, (2, L, D), (2, L, D), Dv))
+    W = float32_numbers(rng.standard_normal((2, m, D)))
+    b = float32_numbers(rng.normal(-0.3, 0.2, (2, m)))
     hidden, synapses = [0, 7, m - 1], [(0, 1), (5, m - 1), (3, _core.block_size + 2)]
     variables = ("calcium", "hidden", "astrocyte_weights", "synapses", "outputs")
     _, _, trace = reference.simulate(k[1], v[1], q[1], W[1], stream=True, integrator=integrator, dt=dt, leak=0.01,
@@ -188,8 +188,8 @@ def run_catching_ctrl_c(call):
     return None
 
 
-def monitored_stream(rng, L=6):
-    D, Dv, m = 4, 2, 30
+def monitored_stream(rng):
+    L, D, Dv, m = 6, 4, 2, 30
     q, k, v = moderate_inputs(rng, (L, D), (L, D), Dv)
     whole = tripartite.NeuronAstrocyteNetwork(D, Dv, m, dtype=np.float64, **FAST)
     whole_mon = whole.monitor(("calcium", "synapses", "outputs"), every=3)

@@ -254,10 +254,16 @@ def test_bad_constructor_args():
 # ------------------------------------------------------------------------------- BLAS threads
 def test_blas_on_one_thread_limits_numpys_blas():
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    with T.blas_on_one_thread():
-        blas = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
-        assert blas and all(i["num_threads"] == 1 for i in blas)
-    assert all(i["num_threads"] >= 1 for i in threadpoolctl.threadpool_info())
+
+    def blas_threads():
+        return {i["filepath"]: i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"}
+
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):  # so that one thread is a change, on any machine
+        before = blas_threads()
+        assert before and all(n == 2 for n in before.values())
+        with T.blas_on_one_thread():
+            assert set(blas_threads().values()) == {1}
+        assert blas_threads() == before  # restored
 
 
 def test_a_replacement_attention_runs_with_blas_on_one_thread(model, monkeypatch):
