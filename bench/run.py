@@ -29,6 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 import cases  # noqa: E402
+from brian2_writing import cpu_model  # noqa: E402  (standard library only at import)
 
 import tripartite  # noqa: E402
 from tripartite import _core  # noqa: E402
@@ -112,7 +113,9 @@ def fma_limit(limits, threads, itemsize=4):
 
 
 def gbps(entry, nbytes):
-    """The row's bytes per second (GB/s), into the entry."""
+    """The row's bytes per second (GB/s), into the entry with the bytes counted (the rule for the
+    exact integrator's rows changed in 0fa0e0d: one pass per segment of windows, not per token)."""
+    entry["GB_moved"] = nbytes / 1e9
     entry["GBps"] = nbytes / entry["seconds_median"] / 1e9
     return entry["GBps"]
 
@@ -229,11 +232,6 @@ def _git(*cmd: str):
 def machine_info(args, repeats: int) -> dict:
     """What the JSON needs to stand on its own: the commit (and whether the tree differed from
     it), the versions, the CPU, the thread settings of the environment and the arguments."""
-    cpu = ""
-    try:
-        cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
-    except OSError:
-        pass
     status = _git("status", "--porcelain", "--untracked-files=no")
     core = Path(_core.__file__)
     return dict(
@@ -241,7 +239,7 @@ def machine_info(args, repeats: int) -> dict:
         commit=_git("rev-parse", "HEAD"), tree_modified=None if status is None else bool(status),
         core=str(core), core_built_utc=datetime.datetime.fromtimestamp(core.stat().st_mtime, datetime.timezone.utc)
         .isoformat(timespec="seconds"),
-        tripartite=tripartite.__version__, platform=platform.platform(), cpu=cpu, cpus=os.cpu_count(),
+        tripartite=tripartite.__version__, platform=platform.platform(), cpu=cpu_model(), cpus=os.cpu_count(),
         python=sys.version.split()[0], numpy=np.__version__, openmp=_core.openmp_enabled(), max_threads=_core.max_threads(),
         environment={k: v for k, v in os.environ.items() if k.startswith(("OMP_", "OPENBLAS_", "MKL_", "TRIPARTITE_"))},
         arguments=dict(vars(args), sections=sorted(args.sections), repeats_used=repeats),
@@ -371,7 +369,7 @@ def steady_state_limits(by, scaling, limits):
     print("  against the machine's limits of this run (four products: "
           f"{cases.steady_state_flops(1) / 1e9:.2f} GFLOP per head; exponentials not counted):")
     triad = {t: limits[f"triad_GBps_{t}t"] * 1e9 for t in (1, 2)}
-    sgemm = limits["sgemm_GFLOPs"] * 1e9
+    sgemm = limits["sgemm_GFLOPs"]  # GFLOP/s, like flop_rate's rates
     out = {}
     for heads in (1, 12):
         flops = cases.steady_state_flops(heads)
@@ -379,13 +377,13 @@ def steady_state_limits(by, scaling, limits):
             rate, of_fma = flop_rate(flops, by[f"steady state {heads}h ours {threads}t"], limits, threads)
             out[f"{heads}h_ours_{threads}t"] = dict(GFLOPs=rate, of_fma=of_fma)
             if threads == 2:
-                out[f"{heads}h_ours_{threads}t"]["of_sgemm"] = rate * 1e9 / sgemm
+                out[f"{heads}h_ours_{threads}t"]["of_sgemm"] = rate / sgemm
             # sgemm ran on NumPy's default thread count (here 2): no 1-thread comparison
             print(f"    {heads}h ours {threads}t: {rate:6.1f} GFLOP/s = {of_fma:4.0%} of the FMA limit "
-                  f"({threads} thread{'s' if threads > 1 else ''})" + (f", {rate * 1e9 / sgemm:4.0%} of sgemm" if threads == 2 else ""))
-        rate = flops / by[f"steady state {heads}h numpy"]
-        out[f"{heads}h_numpy"] = dict(GFLOPs=rate / 1e9, of_sgemm=rate / sgemm)
-        print(f"    {heads}h numpy:   {rate / 1e9:6.1f} GFLOP/s = {rate / sgemm:4.0%} of sgemm")
+                  f"({threads} thread{'s' if threads > 1 else ''})" + (f", {rate / sgemm:4.0%} of sgemm" if threads == 2 else ""))
+        rate = flops / by[f"steady state {heads}h numpy"] / 1e9
+        out[f"{heads}h_numpy"] = dict(GFLOPs=rate, of_sgemm=rate / sgemm)
+        print(f"    {heads}h numpy:   {rate:6.1f} GFLOP/s = {rate / sgemm:4.0%} of sgemm")
     for dtype, name in ((np.float32, "steady state 1h per-token loop"), (np.float64, "steady state 1h per-token loop float64")):
         moved = cases.per_token_loop_bytes(1, itemsize=np.dtype(dtype).itemsize)
         bw = moved / by[name]

@@ -35,7 +35,7 @@ def minilm_closed_form() -> None:
         from tripartite.transformer import MiniLM
         from test_minilm import TEXT
         models = {dtype: MiniLM(dtype) for dtype in (np.float32, np.float64)}
-    except (ModuleNotFoundError, ImportError) as exc:
+    except (ImportError, FileNotFoundError) as exc:  # the package, or one of its files, is missing
         print(f"   MiniLM's own q, k: skipped ({exc})")
         return
     for dtype, model in models.items():
