@@ -69,9 +69,12 @@ template <class T, std::size_t R>
 inline void rate_tile(const T* panel, std::size_t D, const T* const* x, T* const* o, const T* bias_panel,
                       V<T>* row_best) {
   constexpr std::size_t P = kPanel<T>, Wd = simd::W<T>;
-  V<T> acc[R][2] = {};
+  V<T> acc[R][2];
+  TRIPARTITE_UNROLL
+  for (std::size_t ii = 0; ii < R; ++ii) acc[ii][0] = acc[ii][1] = V<T>{};
   for (std::size_t j = 0; j < D; ++j) {
     const V<T> w0 = load(panel + j * P), w1 = load(panel + j * P + Wd);
+    TRIPARTITE_UNROLL
     for (std::size_t ii = 0; ii < R; ++ii) {
       const V<T> xb = splat(x[ii][j]);
       acc[ii][0] += xb * w0;
@@ -80,8 +83,10 @@ inline void rate_tile(const T* panel, std::size_t D, const T* const* x, T* const
   }
   if (bias_panel) {  // the bias is in natural units, the products in base 2
     const V<T> b0 = load(bias_panel) * T(kLog2e), b1 = load(bias_panel + Wd) * T(kLog2e);
+    TRIPARTITE_UNROLL
     for (std::size_t ii = 0; ii < R; ++ii) acc[ii][0] += b0, acc[ii][1] += b1;
   }
+  TRIPARTITE_UNROLL
   for (std::size_t ii = 0; ii < R; ++ii) {
     store(o[ii], acc[ii][0]);
     store(o[ii] + Wd, acc[ii][1]);
@@ -149,18 +154,21 @@ std::size_t padded_columns(std::size_t Dv) {
 template <class T, std::size_t R>
 inline void write_tile(const T* E, std::size_t stride, const T* Vp, std::size_t Dvp, std::size_t n, T* h, bool fresh) {
   constexpr std::size_t P = kPanel<T>, Wd = simd::W<T>;
-  V<T> acc[R][2] = {};
-  if (!fresh)
-    for (std::size_t ii = 0; ii < R; ++ii) acc[ii][0] = load(h + ii * P), acc[ii][1] = load(h + ii * P + Wd);
+  V<T> acc[R][2];
+  TRIPARTITE_UNROLL
+  for (std::size_t ii = 0; ii < R; ++ii)
+    acc[ii][0] = fresh ? V<T>{} : load(h + ii * P), acc[ii][1] = fresh ? V<T>{} : load(h + ii * P + Wd);
   for (std::size_t t = 0; t < n; ++t) {
     const V<T> v0 = load(Vp + t * Dvp), v1 = load(Vp + t * Dvp + Wd);
     const T* e = E + t * stride;
+    TRIPARTITE_UNROLL
     for (std::size_t ii = 0; ii < R; ++ii) {
       const V<T> eb = splat(e[ii]);
       acc[ii][0] += eb * v0;
       acc[ii][1] += eb * v1;
     }
   }
+  TRIPARTITE_UNROLL
   for (std::size_t ii = 0; ii < R; ++ii) store(h + ii * P, acc[ii][0]), store(h + ii * P + Wd, acc[ii][1]);
 }
 
@@ -230,15 +238,19 @@ inline void add_widened(double* out, V<T> a0, V<T> a1) {
 template <class T, std::size_t R, std::size_t Stride>
 inline void read_tile(const T* p, std::size_t r0, std::size_t r1, const T* h, double* const* out) {
   constexpr std::size_t P = kPanel<T>, Wd = simd::W<T>;
-  V<T> acc[R][2] = {};
+  V<T> acc[R][2];
+  TRIPARTITE_UNROLL
+  for (std::size_t ii = 0; ii < R; ++ii) acc[ii][0] = acc[ii][1] = V<T>{};
   for (std::size_t r = r0; r < r1; ++r) {
     const V<T> h0 = load(h + r * P), h1 = load(h + r * P + Wd);
+    TRIPARTITE_UNROLL
     for (std::size_t ii = 0; ii < R; ++ii) {
       const V<T> pb = splat(p[ii * Stride + r]);
       acc[ii][0] += pb * h0;
       acc[ii][1] += pb * h1;
     }
   }
+  TRIPARTITE_UNROLL
   for (std::size_t ii = 0; ii < R; ++ii) add_widened<T>(out[ii], acc[ii][0], acc[ii][1]);
 }
 
