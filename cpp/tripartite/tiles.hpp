@@ -117,12 +117,14 @@ void shifted_rates(const T* packed, const T* W, std::size_t D, std::size_t r0, s
       o[ii] = out + i * stride;
       best[ii] = splat(-std::numeric_limits<T>::infinity());
     }
-    for (std::size_t p = 0; p < full / P; ++p) {
-      T* op[R];
-      for (std::size_t ii = 0; ii < rows; ++ii) op[ii] = o[ii] + p * P;
-      const T* bp = bias ? bias + p * P : nullptr;
-      with_rows(rows, [&](auto R_) { rate_tile<T, R_>(packed + p * D * P, D, x, op, bp, best); });
-    }
+    with_rows(rows, [&](auto R_) {  // one dispatch per strip of inputs: its tiles inline
+      for (std::size_t p = 0; p < full / P; ++p) {
+        T* op[R];
+        for (std::size_t ii = 0; ii < rows; ++ii) op[ii] = o[ii] + p * P;
+        const T* bp = bias ? bias + p * P : nullptr;
+        rate_tile<T, R_>(packed + p * D * P, D, x, op, bp, best);
+      }
+    });
     for (std::size_t ii = 0; ii < rows; ++ii) {
       const std::size_t i = i0 + ii;
       T* oi = out + i * stride;
@@ -183,11 +185,10 @@ void hebbian_write(const T* E, std::size_t stride, const T* Vp, std::size_t n, s
   constexpr std::size_t P = kPanel<T>, R = kRows, Wd = simd::W<T>;
   for (std::size_t r0 = 0; r0 < nb; r0 += R) {
     const std::size_t rows = std::min(R, nb - r0);
-    for (std::size_t c = 0; c < Dvp / P; ++c) {
-      T* h = Hp + (c * ld + r0) * P;
-      const T* vp = Vp + c * P;
-      with_rows(rows, [&](auto R_) { write_tile<T, R_>(E + r0, stride, vp, Dvp, n, h, fresh); });
-    }
+    with_rows(rows, [&](auto R_) {  // one dispatch per strip of neurons: its tiles inline
+      for (std::size_t c = 0; c < Dvp / P; ++c)
+        write_tile<T, R_>(E + r0, stride, Vp + c * P, Dvp, n, Hp + (c * ld + r0) * P, fresh);
+    });
   }
   // g, G vectors of neurons [r, r + G Wd) side by side: one vector alone is a chain of n dependent
   // operations that waits on each one's latency (the write ran 3-5 % slower with it). Every neuron
