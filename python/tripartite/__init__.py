@@ -10,11 +10,15 @@ denominator.
 - :mod:`tripartite.reference`: slow NumPy references of both.
 """
 
-from . import reference
-from ._core import openmp_enabled
-from .attention import attention
-from .network import NeuronAstrocyteNetwork, SimulationInterrupted
-from .weights import draw_hidden_weights
+from ._cpu import check_build_cpu
+
+check_build_cpu()  # before the compiled core runs any code: see _cpu.py
+
+from . import reference  # noqa: E402
+from ._core import openmp_enabled  # noqa: E402
+from .attention import attention  # noqa: E402
+from .network import NeuronAstrocyteNetwork, SimulationInterrupted  # noqa: E402
+from .weights import draw_hidden_weights  # noqa: E402
 
 __version__ = "0.1.0"
 
