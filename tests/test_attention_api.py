@@ -113,6 +113,47 @@ def test_key_mask_leaves_the_masked_keys_out(rng, causal, dtype):
     assert np.abs(unmasked[1] - y[1]).max() > 100 * tol  # and the mask changes the others
 
 
+@pytest.mark.parametrize("causal", [False, True], ids=["bidirectional", "causal"])
+def test_the_references_key_mask_leaves_the_masked_keys_out(rng, causal):
+    """reference.random_feature_attention and softmax_attention with key_mask equal the references
+    on the written keys alone (head 0: its first keys masked, head 1: every key, head 2: none), and
+    attention with the same mask matches the reference to float64 rounding."""
+    L, D, Dv, m = 30, 8, 3, 200
+    q, k, v = moderate_inputs(rng, (3, L, D), (3, L, D), Dv)
+    mask = rng.random((3, L)) > 0.3
+    mask[0, :10] = False
+    mask[1] = False
+    mask[2] = True
+    W = tripartite.draw_hidden_weights(m, D, heads=3, seed=1, dtype=np.float64)
+    y, a = reference.random_feature_attention(q, k, v, W, causal=causal, key_mask=mask, return_astrocyte=True)
+    y_sub, a_sub = _masked_reference(q, k, v, W, mask, causal)
+    seen = a_sub > 0
+    assert (y[~seen] == 0).all() and (a[~seen] == 0).all() and not seen[1].any()
+    assert np.abs(y - y_sub).max() <= 1e-13 * np.abs(v).max()
+    assert np.abs(a[seen] / a_sub[seen] - 1).max() <= 1e-13
+    y_core, a_core = tripartite.attention(q, k, v, hidden_weights=W, causal=causal, key_mask=mask, return_astrocyte=True)
+    assert np.abs(y_core - y).max() <= 1e-13 * np.abs(v).max()
+    assert np.abs(a_core[seen] / a[seen] - 1).max() <= 1e-13 and (a_core[~seen] == 0).all()
+    soft = reference.softmax_attention(q, k, v, causal=causal, key_mask=mask)
+    for h in range(3):
+        for t in range(L):
+            keep = mask[h] & ((np.arange(L) <= t) if causal else True)
+            expect = reference.softmax_attention(q[h, t : t + 1], k[h, keep], v[h, keep])[0] if keep.any() else 0
+            assert np.abs(soft[h, t] - expect).max() <= 1e-14
+
+
+def test_the_references_give_zeros_for_queries_without_keys(rng):
+    """Lk = 0: every query sees no key, so y = 0 and a = 0, as attention returns."""
+    q = rng.standard_normal((2, 5, 8))
+    k, v = np.zeros((2, 0, 8)), np.zeros((2, 0, 3))
+    W = tripartite.draw_hidden_weights(64, 8, heads=2, dtype=np.float64)
+    y, a = reference.random_feature_attention(q, k, v, W, return_astrocyte=True)
+    assert y.shape == (2, 5, 3) and (y == 0).all() and (a == 0).all()
+    assert (reference.softmax_attention(q, k, v) == 0).all() and reference.softmax_attention(q, k, v).shape == (2, 5, 3)
+    y_core, a_core = tripartite.attention(q, k, v, hidden_weights=W, return_astrocyte=True)
+    assert np.array_equal(y_core, y) and np.array_equal(a_core, a)
+
+
 def test_key_mask_with_every_key_masked_gives_zeros(rng):
     q, k, v = moderate_inputs(rng, (5, 8), (7, 8), 3)
     y, a = tripartite.attention(q, k, v, n_hidden=64, key_mask=np.zeros(7, bool), return_astrocyte=True)

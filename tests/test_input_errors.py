@@ -321,6 +321,45 @@ def test_reference_softmax_checks_causal_and_scale(rng):
     assert "softmax_normaliser" in reference.__all__
 
 
+_Q, _K, _V = (np.random.default_rng(3).standard_normal(shape) for shape in ((4, 8), (4, 8), (4, 3)))
+_W = np.random.default_rng(4).standard_normal((16, 8))
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda R: R.softmax_attention(_Q, _K, _V[:2]), r"v must have shape \(\.\.\., Lk, Dv\) with Lk = 4 \(from k\), got \(2, 3\)"),
+    (lambda R: R.softmax_attention(_Q, _K[:, :5], _V), r"k must have shape \(\.\.\., Lk, D\) with D = 8 \(from q\), got \(4, 5\)"),
+    (lambda R: R.softmax_attention(_Q[0], _K, _V), r"q must have shape \(\.\.\., Lq, D\), got \(8,\)"),
+    (lambda R: R.softmax_attention(np.where(np.eye(4, 8) > 0, np.nan, _Q), _K, _V), r"q must be finite, got nan at index \(0, 0\)"),
+    (lambda R: R.softmax_attention(_Q + 1j, _K, _V), "q must have a real numeric dtype"),
+    (lambda R: R.softmax_attention(_Q, _K, _V, causal="yes"), "causal must be True or False, got 'yes'"),
+    (lambda R: R.softmax_attention(np.stack([_Q] * 2), np.stack([_K] * 3), _V),
+     r"leading axes of the inputs must broadcast against each other, got q \(2,\), k \(3,\), v \(\)"),
+    (lambda R: R.softmax_attention(_Q, _K, _V, key_mask=np.ones(4)), "key_mask must be a bool array"),
+    (lambda R: R.softmax_attention(_Q, _K, _V, key_mask=np.ones(3, bool)), r"key_mask .* with Lk = 4 \(from k\).* shape \(3,\)"),
+    (lambda R: R.softmax_normaliser(_Q, np.inf * _K), "k must be finite"),
+    (lambda R: R.random_feature_attention(_Q[:2], _K, _V, _W, causal=True), "causal attention needs Lq == Lk"),
+    (lambda R: R.random_feature_attention(_Q, _K, _V, _W, causal=1), "causal must be True or False"),
+    (lambda R: R.random_feature_attention(_Q, _K, _V, _W, return_astrocyte="yes"), "return_astrocyte must be True or False"),
+    (lambda R: R.random_feature_attention(_Q, _K, _V, _W[:, :5]), r"hidden_weights must have shape \(\.\.\., m, D\) with D = 8"),
+    (lambda R: R.random_feature_attention(_Q, _K, _V, _W, hidden_bias=np.zeros(15)),
+     r"hidden_bias must have shape \(\.\.\., m\) with m = 16 \(from hidden_weights\), got \(15,\)"),
+    (lambda R: R.log_features(_Q, _W, hidden_bias=np.full(16, np.nan)), "hidden_bias must be finite"),
+])
+def test_reference_attention_checks_its_inputs(call, match):
+    from tripartite import reference
+
+    with pytest.raises(ValueError, match=match):
+        call(reference)
+
+
+@pytest.mark.parametrize("dtype, remedy", [(np.float32, r"\(rescale the inputs or use float64\)"),
+                                           (np.float64, r"\(rescale the inputs\)")])
+def test_too_large_inputs_suggest_float64_only_when_it_would_help(dtype, remedy):
+    q = np.full((2, 8, 8), 2.0**26 if dtype == np.float32 else 2.0**62, dtype=dtype)
+    with pytest.raises(ValueError, match=f"q is too large: .* {np.dtype(dtype).name} log-rates lose all precision {remedy}$"):
+        tripartite.attention(q, q, q, n_hidden=64)
+
+
 # 11. MiniLM and the study ---------------------------------------------------------------------------
 def test_minilm_token_ids_must_be_in_the_vocabulary():
     from tripartite.transformer import MiniLM

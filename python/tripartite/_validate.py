@@ -58,9 +58,10 @@ def input_norms(arr: np.ndarray, name: str, scale: float, dtype: np.dtype) -> No
         norm2 = float(np.max(np.sum(np.square(arr, dtype=np.float64), axis=-1))) * scale
     limit = 0.1 / float(np.finfo(dtype).eps)
     if not norm2 <= limit:
+        remedy = "rescale the inputs" + (" or use float64" if np.dtype(dtype) != np.float64 else "")
         raise ValueError(
             f"{name} is too large: max |{name}~|^2 = {norm2:.3g} exceeds {limit:.3g}, beyond which {np.dtype(dtype).name} "
-            "log-rates lose all precision (rescale the inputs or use float64)"
+            f"log-rates lose all precision ({remedy})"
         )
 
 

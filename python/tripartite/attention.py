@@ -143,13 +143,20 @@ def attention(
         0 = all cores. Results do not depend on it.
     hidden_weights : array_like, shape (..., m, D), optional
         Explicit hidden weights (broadcast over the leading axes) instead of drawing them. Weights
-        that broadcast over an axis are read in place by every index of it, not copied.
+        that broadcast over an axis are read in place by every index of it, not copied. They are
+        used in the dtype of the computation (float64 weights are rounded to float32 when q, k
+        and v are float32). For unbatched (L, D) inputs pass one head's (m, D) matrix, e.g.
+        ``draw_hidden_weights(m, D)[0]``; ``draw_hidden_weights`` draws in float32 unless asked
+        for float64, while ``n_hidden``/``seed`` draw in the dtype of the computation.
     hidden_bias : array_like, shape (..., m), optional
         Per-neuron offsets b_r added to the log-rates (phi_r = m^{-1/2} exp(W_r x~ + b_r - |x~|^2/2));
         used by optimal positive random features. Broadcast over the leading axes.
     return_astrocyte : bool
         Also return a_t (float64, shape (..., Lq)), the astrocyte's response in the paper's units
-        (it estimates Z_t = sum_tau exp(s q_t.k_tau); it may be inf if that overflows float64).
+        (it estimates Z_t = sum_tau exp(s q_t.k_tau)). It is computed in the log domain and
+        exponentiated last: it is inf where Z_t overflows float64 and 0 where it underflows (log
+        a_t below about -745: every score q~_t.k~_tau far below -700), as well as for a query that
+        sees no key; y is unaffected by either.
 
     key_mask : array_like of bool, shape (..., Lk), optional
         True for the keys that are written into the synapses (like the boolean ``attn_mask`` of

@@ -109,7 +109,7 @@ class StateMonitor:
                     u = np.zeros_like(h0)
                 else:
                     bias = None if net._bias is None else net._bias[hd]
-                    u = np.exp(reference.log_features(x[hd][None], net._W[hd], net.scale, bias)[0])
+                    u = np.exp(reference._log_features(x[hd][None], net._W[hd], net.scale, bias)[0])
                 gram = dict(gh=g0 @ h0, gu=g0 @ u, hh=h0 @ h0, hu=h0 @ u, uu=u @ u)
                 z0 = np.array([a0, gram["gh"], gram["gu"], gram["hh"], gram["hu"], gram["uu"]])
                 a = A @ z0

@@ -30,28 +30,82 @@ def _matrix(x, name: str, width: Optional[int] = None, width_name: str = "D") ->
     return x.astype(np.float64)
 
 
-def softmax_attention(q, k, v, scale: Optional[float] = None, causal: bool = False) -> np.ndarray:
+def _batched(x, name: str, axes: str) -> np.ndarray:
+    """``x`` as a float64 array of shape (..., <axes>): real, finite, at least 2-D."""
+    arr = V.real_array(x, name)
+    if arr.ndim < 2:
+        raise ValueError(f"{name} must have shape (..., {axes}), got {arr.shape}")
+    V.finite(arr, name)
+    return arr.astype(np.float64)
+
+
+def _attention_inputs(q, k, v=None, causal: bool = False, key_mask=None):
+    """q (..., Lq, D), k (..., Lk, D), v (..., Lk, Dv) and key_mask (..., Lk) checked (real, finite,
+    consistent last axes, leading axes that broadcast) and returned as float64 (the mask as bool)."""
+    q, k = _batched(q, "q", "Lq, D"), _batched(k, "k", "Lk, D")
+    if k.shape[-1] != q.shape[-1]:
+        raise ValueError(f"k must have shape (..., Lk, D) with D = {q.shape[-1]} (from q), got {k.shape}")
+    lead = [("q", q.shape[:-2]), ("k", k.shape[:-2])]
+    if v is not None:
+        v = _batched(v, "v", "Lk, Dv")
+        if v.shape[-2] != k.shape[-2]:
+            raise ValueError(f"v must have shape (..., Lk, Dv) with Lk = {k.shape[-2]} (from k), got {v.shape}")
+        lead.append(("v", v.shape[:-2]))
+    if key_mask is not None:
+        key_mask = np.asarray(key_mask)
+        if key_mask.dtype != bool or key_mask.ndim < 1 or key_mask.shape[-1] != k.shape[-2]:
+            raise ValueError(f"key_mask must be a bool array of shape (..., Lk) with Lk = {k.shape[-2]} (from k), "
+                             f"got dtype {key_mask.dtype} and shape {key_mask.shape}")
+        lead.append(("key_mask", key_mask.shape[:-1]))
+    try:
+        np.broadcast_shapes(*(shape for _, shape in lead))
+    except ValueError:
+        given = ", ".join(f"{name} {shape}" for name, shape in lead)
+        raise ValueError(f"the leading axes of the inputs must broadcast against each other, got {given}") from None
+    if V.flag(causal, "causal") and q.shape[-2] != k.shape[-2]:
+        raise ValueError(f"causal attention needs Lq == Lk, got q {q.shape} and k {k.shape}")
+    return q, k, v, key_mask
+
+
+def _visible(scores_shape, causal: bool, key_mask) -> Optional[np.ndarray]:
+    """Which (query, key) pairs count: the causal triangle and the written keys (None: all)."""
+    mask = None
+    if causal:
+        mask = np.tril(np.ones(scores_shape[-2:], dtype=bool))
+    if key_mask is not None:
+        keys = key_mask[..., None, :]
+        mask = keys if mask is None else mask & keys
+    return mask
+
+
+def _divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den[..., None], and 0 for a query that sees no key (den = 0), as attention returns."""
+    den = den[..., None]
+    out = np.zeros(np.broadcast_shapes(num.shape, den.shape))
+    return np.divide(num, den, out=out, where=den > 0)
+
+
+def softmax_attention(q, k, v, scale: Optional[float] = None, causal: bool = False, key_mask=None) -> np.ndarray:
     """Softmax attention ``softmax(s q k^T) v`` over the last two axes, s = 1/sqrt(D) by default.
 
     Shapes: q (..., Lq, D), k (..., Lk, D), v (..., Lk, Dv) -> (..., Lq, Dv). ``causal`` masks
-    keys after the query (needs Lq == Lk).
+    keys after the query (needs Lq == Lk); ``key_mask`` (..., Lk), True for the keys that count,
+    masks padding, as in :func:`tripartite.attention`. A query that sees no key (Lk = 0, or every
+    key masked) gets 0.
     """
-    q, k, v = (np.asarray(x, dtype=np.float64) for x in (q, k, v))
-    if V.flag(causal, "causal") and q.shape[-2] != k.shape[-2]:
-        raise ValueError(f"causal attention needs Lq == Lk, got q {q.shape} and k {k.shape}")
+    q, k, v, key_mask = _attention_inputs(q, k, v, causal, key_mask)
     scores = (q @ np.swapaxes(k, -1, -2)) * V.scale_value(scale, q.shape[-1])
-    if causal:
-        mask = np.tril(np.ones(scores.shape[-2:], dtype=bool))
+    mask = _visible(scores.shape, causal, key_mask)
+    if mask is not None:
         scores = np.where(mask, scores, -np.inf)
-    scores = scores - scores.max(axis=-1, keepdims=True)
-    weights = np.exp(scores)
-    weights /= weights.sum(axis=-1, keepdims=True)
-    return weights @ v
+    top = scores.max(axis=-1, keepdims=True, initial=-np.inf)
+    weights = np.exp(scores - np.where(np.isfinite(top), top, 0.0))  # a row with no key: all 0
+    return _divide(weights, weights.sum(axis=-1)) @ v
 
 
 def softmax_normaliser(q, k, scale: Optional[float] = None) -> np.ndarray:
     """Z_t = sum_tau exp(s q_t . k_tau), the softmax denominator the astrocyte estimates."""
-    q, k = np.asarray(q, dtype=np.float64), np.asarray(k, dtype=np.float64)
+    q, k, _, _ = _attention_inputs(q, k)
     return np.exp((q @ np.swapaxes(k, -1, -2)) * V.scale_value(scale, q.shape[-1])).sum(axis=-1)
 
 
@@ -60,8 +114,22 @@ def log_features(x, hidden_weights, scale: Optional[float] = None, hidden_bias=N
 
     x (..., L, D), hidden_weights (..., m, D), hidden_bias (..., m) or None -> (..., L, m).
     """
+    x, W = _batched(x, "x", "L, D"), _batched(hidden_weights, "hidden_weights", "m, D")
+    if W.shape[-1] != x.shape[-1]:
+        raise ValueError(f"hidden_weights must have shape (..., m, D) with D = {x.shape[-1]}, got {W.shape}")
+    if hidden_bias is not None:
+        hidden_bias = V.real_array(hidden_bias, "hidden_bias")
+        if hidden_bias.ndim < 1 or hidden_bias.shape[-1] != W.shape[-2]:
+            raise ValueError(f"hidden_bias must have shape (..., m) with m = {W.shape[-2]} (from hidden_weights), "
+                             f"got {hidden_bias.shape}")
+        V.finite(hidden_bias, "hidden_bias")
+    return _log_features(x, W, scale, hidden_bias)
+
+
+def _log_features(x, W, scale, hidden_bias) -> np.ndarray:
+    """:func:`log_features` without its checks (for callers that checked their inputs)."""
     x = np.asarray(x, dtype=np.float64)
-    W = np.asarray(hidden_weights, dtype=np.float64)
+    W = np.asarray(W, dtype=np.float64)
     xs = x * math.sqrt(V.scale_value(scale, x.shape[-1]))
     m = W.shape[-2]
     logits = xs @ np.swapaxes(W, -1, -2) - 0.5 * (xs * xs).sum(axis=-1, keepdims=True) - 0.5 * math.log(m)
@@ -79,22 +147,29 @@ def random_feature_attention(
     causal: bool = False,
     return_astrocyte: bool = False,
     hidden_bias=None,
+    key_mask=None,
 ):
     """The paper's steady state: y_t = H phi(q~_t) / a_t with H = sum_tau v_tau phi(k~_tau)^T and
     a_t = g . phi(q~_t), g = sum_tau phi(k~_tau).
 
     Shapes: q (..., Lq, D), k (..., Lk, D), v (..., Lk, Dv), hidden_weights (..., m, D),
-    hidden_bias (..., m) or None (per-neuron log-rate offsets). Returns y (..., Lq, Dv), and with
-    ``return_astrocyte`` also a_t (..., Lq) in true units.
+    hidden_bias (..., m) or None (per-neuron log-rate offsets), key_mask (..., Lk) or None (True
+    for the keys that are written, as in :func:`tripartite.attention`). Returns y (..., Lq, Dv),
+    and with ``return_astrocyte`` also a_t (..., Lq) in true units. A query that sees no key (Lk = 0,
+    or every key masked) gets y = 0 and a = 0.
 
     Features are formed in the log domain: the keys' log-features are shifted by their overall
     maximum (a constant that cancels in y and is added back to log a_t), each query's by its own
     maximum.
     """
-    v = np.asarray(v, dtype=np.float64)
+    q, k, v, key_mask = _attention_inputs(q, k, v, causal, key_mask)
+    return_astrocyte = V.flag(return_astrocyte, "return_astrocyte")
     log_k = log_features(k, hidden_weights, scale, hidden_bias)
-    log_q = log_features(q, hidden_weights, scale, hidden_bias)
-    shift_k = log_k.max(axis=(-2, -1), keepdims=True)
+    log_q = _log_features(q, hidden_weights, scale, hidden_bias)  # checked with the keys
+    if key_mask is not None:  # a key that is not written: log-features -inf, features 0
+        log_k = np.where(key_mask[..., :, None], log_k, -np.inf)
+    shift_k = log_k.max(axis=(-2, -1), keepdims=True, initial=-np.inf)
+    shift_k = np.where(np.isfinite(shift_k), shift_k, 0.0)  # no key written: features all 0
     shift_q = log_q.max(axis=-1, keepdims=True)
     phi_k = np.exp(log_k - shift_k)
     phi_q = np.exp(log_q - shift_q)
@@ -109,7 +184,7 @@ def random_feature_attention(
         num = phi_q @ np.swapaxes(H, -1, -2)
         den = phi_q @ g[..., None]
         den = den[..., 0]
-    y = num / den[..., None]
+    y = _divide(num, den)
     if not return_astrocyte:
         return y
     with np.errstate(over="ignore"):

@@ -70,6 +70,8 @@ def draw_hidden_weights(
     Returns
     -------
     numpy.ndarray, shape (heads, n_hidden, d_key)
+        Always with the heads axis: for unbatched (L, D) inputs to :func:`tripartite.attention`,
+        pass ``W[0]``.
     """
     m = V.positive_int(n_hidden, "n_hidden")
     d = V.positive_int(d_key, "d_key")
