@@ -70,6 +70,55 @@ def test_float_and_double_networks_agree_beyond_the_double_exponent_range(rng):
     assert tol < 1e-2  # a row of zeros cannot pass
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["write-then-read", "stream"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_network_follows_log_rates_that_swing_by_hundreds_from_token_to_token(rng, dtype, stream):
+    # The defaults (t_read = 100 tau_hidden): h decays by e^-100 in a read window. Keys and queries
+    # alternate between |x~|^2 = 4 and 300-500 (largest log-rates near 0 and near -120 to -220).
+    # The float network used to keep h at the scale of the window's start, so after a read its
+    # stored rates fell below float's range and the next window's carry-over factor (about e^90)
+    # overflowed: inf * 0 = NaN in every rate, then zeros for every later output.
+    D, Dv, m, s = 8, 3, 64, 8**-0.5
+    k = np.concatenate([directions(rng, (1, D), n2, s) for n2 in (4.0, 400.0, 4.0, 500.0)])
+    q = np.concatenate([directions(rng, (1, D), n2, s) for n2 in (4.0, 4.0, 300.0, 4.0)])
+    v = rng.standard_normal((4, Dv))
+    W = tripartite.draw_hidden_weights(m, D, dtype=np.float64)[0]
+    rates = reference.log_features(np.concatenate([k, q]), W).max(axis=1)
+    assert rates.max() - rates.min() > 100  # the swing this test is about
+    net = tripartite.NeuronAstrocyteNetwork(D, Dv, m, dtype=dtype, integrator="euler", hidden_weights=W.astype(dtype)[None])
+    if stream:
+        y, a = net.stream(q, k, v, return_astrocyte=True)
+    else:
+        net.write(k, v)
+        y, a = net.read(q, return_astrocyte=True)
+    expected, a_expected = reference.simulate(k, v, q, W, stream=stream)  # euler, dt = 1, as the network
+    tol = 4 * np.finfo(dtype).eps * _log_rate_span(W, s, q, k)
+    np.testing.assert_allclose(y, expected, rtol=0, atol=tol * np.abs(v).max())
+    np.testing.assert_allclose(a, a_expected, rtol=tol)
+    assert np.abs(expected).max() > 100 * tol and (a_expected > 0).all()
+
+
+def test_double_network_reads_queries_whose_log_rates_lie_far_above_its_keys(rng):
+    # Keys at |x~|^2 = 3600 (log-rates near -1750), queries at |x~|^2 = 1 (near 0): the calcium's
+    # terms span e^1700. Its scale used to be s_H + s_h, which the query's u.u term exceeded by
+    # e^hundreds: inf, times the read's zero coefficient of it, made the calcium NaN and every
+    # output 0. A read of t_read = 100 tau_hidden and 10 tau_astro ends within about 1e-4 of the
+    # steady readout of the stored synapses, (H u) / (g . u) with u the query's rates.
+    D, Dv, m, s = 16, 4, 1024, 16**-0.5
+    k, q = directions(rng, (3, D), 3600.0, s), directions(rng, (3, D), 1.0, s)
+    v = rng.standard_normal((3, Dv))
+    net = tripartite.NeuronAstrocyteNetwork(D, Dv, m, dtype=np.float64, integrator="exact")
+    net.write(k, v)
+    W = net.hidden_weights[0]
+    for t in range(3):
+        y = net.read(q[t : t + 1])[0]
+        log_u = reference.log_features(q[t : t + 1], W)[0]
+        u = np.exp(log_u - log_u.max())
+        steady = (net._H[0] @ u) / (net._g[0] @ u)  # stored units: H and g share their scale
+        assert np.isfinite(y).all() and np.isfinite(net._scalars).all()
+        np.testing.assert_allclose(y, steady, rtol=0, atol=1e-3 * np.abs(v).max())
+
+
 def test_float_network_warns_when_a_read_loses_its_products_to_underflow():
     # |x~|^2 = 1e4: one query's products with the stored synapses all lie below float's range, and
     # its output comes back as zeros in float (not in double). The network cannot recompute a

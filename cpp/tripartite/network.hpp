@@ -164,7 +164,14 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
         double c = kNegInf;
         for (std::size_t b = 0; b < nb; ++b) c = std::max(c, bmax[b]);
         const double sH = sc[kScaleH], sh = sc[kScaleh];
-        const double sh_new = std::max(c, sc[kBoundh]);
+        // h's scale for the window is its bound at the window's end (like g's below), so that the
+        // stored rates end the window at most 1 and the carry-over factor k0 is at most 1. With
+        // the bound at the start instead, a window in which h decays far below its old bound (a
+        // read of t_read / tau_hidden = 100 time constants, then a key with smaller log-rates)
+        // left the stored rates near e^-100, below float's range, and gave the next window a
+        // factor near e^90, which overflows float: inf * 0 = NaN in every rate.
+        const double bound_h = log_add_exp(detail::log_abs(map.M[1][1]) + sc[kBoundh], detail::log_abs(map.M[1][2]) + c);
+        const double sh_new = bound_h == kNegInf ? sh : bound_h;
         double sH_new = sH, bound_g = sc[kBoundG];
         if (update_g) {
           bound_g = log_add_exp(log_add_exp(detail::log_abs(map.M[0][0]) + sc[kBoundG],
@@ -189,7 +196,7 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
         sc[kScaleH] = sH_new;
         sc[kScaleh] = sh_new;
         sc[kBoundG] = bound_g;
-        sc[kBoundh] = log_add_exp(detail::log_abs(map.M[1][1]) + sc[kBoundh], detail::log_abs(map.M[1][2]) + c);
+        sc[kBoundh] = bound_h;
       }
     }
 
@@ -251,29 +258,47 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
         const double* k_next = i + 1 < S ? ws.coef.data() + (hd * kSegment + i + 1) * detail::kCoef : nullptr;
         const double sH_new = k_next ? k_next[6] : sc[kScaleH];
         const double sh_new = k_next ? k_next[7] : sc[kScaleh];
-        const double sa_new = sH_new + sh_new;
         const double* bmax = ws.block_max.data() + (hd * kSegment + i) * nb;
-        double z[6] = {scaled(sc[kA], sa - sa_new), 0, 0, 0, 0, 0};
-        for (std::size_t b = 0; b < nb; ++b) {
-          const double* gr = ws.gram.data() + ((hd * kSegment + i) * nb + b) * 5;
+        // a = map.a . (a before, g.h, g.u, h.h, h.u, u.u), each Gram entry the sum of its blocks'
+        // (stored units, log-scale exponent(t, b)). a's new scale is the largest term's: the terms
+        // then stay at most about nb, whatever their scales. (It was s_H + s_h, which a query whose
+        // log-rates lie far above g's scale exceeds by hundreds: u.u overflowed to inf, and a read's
+        // zero coefficient of it made 0 * inf = NaN.) Terms with a zero coefficient are left out.
+        auto exponent = [&](int t, std::size_t b) {
           const double cb = bmax[b];
-          z[1] += scaled(gr[0], sH + sh - sa_new);
-          z[2] += scaled(gr[1], sH + cb - sa_new);
-          z[3] += scaled(gr[2], 2 * sh - sa_new);
-          z[4] += scaled(gr[3], sh + cb - sa_new);
-          z[5] += scaled(gr[4], 2 * cb - sa_new);
+          switch (t) {
+            case 1: return sH + sh;
+            case 2: return sH + cb;
+            case 3: return 2 * sh;
+            case 4: return sh + cb;
+            default: return 2 * cb;
+          }
+        };
+        auto gram = [&](int t, std::size_t b) { return ws.gram[((hd * kSegment + i) * nb + b) * 5 + (t - 1)]; };
+        double sa_new = map.a[0] != 0 && sc[kA] != 0 ? sa + std::log(std::fabs(map.a[0] * sc[kA])) : kNegInf;
+        for (int t = 1; t < 6; ++t)
+          if (map.a[t] != 0)
+            for (std::size_t b = 0; b < nb; ++b)
+              if (gram(t, b) != 0)
+                sa_new = std::max(sa_new, std::log(std::fabs(map.a[t] * gram(t, b))) + exponent(t, b));
+        if (sa_new == kNegInf) sa_new = sH_new + sh_new;  // a = 0: any scale
+        double a = map.a[0] != 0 ? map.a[0] * scaled(sc[kA], sa - sa_new) : 0.0;
+        for (int t = 1; t < 6; ++t) {
+          if (map.a[t] == 0) continue;
+          double z = 0;
+          for (std::size_t b = 0; b < nb; ++b) z += scaled(gram(t, b), exponent(t, b) - sa_new);
+          a += map.a[t] * z;
         }
-        double a = 0;
-        for (int t = 0; t < 6; ++t) a += map.a[t] * z[t];
         sc[kA] = a;
         sc[kScaleA] = sa_new;
         if (win[i].write) continue;
-        // y = H h / a (stored units cancel: s_a = s_H + s_h)
+        // y = H h / a: H h in the units e^{s_H + s_h}, a in e^{s_a}
+        const double log_f = sH_new + sh_new - sa_new;
         T* y = in.outputs + (hd * in.n_queries + win[i].index) * Dv;
         for (std::size_t d = 0; d < Dv; ++d) {
           double acc = 0;
           for (std::size_t b = 0; b < nb; ++b) acc += ws.dots[((hd * nb + b) * kSegment + i) * Dv + d];
-          y[d] = a > 0 ? static_cast<T>(acc / a) : T(0);
+          y[d] = a > 0 ? static_cast<T>(scaled(acc, log_f) / a) : T(0);
         }
         // The reads' products H_dr h_r are taken in T, with every array relative to its bound:
         // underflow_log_bound over the m neurons with the weight e^{B_g - s_H} (h_r <= 1, |H_dr| <=
@@ -283,7 +308,7 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
         const double log_a = a > 0 ? std::log(a) : kNegInf;  // in a's units
         if (in.log_underflow)
           in.log_underflow[hd * in.n_queries + win[i].index] =
-              k[8] == kNegInf ? kNegInf : underflow_log_bound<T>(m, k[8] - sH_new) - log_a;
+              k[8] == kNegInf ? kNegInf : underflow_log_bound<T>(m, k[8] - sH_new) - log_a + log_f;
         if (in.log_astro) in.log_astro[hd * in.n_queries + win[i].index] = log_a + sa_new;
       }
     }
