@@ -100,3 +100,23 @@ def test_stream_equals_causal_steady_state_with_short_time_constants(rng):
     y, a = net.stream(q, k, v, return_astrocyte=True)
     y_ss, a_ss = tripartite.attention(q, k, v, hidden_weights=net.hidden_weights, causal=True, return_astrocyte=True)
     assert np.allclose(y, y_ss, rtol=1e-5, atol=1e-6) and np.allclose(a, a_ss, rtol=1e-5)  # O(tau/t) = 1e-6
+
+
+@pytest.mark.parametrize("integrator", ["exact", "rk4"])
+def test_outputs_do_not_depend_on_eta_and_the_calcium_scales_with_it(rng, integrator):
+    # eta multiplies H, g and a alike, so y = H h / a does not depend on it. The exact window map
+    # was computed at e = eta / t_write itself, mixing e with the rates in one scaling and squaring:
+    # y moved by 5e-10 relative at eta = 1e10, 4 % at 1e16. (rk4 composes steps and never did.)
+    q, k, v = moderate_inputs(rng, (6, 8), (6, 8), 4)
+    kwargs = dict(dtype=np.float64, integrator=integrator, dt=0.5)
+
+    def run(eta):
+        net = tripartite.NeuronAstrocyteNetwork(8, 4, 512, eta=eta, **kwargs)
+        net.write(k, v)
+        return net.read(q, return_astrocyte=True)
+
+    y1, a1 = run(1.0)
+    for eta in (1e-10, 1e6, 1e16, 1e30):
+        y, a = run(eta)
+        np.testing.assert_allclose(y, y1, rtol=0, atol=1e-13 * np.abs(y1).max())
+        np.testing.assert_allclose(a / eta, a1, rtol=1e-13)
