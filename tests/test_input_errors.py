@@ -2,6 +2,7 @@
 argument (and leaves state untouched), instead of being accepted silently or failing later with
 a message that does not say what was wrong."""
 
+import importlib.util
 import re
 
 import numpy as np
@@ -75,8 +76,13 @@ def test_save_writes_the_path_given(tmp_path, rng):
 
 def test_load_names_the_npz_file_an_older_save_wrote(tmp_path):
     NeuronAstrocyteNetwork(8, 4, 64).save(tmp_path / "old.npz")  # what save("old") wrote before
-    with pytest.raises(ValueError, match=r"load '.*old\.npz'"):
+    with pytest.raises(FileNotFoundError, match=r"no tripartite checkpoint at '.*old': .* load '.*old\.npz'"):
         NeuronAstrocyteNetwork.load(tmp_path / "old")
+    with pytest.raises(FileNotFoundError, match=r"the file does not exist$"):
+        NeuronAstrocyteNetwork.load(tmp_path / "absent")
+    (tmp_path / "script.py").write_text("print('not a checkpoint')\n")
+    with pytest.raises(ValueError, match=r"'.*script\.py' is not a readable tripartite checkpoint: not a NumPy \.npz archive$"):
+        NeuronAstrocyteNetwork.load(tmp_path / "script.py")
     with pytest.raises(ValueError, match="path must be a str or os.PathLike, got None"):
         NeuronAstrocyteNetwork.load(None)
 
@@ -360,6 +366,50 @@ def test_too_large_inputs_suggest_float64_only_when_it_would_help(dtype, remedy)
         tripartite.attention(q, q, q, n_hidden=64)
 
 
+# 12. the network's attributes, messages and clock (a usability audit) --------------------------------
+def test_network_parameters_cannot_be_set_after_construction():
+    net = NeuronAstrocyteNetwork(8, 4, 64)
+    for name, value in (("dt", 0.5), ("tau_hidden", 0.5), ("leak", 0.1), ("eta", 2.0)):
+        with pytest.raises(AttributeError, match=rf"{name} is fixed when the network is built .*{name}={value}\)"):
+            setattr(net, name, value)
+    with pytest.raises(AttributeError, match="time is read-only"):
+        net.time = 3.0
+    with pytest.raises(AttributeError, match="no attribute 'tau_hiden' to set"):
+        net.tau_hiden = 2.0  # a typo is not a new attribute
+    assert net.params["dt"] == 1.0 and net.params["tau_hidden"] == 10.0 and not hasattr(net, "tau_hiden")
+    net.num_threads = 1  # the one attribute that may be set
+    assert net.num_threads == 1
+
+
+def test_network_messages_use_the_callers_shapes_and_name_the_sizes(rng):
+    net = NeuronAstrocyteNetwork(8, 4, 64)
+    keys = rng.standard_normal((5, 8))
+    keys[3, 2] = np.nan
+    with pytest.raises(ValueError, match=r"keys must be finite, got nan at index \(3, 2\)$"):
+        net.write(keys, rng.standard_normal((5, 4)))  # 2-D input: a 2-D index
+    with pytest.raises(ValueError, match=r"keys must have a real numeric dtype \(floating point or integer\), got dtype bool"):
+        net.write(np.ones((5, 8), bool), rng.standard_normal((5, 4)))
+    with pytest.raises(MemoryError, match=r"heads = 2 x d_value = 64 x n_hidden = 1000000000000\): .* GiB needed"):
+        NeuronAstrocyteNetwork(64, 64, 10**12, heads=2)
+    with pytest.raises(ValueError, match="variables must name at least one of"):
+        net.monitor(variables=())
+
+
+def test_network_time_is_windows_times_their_length_not_a_running_sum(rng, tmp_path):
+    # 903 windows of 0.3 ms: added one by one they read 270.9000000000045, added seven per call (as
+    # here) 270.8999999999997; the clock now multiplies the window counts by their lengths
+    net = NeuronAstrocyteNetwork(4, 2, 16, t_write=0.3, t_read=0.3, dt=0.1, tau_hidden=0.5, tau_astro=0.5,
+                                 integrator="exact")
+    k, v = rng.standard_normal((903, 4)) * 0.3, rng.standard_normal((903, 2))
+    for t in range(0, 903, 7):  # many calls, as a user stepping through a sequence would make
+        net.write(k[t : t + 7], v[t : t + 7])
+    assert net.time == 903 * 0.3
+    net.save(tmp_path / "n.npz")
+    loaded = NeuronAstrocyteNetwork.load(tmp_path / "n.npz")
+    loaded.write(k[:1], v[:1])
+    assert loaded.time == 903 * 0.3 + 0.3
+
+
 # 11. MiniLM and the study ---------------------------------------------------------------------------
 def test_minilm_token_ids_must_be_in_the_vocabulary():
     from tripartite.transformer import MiniLM
@@ -423,6 +473,9 @@ def test_spearman_refuses_nan():
 SMALL_DEMO = ["demo", "--n-hidden", "256", "--tokens", "8", "--d", "4"]
 
 
+_needs_matplotlib = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs matplotlib")
+
+
 @pytest.mark.parametrize("flags, named", [
     (["--d", "0"], "--d"),
     (["--tokens", "0"], "--tokens"),
@@ -432,6 +485,9 @@ SMALL_DEMO = ["demo", "--n-hidden", "256", "--tokens", "8", "--d", "4"]
     (["--n-hidden", "0"], "--n-hidden"),
     (["--num-threads", "-1"], "--num-threads"),
     (["--out", "/nonexistent-folder/demo.png"], "--out"),
+    # not a figure format: refused before the run, not after it (where matplotlib says which it writes)
+    pytest.param(["--out", "demo.txt"], "--out", marks=_needs_matplotlib),
+    pytest.param(["--out", "demo"], "--out", marks=_needs_matplotlib),
 ])
 def test_demo_flags(flags, named, capsys, tmp_path, monkeypatch):
     from tripartite.cli import main

@@ -21,7 +21,7 @@ def real_array(x: Any, name: str) -> np.ndarray:
     except Exception as exc:  # ragged lists and the like
         raise ValueError(f"{name} must be an array of real numbers, got {type(x).__name__}: {exc}") from None
     if arr.dtype.kind not in "fiu":
-        raise ValueError(f"{name} must have a real numeric dtype (float32 or float64), got dtype {arr.dtype}")
+        raise ValueError(f"{name} must have a real numeric dtype (floating point or integer), got dtype {arr.dtype}")
     return arr
 
 
@@ -299,4 +299,4 @@ def check_memory(n_bytes: float, what: str) -> None:
     """MemoryError naming the size, before allocating, when ``n_bytes`` cannot fit."""
     avail = available_memory()
     if avail is not None and n_bytes > avail:
-        raise MemoryError(f"{what} needs {n_bytes / 2**30:.2f} GiB, but only {avail / 2**30:.2f} GiB of memory is available")
+        raise MemoryError(f"{what}: {n_bytes / 2**30:.2f} GiB needed, but only {avail / 2**30:.2f} GiB of memory is available")

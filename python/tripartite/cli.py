@@ -33,6 +33,15 @@ def _check_demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
     out = Path(args.out)
     if out.is_dir() or not out.resolve().parent.is_dir():
         parser.error(f"argument --out: {args.out!r} must be a file name in an existing folder")
+    try:  # the figure's format, from the name's extension, before the run rather than after it
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        pass  # no matplotlib: the demo prints its table and says why there is no figure
+    else:
+        formats = FigureCanvasBase.get_supported_filetypes()
+        if out.suffix.lstrip(".").lower() not in formats:
+            parser.error(f"argument --out: {args.out!r} must end in a figure format matplotlib writes "
+                         f"({', '.join('.' + name for name in sorted(formats))}), got {out.suffix or 'no extension'!r}")
     for flag, n_bytes, what in (("--tokens", 4 * args.tokens**2 * 8, "the softmax reference's L x L scores"),
                                 ("--n-hidden", args.n_hidden * (3 * args.d + 4) * 8, "the network and its weights")):
         try:

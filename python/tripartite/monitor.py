@@ -62,7 +62,10 @@ class StateMonitor:
 
     def __init__(self, net, variables: Sequence[str], heads: Optional[Iterable[int]], hidden: Optional[Iterable[int]],
                  synapses: Optional[Iterable[Tuple[int, int]]], every: int) -> None:
-        variables = V.names(variables, "variables", VARIABLES, "variable")  # one name, as if in a tuple
+        names = V.names(variables, "variables", VARIABLES, "variable")  # one name, as if in a tuple
+        if not names:  # a monitor that records nothing is a mistake, not a request
+            raise ValueError(f"variables must name at least one of {', '.join(VARIABLES)}, got {variables!r}")
+        variables = names
         V.positive_int(every, "every")  # steps of dt
         self.variables = tuple(dict.fromkeys(variables))  # a name given twice is recorded once
         self.every = int(every)
@@ -141,7 +144,7 @@ class StateMonitor:
 
     def _record_now(self, net) -> None:
         """A sample of the network's state now (at creation, and after a reset)."""
-        self._record(net, "now", None, None, net._time, net._step, 0, 0.0)
+        self._record(net, "now", None, None, net._now(), net._step, 0, 0.0)
 
     def _chunk_count(self) -> int:
         """Chunks recorded so far: every completed _record adds one to every variable alike."""

@@ -95,6 +95,9 @@ class NeuronAstrocyteNetwork:
         Explicit hidden weights instead of drawing them from ``seed`` and ``feature_map``.
     hidden_bias : array_like, shape (heads, n_hidden), optional
         Per-neuron offsets of the log-rates (zero by default); see :func:`tripartite.attention`.
+
+    The parameters are fixed once the network is built (``net.params`` lists them); of its
+    attributes only ``num_threads`` may be set, and setting any other raises AttributeError.
     """
 
     def __init__(
@@ -144,7 +147,7 @@ class NeuronAstrocyteNetwork:
 
         m, D, Dv, nh, item = self._n_hidden, self._d_key, self._d_value, self._heads, self._dtype.itemsize
         # State + weights + the core's per-window workspace (u and w vectors).
-        V.check_memory(nh * m * (Dv + D + 4) * item + nh * m * D * 8, f"a network of {nh * Dv * m} synapses")
+        V.check_memory(nh * m * (Dv + D + 4) * item + nh * m * D * 8, f"a network of {nh * Dv * m} synapses (heads = {nh} x d_value = {Dv} x n_hidden = {m})")
         if hidden_weights is None:
             self._W = draw_hidden_weights(m, D, heads=nh, seed=self._seed, feature_map=self._feature_map, dtype=self._dtype)
         else:
@@ -166,7 +169,7 @@ class NeuronAstrocyteNetwork:
         self._g = np.zeros((nh, m), dtype=self._dtype)
         self._h = np.zeros((nh, m), dtype=self._dtype)
         self._scalars = np.zeros((nh, 6))
-        self._time = 0.0
+        self._time_base, self._windows = 0.0, [0, 0]  # see _now
         self._step = 0  # integration steps of dt since the last reset (the monitors' clock)
         self._monitors: list = []
         self.reset()
@@ -184,7 +187,7 @@ class NeuronAstrocyteNetwork:
         self._scalars[:] = 0.0
         self._scalars[:, _BOUND_G] = -np.inf
         self._scalars[:, _BOUND_h] = -np.inf
-        self._time = 0.0
+        self._time_base, self._windows = 0.0, [0, 0]
         self._step = 0
         for mon in self._monitors:
             mon._truncate(0)
@@ -203,7 +206,7 @@ class NeuronAstrocyteNetwork:
                 f"{name} must have shape {expect} with heads = {self._heads}, {width_name} = {width}, "
                 f"got {np.asarray(x).shape}"
             )
-        V.finite(arr, name, self.num_threads)
+        V.finite(arr[0] if two_d else arr, name, self.num_threads)  # indices as the caller gave them
         if width_name == "D":
             V.input_norms(arr, name, self._scale, self._dtype)
         else:
@@ -288,7 +291,7 @@ class NeuronAstrocyteNetwork:
             if two_d is not None:  # the completed queries: reads come in order of their index
                 n = int(np.count_nonzero(np.asarray(is_write[:done]) == 0))
                 done_outputs = self._shape_out(outputs[:, :n], log_a[:, :n], two_d, True)
-            raise SimulationInterrupted(done, total, self._time, stop_multiple, *done_outputs)
+            raise SimulationInterrupted(done, total, self._now(), stop_multiple, *done_outputs)
         return outputs, log_a
 
     def _kernel(self, keys, values, queries, is_write, index, poll, stop_multiple):
@@ -302,10 +305,17 @@ class NeuronAstrocyteNetwork:
         self._underflowed_reads += underflowed  # reads the core found may have lost terms to underflow
         return tuple(result)
 
+    def _now(self) -> float:
+        """Simulated time (ms): the windows written and read since the last reset (or load) times
+        their lengths, one rounding each, not a running sum (900 windows of 0.3 ms added one by
+        one read 270.0000000000045), plus the time a loaded checkpoint had reached."""
+        return self._time_base + self._windows[0] * self._params["t_write"] + self._windows[1] * self._params["t_read"]
+
     def _advance(self, is_write) -> None:
         n_write = int(np.count_nonzero(is_write))
         n_read = len(is_write) - n_write
-        self._time += n_write * self._params["t_write"] + n_read * self._params["t_read"]
+        self._windows[0] += n_write
+        self._windows[1] += n_read
         self._step += n_write * self._window_steps(True) + n_read * self._window_steps(False)
 
     def _run_monitored(self, keys, values, queries, is_write, index, bar, stop_multiple, caught):
@@ -330,7 +340,7 @@ class NeuronAstrocyteNetwork:
             simulated = advanced = False
             try:
                 for mon in self._monitors:
-                    mon._record(self, "write" if write else "read", x, v, self._time, self._step, steps,
+                    mon._record(self, "write" if write else "read", x, v, self._now(), self._step, steps,
                                 self._params["t_write" if write else "t_read"])
                 if write:
                     *_, interrupted = self._kernel(
@@ -491,7 +501,7 @@ class NeuronAstrocyteNetwork:
 
     def _arrays(self) -> dict:
         arrays = dict(hidden_weights=self._W, synapses=self._H, astrocyte_weights=self._g, hidden=self._h,
-                      scalars=self._scalars, time=np.array(self._time), step=np.array(self._step))
+                      scalars=self._scalars, time=np.array(self._now()), step=np.array(self._step))
         if self._bias is not None:
             arrays["hidden_bias"] = self._bias
         return arrays
@@ -532,18 +542,24 @@ class NeuronAstrocyteNetwork:
         monitors or their samples: attach new ones with :meth:`monitor`). A damaged file, one from an incompatible
         checkpoint format, or one whose contents do not fit its config (wrong or extra keys, shapes
         other than the config implies, other dtypes, NaN or Inf in the state, negative time or step)
-        raises ValueError naming the field; nothing is silently repaired or cast."""
+        raises ValueError naming the field; nothing is silently repaired or cast. A path that does
+        not exist raises FileNotFoundError."""
         if not isinstance(path, (str, os.PathLike)):
             raise ValueError(f"path must be a str or os.PathLike, got {path!r}")
         num_threads = V.threads(num_threads)
+        if not os.path.exists(path):  # like open() and save(): FileNotFoundError, not a bad value
+            hint = ""
+            if os.path.isfile(os.fspath(path) + ".npz"):
+                hint = f" (earlier versions of save appended .npz: load {os.fspath(path) + '.npz'!r})"
+            raise FileNotFoundError(f"no tripartite checkpoint at {os.fspath(path)!r}: the file does not exist{hint}")
         try:
             with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as f:
                 contents = {name: f[name] for name in f.files}
         except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, AttributeError, TypeError) as exc:
-            hint = ""
-            if not os.path.exists(path) and os.path.isfile(os.fspath(path) + ".npz"):
-                hint = f" (earlier versions of save appended .npz: load {os.fspath(path) + '.npz'!r})"
-            raise ValueError(f"{os.fspath(path)!r} is not a readable tripartite checkpoint: {exc}{hint}") from None
+            # NumPy reads a file that is not .npy/.npz as a pickle, refused with allow_pickle=False:
+            # its advice to allow pickles does not apply to a checkpoint
+            reason = "not a NumPy .npz archive" if "pickled" in str(exc) else str(exc)
+            raise ValueError(f"{os.fspath(path)!r} is not a readable tripartite checkpoint: {reason}") from None
         name = repr(os.fspath(path))
         missing = set(_CHECKPOINT_ARRAYS) - set(contents)
         fmt = contents.get("format")
@@ -580,7 +596,7 @@ class NeuronAstrocyteNetwork:
         net._g[...] = contents["astrocyte_weights"]
         net._h[...] = contents["hidden"]
         net._scalars[...] = contents["scalars"]
-        net._time = float(contents["time"])
+        net._time_base = float(contents["time"])
         net._step = int(contents["step"])
         return net
 
@@ -703,7 +719,7 @@ class NeuronAstrocyteNetwork:
     @property
     def time(self) -> float:
         """Simulated time since the last reset (ms)."""
-        return self._time
+        return self._now()
 
     @property
     def num_threads(self) -> int:
@@ -756,6 +772,22 @@ class NeuronAstrocyteNetwork:
         p["dt"] = self._dt
         return p
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Only ``num_threads`` may be set after construction. The parameters shape the window maps
+        and the stability check, so setting one (``net.dt = 0.5``) would otherwise create a new
+        attribute that the simulation never reads; this raises instead, as for any other name."""
+        if name.startswith("_") or name == "num_threads":
+            object.__setattr__(self, name, value)
+            return
+        if name in self.params:
+            raise AttributeError(
+                f"{name} is fixed when the network is built (net.params[{name!r}] = {self.params[name]!r}): "
+                f"build a new one, NeuronAstrocyteNetwork(..., {name}={value!r})"
+            )
+        if isinstance(getattr(type(self), name, None), property):
+            raise AttributeError(f"{name} is read-only: it is fixed when the network is built, or follows from its state")
+        raise AttributeError(f"NeuronAstrocyteNetwork has no attribute {name!r} to set (only num_threads can be set)")
+
     def __repr__(self) -> str:
         p = self._params
         return (
@@ -764,7 +796,7 @@ class NeuronAstrocyteNetwork:
             f"integrator={self._integrator!r}, dtype={self._dtype.name}, tau_hidden={p['tau_hidden']:g}, "
             f"tau_astro={p['tau_astro']:g}, t_write={p['t_write']:g}, t_read={p['t_read']:g}, eta={p['eta']:g}, "
             f"leak={p['leak']:g}, dt={self._dt:g}; {self.n_synapses} synapses, "
-            f"{'a' if self._bias is not None else 'no'} hidden bias, time={self._time:g} ms)"
+            f"{'a' if self._bias is not None else 'no'} hidden bias, time={self._now():g} ms)"
         )
 
 
