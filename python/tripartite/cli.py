@@ -58,7 +58,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         "Kastanenka & Krotov, PNAS 2023): a demo, and the heads of a real transformer replaced by the network.")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="simulate a default network and compare it with attention")
-    demo.add_argument("--n-hidden", type=_integer(1), default=16384, help="hidden neurons m (default 16384)")
+    demo.add_argument("--n-hidden", type=_integer(1), default=16384,
+                      help="hidden neurons m of the network (default 16384; the error-against-m sweep always "
+                           "runs m = 256 to 65536, 3 seeds each)")
     demo.add_argument("--tokens", type=_integer(2), default=128, help="tokens L, at least 2 (default 128)")
     demo.add_argument("--d", type=_integer(1), default=64, help="key/value dimension D (default 64)")
     demo.add_argument("--seed", type=_integer(0), default=0, help="seed of the inputs and the hidden weights (default 0)")
