@@ -237,6 +237,26 @@ def test_study_heads_rows(qkv):
     assert all(s["worst_y_err"] >= s["median_y_err"] for s in iid)
 
 
+def test_study_functions_check_their_arguments(qkv):
+    q, k, v = (x[:1, :2, :6] for x in qkv)  # one layer, two heads, six tokens
+    rows = M.study_heads(q, k, v, 8, methods="iid", modes="steady")  # one name and one m, not their letters
+    assert len(rows) == 2 and rows[0]["method"] == "iid" and rows[0]["m"] == 8
+    for kwargs, match in ((dict(methods=["foo"]), "method must be one of"), (dict(modes=["foo"]), "mode must be one of"),
+                          (dict(ms=[]), "ms must name at least one"), (dict(ms=[0]), "ms must be a positive integer")):
+        args = {**dict(ms=[8], methods=["iid"], modes=["steady"]), **kwargs}
+        with pytest.raises(ValueError, match=match):
+            M.study_heads(q, k, v, **args)
+    with pytest.raises(ValueError, match=r"q must have shape \(layers, heads, L, D\), got \(2, 6, 32\)"):
+        M.study_heads(q[0], k[0], v[0], [8])
+    with pytest.raises(ValueError, match=r"q must have shape \(heads, L, D\), got \(6, 32\)"):
+        M.NeuronAstrocyteAttention(16)(q[0, 0], k[0, 0], v[0, 0], 0)
+    with pytest.raises(ValueError, match=r"head must be \(layer, head\) with layer < 1 and head < 2, got \(9, 0\)"):
+        M.paper_figure_data(q, k, v, (9, 0), [8])
+    lists = M.NeuronAstrocyteAttention(16)(q[0].tolist(), k[0].tolist(), v[0].tolist(), 0)  # array_like
+    assert np.array_equal(lists, M.NeuronAstrocyteAttention(16)(q[0].astype(np.float64), k[0].astype(np.float64),
+                                                                 v[0].astype(np.float64), 0))
+
+
 def test_spearman():
     assert M.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert M.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
@@ -330,6 +350,22 @@ def test_minilm_command_writes_tables_and_figures(tmp_path, capsys, monkeypatch)
     for png in ("figure.png", "summary.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert seen and all(d >= 1 for d in seen) and depth[0] == 0
+
+
+def test_minilm_command_without_model_methods_and_with_an_empty_text(tmp_path, capsys):
+    text = tmp_path / "text.txt"
+    text.write_text(TEXT)
+    out = tmp_path / "out"
+    # no whole-model methods: no whole-model run and no empty table
+    argv = ["minilm", "--text", str(text), "--m", "8", "--out", str(out),
+            "--methods", "iid", "--network-methods", "--model-methods", "--no-progress"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "whole model: not run (no model methods)" in printed and "## The whole model" not in (out / "heads.md").read_text()
+    text.write_text("   \n")
+    with pytest.raises(ValueError, match=r"text must contain at least one token besides \[CLS\] and \[SEP\]"):
+        M.run_minilm(text=text.read_text(), ms=[8], methods=["iid"], network_methods=[], model_methods=[], out=out,
+                     progress=False, pairs=tmp_path / "absent.tsv")  # no whole model: the pairs are not read
 
 
 def test_minilm_command_names_the_model_package_when_missing(tmp_path, capsys, monkeypatch):

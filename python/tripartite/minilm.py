@@ -273,6 +273,34 @@ def _m_label(m: int) -> str:
     return f"1e{exponent:.0f}" if exponent == round(exponent) else str(m)
 
 
+def _head_arrays(q: Any, k: Any, v: Any, axes: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """q, k, v as arrays of shape (<axes>, L, D) (v: (<axes>, L, Dv)) with the same leading axes
+    and L, or a ValueError naming them."""
+    ndim = len(axes.split(", ")) + 2
+    arrays = tuple(V.real_array(x, name) for x, name in ((q, "q"), (k, "k"), (v, "v")))
+    for x, name in zip(arrays, "qkv"):
+        if x.ndim != ndim:
+            last = "Dv" if name == "v" else "D"
+            raise ValueError(f"{name} must have shape ({axes}, L, {last}), got {x.shape}")
+    q, k, v = arrays
+    if k.shape != q.shape or v.shape[:-1] != q.shape[:-1]:
+        raise ValueError(f"q and k must have the same shape ({axes}, L, D) and v ({axes}, L, Dv), "
+                         f"got q {q.shape}, k {k.shape}, v {v.shape}")
+    return q, k, v
+
+
+def _ms(ms: Any) -> List[int]:
+    """A non-empty list of positive numbers of hidden neurons."""
+    items = [ms] if V.is_int(ms) else ms
+    try:
+        items = list(items)
+    except TypeError:
+        raise ValueError(f"ms must be a list of positive integers, got {ms!r}") from None
+    if not items:
+        raise ValueError(f"ms must name at least one number of hidden neurons, got {ms!r}")
+    return [V.positive_int(m, "ms") for m in items]
+
+
 def study_heads(
     q: np.ndarray,
     k: np.ndarray,
@@ -302,6 +330,10 @@ def study_heads(
     list of dict, one per (method, mode, m, layer, head), with the keys of :data:`HEAD_COLUMNS`
     (layer and head 0-based; q2, k2, rho of the real head's inputs, see :func:`head_inputs_stats`).
     """
+    q, k, v = _head_arrays(q, k, v, "layers, heads")
+    ms = _ms(ms)
+    methods = V.names(methods, "methods", tuple(METHODS), "method")
+    modes = V.names(modes, "modes", tuple(MODES), "mode")
     Z = softmax_normaliser(q, k)
     y_soft = softmax_attention(q, k, v)
     stats = head_inputs_stats(q, k)
@@ -357,6 +389,7 @@ class NeuronAstrocyteAttention:
 
     def __call__(self, q: np.ndarray, k: np.ndarray, v: np.ndarray, layer: int) -> np.ndarray:
         V.non_negative_int(layer, "layer")
+        q, k, v = _head_arrays(q, k, v, "heads")
         # The weights depend on the layer, the number of heads, the head dimension and the dtype.
         key = (layer, q.shape[0], q.shape[-1], q.dtype)
         if key != self._key:
@@ -553,10 +586,15 @@ def paper_figure_data(
 ) -> Tuple[np.ndarray, List[Tuple[str, Dict[str, np.ndarray]]]]:
     """Z_t of one head and the panels of the paper's figure: a_t with the paper's features at the
     smallest and the largest m (steady state and continuous-time network), and with the best
-    method at the middle m."""
+    method at the middle m. With a single m the first two panels are the same m (one panel each
+    is drawn, as for several)."""
+    q, k, v = _head_arrays(q, k, v, "layers, heads")
+    if (not isinstance(head, (tuple, list)) or len(head) != 2 or not all(V.is_int(i) and i >= 0 for i in head)
+            or head[0] >= q.shape[0] or head[1] >= q.shape[1]):
+        raise ValueError(f"head must be (layer, head) with layer < {q.shape[0]} and head < {q.shape[1]}, got {head!r}")
     layer, h = head
     Z = softmax_normaliser(q[layer], k[layer])[h]
-    ms = sorted(ms)
+    ms = sorted(_ms(ms))
     panels = []
     for method, m, modes in (("iid", ms[0], ("steady", "network")), ("iid", ms[-1], ("steady", "network")),
                              (BEST, ms[len(ms) // 2], ("steady",))):
@@ -707,7 +745,7 @@ def run_minilm(
         raise ValueError(f"out must be a folder, got the file {str(out)!r}")
     t_start = time.perf_counter()
     text = DEFAULT_TEXT.read_text(encoding="utf-8") if text is None else text
-    pair_list = read_pairs(DEFAULT_PAIRS if pairs is None else pairs)
+    pair_list = read_pairs(DEFAULT_PAIRS if pairs is None else pairs) if model_methods else []  # only the whole model reads them
 
     model = MiniLM()
     if figure_head is not None and not (figure_head[0] < model.num_layers and figure_head[1] < model.num_heads):
@@ -715,7 +753,9 @@ def run_minilm(
                          f"got {tuple(figure_head)}")
     out.mkdir(parents=True, exist_ok=True)
     (ids,) = model.tokenize(text)
-    note = " (truncated to the model's maximum)" if len(ids) == model.max_length else ""
+    if len(ids) <= 2:  # [CLS] and [SEP] alone: correlations over two queries measure nothing
+        raise ValueError(f"text must contain at least one token besides [CLS] and [SEP], got {text!r}")
+    note = f" (max_length {model.max_length}: a longer text is truncated)" if len(ids) == model.max_length else ""
     print(f"{model}\ntext: {len(ids)} tokens{note}; sentence pairs: {len(pair_list)}; m = {ms}; seed {seed}")
     q, k, v = model.attention_inputs(text)
     stats = head_inputs_stats(q, k)
@@ -736,7 +776,8 @@ def run_minilm(
             if network_modes:
                 rows += study_heads(q, k, v, ms, network_methods, network_modes, seed, num_threads, bar)
             t_heads = time.perf_counter() - t0
-            model_rows, _ = whole_model(model, pair_list, ms, model_methods, model_modes, seed, num_threads, bar)
+            model_rows = (whole_model(model, pair_list, ms, model_methods, model_modes, seed, num_threads, bar)[0]
+                          if model_methods else [])
             Z, panels = paper_figure_data(q, k, v, (fl, fh), ms, seed, num_threads, bar)
     finally:
         bar.close()
@@ -769,7 +810,8 @@ def run_minilm(
         "",
         f"Made by `tripartite minilm` (seed {seed}): every head of the model replaced by a neuron-astrocyte network "
         f"with m = {', '.join(map(str, ms))} hidden neurons per head; per-head study on a text of {len(ids)} tokens, "
-        f"whole model on {len(pair_list)} sentence pairs. Per-head study {t_heads:.0f} s, whole run {t_total:.0f} s.",
+        + (f"whole model on {len(pair_list)} sentence pairs. " if model_methods else "no whole-model run. ")
+        + f"Per-head study {t_heads:.0f} s, whole run {t_total:.0f} s.",
         "",
         "Heads are named layer.head, 0-based. q~ = q D^{-1/4}, so q~.k~ is the model's score; mean (q~+k~)^2 is over all "
         "query-key pairs. r(a,Z): Pearson correlation of a_t with Z_t over the queries; r(log): the same for log a_t and "
@@ -793,10 +835,11 @@ def run_minilm(
     ]
     if goal:
         md += ["## Goal: methods at m = 1e4 against the paper's features at m = 1e5", "", *goal, ""]
-    md += ["## The whole model, every head replaced", "",
-           f"Cosine similarity of each of the {n_sentences} sentences' embedding to the real model's (mean, median, min), "
-           f"and the rank (Spearman) and linear (Pearson) correlation of the {len(pair_list)} pair similarities with the "
-           "real model's.", "", model_md, ""]
+    if model_methods:
+        md += ["## The whole model, every head replaced", "",
+               f"Cosine similarity of each of the {n_sentences} sentences' embedding to the real model's (mean, median, "
+               f"min), and the rank (Spearman) and linear (Pearson) correlation of the {len(pair_list)} pair similarities "
+               "with the real model's.", "", model_md, ""]
     (out / "summary.md").write_text("\n".join(md), encoding="utf-8")
     for name, mode in dict.fromkeys((r["method"], r["mode"]) for r in rows):
         md += [f"## Per head: {name}, {mode}", "", _per_head_markdown(rows, name, mode, ms), ""]
@@ -805,7 +848,7 @@ def run_minilm(
     print(f"\nper-head summary (median and worst over {q.shape[0] * q.shape[1]} heads):\n{summary_md}")
     if goal:
         print("\n" + "\n".join(goal))
-    print(f"\nwhole model, every head replaced:\n{model_md}")
+    print(f"\nwhole model, every head replaced:\n{model_md}" if model_methods else "\nwhole model: not run (no model methods)")
     print(f"\nwrote heads.csv, model.csv, heads.md, summary.md; {figures} in {out}")
     print(f"figure head: layer.head {fl}.{fh} (mean |q~+k~|^2 = {stats['rho'][fl, fh]:.3g}); total {t_total:.1f} s")
     return 0

@@ -430,6 +430,9 @@ class MiniLM:
             q and k **unscaled** (the callable applies the 1/sqrt(head_dim) itself); ``layer`` is
             0-based. It returns the per-head context, (heads, L, head_dim). Called layer-major
             (see :meth:`hidden_states`). None: the model's softmax (:func:`softmax_attention`).
+            Passing :func:`softmax_attention` itself gives the same up to float32 rounding, not
+            bitwise: a replacement attention runs with NumPy's BLAS on one thread
+            (:func:`blas_on_one_thread`), the default with BLAS's own thread count.
 
         Returns
         -------
