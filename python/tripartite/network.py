@@ -85,7 +85,8 @@ class NeuronAstrocyteNetwork:
         Synaptic decay rate while writing (1/ms, >= 0); old tokens weigh exp(-leak * elapsed).
     dt : float
         Time step (ms) of "euler" and "rk4"; must divide t_write and t_read, and be <= tau_hidden,
-        tau_astro and 1/leak for euler (<= 2.5 times each for rk4). "exact" solves each window in
+        tau_astro and 1/leak (beyond that rk4's stages overshoot below zero, although it stays
+        stable up to 2.78 times as much: negative calcium, outputs far off). "exact" solves each window in
         closed form and needs dt only to be no larger than the windows (and, for a monitor, which
         samples it every dt, to divide them).
     integrator : {"exact", "euler", "rk4"}
