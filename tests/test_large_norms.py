@@ -119,6 +119,29 @@ def test_double_network_reads_queries_whose_log_rates_lie_far_above_its_keys(rng
         np.testing.assert_allclose(y, steady, rtol=0, atol=1e-3 * np.abs(v).max())
 
 
+@pytest.mark.parametrize("integrator", ["exact", "euler", "rk4"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_network_survives_windows_of_a_thousand_time_constants_beside_a_swing(dtype, integrator):
+    # t_read = 10 s = 1000 tau_hidden: e^{-t/tau} underflows double (below e^-745), and the first
+    # query's log-rates lie about 900 below the key's. The window map's zero times a factor past
+    # e^709 was 0 * inf = NaN in the rates (and inf in y); now each such product is one exponential.
+    # One key, so y = v wherever the read forgets the write; the first query's drive is e^-900
+    # times the calcium left from the write (e^-100 of it after 10 tau_astro), so y is ~e^-900.
+    D, m = 8, 256
+    rng = np.random.default_rng(0)
+    u = rng.normal(size=(3, D))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    x = lambda i, n2: u[i] * np.sqrt(n2 * np.sqrt(D))  # noqa: E731  |x~|^2 = n2
+    net = tripartite.NeuronAstrocyteNetwork(D, 2, m, dtype=dtype, integrator=integrator, t_read=10000.0)
+    net.write(x(0, 1.0)[None], np.ones((1, 2)))
+    y, a = net.read(np.stack([x(1, 2000.0), x(2, 1.0)]), return_astrocyte=True)
+    assert np.isfinite(net.hidden_rates).all() and np.isfinite(net._scalars).all() and np.isfinite(a).all()
+    assert float(np.abs(y[0]).max()) < 1e-200
+    # euler and rk4 compose t_read / dt = 1e4 step maps, whose rounding grows like sqrt(1e4) eps
+    steps = 1 if integrator == "exact" else 10_000
+    np.testing.assert_allclose(y[1], 1.0, rtol=10 * np.sqrt(steps) * np.finfo(dtype).eps)
+
+
 def test_float_network_warns_when_a_read_loses_its_products_to_underflow():
     # |x~|^2 = 1e4: one query's products with the stored synapses all lie below float's range, and
     # its output comes back as zeros in float (not in double). The network cannot recompute a

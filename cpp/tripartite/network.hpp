@@ -64,6 +64,17 @@ namespace detail {
 
 inline double log_abs(double x) { return x == 0.0 ? kNegInf : std::log(std::fabs(x)); }
 
+// x y e^{log_factor} as one exponential of log|x| + log|y| + log_factor (0 if x or y is 0). The
+// products below are at most about 1 by the choice of the scales, but their factors need not
+// be: a window of some 740 time constants underflows e^{-t/tau} to 0 (or a subnormal), and a
+// swing of the log-rates sends e^{log_factor} past double's range, so that M e^{factor} was
+// 0 * inf = NaN (or inf) and spoiled every later window.
+inline double product(double x, double y, double log_factor) {
+  if (x == 0.0 || y == 0.0) return 0.0;
+  const double magnitude = std::exp(std::log(std::fabs(x)) + std::log(std::fabs(y)) + log_factor);
+  return (x < 0) != (y < 0) ? -magnitude : magnitude;
+}
+
 // Coefficients per head and window: the update's five (stored units), c, the scales before the
 // window (s_H, s_h) and the bound B_g after it.
 inline constexpr std::size_t kCoef = 9;
@@ -184,11 +195,12 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
         // coefficient is 0, not exp(scale - new scale), which overflows T once the first input's
         // log-rates lie below about -log(max T) (-88 in float) and would turn 0 into inf * 0 = NaN.
         const bool h_zero = sc[kBoundh] == kNegInf, g_zero = sc[kBoundG] == kNegInf;
-        k[0] = h_zero ? 0.0 : map.M[1][1] * std::exp(sh - sh_new);  // h <- k0 h + k1 e^{c_b - c} u
-        k[1] = map.M[1][2] * std::exp(c - sh_new);
-        k[2] = !update_g ? 1.0 : g_zero ? 0.0 : map.M[0][0] * std::exp(sH - sH_new);  // g <- k2 g + k3 h + k4 e^{c_b - c} u
-        k[3] = update_g && !h_zero ? map.M[0][1] * std::exp(sh - sH_new) : 0.0;
-        k[4] = update_g ? map.M[0][2] * std::exp(c - sH_new) : 0.0;
+        using detail::product;
+        k[0] = h_zero ? 0.0 : product(map.M[1][1], 1.0, sh - sh_new);  // h <- k0 h + k1 e^{c_b - c} u
+        k[1] = product(map.M[1][2], 1.0, c - sh_new);
+        k[2] = !update_g ? 1.0 : g_zero ? 0.0 : product(map.M[0][0], 1.0, sH - sH_new);  // g <- k2 g + k3 h + k4 e^{c_b - c} u
+        k[3] = update_g && !h_zero ? product(map.M[0][1], 1.0, sh - sH_new) : 0.0;
+        k[4] = update_g ? product(map.M[0][2], 1.0, c - sH_new) : 0.0;
         k[5] = c;
         k[6] = sH;  // scales before the window, for the Gram entries
         k[7] = sh;
@@ -260,10 +272,10 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
         const double sh_new = k_next ? k_next[7] : sc[kScaleh];
         const double* bmax = ws.block_max.data() + (hd * kSegment + i) * nb;
         // a = map.a . (a before, g.h, g.u, h.h, h.u, u.u), each Gram entry the sum of its blocks'
-        // (stored units, log-scale exponent(t, b)). a's new scale is the largest term's: the terms
-        // then stay at most about nb, whatever their scales. (It was s_H + s_h, which a query whose
-        // log-rates lie far above g's scale exceeds by hundreds: u.u overflowed to inf, and a read's
-        // zero coefficient of it made 0 * inf = NaN.) Terms with a zero coefficient are left out.
+        // (stored units, log-scale exponent(t, b)). a's new scale is the largest term's, and each
+        // term is one detail::product: at most 1, whatever its coefficient and its scale. (The
+        // scale was s_H + s_h, which a query whose log-rates lie far above g's scale exceeds by
+        // hundreds: u.u overflowed to inf, and a read's zero coefficient of it made 0 * inf = NaN.)
         auto exponent = [&](int t, std::size_t b) {
           const double cb = bmax[b];
           switch (t) {
@@ -275,19 +287,16 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
           }
         };
         auto gram = [&](int t, std::size_t b) { return ws.gram[((hd * kSegment + i) * nb + b) * 5 + (t - 1)]; };
-        double sa_new = map.a[0] != 0 && sc[kA] != 0 ? sa + std::log(std::fabs(map.a[0] * sc[kA])) : kNegInf;
+        double sa_new = detail::log_abs(map.a[0]) + detail::log_abs(sc[kA]) + sa;  // -inf if either is 0
         for (int t = 1; t < 6; ++t)
           if (map.a[t] != 0)
             for (std::size_t b = 0; b < nb; ++b)
-              if (gram(t, b) != 0)
-                sa_new = std::max(sa_new, std::log(std::fabs(map.a[t] * gram(t, b))) + exponent(t, b));
+              sa_new = std::max(sa_new, detail::log_abs(map.a[t]) + detail::log_abs(gram(t, b)) + exponent(t, b));
         if (sa_new == kNegInf) sa_new = sH_new + sh_new;  // a = 0: any scale
-        double a = map.a[0] != 0 ? map.a[0] * scaled(sc[kA], sa - sa_new) : 0.0;
+        double a = detail::product(map.a[0], sc[kA], sa - sa_new);
         for (int t = 1; t < 6; ++t) {
           if (map.a[t] == 0) continue;
-          double z = 0;
-          for (std::size_t b = 0; b < nb; ++b) z += scaled(gram(t, b), exponent(t, b) - sa_new);
-          a += map.a[t] * z;
+          for (std::size_t b = 0; b < nb; ++b) a += detail::product(map.a[t], gram(t, b), exponent(t, b) - sa_new);
         }
         sc[kA] = a;
         sc[kScaleA] = sa_new;
@@ -298,7 +307,7 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
         for (std::size_t d = 0; d < Dv; ++d) {
           double acc = 0;
           for (std::size_t b = 0; b < nb; ++b) acc += ws.dots[((hd * nb + b) * kSegment + i) * Dv + d];
-          y[d] = a > 0 ? static_cast<T>(scaled(acc, log_f) / a) : T(0);
+          y[d] = a > 0 ? static_cast<T>(detail::product(acc, 1.0, log_f - std::log(a))) : T(0);
         }
         // The reads' products H_dr h_r are taken in T, with every array relative to its bound:
         // underflow_log_bound over the m neurons with the weight e^{B_g - s_H} (h_r <= 1, |H_dr| <=
