@@ -142,6 +142,25 @@ def test_the_references_key_mask_leaves_the_masked_keys_out(rng, causal):
             assert np.abs(soft[h, t] - expect).max() <= 1e-14
 
 
+def test_the_causal_reference_does_not_lose_early_keys_to_a_later_large_one(rng):
+    """Key 0 at |k~|^2 = 3000 (log-rates near -1500), the later keys at 1: with one shift for all
+    keys (their overall maximum, from a later key) query 0's only key underflowed and the causal
+    reference returned y = 0, a = 0. Each query must equal the reference on the keys it sees."""
+    D, m, L = 8, 64, 4
+    q = directions(rng, (L, D), 1.0, D**-0.5)
+    k = np.concatenate([directions(rng, (1, D), 3000.0, D**-0.5), directions(rng, (L - 1, D), 1.0, D**-0.5)])
+    v = rng.standard_normal((L, 2))
+    W = tripartite.draw_hidden_weights(m, D, dtype=np.float64)[0]
+    y, a = reference.random_feature_attention(q, k, v, W, causal=True, return_astrocyte=True)
+    for t in range(L):
+        yt, at = reference.random_feature_attention(q[t : t + 1], k[: t + 1], v[: t + 1], W, return_astrocyte=True)
+        assert np.abs(y[t] - yt[0]).max() <= 1e-13 * np.abs(v).max()
+        assert a[t] == at[0] == 0 or abs(a[t] / at[0] - 1) <= 1e-13  # t = 0: a ~ e^-1500 underflows in both
+    np.testing.assert_allclose(y[0], v[0], rtol=1e-13)  # one visible key: y = its value
+    y_core = tripartite.attention(q, k, v, hidden_weights=W, causal=True)
+    assert np.abs(y_core - y).max() <= 1e-12 * np.abs(v).max()
+
+
 def test_the_references_give_zeros_for_queries_without_keys(rng):
     """Lk = 0: every query sees no key, so y = 0 and a = 0, as attention returns."""
     q = rng.standard_normal((2, 5, 8))

@@ -160,7 +160,8 @@ def random_feature_attention(
 
     Features are formed in the log domain: the keys' log-features are shifted by their overall
     maximum (a constant that cancels in y and is added back to log a_t), each query's by its own
-    maximum.
+    maximum; causal, each key by its own maximum and each query's sum by the largest of those
+    among the keys it sees.
     """
     q, k, v, key_mask = _attention_inputs(q, k, v, causal, key_mask)
     return_astrocyte = V.flag(return_astrocyte, "return_astrocyte")
@@ -168,27 +169,36 @@ def random_feature_attention(
     log_q = _log_features(q, hidden_weights, scale, hidden_bias)  # checked with the keys
     if key_mask is not None:  # a key that is not written: log-features -inf, features 0
         log_k = np.where(key_mask[..., :, None], log_k, -np.inf)
-    shift_k = log_k.max(axis=(-2, -1), keepdims=True, initial=-np.inf)
-    shift_k = np.where(np.isfinite(shift_k), shift_k, 0.0)  # no key written: features all 0
+    finite = lambda x: np.where(np.isfinite(x), x, 0.0)  # noqa: E731  (no key: features all 0)
     shift_q = log_q.max(axis=-1, keepdims=True)
-    phi_k = np.exp(log_k - shift_k)
     phi_q = np.exp(log_q - shift_q)
     if causal:
-        scores = phi_q @ np.swapaxes(phi_k, -1, -2)  # (..., Lq, Lk): phi(q_t) . phi(k_tau)
-        scores = np.tril(scores)
+        # Each key relative to its own maximum M_tau, and each query's sum relative to the largest
+        # M_tau it sees, P_t = max_{tau <= t} M_tau: with one shift for all keys, a later key far
+        # above the earlier ones would underflow every key an earlier query sees.
+        key_top = log_k.max(axis=-1, initial=-np.inf)  # (..., Lk)
+        phi_k = np.exp(log_k - finite(key_top)[..., None])
+        prefix = np.maximum.accumulate(key_top, axis=-1)  # (..., Lq): P_t (Lq == Lk)
+        visible = np.tril(np.ones((q.shape[-2], k.shape[-2]), dtype=bool))
+        weights = np.exp(np.where(visible, key_top[..., None, :] - finite(prefix)[..., :, None], -np.inf))
+        scores = (phi_q @ np.swapaxes(phi_k, -1, -2)) * weights  # (..., Lq, Lk): phi(q_t) . phi(k_tau) e^{-P_t}
         num = scores @ v
         den = scores.sum(axis=-1)
+        shift = finite(prefix)
     else:
+        shift_k = finite(log_k.max(axis=(-2, -1), keepdims=True, initial=-np.inf))
+        phi_k = np.exp(log_k - shift_k)
         H = np.swapaxes(v, -1, -2) @ phi_k  # (..., Dv, m): the tripartite synapses
         g = phi_k.sum(axis=-2)  # (..., m): neuron-to-astrocyte weights
         num = phi_q @ np.swapaxes(H, -1, -2)
         den = phi_q @ g[..., None]
         den = den[..., 0]
+        shift = shift_k[..., 0]
     y = _divide(num, den)
     if not return_astrocyte:
         return y
     with np.errstate(over="ignore"):
-        a = den * np.exp(shift_q[..., 0] + shift_k[..., 0])
+        a = den * np.exp(shift_q[..., 0] + shift)
     return y, a
 
 
