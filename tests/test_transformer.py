@@ -233,6 +233,10 @@ def test_bad_attention_raises(model):
         model.encode(["hi"], attention=5)
     with pytest.raises(ValueError, match="attention returned shape"):
         model.encode(["hi"], attention=lambda q, k, v, layer: v[:, :1])
+    with pytest.raises(ValueError, match=r"attention returned nan at index \(0, 0, 0\) \(head, token, dim\) at layer 0"):
+        model.encode(["hi"], attention=lambda q, k, v, layer: v * np.nan)
+    with pytest.raises(ValueError, match="attention returned dtype complex64 at layer 0"):
+        model.encode(["hi"], attention=lambda q, k, v, layer: v + 0j)
 
 
 def test_bad_ids_and_text(model):

@@ -375,6 +375,12 @@ class MiniLM:
             expected = (self.num_heads, L, self.head_dim)
             if ctx.shape != expected:
                 raise ValueError(f"attention returned shape {ctx.shape} at layer {i}; expected {expected}")
+            if ctx.dtype.kind not in "fiu":  # complex would be cast to real with only a NumPy warning
+                raise ValueError(f"attention returned dtype {ctx.dtype} at layer {i}; expected real numbers")
+            if not np.isfinite(ctx).all():  # NaN or Inf would turn every later layer, and the embedding, into NaN
+                bad = tuple(int(j) for j in np.argwhere(~np.isfinite(ctx))[0])
+                raise ValueError(f"attention returned {ctx[bad]} at index {bad} (head, token, dim) at layer {i}; "
+                                 "expected finite values")
             ctx = ctx.astype(self.dtype, copy=False)
         ctx = ctx.transpose(1, 0, 2).reshape(L, self.hidden_size)
         h = _layer_norm(ctx @ lay["wo"] + lay["bo"] + x, *lay["ln1"], self.layer_norm_eps)
