@@ -142,6 +142,34 @@ def test_network_survives_windows_of_a_thousand_time_constants_beside_a_swing(dt
     np.testing.assert_allclose(y[1], 1.0, rtol=10 * np.sqrt(steps) * np.finfo(dtype).eps)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_long_euler_and_rk4_windows_leave_no_subnormal_remnants(dtype):
+    # A read of 10^4 steps of dt = tau / 10: euler and rk4 compose the step maps, and M11 = 0.9^1e4
+    # (e^-1053) stuck at a subnormal 2.5e-323 (a subnormal times 0.9 rounds back to itself). The
+    # network weighed that remnant as a real term against a query whose log-rates lie 900 below
+    # the keys': y = [0.108, 0.286] for the values e_0, e_1, not a convex combination. The maps now
+    # flush entries below double's smallest normal number to 0.
+    D, m = 8, 256
+    rng = np.random.default_rng(0)
+    u = rng.normal(size=(3, D))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    x = lambda i, n2: u[i] * np.sqrt(n2 * np.sqrt(D))  # noqa: E731  |x~|^2 = n2
+    M, a = _core.window_map("euler", 1e4, 10_000, 0.1, 0.1, 0.0, 0.0)
+    assert M[1, 1] == 0 and a[0] == 0 and a[1] == 0
+    ys = {}
+    for integrator in ("exact", "euler", "rk4"):
+        net = tripartite.NeuronAstrocyteNetwork(D, 2, m, dtype=dtype, integrator=integrator, t_read=1e4, tau_astro=10.0)
+        net.write(np.stack([x(0, 1.0), x(1, 1.0)]), np.eye(2))
+        ys[integrator] = net.read(x(2, 2000.0)[None])[0]
+        # y's rounding: the output's (eps of the dtype), the log-domain products' (double's eps times
+        # the log-rate gap, about 1e3) and, for euler and rk4, the 1e4 composed step maps' (sqrt(1e4) eps)
+        steps = 1 if integrator == "exact" else 10_000
+        tol = 10 * (np.finfo(dtype).eps + (1e3 + np.sqrt(steps)) * np.finfo(np.float64).eps)
+        assert (ys[integrator] >= 0).all() and abs(ys[integrator].sum() - 1) <= tol
+    for integrator in ("euler", "rk4"):  # they differ from exact only by the write phase's discretisation
+        np.testing.assert_allclose(ys[integrator], ys["exact"], rtol=0, atol=1e-3)
+
+
 def test_float_network_warns_when_a_read_loses_its_products_to_underflow():
     # |x~|^2 = 1e4: one query's products with the stored synapses all lie below float's range, and
     # its output comes back as zeros in float (not in double). The network cannot recompute a
