@@ -2,6 +2,7 @@
 to an uninterrupted run."""
 
 import _thread
+import json
 import signal
 import sys
 import threading
@@ -248,3 +249,33 @@ def test_an_interrupted_stream_still_warns_about_underflowed_reads(monkeypatch):
         with pytest.raises(SimulationInterrupted) as info:
             net.stream(q, k, v)
     assert info.value.underflowed_reads > 0
+
+
+@pytest.mark.parametrize("dt, loads", [(20.0, True), (30.0, False)])
+def test_rk4_checkpoints_saved_under_the_old_step_limit_still_load(tmp_path, rng, dt, loads):
+    """rk4's dt limit went from 2.5 to 1 x min(tau_hidden, tau_astro, 1/leak) on 2026-11-30. A
+    checkpoint saved with a dt the old limit allowed (here 2 tau) loads as it was, with a warning;
+    beyond the old limit it never was a valid network and is refused as before."""
+    net = tripartite.NeuronAstrocyteNetwork(4, 2, 50, integrator="rk4", dt=10.0, tau_hidden=10.0, tau_astro=10.0,
+                                            t_write=40.0, t_read=40.0)
+    q, k, v = moderate_inputs(rng, (3, 4), (3, 4), 2)
+    net.write(k, v)
+    net.save(tmp_path / "ok.npz")
+    contents = dict(np.load(tmp_path / "ok.npz"))
+    config = json.loads(str(contents["config"]))
+    config["dt"] = dt  # as an older version would have saved it
+    contents["config"] = np.array(json.dumps(config, sort_keys=True))
+    arrays = {key: value for key, value in contents.items() if key not in ("format", "config", "checksum")}
+    contents["checksum"] = np.array(tripartite.NeuronAstrocyteNetwork._checksum(str(contents["config"]), arrays))
+    np.savez(tmp_path / "old.npz", **contents)
+    if not loads:
+        with pytest.raises(ValueError, match=r"config: dt = 30.0 ms is unstable for the rk4 integrator: .* \(2.5 x min"):
+            tripartite.NeuronAstrocyteNetwork.load(tmp_path / "old.npz")
+        return
+    with pytest.warns(RuntimeWarning, match=r"saved with integrator='rk4' and dt = 20.0 ms, above rk4's limit"):
+        old = tripartite.NeuronAstrocyteNetwork.load(tmp_path / "old.npz")
+    assert old.params["dt"] == dt and old.time == net.time
+    old.read(q)  # it runs, as saved
+    with pytest.raises(ValueError, match="unstable for the rk4 integrator"):  # a new network cannot take that dt
+        tripartite.NeuronAstrocyteNetwork(4, 2, 50, integrator="rk4", dt=dt, tau_hidden=10.0, tau_astro=10.0,
+                                          t_write=40.0, t_read=40.0)

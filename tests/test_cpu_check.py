@@ -43,6 +43,7 @@ def test_missing_instruction_sets_raise_importerror_naming_them_and_the_remedy()
     assert "AVX2, FMA" in message and "avx2, fma" in message and "SSE3" not in message
     assert "--no-cache-dir" in message and "TRIPARTITE_NATIVE=OFF" in message and _cpu.SKIP_VARIABLE in message
     _cpu.check_build_cpu(features=("SSE3", "AVX"), flags=flags)  # all present: no error
+    _cpu.check_build_cpu(features=("SSE3", "AVX", "AMX_TILE"), flags=flags)  # a name this version does not know
 
 
 def test_nothing_is_checked_without_cpu_flags_or_when_skipped(monkeypatch):

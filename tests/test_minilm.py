@@ -242,7 +242,9 @@ def test_study_functions_check_their_arguments(qkv):
     rows = M.study_heads(q, k, v, 8, methods="iid", modes="steady")  # one name and one m, not their letters
     assert len(rows) == 2 and rows[0]["method"] == "iid" and rows[0]["m"] == 8
     for kwargs, match in ((dict(methods=["foo"]), "method must be one of"), (dict(modes=["foo"]), "mode must be one of"),
-                          (dict(ms=[]), "ms must name at least one"), (dict(ms=[0]), "ms must be a positive integer")):
+                          (dict(ms=[]), "ms must name at least one"), (dict(ms=[0]), "ms must be a positive integer"),
+                          (dict(ms="100"), "ms must be a list of positive integers, got '100'"),
+                          (dict(ms=b"12"), "ms must be a list of positive integers, got b'12'")):
         args = {**dict(ms=[8], methods=["iid"], modes=["steady"]), **kwargs}
         with pytest.raises(ValueError, match=match):
             M.study_heads(q, k, v, **args)
@@ -362,10 +364,13 @@ def test_minilm_command_without_model_methods_and_with_an_empty_text(tmp_path, c
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "whole model: not run (no model methods)" in printed and "## The whole model" not in (out / "heads.md").read_text()
+    assert not (out / "model.csv").exists() and "wrote heads.csv, heads.md" in printed
     text.write_text("   \n")
+    empty_out = tmp_path / "empty"
     with pytest.raises(ValueError, match=r"text must contain at least one token besides \[CLS\] and \[SEP\]"):
-        M.run_minilm(text=text.read_text(), ms=[8], methods=["iid"], network_methods=[], model_methods=[], out=out,
+        M.run_minilm(text=text.read_text(), ms=[8], methods=["iid"], network_methods=[], model_methods=[], out=empty_out,
                      progress=False, pairs=tmp_path / "absent.tsv")  # no whole model: the pairs are not read
+    assert not empty_out.exists()  # refused before out is created
 
 
 def test_minilm_command_names_the_model_package_when_missing(tmp_path, capsys, monkeypatch):

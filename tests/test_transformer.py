@@ -235,6 +235,8 @@ def test_bad_attention_raises(model):
         model.encode(["hi"], attention=lambda q, k, v, layer: v[:, :1])
     with pytest.raises(ValueError, match=r"attention returned nan at index \(0, 0, 0\) \(head, token, dim\) at layer 0"):
         model.encode(["hi"], attention=lambda q, k, v, layer: v * np.nan)
+    with pytest.raises(ValueError, match=r"attention returned 1e\+39 at index \(0, 0, 0\) .* not finite in float32"):
+        model.encode(["hi"], attention=lambda q, k, v, layer: np.full(v.shape, 1e39))  # float64, inf in float32
     with pytest.raises(ValueError, match="attention returned dtype complex64 at layer 0"):
         model.encode(["hi"], attention=lambda q, k, v, layer: v + 0j)
 

@@ -68,8 +68,9 @@ def cpu_flags(path: str = "/proc/cpuinfo") -> Optional[FrozenSet[str]]:
 
 
 def missing_features(features: Iterable[str], flags: FrozenSet[str]) -> List[str]:
-    """The build's instruction sets (macro names, as in FLAG_OF) whose flag the CPU does not show."""
-    return [name for name in features if FLAG_OF[name] not in flags]
+    """The build's instruction sets (macro names, as in FLAG_OF) whose flag the CPU does not show.
+    A name FLAG_OF does not know (a record from another version) cannot be checked and is skipped."""
+    return [name for name in features if name in FLAG_OF and FLAG_OF[name] not in flags]
 
 
 def check_build_cpu(

@@ -226,20 +226,21 @@ def choice(value: Any, name: str, options: tuple) -> str:
     return value
 
 
-# Explicit Euler keeps the rates non-negative and monotone only for dt <= tau; classical RK4 is
-# stable for dt/tau below 2.78 on a decaying mode, and we keep a margin.
-# The largest dt, in units of min(tau_hidden, tau_astro, 1/leak). rk4 is linearly stable up to
+# The largest dt, in units of min(tau_hidden, tau_astro, 1/leak): explicit Euler keeps the rates
+# non-negative and monotone only for dt <= tau. rk4 is linearly stable up to
 # 2.78 of them, but beyond about 1.2 its stages overshoot below zero. Measured with windows of
 # 4 dt, tau_hidden = tau_astro, values v ~ N(0, 1), 20 seeds of 6 tokens: at dt = 2.5 tau the
 # calcium went negative in 41 of 120 reads (which then return 0), and at 2 tau y differed from the
 # exact integrator's by up to 3.5; at 1 tau by up to 0.01. So rk4 keeps euler's limit.
 MAX_STEP = {"euler": 1.0, "rk4": 1.0}
+# rk4's limit before 2026-11-30: checkpoints saved with a dt up to it still load (with a warning).
+LEGACY_MAX_STEP_RK4 = 2.5
 # Steps of dt per window: euler and rk4 compose that many step maps per window (and monitors
 # sample on that grid), so a dt far below any time scale is refused rather than left to run.
 MAX_STEPS = 1e8
 
 
-def time_steps(dt: float, integrator: str, p: dict, exact_available: bool = True) -> tuple:
+def time_steps(dt: float, integrator: str, p: dict, exact_available: bool = True, max_step: Optional[float] = None) -> tuple:
     """Steps of dt in a write and in a read window, for checked positive ``dt`` and ``p`` (tau_hidden,
     tau_astro, t_write, t_read, leak). dt must be at most each window, divide both into whole steps
     (euler, rk4) and be stable: at most MAX_STEP x min(tau_hidden, tau_astro, 1/leak). "exact"
@@ -254,13 +255,14 @@ def time_steps(dt: float, integrator: str, p: dict, exact_available: bool = True
             )
     if integrator == "exact":
         return 1, 1
-    limit = MAX_STEP[integrator] * min(p["tau_hidden"], p["tau_astro"])
+    step = MAX_STEP[integrator] if max_step is None else max_step
+    limit = step * min(p["tau_hidden"], p["tau_astro"])
     if p["leak"] > 0:
-        limit = min(limit, MAX_STEP[integrator] / p["leak"])
+        limit = min(limit, step / p["leak"])
     if dt > limit:
         raise ValueError(
             f"dt = {dt} ms is unstable for the {integrator} integrator: it must be at most "
-            f"{limit:g} ms ({MAX_STEP[integrator]:g} x min(tau_hidden, tau_astro, 1/leak)); "
+            f"{limit:g} ms ({step:g} x min(tau_hidden, tau_astro, 1/leak)); "
             "use a smaller dt" + (" or integrator='exact'" if exact_available else "")
         )
     return whole_steps(dt, p)

@@ -292,6 +292,8 @@ def _head_arrays(q: Any, k: Any, v: Any, axes: str) -> Tuple[np.ndarray, np.ndar
 def _ms(ms: Any) -> List[int]:
     """A non-empty list of positive numbers of hidden neurons."""
     items = [ms] if V.is_int(ms) else ms
+    if isinstance(items, (str, bytes)):  # not a list of its characters
+        raise ValueError(f"ms must be a list of positive integers, got {ms!r}")
     try:
         items = list(items)
     except TypeError:
@@ -717,7 +719,8 @@ def run_minilm(
     ~200-token text); ``pairs`` a sentence-pair file (default: the package's 30 pairs).
     ``figure_head`` (layer, head), 0-based; default: :func:`default_figure_head`. A list of names
     may be given as one string (``methods="iid"``). All arguments are checked before the model is
-    loaded or ``out`` is created.
+    loaded or ``out`` is created, but the text's tokens, which need the model's tokenizer: before
+    ``out`` is created. Without ``model_methods`` there is no whole-model run and no ``model.csv``.
     """
     from .transformer import MiniLM, blas_on_one_thread
 
@@ -727,11 +730,7 @@ def run_minilm(
         V.names(model_methods, "model_methods", METHODS, "method"))
     model_modes = V.names(model_modes, "model_modes", MODES, "mode")
     network_modes = V.names(network_modes, "network_modes", [n for n in MODES if MODES[n]], "network mode")
-    if isinstance(ms, (str, bytes)) or not hasattr(ms, "__iter__"):
-        raise ValueError(f"ms must be a list of positive integers, got {ms!r}")
-    ms = sorted({V.positive_int(m, "ms (hidden neurons per head)") for m in ms})
-    if not ms:
-        raise ValueError("ms must list at least one number of hidden neurons")
+    ms = sorted(set(_ms(ms)))
     seed, num_threads = V.seed_value(seed), V.threads(num_threads)
     progress = V.flag(progress, "progress", optional=True)
     if figure_head is not None:
@@ -751,10 +750,10 @@ def run_minilm(
     if figure_head is not None and not (figure_head[0] < model.num_layers and figure_head[1] < model.num_heads):
         raise ValueError(f"figure_head must be (layer, head) with layer < {model.num_layers}, head < {model.num_heads}, "
                          f"got {tuple(figure_head)}")
-    out.mkdir(parents=True, exist_ok=True)
     (ids,) = model.tokenize(text)
     if len(ids) <= 2:  # [CLS] and [SEP] alone: correlations over two queries measure nothing
         raise ValueError(f"text must contain at least one token besides [CLS] and [SEP], got {text!r}")
+    out.mkdir(parents=True, exist_ok=True)
     note = f" (max_length {model.max_length}: a longer text is truncated)" if len(ids) == model.max_length else ""
     print(f"{model}\ntext: {len(ids)} tokens{note}; sentence pairs: {len(pair_list)}; m = {ms}; seed {seed}")
     q, k, v = model.attention_inputs(text)
@@ -784,7 +783,8 @@ def run_minilm(
 
     summary = summarise_heads(rows)
     _write_csv(out / "heads.csv", HEAD_COLUMNS, rows)
-    _write_csv(out / "model.csv", MODEL_COLUMNS, model_rows)
+    if model_methods:
+        _write_csv(out / "model.csv", MODEL_COLUMNS, model_rows)
     try:
         figure_paper(out / "figure.png", Z, panels, (fl, fh), len(ids))
         figure_summary(out / "summary.png", summary, rows, ms)
@@ -849,6 +849,6 @@ def run_minilm(
     if goal:
         print("\n" + "\n".join(goal))
     print(f"\nwhole model, every head replaced:\n{model_md}" if model_methods else "\nwhole model: not run (no model methods)")
-    print(f"\nwrote heads.csv, model.csv, heads.md, summary.md; {figures} in {out}")
+    print(f"\nwrote heads.csv, {'model.csv, ' if model_methods else ''}heads.md, summary.md; {figures} in {out}")
     print(f"figure head: layer.head {fl}.{fh} (mean |q~+k~|^2 = {stats['rho'][fl, fh]:.3g}); total {t_total:.1f} s")
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import math
@@ -19,6 +20,9 @@ from . import _core
 from . import _validate as V
 from .monitor import StateMonitor
 from .weights import FEATURE_MAPS, draw_hidden_weights
+
+# Set by load() while it rebuilds a checkpoint whose rk4 dt only the limit before 2026-11-30 allowed.
+_LOADING_MAX_STEP: contextvars.ContextVar = contextvars.ContextVar("tripartite_loading_max_step", default=None)
 
 INTEGRATORS = ("euler", "rk4", "exact")
 CHECKPOINT_FORMAT = 1
@@ -143,7 +147,8 @@ class NeuronAstrocyteNetwork:
         )
         self._integrator = V.choice(integrator, "integrator", INTEGRATORS)
         self._dt = V.positive(dt, "dt", "ms")
-        self._write_steps, self._read_steps = V.time_steps(self._dt, self._integrator, self._params)
+        self._write_steps, self._read_steps = V.time_steps(self._dt, self._integrator, self._params,
+                                                           max_step=_LOADING_MAX_STEP.get())
         self.num_threads = num_threads  # checked by the property
 
         m, D, Dv, nh, item = self._n_hidden, self._d_key, self._d_value, self._heads, self._dtype.itemsize
@@ -585,14 +590,32 @@ class NeuronAstrocyteNetwork:
             raise ValueError(f"{name} is damaged: its contents do not match the checksum saved with it")
         config = cls._checkpoint_config(name, config_json)
         cls._check_checkpoint_arrays(name, config, contents, num_threads)
-        try:
-            net = cls(
-                config.pop("d_key"), config.pop("d_value"), config.pop("n_hidden"),
+        def build():
+            return cls(
+                config["d_key"], config["d_value"], config["n_hidden"],
                 hidden_weights=contents["hidden_weights"], hidden_bias=contents.get("hidden_bias"),
-                num_threads=num_threads, **config,
+                num_threads=num_threads, **{k: v for k, v in config.items() if k not in ("d_key", "d_value", "n_hidden")},
             )
+
+        try:
+            net = build()
         except ValueError as exc:
-            raise ValueError(f"{name}: config: {exc}") from None
+            if "unstable for the rk4 integrator" not in str(exc):
+                raise ValueError(f"{name}: config: {exc}") from None
+            # Saved before rk4 took euler's limit (2026-11-30): load it as it was, and say so.
+            token = _LOADING_MAX_STEP.set(V.LEGACY_MAX_STEP_RK4)
+            try:
+                net = build()
+            except ValueError as exc2:
+                raise ValueError(f"{name}: config: {exc2}") from None
+            finally:
+                _LOADING_MAX_STEP.reset(token)
+            warnings.warn(
+                f"{name} was saved with integrator='rk4' and dt = {net._dt} ms, above rk4's limit since 2026-11-30 "
+                "(min(tau_hidden, tau_astro, 1/leak)); it is loaded as saved, but at such steps rk4's stages overshoot "
+                "below zero (negative calcium, outputs far off): rerun with a smaller dt or integrator='exact'",
+                RuntimeWarning, stacklevel=2,
+            )
         net._H[...] = contents["synapses"]
         net._g[...] = contents["astrocyte_weights"]
         net._h[...] = contents["hidden"]

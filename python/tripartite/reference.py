@@ -39,6 +39,15 @@ def _batched(x, name: str, axes: str) -> np.ndarray:
     return arr.astype(np.float64)
 
 
+def _broadcast(*named) -> None:
+    """The leading axes of (name, shape) pairs must broadcast, or a ValueError names them all."""
+    try:
+        np.broadcast_shapes(*(shape for _, shape in named))
+    except ValueError:
+        given = ", ".join(f"{name} {shape}" for name, shape in named)
+        raise ValueError(f"the leading axes of the inputs must broadcast against each other, got {given}") from None
+
+
 def _attention_inputs(q, k, v=None, causal: bool = False, key_mask=None):
     """q (..., Lq, D), k (..., Lk, D), v (..., Lk, Dv) and key_mask (..., Lk) checked (real, finite,
     consistent last axes, leading axes that broadcast) and returned as float64 (the mask as bool)."""
@@ -57,11 +66,7 @@ def _attention_inputs(q, k, v=None, causal: bool = False, key_mask=None):
             raise ValueError(f"key_mask must be a bool array of shape (..., Lk) with Lk = {k.shape[-2]} (from k), "
                              f"got dtype {key_mask.dtype} and shape {key_mask.shape}")
         lead.append(("key_mask", key_mask.shape[:-1]))
-    try:
-        np.broadcast_shapes(*(shape for _, shape in lead))
-    except ValueError:
-        given = ", ".join(f"{name} {shape}" for name, shape in lead)
-        raise ValueError(f"the leading axes of the inputs must broadcast against each other, got {given}") from None
+    _broadcast(*lead)
     if V.flag(causal, "causal") and q.shape[-2] != k.shape[-2]:
         raise ValueError(f"causal attention needs Lq == Lk, got q {q.shape} and k {k.shape}")
     return q, k, v, key_mask
@@ -123,6 +128,8 @@ def log_features(x, hidden_weights, scale: Optional[float] = None, hidden_bias=N
             raise ValueError(f"hidden_bias must have shape (..., m) with m = {W.shape[-2]} (from hidden_weights), "
                              f"got {hidden_bias.shape}")
         V.finite(hidden_bias, "hidden_bias")
+    _broadcast(("x", x.shape[:-2]), ("hidden_weights", W.shape[:-2]),
+               *([("hidden_bias", hidden_bias.shape[:-1])] if hidden_bias is not None else []))
     return _log_features(x, W, scale, hidden_bias)
 
 
@@ -166,6 +173,7 @@ def random_feature_attention(
     q, k, v, key_mask = _attention_inputs(q, k, v, causal, key_mask)
     return_astrocyte = V.flag(return_astrocyte, "return_astrocyte")
     log_k = log_features(k, hidden_weights, scale, hidden_bias)
+    _broadcast(("q", q.shape[:-2]), ("hidden_weights", np.shape(hidden_weights)[:-2]))
     log_q = _log_features(q, hidden_weights, scale, hidden_bias)  # checked with the keys
     if key_mask is not None:  # a key that is not written: log-features -inf, features 0
         log_k = np.where(key_mask[..., :, None], log_k, -np.inf)

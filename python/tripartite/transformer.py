@@ -377,11 +377,13 @@ class MiniLM:
                 raise ValueError(f"attention returned shape {ctx.shape} at layer {i}; expected {expected}")
             if ctx.dtype.kind not in "fiu":  # complex would be cast to real with only a NumPy warning
                 raise ValueError(f"attention returned dtype {ctx.dtype} at layer {i}; expected real numbers")
-            if not np.isfinite(ctx).all():  # NaN or Inf would turn every later layer, and the embedding, into NaN
-                bad = tuple(int(j) for j in np.argwhere(~np.isfinite(ctx))[0])
-                raise ValueError(f"attention returned {ctx[bad]} at index {bad} (head, token, dim) at layer {i}; "
-                                 "expected finite values")
-            ctx = ctx.astype(self.dtype, copy=False)
+            with np.errstate(over="ignore"):  # checked after the cast: 1e39 is inf in float32
+                cast = ctx.astype(self.dtype, copy=False)
+            if not np.isfinite(cast).all():  # NaN or Inf would turn every later layer, and the embedding, into NaN
+                bad = tuple(int(j) for j in np.argwhere(~np.isfinite(cast))[0])
+                raise ValueError(f"attention returned {ctx[bad]} at index {bad} (head, token, dim) at layer {i}, "
+                                 f"not finite in {self.dtype}; expected finite values")
+            ctx = cast
         ctx = ctx.transpose(1, 0, 2).reshape(L, self.hidden_size)
         h = _layer_norm(ctx @ lay["wo"] + lay["bo"] + x, *lay["ln1"], self.layer_norm_eps)
         f = gelu(h @ lay["wi"] + lay["bi"]) @ lay["wf"] + lay["bf"]
