@@ -34,6 +34,8 @@ def net(rng):
         (dict(t_write=0), "t_write must be positive"),
         (dict(t_read=float("nan")), "t_read must be finite"),
         (dict(eta=0.0), "eta must be positive"),
+        (dict(eta=1e307), r"eta must be in \[1e-100, 1e\+100\] .* got 1e\+307"),  # NaN calcium before
+        (dict(eta=1e-306), r"eta must be in \[1e-100, 1e\+100\]"),  # zeroed terms with short windows before
         (dict(leak=-0.1), "leak must be >= 0"),
         (dict(dt=0.0), "dt must be positive"),
         (dict(dt=200.0), "dt must be at most t_write"),

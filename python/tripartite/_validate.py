@@ -124,6 +124,22 @@ def positive(value: Any, name: str, unit: str = "") -> float:
     return v
 
 
+# eta only scales H, g and a (y does not depend on it), but the window maps carry eta / t_write
+# times the window: far outside this range they overflow double or fall below its normal numbers
+# (eta = 1e307 gave NaN calcium; eta = 1e-306 with windows of 1e-3 tau zeroed the calcium's terms).
+ETA_RANGE = (1e-100, 1e100)
+
+
+def learning_rate(eta: Any) -> float:
+    """eta, positive and within ETA_RANGE."""
+    eta = positive(eta, "eta")
+    low, high = ETA_RANGE
+    if not low <= eta <= high:
+        raise ValueError(f"eta must be in [{low:g}, {high:g}] (outputs do not depend on it; beyond that range "
+                         f"the window maps leave double's range), got {eta:g}")
+    return eta
+
+
 def non_negative(value: Any, name: str) -> float:
     v = number(value, name)
     if v < 0:

@@ -84,7 +84,8 @@ class NeuronAstrocyteNetwork:
     t_write, t_read : float
         Duration of the window for each written token and each read query (ms, > 0).
     eta : float
-        Learning rate of the Hebbian and presynaptic rules (> 0; 1 gives the paper's sums).
+        Learning rate of the Hebbian and presynaptic rules (in [1e-100, 1e100]; 1 gives the
+        paper's sums). It scales H, g and a alike: the outputs do not depend on it.
     leak : float
         Synaptic decay rate while writing (1/ms, >= 0); old tokens weigh exp(-leak * elapsed).
     dt : float
@@ -141,7 +142,7 @@ class NeuronAstrocyteNetwork:
             tau_astro=V.positive(tau_astro, "tau_astro", "ms"),
             t_write=V.positive(t_write, "t_write", "ms"),
             t_read=V.positive(t_read, "t_read", "ms"),
-            eta=V.positive(eta, "eta"),
+            eta=V.learning_rate(eta),
             leak=V.non_negative(leak, "leak"),
             input_scale=math.sqrt(self._scale),
         )

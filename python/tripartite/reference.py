@@ -254,7 +254,7 @@ def simulate(
     params = dict(tau_hidden=V.positive(tau_hidden, "tau_hidden", "ms"), tau_astro=V.positive(tau_astro, "tau_astro", "ms"),
                   t_write=V.positive(t_write, "t_write", "ms"), t_read=V.positive(t_read, "t_read", "ms"),
                   leak=V.non_negative(leak, "leak"))
-    V.positive(eta, "eta")
+    V.learning_rate(eta)
     n_write, n_read = V.time_steps(V.positive(dt, "dt", "ms"), integrator, params, exact_available=False)
     if record_every is not None:
         V.positive_int(record_every, "record_every")
