@@ -170,6 +170,29 @@ def test_long_euler_and_rk4_windows_leave_no_subnormal_remnants(dtype):
         np.testing.assert_allclose(ys[integrator], ys["exact"], rtol=0, atol=1e-3)
 
 
+@pytest.mark.parametrize("C", [300.0, -300.0])
+def test_a_large_common_bias_costs_float_no_precision(rng, C):
+    # The bias enters the float log-rates relative to each block's largest bias (the rest goes to
+    # the row offset in double): a bias of C plus small per-neuron parts is as precise as the small
+    # parts alone, up to rounding noise (a factor 2 here). Added to the float log-rates whole, C
+    # cost them C's rounding (ulp(300) = 3e-5): 3 to 3.5 times the error of the small parts alone.
+    D, m, L = 8, 256, 16
+    q, k, v = (rng.standard_normal((1, L, D)) * 0.5 for _ in range(3))
+    W = tripartite.draw_hidden_weights(m, D, dtype=np.float32)
+    small = (rng.standard_normal((1, m)) * 0.5).astype(np.float32)
+    f32 = [x.astype(np.float32) for x in (q, k, v)]
+
+    def error(bias):
+        y32 = tripartite.attention(*f32, hidden_weights=W, hidden_bias=bias)
+        y64 = tripartite.attention(*(x.astype(np.float64) for x in f32), hidden_weights=W.astype(np.float64),
+                                   hidden_bias=bias.astype(np.float64))
+        return np.abs(y32 - y64).max()
+
+    base = error(small)
+    assert base > 0  # a float32 result (the comparison below is not 0 <= 0)
+    assert error((small + np.float32(C)).astype(np.float32)) <= 2 * base
+
+
 def test_float_network_warns_when_a_read_loses_its_products_to_underflow():
     # |x~|^2 = 1e4: one query's products with the stored synapses all lie below float's range, and
     # its output comes back as zeros in float (not in double). The network cannot recompute a
