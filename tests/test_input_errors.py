@@ -412,6 +412,18 @@ def test_network_time_is_windows_times_their_length_not_a_running_sum(rng, tmp_p
     assert loaded.time == 903 * 0.3 + 0.3
 
 
+def test_a_bias_beyond_double_precision_is_refused(rng):
+    # |b| > 0.1 / eps(double) = 4.5e14: the log-rates' rounding would exceed 0.1 (an audit found y
+    # off by 0.6 at a constant 1e16, in the network without a word, in attention with a misleading
+    # underflow warning)
+    q = rng.standard_normal((2, 4))
+    with pytest.raises(ValueError, match=r"hidden_bias is too large: max \|hidden_bias\| = 1e\+15 exceeds 4.5e\+14"):
+        tripartite.attention(q, q, q, n_hidden=8, hidden_bias=np.full(8, 1e15))
+    with pytest.raises(ValueError, match=r"hidden_bias is too large: max \|hidden_bias\| = 1e\+16"):
+        NeuronAstrocyteNetwork(4, 4, 8, hidden_bias=np.full((1, 8), -1e16))
+    assert np.isfinite(tripartite.attention(q, q, q, n_hidden=8, hidden_bias=np.full(8, 1e14))).all()
+
+
 # 11. MiniLM and the study ---------------------------------------------------------------------------
 def test_minilm_token_ids_must_be_in_the_vocabulary():
     from tripartite.transformer import MiniLM

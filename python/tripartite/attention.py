@@ -150,7 +150,9 @@ def attention(
         for float64, while ``n_hidden``/``seed`` draw in the dtype of the computation.
     hidden_bias : array_like, shape (..., m), optional
         Per-neuron offsets b_r added to the log-rates (phi_r = m^{-1/2} exp(W_r x~ + b_r - |x~|^2/2));
-        used by optimal positive random features. Broadcast over the leading axes.
+        used by optimal positive random features. Broadcast over the leading axes. Only
+        differences between neurons matter; a large common part costs float64 rounding of about
+        eps |b| (|b| up to 4.5e14 is accepted).
     return_astrocyte : bool
         Also return a_t (float64, shape (..., Lq)), the astrocyte's response in the paper's units
         (it estimates Z_t = sum_tau exp(s q_t.k_tau)). It is computed in the log domain and
@@ -235,6 +237,7 @@ def attention(
         _check_leading_axes(b, 1, batch, "hidden_bias", f": give shape (m,) = ({m},) for all heads, or (..., m) with "
                             f"leading axes that broadcast to {batch}")
         V.finite(b, "hidden_bias", threads, dtype)  # before broadcasting: each value once
+        V.bias_magnitude(b)
         bias = np.ascontiguousarray(np.broadcast_to(b, batch + (m,)).reshape((heads, m)), dtype=dtype)
 
     mask = None

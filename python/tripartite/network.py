@@ -170,6 +170,7 @@ class NeuronAstrocyteNetwork:
             if b.shape != (nh, m):
                 raise ValueError(f"hidden_bias must have shape (heads, n_hidden) = {(nh, m)}, got {b.shape}")
             V.finite(b, "hidden_bias", self.num_threads, self._dtype)
+            V.bias_magnitude(b)
             self._bias = np.array(b, dtype=self._dtype)
             self._bias.flags.writeable = False
         self._H = np.zeros((nh, Dv, m), dtype=self._dtype)
