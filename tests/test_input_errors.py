@@ -422,6 +422,9 @@ def test_a_bias_beyond_double_precision_is_refused(rng):
     with pytest.raises(ValueError, match=r"hidden_bias is too large: max \|hidden_bias\| = 1e\+16"):
         NeuronAstrocyteNetwork(4, 4, 8, hidden_bias=np.full((1, 8), -1e16))
     assert np.isfinite(tripartite.attention(q, q, q, n_hidden=8, hidden_bias=np.full(8, 1e14))).all()
+    from tripartite import reference
+    with pytest.raises(ValueError, match="hidden_bias is too large"):  # checked as the network checks it
+        reference.simulate(q[:, :4], q[:, :4], q[:, :4], rng.standard_normal((8, 4)), hidden_bias=np.full(8, 1e15))
 
 
 # 11. MiniLM and the study ---------------------------------------------------------------------------

@@ -719,8 +719,9 @@ def run_minilm(
     ~200-token text); ``pairs`` a sentence-pair file (default: the package's 30 pairs).
     ``figure_head`` (layer, head), 0-based; default: :func:`default_figure_head`. A list of names
     may be given as one string (``methods="iid"``). All arguments are checked before the model is
-    loaded or ``out`` is created, but the text's tokens, which need the model's tokenizer: before
-    ``out`` is created. Without ``model_methods`` there is no whole-model run and no ``model.csv``.
+    loaded or ``out`` is created, but the text's tokens and the range of ``figure_head``, which
+    need the model: before ``out`` is created. Without ``model_methods`` there is no whole-model
+    run, no ``model.csv`` and no whole-model table in ``summary.md``.
     """
     from .transformer import MiniLM, blas_on_one_thread
 

@@ -93,7 +93,8 @@ class NeuronAstrocyteNetwork:
         tau_astro and 1/leak (beyond that rk4's stages overshoot below zero, although it stays
         stable up to 2.78 times as much: negative calcium, outputs far off). "exact" solves each window in
         closed form and needs dt only to be no larger than the windows (and, for a monitor, which
-        samples it every dt, to divide them).
+        samples it every dt, to divide them). For every integrator a window may hold at most 1e8
+        steps of dt.
     integrator : {"exact", "euler", "rk4"}
     num_threads : int
         0 = all cores. Results are bitwise independent of it.
@@ -103,7 +104,7 @@ class NeuronAstrocyteNetwork:
         Per-neuron offsets of the log-rates (zero by default); see :func:`tripartite.attention`.
 
     The parameters are fixed once the network is built (``net.params`` lists them); of its
-    attributes only ``num_threads`` may be set, and setting any other raises AttributeError.
+    public attributes only ``num_threads`` may be set, and setting any other raises AttributeError.
     """
 
     def __init__(

@@ -270,6 +270,8 @@ def simulate(
         raise ValueError(f"stream=True needs as many queries as keys ({len(keys)}), got {len(queries)}")
     if hidden_bias is not None and np.shape(hidden_bias) != (m,):
         raise ValueError(f"hidden_bias must have shape (m,) = ({m},), got {np.shape(hidden_bias)}")
+    if hidden_bias is not None:
+        V.bias_magnitude(np.asarray(hidden_bias, dtype=np.float64))
     phi = lambda x: np.exp(log_features(x, W, scale, hidden_bias))  # noqa: E731
 
     # The state: hidden rates h (m), synapses H (Dv, m), astrocyte weights g (m), calcium a.
