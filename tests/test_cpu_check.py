@@ -24,15 +24,13 @@ def test_the_flag_map_names_the_instruction_sets_the_build_asks_about():
     assert set(listed.group(1).split()) == set(_cpu.FLAG_OF)
 
 
-def test_the_build_records_its_instruction_sets_and_this_cpu_has_them():
+def test_the_build_records_its_instruction_sets():
     assert _build_cpu.KNOWN, "the build could not ask the compiler for its predefined macros"
     assert set(_build_cpu.FEATURES) <= set(_cpu.FLAG_OF)
     if _build_cpu.NATIVE and _cpu.cpu_flags() is not None:
         # -march=native on an x86 machine enables at least SSE3 (every x86-64 CPU since 2004)
         assert "SSE3" in _build_cpu.FEATURES
-    flags = _cpu.cpu_flags()
-    if flags is not None:
-        assert _cpu.missing_features(_build_cpu.FEATURES, flags) == []
+    # (that this CPU has them is what `import tripartite` above already checked)
 
 
 def test_missing_instruction_sets_raise_importerror_naming_them_and_the_remedy():

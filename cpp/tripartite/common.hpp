@@ -157,8 +157,18 @@ inline double log_add_exp(double x, double y) {
   return hi + std::log1p(std::exp(-std::fabs(x - y)));
 }
 
-// x * exp(log_factor), with 0 * anything = 0 (a zero partial sum stays zero even when the factor
-// overflows because two scales have drifted far apart).
-inline double scaled(double x, double log_factor) { return x == 0.0 ? 0.0 : x * std::exp(log_factor); }
+// log|x|, -inf for 0.
+inline double log_abs(double x) { return x == 0.0 ? kNegInf : std::log(std::fabs(x)); }
+
+// x y e^{log_factor} as one exponential of log|x| + log|y| + log_factor (0 if x or y is 0): the
+// network's coefficients and calcium terms, which its scales keep at most about 1 while their
+// factors need not be. A window of some 740 time constants underflows e^{-t/tau} to 0 (or a
+// subnormal) while a swing of the log-rates sends e^{log_factor} past double's range, and
+// M * exp(factor) was 0 * inf = NaN (or inf) that spoiled every later window.
+inline double scaled_product(double x, double y, double log_factor) {
+  if (x == 0.0 || y == 0.0) return 0.0;
+  const double magnitude = std::exp(std::log(std::fabs(x)) + std::log(std::fabs(y)) + log_factor);
+  return (x < 0) != (y < 0) ? -magnitude : magnitude;
+}
 
 }  // namespace tripartite

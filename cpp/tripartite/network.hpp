@@ -62,19 +62,6 @@ struct WindowInputs {
 
 namespace detail {
 
-inline double log_abs(double x) { return x == 0.0 ? kNegInf : std::log(std::fabs(x)); }
-
-// x y e^{log_factor} as one exponential of log|x| + log|y| + log_factor (0 if x or y is 0). The
-// products below are at most about 1 by the choice of the scales, but their factors need not
-// be: a window of some 740 time constants underflows e^{-t/tau} to 0 (or a subnormal), and a
-// swing of the log-rates sends e^{log_factor} past double's range, so that M e^{factor} was
-// 0 * inf = NaN (or inf) and spoiled every later window.
-inline double product(double x, double y, double log_factor) {
-  if (x == 0.0 || y == 0.0) return 0.0;
-  const double magnitude = std::exp(std::log(std::fabs(x)) + std::log(std::fabs(y)) + log_factor);
-  return (x < 0) != (y < 0) ? -magnitude : magnitude;
-}
-
 // Coefficients per head and window: the update's five (stored units), c, the scales before the
 // window (s_H, s_h) and the bound B_g after it.
 inline constexpr std::size_t kCoef = 9;
@@ -181,13 +168,13 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
         // read of t_read / tau_hidden = 100 time constants, then a key with smaller log-rates)
         // left the stored rates near e^-100, below float's range, and gave the next window a
         // factor near e^90, which overflows float: inf * 0 = NaN in every rate.
-        const double bound_h = log_add_exp(detail::log_abs(map.M[1][1]) + sc[kBoundh], detail::log_abs(map.M[1][2]) + c);
+        const double bound_h = log_add_exp(log_abs(map.M[1][1]) + sc[kBoundh], log_abs(map.M[1][2]) + c);
         const double sh_new = bound_h == kNegInf ? sh : bound_h;
         double sH_new = sH, bound_g = sc[kBoundG];
         if (update_g) {
-          bound_g = log_add_exp(log_add_exp(detail::log_abs(map.M[0][0]) + sc[kBoundG],
-                                            detail::log_abs(map.M[0][1]) + sc[kBoundh]),
-                                detail::log_abs(map.M[0][2]) + c);
+          bound_g = log_add_exp(log_add_exp(log_abs(map.M[0][0]) + sc[kBoundG],
+                                            log_abs(map.M[0][1]) + sc[kBoundh]),
+                                log_abs(map.M[0][2]) + c);
           if (bound_g != kNegInf) sH_new = bound_g;
         }
         double* k = ws.coef.data() + (hd * kSegment + i) * detail::kCoef;
@@ -195,12 +182,11 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
         // coefficient is 0, not exp(scale - new scale), which overflows T once the first input's
         // log-rates lie below about -log(max T) (-88 in float) and would turn 0 into inf * 0 = NaN.
         const bool h_zero = sc[kBoundh] == kNegInf, g_zero = sc[kBoundG] == kNegInf;
-        using detail::product;
-        k[0] = h_zero ? 0.0 : product(map.M[1][1], 1.0, sh - sh_new);  // h <- k0 h + k1 e^{c_b - c} u
-        k[1] = product(map.M[1][2], 1.0, c - sh_new);
-        k[2] = !update_g ? 1.0 : g_zero ? 0.0 : product(map.M[0][0], 1.0, sH - sH_new);  // g <- k2 g + k3 h + k4 e^{c_b - c} u
-        k[3] = update_g && !h_zero ? product(map.M[0][1], 1.0, sh - sH_new) : 0.0;
-        k[4] = update_g ? product(map.M[0][2], 1.0, c - sH_new) : 0.0;
+        k[0] = h_zero ? 0.0 : scaled_product(map.M[1][1], 1.0, sh - sh_new);  // h <- k0 h + k1 e^{c_b - c} u
+        k[1] = scaled_product(map.M[1][2], 1.0, c - sh_new);
+        k[2] = !update_g ? 1.0 : g_zero ? 0.0 : scaled_product(map.M[0][0], 1.0, sH - sH_new);  // g <- k2 g + k3 h + k4 e^{c_b - c} u
+        k[3] = update_g && !h_zero ? scaled_product(map.M[0][1], 1.0, sh - sH_new) : 0.0;
+        k[4] = update_g ? scaled_product(map.M[0][2], 1.0, c - sH_new) : 0.0;
         k[5] = c;
         k[6] = sH;  // scales before the window, for the Gram entries
         k[7] = sh;
@@ -273,7 +259,7 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
         const double* bmax = ws.block_max.data() + (hd * kSegment + i) * nb;
         // a = map.a . (a before, g.h, g.u, h.h, h.u, u.u), each Gram entry the sum of its blocks'
         // (stored units, log-scale exponent(t, b)). a's new scale is the largest term's, and each
-        // term is one detail::product: at most 1, whatever its coefficient and its scale. (The
+        // term is one scaled_product: at most 1, whatever its coefficient and its scale. (The
         // scale was s_H + s_h, which a query whose log-rates lie far above g's scale exceeds by
         // hundreds: u.u overflowed to inf, and a read's zero coefficient of it made 0 * inf = NaN.)
         auto exponent = [&](int t, std::size_t b) {
@@ -287,16 +273,16 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
           }
         };
         auto gram = [&](int t, std::size_t b) { return ws.gram[((hd * kSegment + i) * nb + b) * 5 + (t - 1)]; };
-        double sa_new = detail::log_abs(map.a[0]) + detail::log_abs(sc[kA]) + sa;  // -inf if either is 0
+        double sa_new = log_abs(map.a[0]) + log_abs(sc[kA]) + sa;  // -inf if either is 0
         for (int t = 1; t < 6; ++t)
           if (map.a[t] != 0)
             for (std::size_t b = 0; b < nb; ++b)
-              sa_new = std::max(sa_new, detail::log_abs(map.a[t]) + detail::log_abs(gram(t, b)) + exponent(t, b));
+              sa_new = std::max(sa_new, log_abs(map.a[t]) + log_abs(gram(t, b)) + exponent(t, b));
         if (sa_new == kNegInf) sa_new = sH_new + sh_new;  // a = 0: any scale
-        double a = detail::product(map.a[0], sc[kA], sa - sa_new);
+        double a = scaled_product(map.a[0], sc[kA], sa - sa_new);
         for (int t = 1; t < 6; ++t) {
           if (map.a[t] == 0) continue;
-          for (std::size_t b = 0; b < nb; ++b) a += detail::product(map.a[t], gram(t, b), exponent(t, b) - sa_new);
+          for (std::size_t b = 0; b < nb; ++b) a += scaled_product(map.a[t], gram(t, b), exponent(t, b) - sa_new);
         }
         sc[kA] = a;
         sc[kScaleA] = sa_new;
@@ -307,7 +293,7 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
         for (std::size_t d = 0; d < Dv; ++d) {
           double acc = 0;
           for (std::size_t b = 0; b < nb; ++b) acc += ws.dots[((hd * nb + b) * kSegment + i) * Dv + d];
-          y[d] = a > 0 ? static_cast<T>(detail::product(acc, 1.0, log_f - std::log(a))) : T(0);
+          y[d] = a > 0 ? static_cast<T>(scaled_product(acc, 1.0, log_f - std::log(a))) : T(0);
         }
         // The reads' products H_dr h_r are taken in T, with every array relative to its bound:
         // underflow_log_bound over the m neurons with the weight e^{B_g - s_H} (h_r <= 1, |H_dr| <=
