@@ -7,7 +7,8 @@
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
-if ! command -v clang++ > /dev/null || ! [ -e /usr/include/omp.h -o -n "$(find /usr/lib/llvm-*/lib -name 'libomp.so' 2> /dev/null | head -1)" ]; then
+libomp="$(find /usr/lib/llvm-*/lib -name 'libomp.so' 2> /dev/null | head -1 || true)"
+if ! command -v clang++ > /dev/null || [ -z "$libomp" ]; then
   if command -v apt-get > /dev/null && [ "$(id -u)" = 0 ]; then
     apt-get install -y -q clang libomp-dev > /dev/null 2>&1 || (apt-get update -q > /dev/null 2>&1 && apt-get install -y -q clang libomp-dev > /dev/null 2>&1) || true
   fi

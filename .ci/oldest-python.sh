@@ -2,10 +2,11 @@
 # The README's test command on the oldest versions that pyproject.toml allows: Python 3.9, and each
 # requirement of the build, of the package and of its test extra pinned to the release series of
 # its floor ("numpy>=1.23" installs numpy==1.23.*, "pybind11>=2.12" pybind11==2.12.*, "pytest>=7"
-# pytest==7.*), in its own virtual environment; the core is built with those build requirements
-# (no build isolation: CMake and a compiler come from the system, as in the sanitizer step). The main step tests the newest (Python 3.11 and
-# NumPy 2.4 here). Skipped, with a line that says so, where no Python 3.9 is found (as python3.9,
-# in pyenv's versions, or as OLDEST_PYTHON).
+# pytest==7.*), in its own virtual environment. The core is built with those build requirements
+# (no build isolation: CMake and a compiler come from the system, as in the sanitizer step). The
+# main step tests the newest (Python 3.11 and NumPy 2.4 here). Skipped, with a line that says so,
+# where no Python 3.9 is found (as python3.9, in pyenv's versions, or as OLDEST_PYTHON). The floors
+# are read with the main interpreter's tomllib (Python >= 3.11).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
@@ -25,7 +26,6 @@ echo "oldest-python step: $py"
 venv="${OLDEST_PYTHON_VENV:-$repo/build/py39-venv}"
 rm -rf "$venv"
 "$py" -m venv "$venv"
-# the floors, read with the main interpreter's tomllib (Python >= 3.11)
 floors() {
   python - "$1" <<'PY'
 import re, sys, tomllib
