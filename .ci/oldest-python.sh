@@ -4,9 +4,10 @@
 # its floor ("numpy>=1.23" installs numpy==1.23.*, "pybind11>=2.12" pybind11==2.12.*, "pytest>=7"
 # pytest==7.*), in its own virtual environment. The core is built with those build requirements
 # (no build isolation: CMake and a compiler come from the system, as in the sanitizer step). The
-# main step tests the newest (Python 3.11 and NumPy 2.4 here). Skipped, with a line that says so,
-# where no Python 3.9 is found (as python3.9, in pyenv's versions, or as OLDEST_PYTHON). The floors
-# are read with the main interpreter's tomllib (Python >= 3.11).
+# main step tests the machine's Python with the newest releases for it (Python 3.11 and NumPy 2.4
+# here). Skipped, with a line that says so, where no Python 3.9 is found (as python3.9, in pyenv's
+# versions, or as OLDEST_PYTHON). The floors are read with the main interpreter's tomllib (Python
+# >= 3.11).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
