@@ -29,5 +29,8 @@ CC=clang CXX=clang++ "$venv/bin/python" -m pip install --quiet --no-build-isolat
 import sys, tripartite
 core = tripartite._core.__file__
 print('clang-built core:', core, '| OpenMP threads:', tripartite._core.max_threads())
-sys.exit(0 if core.startswith('$venv') else 'the clang build is shadowed by ' + core)"
+if not core.startswith('$venv'):
+    sys.exit('the clang build is shadowed by ' + core)
+if not tripartite.openmp_enabled():
+    sys.exit('the clang build has no OpenMP (is LLVM libomp installed?)')"
 "$venv/bin/python" -m pytest -q -p no:cacheprovider

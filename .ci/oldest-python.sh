@@ -6,8 +6,9 @@
 # (no build isolation: CMake and a compiler come from the system, as in the sanitizer step). The
 # main step tests the machine's Python with the newest releases for it (Python 3.11 and NumPy 2.4
 # here). Skipped, with a line that says so, where no Python 3.9 is found (as python3.9, in pyenv's
-# versions, or as OLDEST_PYTHON). The floors are read with the main interpreter's tomllib (Python
-# >= 3.11).
+# versions, or as OLDEST_PYTHON; an OLDEST_PYTHON that is not 3.9 fails). A one-part floor such as
+# "pytest>=7" installs the newest of its series (pytest 7.4). The floors are read with the main
+# interpreter's tomllib (or tomli before Python 3.11).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
@@ -20,6 +21,10 @@ if ! is39 "$py" && [ -z "${OLDEST_PYTHON:-}" ] && command -v pyenv > /dev/null; 
   done
 fi
 if ! is39 "$py"; then
+  if [ -n "${OLDEST_PYTHON:-}" ]; then
+    echo "oldest-python step: OLDEST_PYTHON='$OLDEST_PYTHON' is not a Python 3.9" >&2
+    exit 1
+  fi
   echo "oldest-python step skipped: no Python 3.9 found (tried '$py'; set OLDEST_PYTHON to one)"
   exit 0
 fi
@@ -29,7 +34,11 @@ rm -rf "$venv"
 "$py" -m venv "$venv"
 floors() {
   python - "$1" <<'PY'
-import re, sys, tomllib
+import re, sys
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11
+    import tomli as tomllib
 config = tomllib.load(open("pyproject.toml", "rb"))
 project = config["project"]
 requirements = (config["build-system"]["requires"] if sys.argv[1] == "build"
@@ -41,6 +50,7 @@ for requirement in requirements:
     print(f"{m.group(1)}=={m.group(2)}.*")
 PY
 }
+set -f  # the pins (numpy==1.23.*) are arguments, never file patterns
 build_pins="$(floors build)"
 pins="$(floors run)"
 echo "oldest-python step: pins" $build_pins $pins
