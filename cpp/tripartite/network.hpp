@@ -289,18 +289,18 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
         if (win[i].write) continue;
         // y = H h / a: H h in the units e^{s_H + s_h}, a in e^{s_a}
         const double log_f = sH_new + sh_new - sa_new;
+        const double log_a = a > 0 ? std::log(a) : kNegInf;  // in a's units
         T* y = in.outputs + (hd * in.n_queries + win[i].index) * Dv;
         for (std::size_t d = 0; d < Dv; ++d) {
           double acc = 0;
           for (std::size_t b = 0; b < nb; ++b) acc += ws.dots[((hd * nb + b) * kSegment + i) * Dv + d];
-          y[d] = a > 0 ? static_cast<T>(scaled_product(acc, 1.0, log_f - std::log(a))) : T(0);
+          y[d] = a > 0 ? static_cast<T>(scaled_product(acc, 1.0, log_f - log_a)) : T(0);
         }
         // The reads' products H_dr h_r are taken in T, with every array relative to its bound:
         // underflow_log_bound over the m neurons with the weight e^{B_g - s_H} (h_r <= 1, |H_dr| <=
         // max|v| g_r), in the units of a (times max(1, max|v|) for y): large when a is small in its
         // units, i.e. when the query's products all lie far below the stored maxima (|x~|^2 in the
         // thousands in float). Nothing written (B_g = -inf): nothing to lose.
-        const double log_a = a > 0 ? std::log(a) : kNegInf;  // in a's units
         if (in.log_underflow)
           in.log_underflow[hd * in.n_queries + win[i].index] =
               k[8] == kNegInf ? kNegInf : underflow_log_bound<T>(m, k[8] - sH_new) - log_a + log_f;

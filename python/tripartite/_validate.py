@@ -272,6 +272,14 @@ LEGACY_MAX_STEP_RK4 = 2.5
 MAX_STEPS = 1e8
 
 
+def step_limit(integrator: str, p: dict, max_step: Optional[float] = None) -> float:
+    """The largest stable dt (ms) of "euler" or "rk4" for the parameters ``p``: ``max_step`` (by
+    default MAX_STEP[integrator]) x min(tau_hidden, tau_astro, 1/leak)."""
+    step = MAX_STEP[integrator] if max_step is None else max_step
+    limit = step * min(p["tau_hidden"], p["tau_astro"])
+    return min(limit, step / p["leak"]) if p["leak"] > 0 else limit
+
+
 def time_steps(dt: float, integrator: str, p: dict, exact_available: bool = True, max_step: Optional[float] = None) -> tuple:
     """Steps of dt in a write and in a read window, for checked positive ``dt`` and ``p`` (tau_hidden,
     tau_astro, t_write, t_read, leak). dt must be at most each window, divide both into whole steps
@@ -288,9 +296,7 @@ def time_steps(dt: float, integrator: str, p: dict, exact_available: bool = True
     if integrator == "exact":
         return 1, 1
     step = MAX_STEP[integrator] if max_step is None else max_step
-    limit = step * min(p["tau_hidden"], p["tau_astro"])
-    if p["leak"] > 0:
-        limit = min(limit, step / p["leak"])
+    limit = step_limit(integrator, p, max_step)
     if dt > limit:
         raise ValueError(
             f"dt = {dt} ms is unstable for the {integrator} integrator: it must be at most "

@@ -593,26 +593,21 @@ class NeuronAstrocyteNetwork:
             raise ValueError(f"{name} is damaged: its contents do not match the checksum saved with it")
         config = cls._checkpoint_config(name, config_json)
         cls._check_checkpoint_arrays(name, config, contents, num_threads)
-        def build():
-            return cls(
-                config["d_key"], config["d_value"], config["n_hidden"],
-                hidden_weights=contents["hidden_weights"], hidden_bias=contents.get("hidden_bias"),
-                num_threads=num_threads, **{k: v for k, v in config.items() if k not in ("d_key", "d_value", "n_hidden")},
-            )
-
+        # An rk4 checkpoint may have been saved before rk4 took euler's limit (2026-11-30): it is
+        # rebuilt under the old limit (the same network for a dt both allow) and, if its dt is
+        # above today's, loaded as it was with a warning.
+        token = _LOADING_MAX_STEP.set(V.LEGACY_MAX_STEP_RK4 if config["integrator"] == "rk4" else None)
         try:
-            net = build()
+            net = cls(
+                config.pop("d_key"), config.pop("d_value"), config.pop("n_hidden"),
+                hidden_weights=contents["hidden_weights"], hidden_bias=contents.get("hidden_bias"),
+                num_threads=num_threads, **config,
+            )
         except ValueError as exc:
-            if "unstable for the rk4 integrator" not in str(exc):
-                raise ValueError(f"{name}: config: {exc}") from None
-            # Saved before rk4 took euler's limit (2026-11-30): load it as it was, and say so.
-            token = _LOADING_MAX_STEP.set(V.LEGACY_MAX_STEP_RK4)
-            try:
-                net = build()
-            except ValueError as exc2:
-                raise ValueError(f"{name}: config: {exc2}") from None
-            finally:
-                _LOADING_MAX_STEP.reset(token)
+            raise ValueError(f"{name}: config: {exc}") from None
+        finally:
+            _LOADING_MAX_STEP.reset(token)
+        if net._integrator == "rk4" and net._dt > V.step_limit("rk4", net._params):
             warnings.warn(
                 f"{name} was saved with integrator='rk4' and dt = {net._dt} ms, above rk4's limit since 2026-11-30 "
                 "(min(tau_hidden, tau_astro, 1/leak)); it is loaded as saved, but at such steps rk4's stages overshoot "
