@@ -9,10 +9,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
 if ! command -v aarch64-linux-gnu-g++ > /dev/null || ! command -v qemu-aarch64 > /dev/null; then
-  if command -v apt-get > /dev/null && [ "$(id -u)" = 0 ]; then
-    packages="g++-aarch64-linux-gnu qemu-user"
-    apt-get install -y -q $packages > /dev/null 2>&1 || (apt-get update -q > /dev/null 2>&1 && apt-get install -y -q $packages > /dev/null 2>&1) || true
-  fi
+  bash .ci/apt-install.sh g++-aarch64-linux-gnu qemu-user
 fi
 if ! command -v aarch64-linux-gnu-g++ > /dev/null || ! command -v qemu-aarch64 > /dev/null; then
   echo "aarch64 step skipped: no aarch64-linux-gnu-g++ or qemu-aarch64, and they could not be installed"

