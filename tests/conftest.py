@@ -89,3 +89,61 @@ def network_tol(dtype, n_windows, n_steps):
     steps: sqrt(n_steps) eps64). Sums over the m neurons are formed in double and add nothing
     visible: measured <= 2.2 eps32 and 6 eps64 for m from 97 to 4500."""
     return 2 * n_windows * EPS[dtype] + math.sqrt(n_steps) * EPS[np.float64]
+
+
+def lagged_closed_form(q, k, v, W, tau_hidden, tau_astro, t_write, t_read, leak, stream, a_start=None):
+    """MODEL.md section 2 solved by hand, window by window, for one head (eta = 1, default scale),
+    in float64. The input u is constant in a window, so the hidden rates are
+    h(t) = u + (h0 - u) e^{-t/tau_hidden} exactly, and a write integrates them in closed form:
+    H <- H e^{-leak T} + v I / T, g <- g e^{-leak T} + I / T with I = int_0^T e^{-leak (T-s)} h(s) ds.
+    While reading, g is held, so tau_astro da/dt = -a + g.h(t) gives
+    a(T) = c + A e^{-T/tau_hidden} + (a0 - c - A) e^{-T/tau_astro}, c = g.u,
+    A = g.(h0 - u) tau_hidden / (tau_hidden - tau_astro). a0 is the calcium at the read's start:
+    the previous read's end, and for the first read after the writes `a_start` (the network's
+    calcium then; None drops the term, for when e^{-t_read/tau_astro} is below rounding). In stream
+    mode each read starts after a write, where the calcium's path is not solved here: a_start must
+    be None. Independent of the core's window maps and of reference.simulate's stepping.
+    Returns the outputs (L, Dv) and the calcium at the end of each read (L,)."""
+    if stream and a_start is not None:
+        raise ValueError("a_start applies to write-then-read only")
+    s = q.shape[-1] ** -0.25
+    m = W.shape[0]
+    H, g, h = np.zeros((v.shape[1], m)), np.zeros(m), np.zeros(m)
+    r, T = 1.0 / tau_hidden, t_write
+    decay_a = math.exp(-t_read / tau_astro)
+    ys, calcium = [], []
+
+    def phi(x):
+        x = x * s
+        return np.exp(W @ x - 0.5 * x @ x) / math.sqrt(m)
+
+    def write(tau):
+        nonlocal H, g, h
+        u = phi(k[tau])
+        d = h - u
+        if leak == 0:
+            integral = u * T + d * tau_hidden * (1 - math.exp(-r * T))
+        else:
+            integral = (u * (1 - math.exp(-leak * T)) / leak
+                        + d * math.exp(-leak * T) * (math.exp((leak - r) * T) - 1) / (leak - r))
+        H = H * math.exp(-leak * T) + np.outer(v[tau], integral) / T
+        g = g * math.exp(-leak * T) + integral / T
+        h = u + d * math.exp(-r * T)
+
+    def read(t):
+        nonlocal h
+        u = phi(q[t])
+        c, A = g @ u, g @ (h - u) * tau_hidden / (tau_hidden - tau_astro)
+        a0 = a_start if not calcium else calcium[-1]
+        h = u + (h - u) * math.exp(-r * t_read)
+        calcium.append(c + A * math.exp(-r * t_read) + (0.0 if a0 is None else (a0 - c - A) * decay_a))
+        ys.append(H @ h / calcium[-1])
+
+    for t in range(len(k)):
+        write(t)
+        if stream:
+            read(t)
+    if not stream:
+        for t in range(len(q)):
+            read(t)
+    return np.array(ys), np.array(calcium)

@@ -15,10 +15,13 @@ import sys
 import numpy as np
 import pytest
 
+from tripartite import NeuronAstrocyteNetwork
 from tripartite import minilm as M
 from tripartite import reference
 from tripartite.cli import main
 from tripartite.transformer import MiniLM
+
+from conftest import dot_magnitude, lagged_closed_form, log_rate_tol, network_tol
 
 EPS32 = float(np.finfo(np.float32).eps)
 TEXT = "The lighthouse at the end of the harbour was built in 1871, when the fishing fleet was still the town's main employer."
@@ -207,19 +210,33 @@ def test_replacement_converges_on_a_moderate_norm_head(qkv):
 
 
 def test_continuous_time_tracks_the_steady_state(qkv):
-    # Deviation O(tau_hidden / t_write): 0.1 for the defaults, 0.01 for the fast setting.
+    """On real heads the network deviates from the steady state by exactly what its equations
+    predict: the hidden rates lag each token by tau_hidden (conftest.lagged_closed_form, MODEL.md
+    section 2 solved by hand, given the calcium when the reads begin), a deviation
+    O(tau_hidden / t_write) that shrinks with tau_hidden. Tolerance: the float32 network's state
+    rounding (conftest.network_tol over the 2L windows) plus its float32 log-rates
+    (conftest.log_rate_tol); measured <= 9 eps32 in y and 18 eps32 in a_t over the 12 heads."""
     q, k, v = (x[5] for x in qkv)
     method = M.METHODS["iid"]
     omega = M.hidden_draws(2048, 32, 12, 0, 5, method)
     y0, a0 = M.replaced_heads(q, k, v, omega, method)
+    L, D = q.shape[-2:]
+    tol = network_tol(np.float32, 2 * L, 0) + log_rate_tol(np.float32, D, max(dot_magnitude(x, omega) for x in (q, k)))
     dev = {}
     for mode in ("network", "network-fast"):
         y, a = M.replaced_heads(q, k, v, omega, method, M.MODES[mode])
-        ratio = M.MODES[mode]["tau_hidden"] / 100.0
+        net = NeuronAstrocyteNetwork(D, v.shape[-1], omega.shape[-2], heads=omega.shape[0], hidden_weights=omega,
+                                     dtype=q.dtype, **M.MODES[mode])  # replaced_heads' network
+        net.write(k, v, progress=False)
+        for h in range(q.shape[0]):
+            y_ref, a_ref = lagged_closed_form(*(x[h].astype(np.float64) for x in (q, k, v, omega)), t_write=net.params["t_write"],
+                                              t_read=net.params["t_read"], leak=0.0, stream=False, a_start=net.calcium[h],
+                                              **M.MODES[mode])
+            assert np.max(np.abs(y[h] - y_ref)) / np.max(np.abs(y_ref)) <= tol, (mode, h)
+            assert np.max(np.abs(a[h] / a_ref - 1)) <= tol, (mode, h)
         dev[mode] = float(np.linalg.norm(y - y0) / np.linalg.norm(y0))
-        assert dev[mode] <= ratio, (mode, dev[mode])
-        assert np.median(np.abs(a / a0 - 1)) <= ratio
-    assert dev["network-fast"] <= dev["network"] / 5
+    # what the lag does: 8.6 % and 0.85 % here, about in proportion to tau_hidden (10 and 1 ms)
+    assert 0 < dev["network-fast"] <= dev["network"] / 5
 
 
 # ------------------------------------------------------------------------------------ the study
