@@ -37,6 +37,12 @@ def net(rng):
         (dict(eta=1e307), r"eta must be in \[1e-100, 1e\+100\] .* got 1e\+307"),  # NaN calcium before
         (dict(eta=1e-306), r"eta must be in \[1e-100, 1e\+100\]"),  # zeroed terms with short windows before
         (dict(leak=-0.1), "leak must be >= 0"),
+        # NaN synapses and calcium before; then the calcium underflowed to 0 and every output read 0
+        (dict(tau_hidden=1e-308), r"t_write / tau_hidden must be in \[1e-100, 1e\+100\] .* a ratio of inf"),
+        (dict(tau_hidden=1e200), r"t_write / tau_hidden must be in .* tau_hidden = 1e\+200 ms, a ratio of 1e-198"),
+        (dict(tau_astro=1e-99), r"t_write / tau_astro must be in"),
+        (dict(t_read=1e8, tau_hidden=1e-93, dt=1e4), r"t_read / tau_hidden must be in"),
+        (dict(leak=1e308), r"leak \* t_write must be at most 1e\+100 .* got leak = 1e\+308 / ms"),
         (dict(dt=0.0), "dt must be positive"),
         (dict(dt=200.0), "dt must be at most t_write"),
         (dict(dt=20.0, integrator="euler"), "unstable for the euler integrator"),
@@ -58,6 +64,27 @@ def net(rng):
 def test_bad_parameters(kwargs, match):
     with pytest.raises(ValueError, match=match):
         tripartite.NeuronAstrocyteNetwork(8, 3, 64, **kwargs)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("tau", [1e-98, 1e102], ids=["fast", "slow"])
+def test_time_constants_at_the_ends_of_their_range_give_finite_outputs(rng, dtype, tau):
+    """Windows of 100 ms over time constants of 1e-98 and 1e102 ms, the ends of TIME_RATIO_RANGE. So
+    slow a network's outputs (~1e100) leave float32's range: it says so."""
+    q, k, v = (rng.standard_normal((3, 8)) * 0.4 for _ in range(3))
+    net = tripartite.NeuronAstrocyteNetwork(8, 8, 64, dtype=dtype, tau_hidden=tau, tau_astro=tau, t_write=100.0,
+                                            t_read=100.0, dt=100.0)
+    if tau > 1 and dtype == np.float32:  # y ~ 1e100: H and h ~ 1e-100, a ~ 1e-300
+        with pytest.warns(RuntimeWarning, match="underflow float32"), \
+                pytest.warns(RuntimeWarning, match=r"24 outputs overflow float32 .* use dtype=numpy.float64"):
+            y, a = net.stream(q, k, v, return_astrocyte=True)
+        assert np.isinf(y).all() and np.all(a > 0)
+        return
+    y, a = net.stream(q, k, v, return_astrocyte=True)
+    assert np.isfinite(y).all() and np.all(a > 0) and np.isfinite(a).all() and y.any()
+    if tau < 1:  # time constants far below the windows: the causal steady state
+        steady = tripartite.attention(q, k, v, hidden_weights=net.hidden_weights[0], causal=True)
+        assert np.allclose(y, steady, rtol=0, atol=1e-5 * np.abs(steady).max())
 
 
 @pytest.mark.parametrize("args, match", [((0, 3, 64), "d_key"), ((8, 3.5, 64), "d_value"), ((8, 3, True), "n_hidden")])

@@ -156,6 +156,31 @@ def learning_rate(eta: Any) -> float:
     return eta
 
 
+# The window maps take each window in units of the time constants: t / tau far outside this range
+# leaves double's range (t_write / tau_hidden = 1e310 gave NaN synapses and calcium, and leak t_write
+# = 1e310 likewise; t_write / tau_hidden = 1e-170 let the calcium underflow to 0, so every output
+# read 0). Measured: finite outputs and positive calcium for window / tau_hidden from 1e-158 to 1e306,
+# and for window / tau_astro down to 1e-306 in float64 (in float32 the outputs of so slow an
+# astrocyte exceed float32's range below about 1e-36: inf, with the underflow warning).
+TIME_RATIO_RANGE = (1e-100, 1e100)
+
+
+def time_scales(p: dict) -> None:
+    """Each window over each time constant, and leak times the write window, within
+    TIME_RATIO_RANGE (p has checked positive tau_hidden, tau_astro, t_write, t_read and leak >= 0)."""
+    low, high = TIME_RATIO_RANGE
+    for window in ("t_write", "t_read"):
+        for tau in ("tau_hidden", "tau_astro"):
+            ratio = p[window] / p[tau]
+            if not low <= ratio <= high:
+                raise ValueError(f"{window} / {tau} must be in [{low:g}, {high:g}] (beyond that range the window "
+                                 f"maps leave double's range), got {window} = {p[window]:g} ms and {tau} = "
+                                 f"{p[tau]:g} ms, a ratio of {ratio:g}")
+    if p["leak"] * p["t_write"] > high:
+        raise ValueError(f"leak * t_write must be at most {high:g} (beyond, the window maps leave double's range), "
+                         f"got leak = {p['leak']:g} / ms and t_write = {p['t_write']:g} ms")
+
+
 def non_negative(value: Any, name: str) -> float:
     v = number(value, name)
     if v < 0:

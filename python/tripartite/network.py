@@ -147,6 +147,7 @@ class NeuronAstrocyteNetwork:
             leak=V.non_negative(leak, "leak"),
             input_scale=math.sqrt(self._scale),
         )
+        V.time_scales(self._params)
         self._integrator = V.choice(integrator, "integrator", INTEGRATORS)
         self._dt = V.positive(dt, "dt", "ms")
         self._write_steps, self._read_steps = V.time_steps(self._dt, self._integrator, self._params,
@@ -259,7 +260,24 @@ class NeuronAstrocyteNetwork:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
         self._warn_underflowed()
+        self._warn_overflowed(result[0])
         return result
+
+    def _warn_overflowed(self, outputs: Optional[np.ndarray]) -> None:
+        """Outputs beyond the dtype's range read inf (the inputs are finite: y = H h / a overflows
+        where the calcium lies that far below H h, e.g. an astrocyte far slower than the windows)."""
+        if outputs is None or outputs.size == 0:
+            return
+        n = outputs.size - int(np.count_nonzero(np.isfinite(outputs)))
+        if n:
+            dtype = np.dtype(self._dtype)
+            warnings.warn(
+                f"{n} outputs overflow {dtype.name} (|y| = |H h| / a beyond {np.finfo(dtype).max:.3g}: the calcium is "
+                "that far below the synapses' products) and read inf"
+                + (": use dtype=numpy.float64" if self._dtype == np.float32 else ""),
+                RuntimeWarning,
+                stacklevel=4,
+            )
 
     def _warn_underflowed(self) -> None:
         """The reads the core found may have lost terms to underflow (issued after the state is up
