@@ -304,3 +304,22 @@ def test_ctrl_c_in_a_monitored_read_keeps_the_outputs_of_the_queries_done(rng, m
     assert exc.outputs.shape == (2, 3, 2) and exc.astrocyte.shape == (2, 3) and exc.astrocyte.dtype == np.float64
     assert np.array_equal(exc.outputs, y[:, :3]) and np.array_equal(exc.astrocyte, a[:, :3])
     assert mon.t[-1] == nets[1].time
+
+
+def test_monitored_runs_check_the_samples_memory_before_running(rng, monkeypatch):
+    """A run whose samples cannot fit raises MemoryError naming the monitor and its `every` before
+    any window runs (it used to fail in NumPy mid-run, after writing the token)."""
+    from tripartite import _validate
+
+    net = tripartite.NeuronAstrocyteNetwork(8, 64, 32, t_write=10.0, t_read=10000.0)
+    mon = net.monitor("outputs")
+    q, k, v = moderate_inputs(rng, (3, 8), (3, 8), 64)
+    # 3 reads of 10^4 steps: ~3e4 samples of 64 doubles, about 16 MB kept
+    monkeypatch.setattr(_validate, "available_memory", lambda: 10 * 2**20)
+    with pytest.raises(MemoryError, match=r"the samples of a monitor of outputs \(64 values a sample, every = 1 steps\)"):
+        net.stream(q, k, v)
+    assert net.time == 0.0 and not net.synapses.any() and mon.n_samples == 1
+    mon.stop()
+    sparse = net.monitor("outputs", every=100)  # 300 samples fit
+    net.stream(q, k, v)
+    assert sparse.n_samples == 1 + 3 * 100  # now, then each read's 100 (no write spans a multiple of 100)

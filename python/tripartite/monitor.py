@@ -142,6 +142,27 @@ class StateMonitor:
         for name, values in per_head.items():
             self._chunks[name].append(np.stack(values, axis=1))
 
+    def _run_bytes(self, window_steps: Sequence[Tuple[int, int]]) -> Tuple[int, str]:
+        """Memory a run adds, for (steps per window, number of such windows) pairs: its samples,
+        kept (float64 values, the time and the window's 5-character name), and the largest
+        window's transient arrays while it is recorded (its maps M and A, 15 doubles a sample,
+        and up to four temporaries the size of its values). Returns (bytes, what)."""
+        width = 0
+        for name in self.variables:
+            width += {"calcium": 1, "hidden": len(self.hidden_indices), "astrocyte_weights": len(self.hidden_indices),
+                      "synapses": len(self.synapse_indices), "outputs": self._net.d_value}[name]
+        width *= len(self.heads)
+        samples, largest = 0, 0
+        for steps, count in window_steps:
+            per_window = steps // self.every + 1  # at most, wherever the window starts
+            samples += per_window * count
+            largest = max(largest, per_window if count else 0)
+        kept = samples * (8 + 20 + 8 * width)
+        transient = largest * 8 * (15 + 4 * width)
+        what = (f"the samples of a monitor of {', '.join(self.variables)} ({width} values a sample, every = "
+                f"{self.every} steps): {samples} samples")
+        return kept + transient, what
+
     def _record_now(self, net) -> None:
         """A sample of the network's state now (at creation, and after a reset)."""
         self._record(net, "now", None, None, net._now(), net._step, 0, 0.0)
@@ -168,13 +189,18 @@ class StateMonitor:
                  "outputs": (len(self.heads), self._net.d_value)}.get(name, ())
         return np.zeros((0,) + width)
 
-    t = property(lambda self: self._get("t"))
-    window = property(lambda self: self._get("window"))
-    calcium = property(lambda self: self._get("calcium"))
-    hidden = property(lambda self: self._get("hidden"))
-    astrocyte_weights = property(lambda self: self._get("astrocyte_weights"))
-    synapses = property(lambda self: self._get("synapses"))
-    outputs = property(lambda self: self._get("outputs"))
+    t = property(lambda self: self._get("t"), doc="Sample times in ms, (n,) float64.")
+    window = property(lambda self: self._get("window"),
+                      doc='The kind of window each sample lies in, (n,): "write", "read" or "now".')
+    calcium = property(lambda self: self._get("calcium"), doc="Astrocyte calcium a(t), (n, len(heads)) float64.")
+    hidden = property(lambda self: self._get("hidden"),
+                      doc="Hidden rates h_r(t), (n, len(heads), len(hidden_indices)) float64.")
+    astrocyte_weights = property(lambda self: self._get("astrocyte_weights"),
+                                 doc="Neuron-to-astrocyte weights g_r(t), (n, len(heads), len(hidden_indices)) float64.")
+    synapses = property(lambda self: self._get("synapses"),
+                        doc="Synapses H_dr(t) for the chosen (d, r), (n, len(heads), len(synapse_indices)) float64.")
+    outputs = property(lambda self: self._get("outputs"),
+                       doc="Output neurons' rates (v while writing, H h / a while reading), (n, len(heads), d_value) float64.")
 
     @property
     def n_samples(self) -> int:

@@ -240,6 +240,11 @@ class NeuronAstrocyteNetwork:
     def _run(self, keys, values, queries, is_write, index, progress, stop_multiple=1, what="windows", two_d=None):
         """Run the windows; two_d (whether the caller gave 2-D input) is None for write, which
         returns no outputs."""
+        if self._monitors:  # MemoryError before anything runs, as for the outputs
+            n_write = int(np.count_nonzero(is_write))
+            windows = [(self._window_steps(True), n_write), (self._window_steps(False), len(is_write) - n_write)]
+            needed = [mon._run_bytes(windows) for mon in self._monitors]
+            V.check_memory(sum(n for n, _ in needed), "; ".join(what for _, what in needed))
         self._underflowed_reads = 0
         # In the main thread, while Python's default SIGINT handler is in place, Ctrl-C only sets a
         # flag for the run: the core polls it between windows and stops at a window boundary, and
