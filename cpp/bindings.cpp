@@ -10,6 +10,8 @@
 #include <chrono>
 #include <type_traits>
 #include <cstring>
+#include <limits>
+#include <utility>
 #include <cstdint>
 #include <cmath>
 #include <sstream>
@@ -220,43 +222,45 @@ void triad(py::array a, py::array b, py::array c, float s, int num_threads) {
   });
 }
 
-// Flat index of the first NaN or Inf of a C-contiguous float array, or -1: the finiteness check of
-// large inputs (hidden weights), one parallel pass at memory speed instead of NumPy's isfinite
-// array and all(). Blocks are scanned in parallel; the first bad block in order decides.
+// (flat index of the first NaN or Inf of a C-contiguous float array or -1, largest |value|): the
+// finiteness check of large inputs (hidden weights), one parallel pass at memory speed instead of
+// NumPy's isfinite array and all(), which also gives the magnitude the log-rates' precision check
+// needs. Both come from one reduction: the bits of |x| (sign cleared) order as the values do, and
+// NaN and Inf, whose exponent bits are all ones, lie above every finite value's. Blocks are
+// scanned in parallel; the first bad block in order decides. (0 for an empty array.)
 template <class T>
-py::ssize_t find_nonfinite(py::array_t<T, py::array::c_style> arr, int num_threads) {
+std::pair<py::ssize_t, double> scan_values(py::array_t<T, py::array::c_style> arr, int num_threads) {
+  using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+  constexpr U magnitude = sizeof(T) == 4 ? U(0x7FFFFFFFu) : U(0x7FFFFFFFFFFFFFFFull);
+  constexpr U exponent = sizeof(T) == 4 ? U(0x7F800000u) : U(0x7FF0000000000000ull);
   const T* p = arr.data();
   const std::size_t n = static_cast<std::size_t>(arr.size());
   const std::size_t chunk = 1 << 16, chunks = (n + chunk - 1) / chunk;
-  std::vector<char> bad(chunks, 0);
+  std::vector<U> largest(chunks, 0);
   {
     py::gil_scoped_release release;
     parallel_for(chunks, effective_threads(num_threads, double(n)), [&](std::size_t c) {
       const std::size_t lo = c * chunk, hi = std::min(n, lo + chunk);
-      // NaN and Inf are the values whose exponent bits are all ones: 32-byte vectors of the bits,
-      // and-ed with the exponent mask and compared, or-ed into one flag vector.
-      using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
-      typedef U UV __attribute__((vector_size(32)));
-      constexpr std::size_t Wd = 32 / sizeof(U);
-      constexpr U exponent = sizeof(T) == 4 ? U(0x7F800000u) : U(0x7FF0000000000000ull);
-      UV flags = {};
-      std::size_t i = lo;
-      for (; i + Wd <= hi; i += Wd) {
-        UV bits;
+      U acc = 0;  // an unsigned max reduction: vectorized by the compiler
+      for (std::size_t i = lo; i < hi; ++i) {
+        U bits;
         std::memcpy(&bits, p + i, sizeof(bits));
-        flags |= (UV)((bits & exponent) == exponent);
+        bits &= magnitude;
+        acc = bits > acc ? bits : acc;
       }
-      U acc = 0;
-      for (std::size_t l = 0; l < Wd; ++l) acc |= flags[l];
-      for (; i < hi; ++i) acc |= !std::isfinite(p[i]);
-      bad[c] = acc != 0;
+      largest[c] = acc;
     });
   }
-  for (std::size_t c = 0; c < chunks; ++c)
-    if (bad[c])
+  U top = 0;
+  for (std::size_t c = 0; c < chunks; ++c) {
+    if (largest[c] >= exponent)
       for (std::size_t i = c * chunk; i < std::min(n, (c + 1) * chunk); ++i)
-        if (!std::isfinite(p[i])) return static_cast<py::ssize_t>(i);
-  return -1;
+        if (!std::isfinite(p[i])) return {static_cast<py::ssize_t>(i), std::numeric_limits<double>::quiet_NaN()};
+    top = std::max(top, largest[c]);
+  }
+  T value;
+  std::memcpy(&value, &top, sizeof(value));
+  return {-1, static_cast<double>(value)};
 }
 
 // The machine's float32 FMA throughput (FLOP/s over all threads): each thread runs `iterations`
@@ -335,9 +339,10 @@ PYBIND11_MODULE(_core, mod) {
   mod.def("run_network_float64", &run_network<double>);
   mod.def("window_map", &window_map_py,
           "(M, a): the map of one window on (g, h, u) and the astrocyte's linear functional.");
-  mod.def("find_nonfinite", &find_nonfinite<float>, py::arg("array"), py::arg("num_threads") = 0);
-  mod.def("find_nonfinite", &find_nonfinite<double>, py::arg("array"), py::arg("num_threads") = 0,
-          "flat index of the first NaN or Inf of a float array, or -1");
+  mod.def("scan_values", &scan_values<float>, py::arg("array"), py::arg("num_threads") = 0);
+  mod.def("scan_values", &scan_values<double>, py::arg("array"), py::arg("num_threads") = 0,
+          "(flat index of the first NaN or Inf of a float array or -1, largest |value| (NaN if there is a "
+          "NaN or Inf; 0 if empty))");
   mod.def("shifted_exp2", &shifted_exp2<float>, py::arg("x"), py::arg("shift"));
   mod.def("shifted_exp2", &shifted_exp2<double>, py::arg("x"), py::arg("shift"),
           "2^(x - shift) by the kernels' vector exp2 (float32 or float64, flat; other input is cast to "

@@ -159,20 +159,30 @@ def test_attention_bad_options():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
-def test_compiled_finiteness_scan_matches_numpy(rng, dtype):
-    """The parallel scan used for large arrays finds the same first NaN/Inf as NumPy's isfinite."""
+def test_compiled_scan_matches_numpy(rng, dtype):
+    """The parallel scan used for large arrays finds the same first NaN/Inf as NumPy's isfinite,
+    and otherwise the same max |x|, negative zeros, subnormals and the largest values included."""
     from tripartite import _core
 
     n = 3 * (1 << 16) + 13  # several scan chunks and a ragged tail
+    tiny = np.finfo(dtype).smallest_subnormal if hasattr(np.finfo(dtype), "smallest_subnormal") else np.finfo(dtype).tiny
     for trial in range(12):
-        x = (rng.uniform(-1, 1, n) * np.finfo(dtype).max).astype(dtype)  # finite, up to the largest
+        x = (rng.uniform(-1, 1, n) * np.finfo(dtype).max * 0.5 ** (trial * 10)).astype(dtype)  # up to the largest
+        x[rng.integers(n)] = -x[rng.integers(n)] * 1.5 if trial % 2 else -0.0
         for pos in rng.choice(n, size=trial % 4, replace=False):
             x[pos] = (np.nan, np.inf, -np.inf)[int(pos) % 3]
         bad = np.flatnonzero(~np.isfinite(x))
-        assert _core.find_nonfinite(x, 2) == (int(bad[0]) if bad.size else -1)
+        index, largest = _core.scan_values(x, 2)
+        if bad.size:
+            assert index == int(bad[0]) and np.isnan(largest)
+        else:
+            assert index == -1 and largest == float(np.max(np.abs(x)))
     x = np.full(n, np.finfo(dtype).max, dtype)
     x[-1] = np.nan
-    assert _core.find_nonfinite(x) == n - 1
+    assert _core.scan_values(x)[0] == n - 1
+    assert _core.scan_values(np.full(n, -tiny, dtype)) == (-1, float(tiny))
+    assert _core.scan_values(np.full(n, -0.0, dtype)) == (-1, 0.0)
+    assert _core.scan_values(np.zeros(0, dtype)) == (-1, 0.0)
 
 
 def test_large_hidden_weights_with_nan_are_refused_by_index(rng):
@@ -188,8 +198,8 @@ def test_finiteness_scan_runs_on_the_callers_threads(rng, monkeypatch, num_threa
     """The compiled scan of large inputs runs on the num_threads the call was given (0: all
     cores), in attention and in the network alike: a call asked for one thread validates on one."""
     seen = []
-    scan = tripartite._core.find_nonfinite
-    monkeypatch.setattr(tripartite._core, "find_nonfinite", lambda a, *t: seen.append(t) or scan(a, *t))
+    scan = tripartite._core.scan_values
+    monkeypatch.setattr(tripartite._core, "scan_values", lambda a, *t: seen.append(t) or scan(a, *t))
     q, k, v = moderate_inputs(rng, (4, 16), (4, 16), 2)
     W = tripartite.draw_hidden_weights(70000, 16)  # over a million values: the compiled scan
     tripartite.attention(q, k, v, hidden_weights=W[0], num_threads=num_threads)
@@ -217,3 +227,26 @@ def test_hidden_weights_memory_estimate_covers_the_peak(feature_map):
         tracemalloc.stop()
     estimate = _draw_bytes(m, d, heads, feature_map, 4)
     assert 0.75 * estimate <= peak <= 1.01 * estimate, (peak, estimate)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_weights_too_large_for_the_inputs_are_refused(rng, dtype):
+    """max |W| sqrt(D |x~|^2) beyond 0.1/eps: the log-rates would be noise (weights of 1e308 in
+    float64, or 3e38 in float32, used to give outputs of 0 with no warning). The network checks
+    its given weights against each call's keys and queries, and refuses before touching state."""
+    q, k, v = (x.astype(dtype) for x in moderate_inputs(rng, (3, 8), (3, 8), 2))
+    W = tripartite.draw_hidden_weights(64, 8, dtype=dtype)
+    limit = 0.1 / np.finfo(dtype).eps
+    for big in (float(np.finfo(dtype).max) / 2, 2 * limit / np.sqrt(8 * 1.0)):  # |x~|^2 = 1 (moderate_inputs)
+        huge = W * (big / np.abs(W).max())
+        with pytest.raises(ValueError, match=r"hidden_weights and q are too large together: .* exceeds"):
+            tripartite.attention(q, k, v, hidden_weights=huge[0])
+        net = tripartite.NeuronAstrocyteNetwork(8, 2, 64, dtype=dtype, hidden_weights=huge)
+        with pytest.raises(ValueError, match=r"hidden_weights and keys are too large together"):
+            net.write(k, v)
+        assert net.time == 0.0 and not net.synapses.any()
+    # within the bound the call runs (such log-rates, up to 4e5 in float32, 2e14 in float64, leave
+    # every product but the largest below the dtype's range: it says so)
+    fine = W * (0.5 * limit / np.sqrt(8 * 1.0) / np.abs(W).max())
+    with pytest.warns(RuntimeWarning, match="underflow"):
+        assert np.isfinite(tripartite.attention(q, k, v, hidden_weights=fine[0])).all()

@@ -29,31 +29,35 @@ def real_array(x: Any, name: str) -> np.ndarray:
 _FAST_FINITE_SIZE = 1 << 20
 
 
-def finite(arr: np.ndarray, name: str, num_threads: int = 0, dtype: Optional[np.dtype] = None) -> None:
+def finite(arr: np.ndarray, name: str, num_threads: int = 0, dtype: Optional[np.dtype] = None) -> float:
     """Raise a ValueError naming `name` and the first NaN or Inf of `arr` (its value and index);
-    with `dtype`, also if a value does not fit in it (:func:`fits_dtype`). Large arrays are scanned
-    by the core on `num_threads` threads (0: all cores), the caller's own count, so that a call
-    asked to run on one thread does not validate on more."""
+    with `dtype`, also if a value does not fit in it (:func:`fits_dtype`). Returns max |arr| (0 if
+    empty). Large arrays are scanned by the core on `num_threads` threads (0: all cores), the
+    caller's own count, so that a call asked to run on one thread does not validate on more."""
     bad = None
+    largest = 0.0
     if not arr.size:
         pass
     elif arr.size >= _FAST_FINITE_SIZE and arr.dtype in FLOAT_DTYPES and arr.flags.c_contiguous:
-        flat = int(_core.find_nonfinite(arr.reshape(-1), num_threads))
+        flat, largest = _core.scan_values(arr.reshape(-1), num_threads)
         bad = None if flat < 0 else np.unravel_index(flat, arr.shape)
     elif not np.isfinite(arr).all():
         bad = np.argwhere(~np.isfinite(arr))[0]
+    else:
+        largest = float(np.max(np.abs(arr)))
     if bad is not None:
         raise ValueError(f"{name} must be finite, got {arr[tuple(bad)]} at index {tuple(int(i) for i in bad)}")
     if dtype is not None:
         fits_dtype(arr, name, dtype)
+    return float(largest)
 
 
-def input_norms(arr: np.ndarray, name: str, scale: float, dtype: np.dtype) -> None:
+def input_norms(arr: np.ndarray, name: str, scale: float, dtype: np.dtype) -> float:
     """Keys and queries enter the log-rates as W x~ - |x~|^2/2; beyond |x~|^2 = 0.1/eps of the
     dtype the rounding of that difference exceeds 1, i.e. every rate would be off by a factor
-    e or more. Refuse such inputs instead of returning noise."""
+    e or more. Refuse such inputs instead of returning noise. Returns max |x~|^2 (0 if empty)."""
     if not arr.size:
-        return
+        return 0.0
     with np.errstate(over="ignore"):
         norm2 = float(np.max(np.sum(np.square(arr, dtype=np.float64), axis=-1))) * scale
     limit = 0.1 / float(np.finfo(dtype).eps)
@@ -62,6 +66,25 @@ def input_norms(arr: np.ndarray, name: str, scale: float, dtype: np.dtype) -> No
         raise ValueError(
             f"{name} is too large: max |{name}~|^2 = {norm2:.3g} exceeds {limit:.3g}, beyond which {np.dtype(dtype).name} "
             f"log-rates lose all precision ({remedy})"
+        )
+    return norm2
+
+
+def log_rate_terms(weights_max: float, norm2: float, name: str, d: int, dtype: np.dtype) -> None:
+    """The log-rates' dot products W x~ are summed in the dtype: their rounding grows like eps times
+    the sum of |W_rj x~_j|, at most max |W| sqrt(D |x~|^2). Beyond 0.1/eps every rate would be off
+    by a factor e or more (and far beyond, the products overflow: weights of 1e308 gave outputs of
+    0 with no warning). Refuse such weights and inputs together, as :func:`input_norms` does the
+    inputs alone (0.1/eps bounds both)."""
+    bound = weights_max * math.sqrt(d * norm2)
+    limit = 0.1 / float(np.finfo(dtype).eps)
+    if not bound <= limit:
+        remedy = "rescale them" + (" or use float64" if np.dtype(dtype) != np.float64 else "")
+        raise ValueError(
+            f"hidden_weights and {name} are too large together: the terms of the log-rates W {name}~ sum to up to "
+            f"max |hidden_weights| x sqrt(D max |{name}~|^2) = {weights_max:.3g} x {math.sqrt(d * norm2):.3g} = "
+            f"{bound:.3g}, which exceeds {limit:.3g}, beyond which {np.dtype(dtype).name} log-rates lose all precision "
+            f"({remedy})"
         )
 
 

@@ -157,13 +157,14 @@ class NeuronAstrocyteNetwork:
         m, D, Dv, nh, item = self._n_hidden, self._d_key, self._d_value, self._heads, self._dtype.itemsize
         # State + weights + the core's per-window workspace (u and w vectors).
         V.check_memory(nh * m * (Dv + D + 4) * item + nh * m * D * 8, f"a network of {nh * Dv * m} synapses (heads = {nh} x d_value = {Dv} x n_hidden = {m})")
+        self._w_max: Optional[float] = None  # max |W| of given weights, for the log-rates' precision check
         if hidden_weights is None:
             self._W = draw_hidden_weights(m, D, heads=nh, seed=self._seed, feature_map=self._feature_map, dtype=self._dtype)
         else:
             W = V.real_array(hidden_weights, "hidden_weights")
             if W.shape != (nh, m, D):
                 raise ValueError(f"hidden_weights must have shape (heads, n_hidden, d_key) = {(nh, m, D)}, got {W.shape}")
-            V.finite(W, "hidden_weights", self.num_threads, self._dtype)
+            self._w_max = V.finite(W, "hidden_weights", self.num_threads, self._dtype)
             self._W = np.array(W, dtype=self._dtype)
         self._W.flags.writeable = False
         self._bias = None
@@ -218,7 +219,9 @@ class NeuronAstrocyteNetwork:
             )
         V.finite(arr[0] if two_d else arr, name, self.num_threads)  # indices as the caller gave them
         if width_name == "D":
-            V.input_norms(arr, name, self._scale, self._dtype)
+            norm2 = V.input_norms(arr, name, self._scale, self._dtype)
+            if self._w_max is not None:
+                V.log_rate_terms(self._w_max, norm2, name, self._d_key, self._dtype)
         else:
             V.value_magnitude(arr, name, self._dtype)
         return np.ascontiguousarray(arr, dtype=self._dtype), two_d
