@@ -250,3 +250,15 @@ def test_weights_too_large_for_the_inputs_are_refused(rng, dtype):
     fine = W * (0.5 * limit / np.sqrt(8 * 1.0) / np.abs(W).max())
     with pytest.warns(RuntimeWarning, match="underflow"):
         assert np.isfinite(tripartite.attention(q, k, v, hidden_weights=fine[0])).all()
+
+
+def test_sizes_are_checked_before_values_are_scanned():
+    """A broadcast view of a few bytes that stands for terabytes: the memory check comes first (the
+    scans of its values made temporaries of its full size before: 'Unable to allocate 7.28 TiB')."""
+    q = np.broadcast_to(np.zeros(8), (10**6, 10**6, 1, 8))
+    small = np.zeros((1, 8))
+    with pytest.raises(MemoryError, match=r"attention: .* GiB needed"):
+        tripartite.attention(q, small, small, n_hidden=16)
+    nan_view = np.broadcast_to(np.full(8, np.nan), (5 * 10**4, 1, 8))  # fits: then the scan names q
+    with pytest.raises(ValueError, match="q must be finite"):
+        tripartite.attention(nan_view, small, small, n_hidden=16)

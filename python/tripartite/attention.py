@@ -27,12 +27,12 @@ def _check_leading_axes(arr: np.ndarray, trailing: int, batch: tuple, name: str,
         ) from None
 
 
-def _broadcast_weights(hidden_weights: Any, batch: tuple, m_expected: Optional[int], d: int, threads: int,
-                       dtype: np.dtype) -> Tuple[np.ndarray, Optional[np.ndarray], float]:
-    """The given weights as (n_w, m, D), each distinct head's weights once, for each of the
-    prod(batch) heads the index of its weights (None when every head has its own), and max |W|:
-    weights that broadcast over a batch axis are read in place by every sequence of the batch, not
-    copied."""
+def _broadcast_weights(hidden_weights: Any, batch: tuple, m_expected: Optional[int], d: int
+                       ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """The given weights as (n_w, m, D), each distinct head's weights once, and for each of the
+    prod(batch) heads the index of its weights (None when every head has its own): weights that
+    broadcast over a batch axis are read in place by every sequence of the batch, not copied.
+    Shapes only: the values are scanned after the memory check."""
     W = V.real_array(hidden_weights, "hidden_weights")
     if W.ndim < 2 or W.shape[-1] != d:
         raise ValueError(f"hidden_weights must have shape (..., m, D) with D = {d}, got {W.shape}")
@@ -42,12 +42,11 @@ def _broadcast_weights(hidden_weights: Any, batch: tuple, m_expected: Optional[i
         raise ValueError(f"hidden_weights must have m = n_hidden = {m_expected} rows, got shape {W.shape}")
     _check_leading_axes(W, 2, batch, "hidden_weights", f": give shape (m, D) = {W.shape[-2:]} for all heads, or "
                         f"(..., m, D) with leading axes that broadcast to {batch}")
-    largest = V.finite(W, "hidden_weights", threads, dtype)  # before broadcasting: each value once
     n_w = math.prod(W.shape[:-2])
     if n_w == math.prod(batch):  # one set of weights per head: no index
-        return W.reshape((n_w,) + W.shape[-2:]), None, largest
+        return W.reshape((n_w,) + W.shape[-2:]), None
     index = np.ascontiguousarray(np.broadcast_to(np.arange(n_w, dtype=np.int64).reshape(W.shape[:-2]), batch).reshape(-1))
-    return W.reshape((n_w,) + W.shape[-2:]), index, largest
+    return W.reshape((n_w,) + W.shape[-2:]), index
 
 
 def _underflowed(log_a: np.ndarray, log_u: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -196,11 +195,7 @@ def attention(
     seed = V.seed_value(seed)
     threads = V.threads(num_threads)
     s = V.scale_value(scale, d)
-    for name, x in (("q", q), ("k", k), ("v", v)):
-        V.finite(x, name, threads)
     dtype = V.compute_dtype(q, k, v)
-    norm2 = {"q": V.input_norms(q, "q", s, dtype), "k": V.input_norms(k, "k", s, dtype)}
-    V.value_magnitude(v, "v", dtype)
     heads = math.prod(batch)
     Lq, Lk, Dv = q.shape[-2], k.shape[-2], v.shape[-1]
     if hidden_weights is None:
@@ -209,11 +204,9 @@ def attention(
         m = V.positive_int(n_hidden, "n_hidden")
         W, w_index = None, None
     else:
-        W, w_index, w_max = _broadcast_weights(hidden_weights, batch, None if n_hidden is None else V.positive_int(n_hidden, "n_hidden"),
-                                               d, threads, dtype)
+        W, w_index = _broadcast_weights(hidden_weights, batch, None if n_hidden is None else V.positive_int(n_hidden, "n_hidden"),
+                                        d)
         m = W.shape[-2]
-        for name in ("q", "k"):
-            V.log_rate_terms(w_max, norm2[name], name, d, dtype)
     # W and the flattened q, k, v, y; then the core's working set: the scaled q and k with their
     # offsets, running sums (heads, Lq, Dv + 2) in double, per thread one block's partial readout
     # (Lq, Dv + 2) and one task's (the task partials held at once: 16 MiB, or one per thread if
@@ -230,6 +223,15 @@ def attention(
         + (64 << 20),
         "attention",
     )
+    # the values, once the sizes are known to fit (a broadcast view's scan makes temporaries of its full size)
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        V.finite(x, name, threads)
+    norm2 = {"q": V.input_norms(q, "q", s, dtype), "k": V.input_norms(k, "k", s, dtype)}
+    V.value_magnitude(v, "v", dtype)
+    if W is not None:
+        w_max = V.finite(W, "hidden_weights", threads, dtype)  # before broadcasting: each value once
+        for name in ("q", "k"):
+            V.log_rate_terms(w_max, norm2[name], name, d, dtype)
 
     bias = None
     if hidden_bias is not None:
