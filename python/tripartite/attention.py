@@ -28,11 +28,11 @@ def _check_leading_axes(arr: np.ndarray, trailing: int, batch: tuple, name: str,
 
 
 def _broadcast_weights(hidden_weights: Any, batch: tuple, m_expected: Optional[int], d: int
-                       ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+                       ) -> Tuple[np.ndarray, Optional[np.ndarray], np.ndarray]:
     """The given weights as (n_w, m, D), each distinct head's weights once, and for each of the
     prod(batch) heads the index of its weights (None when every head has its own): weights that
-    broadcast over a batch axis are read in place by every sequence of the batch, not copied.
-    Shapes only: the values are scanned after the memory check."""
+    broadcast over a batch axis are read in place by every sequence of the batch, not copied; and
+    the array as given (its values are scanned after the memory check, with the caller's indices)."""
     W = V.real_array(hidden_weights, "hidden_weights")
     if W.ndim < 2 or W.shape[-1] != d:
         raise ValueError(f"hidden_weights must have shape (..., m, D) with D = {d}, got {W.shape}")
@@ -44,9 +44,9 @@ def _broadcast_weights(hidden_weights: Any, batch: tuple, m_expected: Optional[i
                         f"(..., m, D) with leading axes that broadcast to {batch}")
     n_w = math.prod(W.shape[:-2])
     if n_w == math.prod(batch):  # one set of weights per head: no index
-        return W.reshape((n_w,) + W.shape[-2:]), None
+        return W.reshape((n_w,) + W.shape[-2:]), None, W
     index = np.ascontiguousarray(np.broadcast_to(np.arange(n_w, dtype=np.int64).reshape(W.shape[:-2]), batch).reshape(-1))
-    return W.reshape((n_w,) + W.shape[-2:]), index
+    return W.reshape((n_w,) + W.shape[-2:]), index, W
 
 
 def _underflowed(log_a: np.ndarray, log_u: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -204,8 +204,8 @@ def attention(
         m = V.positive_int(n_hidden, "n_hidden")
         W, w_index = None, None
     else:
-        W, w_index = _broadcast_weights(hidden_weights, batch, None if n_hidden is None else V.positive_int(n_hidden, "n_hidden"),
-                                        d)
+        W, w_index, W_given = _broadcast_weights(hidden_weights, batch,
+                                                 None if n_hidden is None else V.positive_int(n_hidden, "n_hidden"), d)
         m = W.shape[-2]
     # W and the flattened q, k, v, y; then the core's working set: the scaled q and k with their
     # offsets, running sums (heads, Lq, Dv + 2) in double, per thread one block's partial readout
@@ -229,7 +229,7 @@ def attention(
     norm2 = {"q": V.input_norms(q, "q", s, dtype), "k": V.input_norms(k, "k", s, dtype)}
     V.value_magnitude(v, "v", dtype)
     if W is not None:
-        w_max = V.finite(W, "hidden_weights", threads, dtype)  # before broadcasting: each value once
+        w_max = V.finite(W_given, "hidden_weights", threads, dtype)  # before broadcasting: each value once
         for name in ("q", "k"):
             V.log_rate_terms(w_max, norm2[name], name, d, dtype)
 
