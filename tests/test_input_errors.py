@@ -351,7 +351,7 @@ _W = np.random.default_rng(4).standard_normal((16, 8))
      r"hidden_bias must have shape \(\.\.\., m\) with m = 16 \(from hidden_weights\), got \(15,\)"),
     (lambda R: R.log_features(_Q, _W, hidden_bias=np.full(16, np.nan)), "hidden_bias must be finite"),
     (lambda R: R.random_feature_attention(np.stack([_Q] * 3), np.stack([_K] * 3), np.stack([_V] * 3), np.stack([_W] * 2)),
-     r"leading axes of the inputs must broadcast against each other, got x \(3,\), hidden_weights \(2,\)"),
+     r"leading axes of the inputs must broadcast against each other, got q \(3,\), k \(3,\), v \(3,\), hidden_weights \(2,\)"),
 ])
 def test_reference_attention_checks_its_inputs(call, match):
     from tripartite import reference

@@ -127,6 +127,25 @@ def value_magnitude(arr: np.ndarray, name: str, dtype: np.dtype) -> None:
         raise ValueError(f"{name} is too large: max |{name}| = {float(np.max(np.abs(arr))):.3g} exceeds {limit:.3g} for {np.dtype(dtype).name}")
 
 
+def attention_shapes(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> tuple:
+    """Check q (..., Lq, D), k (..., Lk, D), v (..., Lk, Dv) with D >= 1 and leading axes that
+    broadcast; returns the broadcast leading axes."""
+    for name, x, axes in (("q", q, "Lq, D"), ("k", k, "Lk, D"), ("v", v, "Lk, Dv")):
+        if x.ndim < 2:
+            raise ValueError(f"{name} must have shape (..., {axes}), got {x.shape}")
+    d = q.shape[-1]
+    if d < 1:
+        raise ValueError(f"q must have at least one feature (D >= 1), got shape {q.shape}")
+    if k.shape[-1] != d:
+        raise ValueError(f"k must have shape (..., Lk, D) with D = {d} (from q), got {k.shape}")
+    if v.shape[-2] != k.shape[-2]:
+        raise ValueError(f"v must have shape (..., Lk, Dv) with Lk = {k.shape[-2]} (from k), got {v.shape}")
+    try:
+        return np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    except ValueError:
+        raise ValueError(f"leading axes of q {q.shape}, k {k.shape}, v {v.shape} do not broadcast") from None
+
+
 def exact_array(arr: np.ndarray, name: str, shape: tuple, dtype: Any) -> np.ndarray:
     """``arr`` with exactly this shape and dtype (stored state: no broadcasting, no cast)."""
     if arr.shape != tuple(shape) or arr.dtype != np.dtype(dtype):

@@ -94,6 +94,27 @@ def _warn_underflow(lost: int, total: int) -> None:
         )
 
 
+def memory_bytes(n_weights: int, m: int, d: int, heads: int, Lq: int, Lk: int, Dv: int, dtype: np.dtype,
+                 causal: bool, threads: int) -> int:
+    """Bytes :func:`attention` needs at its peak (its memory check, and the MiniLM study's): the
+    weights (n_weights sets of m x D) and the flattened q, k, v, y; then the core's working set: the
+    scaled q and k with their offsets, running sums (heads, Lq, Dv + 2) in double, per thread one
+    block's partial readout (Lq, Dv + 2) and one task's (the task partials held at once: 16 MiB, or
+    one per thread if that is more), plus a few MiB of per-thread block scratch (the synapses live
+    there, one 512-neuron block at a time, never as an m x Dv array); causal: the values in double;
+    float: one head's inputs in double, its scaled inputs and outputs, for queries that underflow
+    float (see _recompute_underflowed). threads 0: all cores."""
+    itemsize = np.dtype(dtype).itemsize
+    return int(
+        (n_weights * m * d + heads * (2 * (Lq + Lk) * d + (Lk + Lq) * Dv)) * itemsize
+        + heads * (Lq + Lk) * 8 + heads * Lq * 8
+        + ((m * d + 3 * (Lq + Lk) * d + Lk * Dv + Lq * Dv + m) * 8 if itemsize == 4 else 0)
+        + (heads * Lk * (Dv + 1) * 8 if causal else 0)
+        + (heads + 2 * (threads or _core.max_threads())) * Lq * (Dv + 2) * 8
+        + (64 << 20)
+    )
+
+
 def attention(
     q: Any,
     k: Any,
@@ -175,22 +196,10 @@ def attention(
     q = V.real_array(q, "q")
     k = V.real_array(k, "k")
     v = V.real_array(v, "v")
-    for name, x in (("q", q), ("k", k), ("v", v)):
-        if x.ndim < 2:
-            raise ValueError(f"{name} must have shape (..., L, features), got {x.shape}")
+    batch = V.attention_shapes(q, k, v)
     d = q.shape[-1]
-    if d < 1:
-        raise ValueError(f"q must have at least one feature, got shape {q.shape}")
-    if k.shape[-1] != d:
-        raise ValueError(f"k must have shape (..., Lk, D) with D = {d} (from q), got {k.shape}")
-    if v.shape[-2] != k.shape[-2]:
-        raise ValueError(f"v must have shape (..., Lk, Dv) with Lk = {k.shape[-2]} (from k), got {v.shape}")
     if causal and q.shape[-2] != k.shape[-2]:
         raise ValueError(f"causal attention needs Lq == Lk, got q {q.shape} and k {k.shape}")
-    try:
-        batch = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
-    except ValueError:
-        raise ValueError(f"leading axes of q {q.shape}, k {k.shape}, v {v.shape} do not broadcast") from None
     V.choice(feature_map, "feature_map", FEATURE_MAPS)
     seed = V.seed_value(seed)
     threads = V.threads(num_threads)
@@ -207,22 +216,8 @@ def attention(
         W, w_index, W_given = _broadcast_weights(hidden_weights, batch,
                                                  None if n_hidden is None else V.positive_int(n_hidden, "n_hidden"), d)
         m = W.shape[-2]
-    # W and the flattened q, k, v, y; then the core's working set: the scaled q and k with their
-    # offsets, running sums (heads, Lq, Dv + 2) in double, per thread one block's partial readout
-    # (Lq, Dv + 2) and one task's (the task partials held at once: 16 MiB, or one per thread if
-    # that is more), plus a few MiB of per-thread block scratch (the synapses live there, one
-    # 512-neuron block at a time, never as an m x Dv array); causal: the values in double; float:
-    # one head's inputs in double, its scaled inputs and outputs, for queries that underflow float
-    # (see _recompute_underflowed).
-    V.check_memory(
-        ((heads if W is None else len(W)) * m * d + heads * (2 * (Lq + Lk) * d + (Lk + Lq) * Dv)) * dtype.itemsize
-        + heads * (Lq + Lk) * 8 + heads * Lq * 8
-        + ((m * d + 3 * (Lq + Lk) * d + Lk * Dv + Lq * Dv + m) * 8 if dtype == np.float32 else 0)
-        + (heads * Lk * (Dv + 1) * 8 if causal else 0)
-        + (heads + 2 * (threads or _core.max_threads())) * Lq * (Dv + 2) * 8
-        + (64 << 20),
-        "attention",
-    )
+    V.check_memory(memory_bytes(heads if W is None else len(W), m, d, heads, Lq, Lk, Dv, dtype, causal, threads),
+                   "attention")
     # the values, once the sizes are known to fit (a broadcast view's scan makes temporaries of its full size)
     for name, x in (("q", q), ("k", k), ("v", v)):
         V.finite(x, name, threads)

@@ -39,6 +39,13 @@ assert _core.num_scalars == 6
 
 
 
+def state_bytes(heads: int, m: int, d_key: int, d_value: int, dtype: Any) -> int:
+    """Bytes a network holds (its memory check, and the MiniLM study's): state and weights,
+    (d_value + d_key + 4) numbers of its dtype per neuron, and the core's per-window workspace
+    (the u and w vectors), d_key doubles per neuron."""
+    return int(heads * m * ((d_value + d_key + 4) * np.dtype(dtype).itemsize + d_key * 8))
+
+
 class NeuronAstrocyteNetwork:
     """A neuron-astrocyte network with one astrocyte per head, simulated in continuous time.
 
@@ -154,9 +161,9 @@ class NeuronAstrocyteNetwork:
                                                            max_step=_LOADING_MAX_STEP.get())
         self.num_threads = num_threads  # checked by the property
 
-        m, D, Dv, nh, item = self._n_hidden, self._d_key, self._d_value, self._heads, self._dtype.itemsize
-        # State + weights + the core's per-window workspace (u and w vectors).
-        V.check_memory(nh * m * (Dv + D + 4) * item + nh * m * D * 8, f"a network of {nh * Dv * m} synapses (heads = {nh} x d_value = {Dv} x n_hidden = {m})")
+        m, D, Dv, nh = self._n_hidden, self._d_key, self._d_value, self._heads
+        V.check_memory(state_bytes(nh, m, D, Dv, self._dtype),
+                       f"a network of {nh * Dv * m} synapses (heads = {nh} x d_value = {Dv} x n_hidden = {m})")
         self._w_max: Optional[float] = None  # max |W| of given weights, for the log-rates' precision check
         if hidden_weights is None:
             self._W = draw_hidden_weights(m, D, heads=nh, seed=self._seed, feature_map=self._feature_map, dtype=self._dtype)

@@ -12,25 +12,34 @@
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
+import warnings
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _validate as V
 
 __all__ = ["softmax_attention", "softmax_normaliser", "random_feature_attention", "log_features", "simulate"]
 
+# The checks, all at the top of the public functions: real, finite arrays of consistent shapes with
+# D >= 1 features and m >= 1 hidden neurons (as tripartite.attention requires; L = 0 tokens is
+# allowed), and, as attention and the network refuse them, keys and queries whose log-rates would
+# lose all precision in float64 (V.input_norms) and hidden biases beyond V.bias_magnitude.
+_F64 = np.dtype(np.float64)
 
-def _matrix(x, name: str, width: Optional[int] = None, width_name: str = "D") -> np.ndarray:
-    """``x`` as a float64 (rows, width) matrix."""
+
+def _matrix(x: ArrayLike, name: str, width: Optional[int] = None, width_name: str = "D") -> np.ndarray:
+    """``x`` as a finite float64 (rows, width) matrix."""
     x = V.real_array(x, name)
     if x.ndim != 2 or (width is not None and x.shape[1] != width):
         expect = f"(rows, {width_name})" + (f" with {width_name} = {width} (from hidden_weights)" if width is not None else "")
         raise ValueError(f"{name} must have shape {expect}, got {x.shape}")
+    V.finite(x, name)
     return x.astype(np.float64)
 
 
-def _batched(x, name: str, axes: str) -> np.ndarray:
+def _batched(x: ArrayLike, name: str, axes: str) -> np.ndarray:
     """``x`` as a float64 array of shape (..., <axes>): real, finite, at least 2-D."""
     arr = V.real_array(x, name)
     if arr.ndim < 2:
@@ -39,7 +48,41 @@ def _batched(x, name: str, axes: str) -> np.ndarray:
     return arr.astype(np.float64)
 
 
-def _broadcast(*named) -> None:
+def _has_features(x: np.ndarray, name: str) -> None:
+    """D >= 1, as :func:`tripartite.attention` requires (s = 1/sqrt(D) needs D > 0)."""
+    if x.shape[-1] < 1:
+        raise ValueError(f"{name} must have at least one feature (D >= 1), got shape {x.shape}")
+
+
+def _weights(hidden_weights: ArrayLike, hidden_bias: Optional[ArrayLike], d: Optional[int] = None,
+             source: str = "") -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """hidden_weights (..., m, D) with m >= 1 and D = ``d`` (from ``source``), and hidden_bias
+    (..., m) or None, checked as :func:`tripartite.attention` checks them; ``d=None``: one head's
+    weights (m, D) with D >= 1 and bias (m,), as :func:`simulate` takes them."""
+    batched = d is not None
+    if batched:
+        W = _batched(hidden_weights, "hidden_weights", "m, D")
+        if W.shape[-1] != d:
+            raise ValueError(f"hidden_weights must have shape (..., m, D) with D = {d} (from {source}), got {W.shape}")
+    else:
+        W = _matrix(hidden_weights, "hidden_weights", None, "D")
+        _has_features(W, "hidden_weights")
+    if W.shape[-2] < 1:
+        raise ValueError(f"hidden_weights must have at least one row (m >= 1 hidden neuron), got shape {W.shape}")
+    if hidden_bias is None:
+        return W, None
+    m = W.shape[-2]
+    b = V.real_array(hidden_bias, "hidden_bias")
+    if batched and (b.ndim < 1 or b.shape[-1] != m):
+        raise ValueError(f"hidden_bias must have shape (..., m) with m = {m} (from hidden_weights), got {b.shape}")
+    if not batched and b.shape != (m,):
+        raise ValueError(f"hidden_bias must have shape (m,) = ({m},), got {b.shape}")
+    V.finite(b, "hidden_bias")
+    V.bias_magnitude(b)
+    return W, b.astype(np.float64)
+
+
+def _broadcast(*named: Tuple[str, tuple]) -> None:
     """The leading axes of (name, shape) pairs must broadcast, or a ValueError names them all."""
     try:
         np.broadcast_shapes(*(shape for _, shape in named))
@@ -48,13 +91,40 @@ def _broadcast(*named) -> None:
         raise ValueError(f"the leading axes of the inputs must broadcast against each other, got {given}") from None
 
 
-def _attention_inputs(q, k, v=None, causal: bool = False, key_mask=None):
+def _largest_norm(x: np.ndarray) -> float:
+    """max over the rows of |x_row| (x finite), without overflowing the squares."""
+    top = float(np.abs(x).max()) if x.size else 0.0
+    if top == 0.0:
+        return 0.0
+    return top * float(np.sqrt(np.max(np.sum(np.square(x / top), axis=-1))))
+
+
+def _scores_fit(q: np.ndarray, k: np.ndarray, s: float) -> None:
+    """The softmax's scores s q.k, and every partial sum of q k^T, are at most max(1, s) |q| |k|
+    (Cauchy-Schwarz): refuse inputs for which that bound exceeds float64's largest value, where the
+    scores could be inf and the softmax NaN. (Large finite scores are fine: the softmax subtracts
+    each row's maximum.)"""
+    bound = max(1.0, s) * _largest_norm(q) * _largest_norm(k)
+    limit = float(np.finfo(np.float64).max)
+    if not bound <= limit:
+        raise ValueError(f"q and k are too large: max(1, s) max |q| max |k| = {bound:.3g} exceeds {limit:.3g}, the "
+                         "largest float64, so the scores s q.k could overflow (rescale the inputs)")
+
+
+def _attention_inputs(q: ArrayLike, k: ArrayLike, v: Optional[ArrayLike] = None, *, scale: Optional[float] = None,
+                      causal: bool = False, key_mask: Optional[ArrayLike] = None,
+                      weights: Optional[Tuple[ArrayLike, Optional[ArrayLike]]] = None) -> tuple:
     """q (..., Lq, D), k (..., Lk, D), v (..., Lk, Dv) and key_mask (..., Lk) checked (real, finite,
-    consistent last axes, leading axes that broadcast) and returned as float64 (the mask as bool)."""
+    D >= 1, consistent last axes, leading axes that broadcast) and returned as float64 (the mask as
+    bool), with the scale s. ``weights``: (hidden_weights, hidden_bias) of the random features,
+    checked too (:func:`_weights`), their leading axes broadcast with the others', and q and k
+    checked as attention checks them (V.input_norms); without, q and k must give finite scores
+    (:func:`_scores_fit`). Returns q, k, v, key_mask, s, W, b (W and b None without weights)."""
     q, k = _batched(q, "q", "Lq, D"), _batched(k, "k", "Lk, D")
+    _has_features(q, "q")
     if k.shape[-1] != q.shape[-1]:
         raise ValueError(f"k must have shape (..., Lk, D) with D = {q.shape[-1]} (from q), got {k.shape}")
-    lead = [("q", q.shape[:-2]), ("k", k.shape[:-2])]
+    lead: List[Tuple[str, tuple]] = [("q", q.shape[:-2]), ("k", k.shape[:-2])]
     if v is not None:
         v = _batched(v, "v", "Lk, Dv")
         if v.shape[-2] != k.shape[-2]:
@@ -66,13 +136,25 @@ def _attention_inputs(q, k, v=None, causal: bool = False, key_mask=None):
             raise ValueError(f"key_mask must be a bool array of shape (..., Lk) with Lk = {k.shape[-2]} (from k), "
                              f"got dtype {key_mask.dtype} and shape {key_mask.shape}")
         lead.append(("key_mask", key_mask.shape[:-1]))
+    W = b = None
+    if weights is not None:
+        W, b = _weights(weights[0], weights[1], q.shape[-1], "q")
+        lead.append(("hidden_weights", W.shape[:-2]))
+        if b is not None:
+            lead.append(("hidden_bias", b.shape[:-1]))
     _broadcast(*lead)
     if V.flag(causal, "causal") and q.shape[-2] != k.shape[-2]:
         raise ValueError(f"causal attention needs Lq == Lk, got q {q.shape} and k {k.shape}")
-    return q, k, v, key_mask
+    s = V.scale_value(scale, q.shape[-1])
+    if weights is not None:
+        V.input_norms(q, "q", s, _F64)
+        V.input_norms(k, "k", s, _F64)
+    else:
+        _scores_fit(q, k, s)
+    return q, k, v, key_mask, s, W, b
 
 
-def _visible(scores_shape, causal: bool, key_mask) -> Optional[np.ndarray]:
+def _visible(scores_shape: tuple, causal: bool, key_mask: Optional[np.ndarray]) -> Optional[np.ndarray]:
     """Which (query, key) pairs count: the causal triangle and the written keys (None: all)."""
     mask = None
     if causal:
@@ -90,16 +172,18 @@ def _divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return np.divide(num, den, out=out, where=den > 0)
 
 
-def softmax_attention(q, k, v, scale: Optional[float] = None, causal: bool = False, key_mask=None) -> np.ndarray:
+def softmax_attention(q: ArrayLike, k: ArrayLike, v: ArrayLike, scale: Optional[float] = None, causal: bool = False,
+                      key_mask: Optional[ArrayLike] = None) -> np.ndarray:
     """Softmax attention ``softmax(s q k^T) v`` over the last two axes, s = 1/sqrt(D) by default.
 
-    Shapes: q (..., Lq, D), k (..., Lk, D), v (..., Lk, Dv) -> (..., Lq, Dv). ``causal`` masks
-    keys after the query (needs Lq == Lk); ``key_mask`` (..., Lk), True for the keys that count,
-    masks padding, as in :func:`tripartite.attention`. A query that sees no key (Lk = 0, or every
-    key masked) gets 0.
+    Shapes: q (..., Lq, D), k (..., Lk, D), v (..., Lk, Dv) -> (..., Lq, Dv), D >= 1. ``causal``
+    masks keys after the query (needs Lq == Lk); ``key_mask`` (..., Lk), True for the keys that
+    count, masks padding, as in :func:`tripartite.attention`. A query that sees no key (Lk = 0, or
+    every key masked) gets 0. Inputs whose scores could overflow float64 (max(1, s) |q| |k| beyond
+    its largest value) are refused.
     """
-    q, k, v, key_mask = _attention_inputs(q, k, v, causal, key_mask)
-    scores = (q @ np.swapaxes(k, -1, -2)) * V.scale_value(scale, q.shape[-1])
+    q, k, v, key_mask, s, _, _ = _attention_inputs(q, k, v, scale=scale, causal=causal, key_mask=key_mask)
+    scores = (q @ np.swapaxes(k, -1, -2)) * s
     mask = _visible(scores.shape, causal, key_mask)
     if mask is not None:
         scores = np.where(mask, scores, -np.inf)
@@ -108,32 +192,36 @@ def softmax_attention(q, k, v, scale: Optional[float] = None, causal: bool = Fal
     return _divide(weights, weights.sum(axis=-1)) @ v
 
 
-def softmax_normaliser(q, k, scale: Optional[float] = None) -> np.ndarray:
-    """Z_t = sum_tau exp(s q_t . k_tau), the softmax denominator the astrocyte estimates."""
-    q, k, _, _ = _attention_inputs(q, k)
-    return np.exp((q @ np.swapaxes(k, -1, -2)) * V.scale_value(scale, q.shape[-1])).sum(axis=-1)
+def softmax_normaliser(q: ArrayLike, k: ArrayLike, scale: Optional[float] = None) -> np.ndarray:
+    """Z_t = sum_tau exp(s q_t . k_tau), the softmax denominator the astrocyte estimates.
+
+    q (..., Lq, D), k (..., Lk, D) -> (..., Lq). Z_t is inf where it overflows float64 (scores
+    above about 709), as the astrocyte's a_t of :func:`tripartite.attention` is; inputs whose
+    scores themselves could overflow are refused, as in :func:`softmax_attention`.
+    """
+    q, k, _, _, s, _, _ = _attention_inputs(q, k, scale=scale)
+    with np.errstate(over="ignore"):
+        return np.exp((q @ np.swapaxes(k, -1, -2)) * s).sum(axis=-1)
 
 
-def log_features(x, hidden_weights, scale: Optional[float] = None, hidden_bias=None) -> np.ndarray:
+def log_features(x: ArrayLike, hidden_weights: ArrayLike, scale: Optional[float] = None,
+                 hidden_bias: Optional[ArrayLike] = None) -> np.ndarray:
     """log phi(x~) = W x~ + b - |x~|^2 / 2 - log(m) / 2, with x~ = x sqrt(s).
 
-    x (..., L, D), hidden_weights (..., m, D), hidden_bias (..., m) or None -> (..., L, m).
+    x (..., L, D), hidden_weights (..., m, D), hidden_bias (..., m) or None -> (..., L, m), with
+    D >= 1 and m >= 1. As :func:`tripartite.attention`, it refuses x with |x~|^2 beyond 0.1 / eps
+    (the log-rates would lose all precision) and |b| beyond that too.
     """
-    x, W = _batched(x, "x", "L, D"), _batched(hidden_weights, "hidden_weights", "m, D")
-    if W.shape[-1] != x.shape[-1]:
-        raise ValueError(f"hidden_weights must have shape (..., m, D) with D = {x.shape[-1]}, got {W.shape}")
-    if hidden_bias is not None:
-        hidden_bias = V.real_array(hidden_bias, "hidden_bias")
-        if hidden_bias.ndim < 1 or hidden_bias.shape[-1] != W.shape[-2]:
-            raise ValueError(f"hidden_bias must have shape (..., m) with m = {W.shape[-2]} (from hidden_weights), "
-                             f"got {hidden_bias.shape}")
-        V.finite(hidden_bias, "hidden_bias")
+    x = _batched(x, "x", "L, D")
+    _has_features(x, "x")
+    W, b = _weights(hidden_weights, hidden_bias, x.shape[-1], "x")
     _broadcast(("x", x.shape[:-2]), ("hidden_weights", W.shape[:-2]),
-               *([("hidden_bias", hidden_bias.shape[:-1])] if hidden_bias is not None else []))
-    return _log_features(x, W, scale, hidden_bias)
+               *([("hidden_bias", b.shape[:-1])] if b is not None else []))
+    V.input_norms(x, "x", V.scale_value(scale, x.shape[-1]), _F64)
+    return _log_features(x, W, scale, b)
 
 
-def _log_features(x, W, scale, hidden_bias) -> np.ndarray:
+def _log_features(x: np.ndarray, W: np.ndarray, scale: Optional[float], hidden_bias: Optional[np.ndarray]) -> np.ndarray:
     """:func:`log_features` without its checks (for callers that checked their inputs)."""
     x = np.asarray(x, dtype=np.float64)
     W = np.asarray(W, dtype=np.float64)
@@ -146,16 +234,16 @@ def _log_features(x, W, scale, hidden_bias) -> np.ndarray:
 
 
 def random_feature_attention(
-    q,
-    k,
-    v,
-    hidden_weights,
+    q: ArrayLike,
+    k: ArrayLike,
+    v: ArrayLike,
+    hidden_weights: ArrayLike,
     scale: Optional[float] = None,
     causal: bool = False,
     return_astrocyte: bool = False,
-    hidden_bias=None,
-    key_mask=None,
-):
+    hidden_bias: Optional[ArrayLike] = None,
+    key_mask: Optional[ArrayLike] = None,
+) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
     """The paper's steady state: y_t = H phi(q~_t) / a_t with H = sum_tau v_tau phi(k~_tau)^T and
     a_t = g . phi(q~_t), g = sum_tau phi(k~_tau).
 
@@ -163,18 +251,21 @@ def random_feature_attention(
     hidden_bias (..., m) or None (per-neuron log-rate offsets), key_mask (..., Lk) or None (True
     for the keys that are written, as in :func:`tripartite.attention`). Returns y (..., Lq, Dv),
     and with ``return_astrocyte`` also a_t (..., Lq) in true units. A query that sees no key (Lk = 0,
-    or every key masked) gets y = 0 and a = 0.
+    or every key masked) gets y = 0 and a = 0. Inputs are checked as attention checks them (D >= 1,
+    m >= 1, |q~|^2, |k~|^2 and |b| at most 0.1 / eps(double)).
 
     Features are formed in the log domain: the keys' log-features are shifted by their overall
     maximum (a constant that cancels in y and is added back to log a_t), each query's by its own
     maximum; causal, each key by its own maximum and each query's sum by the largest of those
-    among the keys it sees.
+    among the keys it sees. A query whose every key-query product underflows double even so
+    (|q~|^2, |k~|^2 in the hundreds, far apart) gets y = 0 and a = 0 with a RuntimeWarning, as
+    attention warns.
     """
-    q, k, v, key_mask = _attention_inputs(q, k, v, causal, key_mask)
+    q, k, v, key_mask, _, W, b = _attention_inputs(q, k, v, scale=scale, causal=causal, key_mask=key_mask,
+                                                   weights=(hidden_weights, hidden_bias))
     return_astrocyte = V.flag(return_astrocyte, "return_astrocyte")
-    log_k = log_features(k, hidden_weights, scale, hidden_bias)
-    _broadcast(("q", q.shape[:-2]), ("hidden_weights", np.shape(hidden_weights)[:-2]))
-    log_q = _log_features(q, hidden_weights, scale, hidden_bias)  # checked with the keys
+    log_k = _log_features(k, W, scale, b)
+    log_q = _log_features(q, W, scale, b)
     if key_mask is not None:  # a key that is not written: log-features -inf, features 0
         log_k = np.where(key_mask[..., :, None], log_k, -np.inf)
     finite = lambda x: np.where(np.isfinite(x), x, 0.0)  # noqa: E731  (no key: features all 0)
@@ -193,8 +284,10 @@ def random_feature_attention(
         num = scores @ v
         den = scores.sum(axis=-1)
         shift = finite(prefix)
+        sees_a_key = np.isfinite(prefix)  # (..., Lq)
     else:
-        shift_k = finite(log_k.max(axis=(-2, -1), keepdims=True, initial=-np.inf))
+        top_k = log_k.max(axis=(-2, -1), keepdims=True, initial=-np.inf)
+        shift_k = finite(top_k)
         phi_k = np.exp(log_k - shift_k)
         H = np.swapaxes(v, -1, -2) @ phi_k  # (..., Dv, m): the tripartite synapses
         g = phi_k.sum(axis=-2)  # (..., m): neuron-to-astrocyte weights
@@ -202,6 +295,15 @@ def random_feature_attention(
         den = phi_q @ g[..., None]
         den = den[..., 0]
         shift = shift_k[..., 0]
+        sees_a_key = np.isfinite(top_k[..., 0])  # (..., 1)
+    lost = int(np.count_nonzero((den == 0) & sees_a_key))
+    if lost:
+        warnings.warn(
+            f"random_feature_attention: for {lost} of {den.size} queries every key-query product underflows "
+            "double precision (|q~|^2, |k~|^2 in the hundreds or more, and far apart): their outputs are 0",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     y = _divide(num, den)
     if not return_astrocyte:
         return y
@@ -210,11 +312,39 @@ def random_feature_attention(
     return y, a
 
 
+def _true_units_fit(log_k: np.ndarray, log_q: np.ndarray, stream: bool, eta: float) -> None:
+    """:func:`simulate` steps the network in true units: every rate phi = exp(log phi) must be
+    finite, and each query's calcium, about eta sum_tau phi(k~_tau) . phi(q~_t) over the keys it
+    reads (the steady state; the windows' lags scale it by factors of order 1), must lie in
+    float64's normal range, or the read would return 0 (or NaN) without a word."""
+    hi, lo = math.log(np.finfo(np.float64).max), math.log(np.finfo(np.float64).tiny)
+    hint = ("simulate works in true units, for moderate inputs: rescale them, or use tripartite.NeuronAstrocyteNetwork, "
+            "which works in the log domain")
+    for name, log_x in (("keys", log_k), ("queries", log_q)):
+        if log_x.size and log_x.max() > hi:
+            row = int(np.unravel_index(np.argmax(log_x), log_x.shape)[0])
+            raise ValueError(f"{name} is too large: the rates phi({name}[{row}]~) reach exp({log_x.max():.4g}), beyond "
+                             f"float64's largest value exp({hi:.4g}) ({hint})")
+    for t in range(len(log_q)):
+        seen = log_k[: t + 1] if stream else log_k
+        if not len(seen):
+            continue
+        products = seen + log_q[t]  # log phi_r(k~_tau) phi_r(q~_t), (keys, m)
+        top = products.max()
+        log_a = math.log(eta) + top + math.log(np.exp(products - top).sum())
+        if not lo <= log_a <= hi:
+            raise ValueError(
+                f"keys and queries are too large: the calcium of query {t}, about eta sum_tau phi(k~_tau) . phi(q~_t) = "
+                f"exp({log_a:.4g}), {'underflows' if log_a < lo else 'overflows'} float64 (its normal numbers span "
+                f"exp({lo:.4g}) to exp({hi:.4g})) ({hint})"
+            )
+
+
 def simulate(
-    keys,
-    values,
-    queries,
-    hidden_weights,
+    keys: ArrayLike,
+    values: ArrayLike,
+    queries: ArrayLike,
+    hidden_weights: ArrayLike,
     *,
     stream: bool = False,
     scale: Optional[float] = None,
@@ -226,9 +356,9 @@ def simulate(
     leak: float = 0.0,
     dt: float = 1.0,
     integrator: str = "euler",
-    hidden_bias=None,
+    hidden_bias: Optional[ArrayLike] = None,
     record_every: Optional[int] = None,
-):
+) -> Union[Tuple[np.ndarray, np.ndarray], Tuple[np.ndarray, np.ndarray, Dict[str, np.ndarray]]]:
     """Step the continuous-time network of one head, one dt at a time (MODEL.md section 2);
     note the argument order: ``simulate(keys, values, queries, W)``, unlike ``net.stream(queries,
     keys, values)`` and ``attention(q, k, v)``.
@@ -239,9 +369,12 @@ def simulate(
     all tokens are written, then all queries read; with ``stream=True`` token t is written, then
     query t read. Returns the outputs y (Lq, Dv) and the astrocyte's calcium a (Lq,), each at the
     end of its query's read window. ``integrator`` is "euler" or "rk4". Float64, true units (no
-    log-domain rescaling): meant for moderate inputs and small networks. Parameters are checked
-    as :class:`tripartite.NeuronAstrocyteNetwork` checks them (times > 0, leak >= 0, a stable dt
-    that divides t_write and t_read); ``record_every`` is a positive integer.
+    log-domain rescaling): meant for moderate inputs and small networks. Parameters and inputs are
+    checked as :class:`tripartite.NeuronAstrocyteNetwork` checks them (times > 0, leak >= 0, a
+    stable dt that divides t_write and t_read; finite keys, values and queries, |x~|^2 at most
+    0.1 / eps(double), |values| at most sqrt of double's largest; D >= 1, m >= 1, |b| bounded);
+    ``record_every`` is a positive integer. Inputs whose rates or calcium leave float64's range
+    in true units (the network, in the log domain, follows them) are refused, not answered with 0.
 
     With ``record_every=n`` it also returns a dict of traces sampled every n steps (including
     t = 0): "t" (ms), "calcium", "hidden" (k, m), "astrocyte_weights" (k, m), "synapses"
@@ -254,12 +387,12 @@ def simulate(
     params = dict(tau_hidden=V.positive(tau_hidden, "tau_hidden", "ms"), tau_astro=V.positive(tau_astro, "tau_astro", "ms"),
                   t_write=V.positive(t_write, "t_write", "ms"), t_read=V.positive(t_read, "t_read", "ms"),
                   leak=V.non_negative(leak, "leak"))
-    V.learning_rate(eta)
+    checked_eta = V.learning_rate(eta)
     n_write, n_read = V.time_steps(V.positive(dt, "dt", "ms"), integrator, params, exact_available=False)
     if record_every is not None:
         V.positive_int(record_every, "record_every")
     stream = V.flag(stream, "stream")
-    W = _matrix(hidden_weights, "hidden_weights")
+    W, hidden_bias = _weights(hidden_weights, hidden_bias)
     m, D = W.shape
     keys, queries = _matrix(keys, "keys", D), _matrix(queries, "queries", D)
     values = _matrix(values, "values", None, "Dv")
@@ -268,11 +401,13 @@ def simulate(
         raise ValueError(f"values must have as many rows as keys ({len(keys)}), got {values.shape}")
     if stream and len(queries) != len(keys):
         raise ValueError(f"stream=True needs as many queries as keys ({len(keys)}), got {len(queries)}")
-    if hidden_bias is not None and np.shape(hidden_bias) != (m,):
-        raise ValueError(f"hidden_bias must have shape (m,) = ({m},), got {np.shape(hidden_bias)}")
-    if hidden_bias is not None:
-        V.bias_magnitude(np.asarray(hidden_bias, dtype=np.float64))
-    phi = lambda x: np.exp(log_features(x, W, scale, hidden_bias))  # noqa: E731
+    s = V.scale_value(scale, D)
+    V.input_norms(keys, "keys", s, _F64)
+    V.input_norms(queries, "queries", s, _F64)
+    V.value_magnitude(values, "values", _F64)
+    log_k, log_q = _log_features(keys, W, s, hidden_bias), _log_features(queries, W, s, hidden_bias)
+    _true_units_fit(log_k, log_q, stream, checked_eta)
+    phi_k, phi_q = np.exp(log_k), np.exp(log_q)  # the hidden neurons' target rates, token by token
 
     # The state: hidden rates h (m), synapses H (Dv, m), astrocyte weights g (m), calcium a.
     state = (np.zeros(m), np.zeros((Dv, m)), np.zeros(m), 0.0)
@@ -324,21 +459,21 @@ def simulate(
     if record_every:
         record(state)
 
-    def read(state, query):
-        state = window(state, phi(query[None])[0], None, False, n_read)
+    def read(state, t):
+        state = window(state, phi_q[t], None, False, n_read)
         h, H, _, a = state
         return state, (H @ h / a if a > 0 else np.zeros(Dv)), a
 
     outputs, calcium = np.zeros((len(queries), Dv)), np.zeros(len(queries))
     if stream:
         for t in range(len(queries)):
-            state = window(state, phi(keys[t][None])[0], values[t], True, n_write)
-            state, outputs[t], calcium[t] = read(state, queries[t])
+            state = window(state, phi_k[t], values[t], True, n_write)
+            state, outputs[t], calcium[t] = read(state, t)
     else:
         for t in range(len(keys)):
-            state = window(state, phi(keys[t][None])[0], values[t], True, n_write)
+            state = window(state, phi_k[t], values[t], True, n_write)
         for t in range(len(queries)):
-            state, outputs[t], calcium[t] = read(state, queries[t])
+            state, outputs[t], calcium[t] = read(state, t)
     if record_every:
         return outputs, calcium, {name: np.array(samples) for name, samples in trace.items()}
     return outputs, calcium

@@ -51,6 +51,12 @@ AttentionFn = Callable[[np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]
 _REQUIRED_FILES = ("model.safetensors", "tokenizer.json", "config.json")
 
 
+class WrongTypeError(ValueError, TypeError):
+    """An argument of the wrong type: a ValueError, as every bad input of the package is, and a
+    TypeError, as these checks raised before, so that callers catching either keep working (NumPy's
+    AxisError is a ValueError and an IndexError for the same reason)."""
+
+
 def blas_on_one_thread() -> ContextManager[Any]:
     """A context in which NumPy's BLAS runs on one thread (``threadpoolctl``, installed with the
     ``minilm`` extra; without it, a context that does nothing).
@@ -175,7 +181,26 @@ def _erf_numpy(x: np.ndarray) -> np.ndarray:
     return np.copysign(out, x)
 
 
-def erf(x: np.ndarray) -> np.ndarray:
+def _float_array(x: Any, name: str) -> np.ndarray:
+    """``x`` as an array of a floating-point dtype (integers, bools, complex, strings refused)."""
+    arr = V.real_array(x, name)
+    if arr.dtype.kind != "f":
+        raise ValueError(f"{name} must have a floating-point dtype (float16, float32 or float64), got dtype {arr.dtype}")
+    return arr
+
+
+# The public erf, gelu and softmax_attention check their arguments (real or floating dtype, finite,
+# consistent shapes); the model's forward pass calls the unchecked _erf, _gelu and
+# _softmax_attention on the arrays it made itself, at no cost per layer.
+def _erf(x: np.ndarray) -> np.ndarray:
+    """:func:`erf` without its checks."""
+    x = np.asarray(x, dtype=np.float64)
+    if _scipy_erf is not None:
+        return _scipy_erf(x)
+    return _erf_numpy(x)
+
+
+def erf(x: Any) -> np.ndarray:
     """Error function, elementwise, computed in float64.
 
     Uses :func:`scipy.special.erf` when SciPy is installed and a NumPy-only
@@ -184,55 +209,95 @@ def erf(x: np.ndarray) -> np.ndarray:
 
     Parameters
     ----------
-    x : numpy.ndarray
-        Input of any shape.
+    x : array_like of real numbers
+        Input of any shape, finite (NaN and Inf, complex, bool and non-numeric input raise a
+        ValueError naming ``x``).
 
     Returns
     -------
     numpy.ndarray
         ``erf(x)`` as float64, same shape as ``x``.
     """
-    x = np.asarray(x, dtype=np.float64)
-    if _scipy_erf is not None:
-        return _scipy_erf(x)
-    return _erf_numpy(x)
+    x = V.real_array(x, "x")
+    V.finite(x, "x")
+    return _erf(x)
 
 
-def gelu(x: np.ndarray) -> np.ndarray:
+def _gelu(x: np.ndarray) -> np.ndarray:
+    """:func:`gelu` without its checks."""
+    x64 = np.asarray(x, dtype=np.float64)
+    y = 0.5 * x64 * (1.0 + _erf(x64 * (1.0 / math.sqrt(2.0))))
+    return y.astype(np.asarray(x).dtype, copy=False)
+
+
+def gelu(x: Any) -> np.ndarray:
     """Exact (erf-based) GELU as BERT uses: ``x * (1 + erf(x / sqrt(2))) / 2``.
 
     The product is formed in float64 and cast back to the dtype of ``x``.
 
     Parameters
     ----------
-    x : numpy.ndarray
-        Pre-activations (float32 or float64).
+    x : array_like
+        Pre-activations, finite, of a floating-point dtype (float32 or float64; integers, whose
+        GELU would be truncated back to integers, complex, NaN and Inf raise a ValueError naming
+        ``x``).
 
     Returns
     -------
     numpy.ndarray
         ``GELU(x)`` in the dtype of ``x``.
     """
-    x64 = np.asarray(x, dtype=np.float64)
-    y = 0.5 * x64 * (1.0 + erf(x64 * (1.0 / math.sqrt(2.0))))
-    return y.astype(np.asarray(x).dtype, copy=False)
+    x = _float_array(x, "x")
+    V.finite(x, "x")
+    return _gelu(x)
 
 
 # --------------------------------------------------------------------------
 # The model
 # --------------------------------------------------------------------------
-def softmax_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, layer: int = 0) -> np.ndarray:
-    """The model's own attention, ``softmax(q k^T / sqrt(d)) v`` in the dtype of ``q`` (what
-    ``attention=None`` does; it reproduces PyTorch's float32 result to rounding).
-
-    q, k, v: (heads, L, d), q and k unscaled. ``layer`` is unused (it fits :data:`AttentionFn`).
-    """
+def _softmax_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, layer: int = 0) -> np.ndarray:
+    """:func:`softmax_attention` without its checks (the forward pass's attention)."""
     d = q.shape[-1]
     scores = np.matmul(q, np.swapaxes(k, -1, -2)) * q.dtype.type(1.0 / math.sqrt(d))
     scores -= scores.max(axis=-1, keepdims=True)
     np.exp(scores, out=scores)
     scores /= scores.sum(axis=-1, keepdims=True)
     return np.matmul(scores, v)
+
+
+def _largest_norm(x: np.ndarray) -> float:
+    """max over the rows of |x_row| in float64 (x finite), without overflowing the squares."""
+    top = float(np.abs(x).max()) if x.size else 0.0
+    if top == 0.0:
+        return 0.0
+    return top * float(np.sqrt(np.max(np.sum(np.square(x.astype(np.float64) / top), axis=-1))))
+
+
+def softmax_attention(q: Any, k: Any, v: Any, layer: int = 0) -> np.ndarray:
+    """The model's own attention, ``softmax(q k^T / sqrt(d)) v`` in the dtype of ``q`` (what
+    ``attention=None`` does; it reproduces PyTorch's float32 result to rounding).
+
+    q, k, v: (heads, L, d), q and k unscaled (in general q (..., Lq, d), k (..., Lk, d), v (..., Lk,
+    dv) with leading axes that broadcast); the result has NumPy's common dtype of the three. They
+    must be finite arrays of a floating-point dtype, with d >= 1 (checked as
+    :func:`tripartite.attention` checks them), and small enough that the scores
+    cannot overflow that dtype (|q| |k| below its largest value); anything else raises a
+    ValueError naming the argument. A query with no key (Lk = 0) gets 0, as in
+    :func:`tripartite.attention`. ``layer`` is unused (it fits :data:`AttentionFn`).
+    """
+    q, k, v = _float_array(q, "q"), _float_array(k, "k"), _float_array(v, "v")
+    lead = V.attention_shapes(q, k, v)
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        V.finite(x, name)
+    score_dtype = np.result_type(q, k)
+    limit = float(np.finfo(score_dtype).max)
+    bound = _largest_norm(q) * _largest_norm(k)  # bounds every score and partial sum of q k^T (Cauchy-Schwarz)
+    if not bound <= limit:
+        raise ValueError(f"q and k are too large: max |q| max |k| = {bound:.3g} exceeds {limit:.3g}, the largest "
+                         f"{score_dtype.name}, so the scores could overflow (rescale the inputs)")
+    if k.shape[-2] == 0:
+        return np.zeros(lead + (q.shape[-2], v.shape[-1]), dtype=np.result_type(q, k, v))
+    return _softmax_attention(q, k, v, layer)
 
 
 def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
@@ -242,17 +307,22 @@ def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.n
     return xc / np.sqrt(var + x.dtype.type(eps)) * w + b
 
 
+def _check_attention(attention: Any) -> None:
+    if attention is not None and not callable(attention):
+        raise WrongTypeError(f"attention must be callable or None, got {type(attention).__name__}")
+
+
 def _check_texts(texts: Union[str, Sequence[str]], name: str = "texts") -> List[str]:
     if isinstance(texts, str):
         return [texts]
     if isinstance(texts, (bytes, bytearray)) or not isinstance(texts, Iterable):
-        raise TypeError(f"{name} must be a str or a sequence of str, got {type(texts).__name__}")
+        raise WrongTypeError(f"{name} must be a str or a sequence of str, got {type(texts).__name__}")
     items = list(texts)
     if not items:
         raise ValueError(f"{name} must contain at least one text, got an empty sequence")
     for i, t in enumerate(items):
         if not isinstance(t, str):
-            raise TypeError(f"{name}[{i}] must be a str, got {type(t).__name__}")
+            raise WrongTypeError(f"{name}[{i}] must be a str, got {type(t).__name__}")
     return items
 
 
@@ -302,7 +372,7 @@ class MiniLM:
             if sc.is_file():
                 max_length = int(json.loads(sc.read_text()).get("max_seq_length", 256))
         if not V.is_int(max_length):
-            raise TypeError(f"max_length must be an int, got {type(max_length).__name__}")
+            raise WrongTypeError(f"max_length must be an integer in [2, {self.max_positions}], got {max_length!r}")
         if not 2 <= max_length <= self.max_positions:
             raise ValueError(f"max_length must be in [2, {self.max_positions}], got {max_length}")
         self.max_length: int = int(max_length)
@@ -369,7 +439,7 @@ class MiniLM:
         L = x.shape[0]
         q, k, v = self._qkv(x, i)
         if attention is None:
-            ctx = softmax_attention(q, k, v, i)
+            ctx = _softmax_attention(q, k, v, i)
         else:
             ctx = np.asarray(attention(q, k, v, i))
             expected = (self.num_heads, L, self.head_dim)
@@ -386,20 +456,37 @@ class MiniLM:
             ctx = cast
         ctx = ctx.transpose(1, 0, 2).reshape(L, self.hidden_size)
         h = _layer_norm(ctx @ lay["wo"] + lay["bo"] + x, *lay["ln1"], self.layer_norm_eps)
-        f = gelu(h @ lay["wi"] + lay["bi"]) @ lay["wf"] + lay["bf"]
+        f = _gelu(h @ lay["wi"] + lay["bi"]) @ lay["wf"] + lay["bf"]
         return _layer_norm(f + h, *lay["ln2"], self.layer_norm_eps)
 
-    def _check_ids(self, ids: np.ndarray) -> np.ndarray:
+    def _check_ids(self, ids: Any, n: int) -> np.ndarray:
+        """The n-th token sequence of :meth:`hidden_states`' ``ids``."""
         ids = np.asarray(ids)
         if ids.ndim != 1 or ids.size == 0 or ids.dtype.kind not in "iu":
-            raise ValueError(f"ids must be a non-empty 1-D integer array, got shape {ids.shape} dtype {ids.dtype}")
+            raise ValueError(f"ids must be a non-empty 1-D integer array, got shape {ids.shape} dtype {ids.dtype} (ids[{n}])")
         if ids.size > self.max_positions:
-            raise ValueError(f"ids has {ids.size} tokens; at most {self.max_positions} fit")
+            raise ValueError(f"ids has {ids.size} tokens; at most {self.max_positions} fit (ids[{n}])")
         vocab = self._word.shape[0]
         if ids.min() < 0 or ids.max() >= vocab:  # a negative id would silently index from the end
             bad = int(ids[(ids < 0) | (ids >= vocab)][0])
-            raise ValueError(f"ids must be token ids in [0, {vocab}) (the vocabulary), got {bad}")
+            raise ValueError(f"ids must be token ids in [0, {vocab}) (the vocabulary), got {bad} (ids[{n}])")
         return ids
+
+    def _check_id_sequences(self, ids: Any) -> List[np.ndarray]:
+        """``ids``, a sequence of token sequences, each checked by :meth:`_check_ids`; one sequence
+        given on its own (a 1-D array or a list of ints) is refused with its actual shape."""
+        what = "ids must be a sequence of 1-D integer arrays of token ids, one per sequence"
+        if isinstance(ids, (str, bytes, bytearray)) or not isinstance(ids, Iterable):
+            raise WrongTypeError(f"{what}, got {type(ids).__name__}")
+        items = list(ids)
+        flat = next((n for n, item in enumerate(items) if np.ndim(item) == 0), None)
+        if flat is not None:
+            try:
+                got = f"{'an array' if isinstance(ids, np.ndarray) else 'a ' + type(ids).__name__} of shape {np.shape(ids)}"
+            except ValueError:  # ragged
+                got = f"a {type(ids).__name__} whose item {flat} is {items[flat]!r}, not a sequence"
+            raise ValueError(f"{what}, got {got} (for one sequence, pass [ids])")
+        return [self._check_ids(item, n) for n, item in enumerate(items)]
 
     def hidden_states(self, ids: Sequence[np.ndarray], attention: Optional[AttentionFn] = None) -> List[np.ndarray]:
         """Last-layer token states of several token sequences, computed layer by layer.
@@ -407,7 +494,8 @@ class MiniLM:
         Parameters
         ----------
         ids : sequence of 1-D int arrays
-            Token ids as from :meth:`tokenize`.
+            Token ids as from :meth:`tokenize` (a list of arrays, or a 2-D array of sequences of one
+            length; for a single sequence pass ``[ids]``).
         attention : callable, optional
             See :meth:`encode`. It is called layer-major: layer 0 for every sequence in order,
             then layer 1, and so on, so a replacement can hold one layer's state at a time.
@@ -416,7 +504,8 @@ class MiniLM:
         -------
         list of numpy.ndarray, each (L, hidden_size) in the model dtype.
         """
-        xs = [self._embed(self._check_ids(i)) for i in ids]
+        _check_attention(attention)
+        xs = [self._embed(i) for i in self._check_id_sequences(ids)]
         # A replacement attention (a tripartite call, say) runs between the model's products: BLAS
         # on one thread, so that its idle threads do not spin on the cores the replacement uses.
         with contextlib.nullcontext() if attention is None else blas_on_one_thread():
@@ -446,8 +535,7 @@ class MiniLM:
         -------
         numpy.ndarray, shape (n, 384), unit rows, in the model dtype.
         """
-        if attention is not None and not callable(attention):
-            raise TypeError(f"attention must be callable or None, got {type(attention).__name__}")
+        _check_attention(attention)
         states = self.hidden_states(self.tokenize(texts), attention)
         out = np.empty((len(states), self.hidden_size), dtype=self.dtype)
         for n, x in enumerate(states):
@@ -463,12 +551,12 @@ class MiniLM:
         q and k unscaled.
         """
         if not isinstance(text, str):
-            raise TypeError(f"text must be a str, got {type(text).__name__}")
+            raise WrongTypeError(f"text must be a str, got {type(text).__name__}")
         seen: List[Tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
         def record(q, k, v, layer):
             seen.append((q.copy(), k.copy(), v.copy()))
-            return softmax_attention(q, k, v, layer)
+            return _softmax_attention(q, k, v, layer)
 
         self.hidden_states(self.tokenize(text), record)
         q, k, v = (np.stack(x) for x in zip(*seen))
