@@ -51,6 +51,17 @@ def _check_demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Run the ``tripartite`` command (``python -m tripartite``) with the arguments ``argv``
+    (default: ``sys.argv[1:]``) and return its exit status.
+
+    ``tripartite demo`` simulates a default network and compares it with attention (see
+    :func:`tripartite.demo.run_demo`); ``tripartite minilm`` replaces the heads of all-MiniLM-L6-v2
+    (see :func:`tripartite.minilm.run_minilm`). Flags are checked before any work: a bad flag, or a
+    demo that cannot fit in memory, exits through argparse (SystemExit with status 2, the flag
+    named on stderr). A ``minilm`` run whose arguments are refused, whose model package is missing
+    or whose largest ``--m`` cannot fit in memory prints one ``tripartite minilm: error:`` line and
+    returns 2, before the model is loaded or ``--out`` created; 0 on success.
+    """
     from ._validate import MAX_THREADS
 
     parser = argparse.ArgumentParser(
@@ -125,6 +136,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                 figure_head=None if args.figure_head is None else tuple(args.figure_head), num_threads=args.num_threads,
                 progress=False if args.no_progress else None, **kwargs,
             )
+        except MemoryError as exc:  # the study's size at the largest m, checked before anything is loaded
+            print(f"tripartite minilm: error: argument --m: {exc}", file=sys.stderr)
+            return 2
         except (ImportError, ValueError, OSError) as exc:
             print(f"tripartite minilm: error: {exc}", file=sys.stderr)
             return 2

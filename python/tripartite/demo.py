@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 
+from . import _validate as V
 from . import reference
 from .attention import attention
 from .network import NeuronAstrocyteNetwork
@@ -37,6 +38,40 @@ def _rel(x, ref):
 
 
 def run_demo(n_hidden: int, L: int, D: int, seed: int, out: str, num_threads: int = 0) -> int:
+    """``tripartite demo``: simulate a network and compare it with the steady state and softmax.
+
+    Draws L random tokens of dimension D (:func:`demo_inputs`), writes them into a default
+    :class:`NeuronAstrocyteNetwork` with ``n_hidden`` hidden neurons in continuous time, reads every
+    query, and prints a table: the network against the steady state with the same weights and
+    both against softmax attention, and how the astrocyte's calcium a_t tracks the softmax
+    normaliser Z_t. Then the steady state's error against softmax for m = 256 to 65536 (3 seeds
+    each, the m^{-1/2} law), and, when matplotlib is installed, a figure of both written to ``out``
+    (any format matplotlib writes, chosen by the extension).
+
+    Parameters
+    ----------
+    n_hidden : int
+        m, hidden neurons of the simulated network (>= 1).
+    L : int
+        Tokens, at least 2 (a correlation over the queries needs two).
+    D : int
+        Key and value dimension (>= 1).
+    seed : int
+        Seed of the inputs and the hidden weights (>= 0).
+    out : str or path
+        Where the figure is written.
+    num_threads : int
+        0 = all cores.
+
+    Returns 0. The arguments are checked before any work (a ValueError names the argument); the
+    command line also checks ``out``'s folder and format and that the run fits in memory.
+    """
+    V.positive_int(n_hidden, "n_hidden")
+    if not V.is_int(L) or L < 2:
+        raise ValueError(f"L must be an integer of at least 2 tokens, got {L!r}")
+    V.positive_int(D, "D")
+    V.seed_value(seed)
+    V.threads(num_threads)
     t_start = time.perf_counter()
     q, k, v = demo_inputs(L, D, seed)
     net = NeuronAstrocyteNetwork(D, D, n_hidden, seed=seed, num_threads=num_threads)

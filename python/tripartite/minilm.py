@@ -39,9 +39,10 @@ import numpy as np
 
 from . import _validate as V
 from .attention import attention
-from .network import NeuronAstrocyteNetwork
+from .attention import memory_bytes as attention_memory_bytes
+from .network import NeuronAstrocyteNetwork, state_bytes
 from .reference import softmax_attention, softmax_normaliser
-from .weights import FEATURE_MAPS, draw_hidden_weights
+from .weights import FEATURE_MAPS, _draw_bytes, draw_hidden_weights
 
 KEY_SHIFTS = ("none", "mean", "optimal")
 
@@ -88,7 +89,28 @@ def oprf_parameter(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     A = (1 - 2p - sqrt((2p + 1)^2 + 8p)) / 16,  p = rho / D.
     As in the paper, rho is replaced by its mean over all pairs,
     mean |x|^2 + mean |y|^2 + 2 mean(x).mean(y). A <= 0, and A = 0 when rho = 0.
+
+    x and y must be finite, with at least one row and one column each, the same D and leading
+    axes that broadcast; otherwise a ValueError names the argument.
     """
+    x = V.real_array(x, "x")
+    y = V.real_array(y, "y")
+    for arr, name in ((x, "x"), (y, "y")):
+        if arr.ndim < 2 or arr.shape[-2] < 1 or arr.shape[-1] < 1:
+            raise ValueError(f"{name} must have shape (..., L, D) with L >= 1 and D >= 1, got {arr.shape}")
+    if y.shape[-1] != x.shape[-1]:
+        raise ValueError(f"y must have shape (..., Ly, D) with D = {x.shape[-1]} (from x), got {y.shape}")
+    try:
+        np.broadcast_shapes(x.shape[:-2], y.shape[:-2])
+    except ValueError:
+        raise ValueError(f"the leading axes of x {x.shape} and y {y.shape} do not broadcast") from None
+    V.finite(x, "x")
+    V.finite(y, "y")
+    return _oprf_parameter(x, y)
+
+
+def _oprf_parameter(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """:func:`oprf_parameter` without its checks (x, y checked or built by the study)."""
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     d = x.shape[-1]
@@ -101,8 +123,34 @@ def oprf_weights(omega: np.ndarray, A: np.ndarray) -> Tuple[np.ndarray, np.ndarr
     """Hidden weights and biases that make the network's rates OPRF features.
 
     omega (..., m, D) standard Gaussian (or orthogonal) draws, A (...) -> W = B omega (..., m, D) and
-    b = A |omega|^2 + (D/4) log(1-4A) (..., m), in omega's dtype: phi_r(x) = m^{-1/2} f(omega_r, x).
+    b = A |omega|^2 + (D/4) log(1-4A) (..., m), in omega's dtype: phi_r(x) = m^{-1/2} f(omega_r, x)
+    (float32 for a float16 omega, float64 for an integer one).
+
+    A must be finite and below 1/8 (:func:`oprf_parameter` gives A <= 0): the second moment of the
+    features, (1-4A)^D (1-8A)^{-D/2} exp(rho / (1-8A)), is infinite from A = 1/8 on, and from
+    A = 1/4 on B = (1-4A)^{1/2} and log(1-4A) are undefined. A's shape must broadcast to omega's
+    leading axes; omega must be finite. Otherwise a ValueError names the argument.
     """
+    omega = V.real_array(omega, "omega")
+    if omega.ndim < 2 or omega.shape[-1] < 1:
+        raise ValueError(f"omega must have shape (..., m, D) with D >= 1, got {omega.shape}")
+    A = V.real_array(A, "A")
+    try:
+        if np.broadcast_shapes(A.shape, omega.shape[:-2]) != omega.shape[:-2]:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"A must have a shape that broadcasts to omega's leading axes {omega.shape[:-2]}, "
+                         f"got {A.shape}") from None
+    V.finite(omega, "omega")
+    V.finite(A, "A")
+    if A.size and not float(A.max()) < 0.125:
+        raise ValueError(f"A must be below 1/8 (from A = 1/8 on the features' variance is infinite, and from 1/4 on "
+                         f"the weights are undefined), got max A = {float(A.max()):g}")
+    return _oprf_weights(omega.astype(V.compute_dtype(omega), copy=False), A)
+
+
+def _oprf_weights(omega: np.ndarray, A: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`oprf_weights` without its checks (omega drawn and A computed by the study)."""
     A = np.asarray(A, dtype=np.float64)
     d = omega.shape[-1]
     B = np.sqrt(1.0 - 4.0 * A)
@@ -126,7 +174,12 @@ def prepare_inputs(q: np.ndarray, k: np.ndarray, method: Method) -> Tuple[np.nda
 
 def hidden_draws(m: int, d: int, heads: int, seed: int, layer: int, method: Method, dtype=np.float32) -> np.ndarray:
     """omega (heads, m, D) for one layer. Each (seed, layer) has its own stream, and methods with
-    the same feature map share their draws (common random numbers sharpen comparisons)."""
+    the same feature map share their draws (common random numbers sharpen comparisons).
+    ``seed`` and ``layer`` are non-negative integers (a ValueError names either otherwise); m, d,
+    heads and dtype are checked as :func:`tripartite.draw_hidden_weights` checks them."""
+    seed, layer = V.seed_value(seed), V.non_negative_int(layer, "layer")
+    if not isinstance(method, Method):
+        raise ValueError(f"method must be a Method (e.g. METHODS['iid']), got {method!r}")
     layer_seed = int(np.random.SeedSequence([seed, layer]).generate_state(1)[0])
     return draw_hidden_weights(m, d, heads=heads, seed=layer_seed, feature_map=method.feature_map, dtype=dtype)
 
@@ -142,14 +195,17 @@ def replaced_heads(
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Heads (heads, L, D) computed by neuron-astrocyte attention with hidden draws omega
     (heads, m, D): the steady state (``network=None``) or the continuous-time network with the
-    given time constants (ms). Returns y (heads, L, Dv) and a_t (heads, L) in the units of Z_t."""
+    given time constants (ms). Returns y (heads, L, Dv) and a_t (heads, L) in the units of Z_t.
+    A zero-length sequence (L = 0) gives empty y and a_t, as :func:`tripartite.attention` does."""
     d = q.shape[-1]
+    if q.shape[-2] == 0:  # no query: nothing to estimate (OPRF's A would be a mean over no pairs)
+        return np.zeros(q.shape[:-1] + v.shape[-1:], dtype=V.compute_dtype(q, k, v)), np.zeros(q.shape[:-1])
     scale = 1.0 / math.sqrt(d)
     k_in, u = prepare_inputs(q, k, method)
     if method.oprf:
         root = math.sqrt(scale)
-        A = oprf_parameter(q * root, k_in * root)
-        W, b = oprf_weights(omega, A)
+        A = _oprf_parameter(q * root, k_in * root)
+        W, b = _oprf_weights(omega, A)
     else:
         W, b = omega, None
     if network is None:
@@ -208,10 +264,17 @@ def _ranks(x: np.ndarray) -> np.ndarray:
 
 
 def spearman(x: Any, y: Any) -> float:
-    """Spearman's rank correlation of two finite 1-D samples of one length (NaN has no rank)."""
+    """Spearman's rank correlation of two finite 1-D samples of one length, at least 2 (NaN has
+    no rank; a ValueError names the argument).
+
+    When either sample is constant its ranks are all equal and the correlation is undefined: the
+    result is then NaN (as scipy.stats.spearmanr gives), without a warning, so that a study's table
+    shows "nan" for that row instead of stopping."""
     x, y = (V.real_array(a, name).astype(float) for a, name in ((x, "x"), (y, "y")))
     if x.ndim != 1 or y.shape != x.shape:
         raise ValueError(f"x and y must be 1-D samples of one length, got shapes {x.shape} and {y.shape}")
+    if x.size < 2:
+        raise ValueError(f"x and y must have at least 2 values for a rank correlation, got {x.size}")
     V.finite(x, "x")
     V.finite(y, "y")
     return float(_pearson(_ranks(x), _ranks(y)))
@@ -226,9 +289,36 @@ def head_inputs_stats(q: np.ndarray, k: np.ndarray) -> Dict[str, np.ndarray]:
     return {"q2": q2, "k2": k2, "rho": q2 + k2 + 2 * s * (q64.mean(-2) * k64.mean(-2)).sum(-1)}
 
 
-def head_errors(y: np.ndarray, a: np.ndarray, y_soft: np.ndarray, Z: np.ndarray) -> Dict[str, np.ndarray]:
+def head_errors(y: Any, a: Any, y_soft: Any, Z: Any) -> Dict[str, np.ndarray]:
     """Per head: Pearson r of a_t with Z_t and of log a_t with log Z_t, the median over queries of
-    |a_t / Z_t - 1|, and the relative Frobenius error of the head's output."""
+    |a_t / Z_t - 1|, and the relative Frobenius error of the head's output.
+
+    y, y_soft (..., L, Dv), the replaced and the real head's outputs; a, Z (..., L), the astrocyte's
+    response and the softmax normaliser. All finite, L >= 1, Z > 0, a >= 0 (an a_t of 0 gives
+    log a_t = -inf), and y_soft not zero on a whole head; otherwise a ValueError names the argument.
+    A correlation is NaN for a head where a_t or Z_t is constant over the queries (undefined).
+    """
+    y, a, y_soft, Z = (V.real_array(x, name) for x, name in ((y, "y"), (a, "a"), (y_soft, "y_soft"), (Z, "Z")))
+    if y.ndim < 2 or y.shape[-2] < 1:
+        raise ValueError(f"y must have shape (..., L, Dv) with L >= 1, got {y.shape}")
+    if y_soft.shape != y.shape:
+        raise ValueError(f"y_soft must have the shape of y {y.shape}, got {y_soft.shape}")
+    for x, name in ((a, "a"), (Z, "Z")):
+        if x.shape != y.shape[:-1]:
+            raise ValueError(f"{name} must have shape (..., L) = {y.shape[:-1]} (from y), got {x.shape}")
+    for x, name in ((y, "y"), (a, "a"), (y_soft, "y_soft"), (Z, "Z")):
+        V.finite(x, name)
+    if not (Z > 0).all():
+        raise ValueError(f"Z must be positive (a softmax normaliser), got min Z = {float(Z.min()):g}")
+    if not (a >= 0).all():
+        raise ValueError(f"a must be non-negative (an astrocyte's response), got min a = {float(a.min()):g}")
+    if not (np.abs(y_soft).max(axis=(-1, -2)) > 0).all():
+        raise ValueError("y_soft must not be zero on a whole head (the output error is relative to it)")
+    return _head_errors(y, a, y_soft, Z)
+
+
+def _head_errors(y: np.ndarray, a: np.ndarray, y_soft: np.ndarray, Z: np.ndarray) -> Dict[str, np.ndarray]:
+    """:func:`head_errors` without its checks (the study's own arrays: a may be 0 or inf)."""
     with np.errstate(divide="ignore"):
         log_a = np.log(a)
     diff = y.astype(np.float64) - y_soft
@@ -274,8 +364,10 @@ def _m_label(m: int) -> str:
 
 
 def _head_arrays(q: Any, k: Any, v: Any, axes: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """q, k, v as arrays of shape (<axes>, L, D) (v: (<axes>, L, Dv)) with the same leading axes
-    and L, or a ValueError naming them."""
+    """q, k, v as finite arrays of shape (<axes>, L, D) (v: (<axes>, L, Dv)) with the same leading
+    axes and L, or a ValueError naming them. Like :func:`tripartite.attention`, the three are
+    converted to one compute dtype: float64 if any is float64 (or an integer type), else float32
+    (float16 inputs are computed in float32)."""
     ndim = len(axes.split(", ")) + 2
     arrays = tuple(V.real_array(x, name) for x, name in ((q, "q"), (k, "k"), (v, "v")))
     for x, name in zip(arrays, "qkv"):
@@ -286,7 +378,66 @@ def _head_arrays(q: Any, k: Any, v: Any, axes: str) -> Tuple[np.ndarray, np.ndar
     if k.shape != q.shape or v.shape[:-1] != q.shape[:-1]:
         raise ValueError(f"q and k must have the same shape ({axes}, L, D) and v ({axes}, L, Dv), "
                          f"got q {q.shape}, k {k.shape}, v {v.shape}")
-    return q, k, v
+    if q.shape[-1] < 1:
+        raise ValueError(f"q and k must have at least one feature (D >= 1), got q {q.shape}")
+    for x, name in zip((q, k, v), "qkv"):
+        V.finite(x, name)
+    dtype = V.compute_dtype(q, k, v)
+    return q.astype(dtype, copy=False), k.astype(dtype, copy=False), v.astype(dtype, copy=False)
+
+
+# all-MiniLM-L6-v2's shape (its config.json, which MiniLM reads when it loads): run_minilm sizes the
+# study with it before loading the model. The text is truncated to max_length tokens.
+_MINILM_SHAPE = {"layers": 6, "heads": 12, "head_dim": 32, "max_length": 256}
+# The model's weights as read from model.safetensors (91 MB) and as MiniLM keeps them (a copy).
+_MODEL_BYTES = 2 * 91_000_000
+
+
+def _layer_bytes(m: int, runs: Sequence[Tuple[Method, bool]], heads: int, d: int, dv: int, L: int, itemsize: int,
+                 num_threads: int) -> int:
+    """Peak bytes of one layer's replaced heads at ``m`` hidden neurons per head, over ``runs``
+    ((method, continuous-time network?) pairs), from what the code allocates and what the checks
+    inside it ask for. The layer holds omega (heads, m, D), drawn by :func:`hidden_draws` (with one
+    head's float64 temporaries while drawing), and for OPRF W = B omega and the biases (whose
+    float64 temporaries, |omega|^2 and b, live while they are built). Then the steady state calls
+    :func:`tripartite.attention`, whose own check asks for the weights again, one head's in double,
+    the inputs, outputs and per-thread partials, and 64 MiB of scratch (its own formula,
+    :func:`tripartite.attention.memory_bytes`); the network is a :class:`NeuronAstrocyteNetwork`,
+    whose check asks for its state and its copy of the weights (:func:`tripartite.network.state_bytes`)."""
+    hm = heads * m
+    peak = 0
+    for method, network in runs:
+        held = hm * d * itemsize  # omega
+        peak = max(peak, _draw_bytes(m, d, heads, method.feature_map, itemsize))
+        if method.oprf:
+            peak = max(peak, held + hm * (d * itemsize + 16 + itemsize))
+            held += hm * (d + 1) * itemsize
+        dtype = np.float32 if itemsize == 4 else np.float64
+        if network:
+            need = state_bytes(heads, m, d, dv, dtype)
+        else:
+            need = attention_memory_bytes(heads, m, d, heads, L, L, dv, dtype, False, num_threads)
+        peak = max(peak, held + need)
+    return peak
+
+
+def _check_study_memory(ms: Sequence[int], runs: Sequence[Tuple[Method, bool]], layers: int, heads: int, d: int,
+                        dv: int, L: int, itemsize: int, num_threads: int, extra: int = 0) -> None:
+    """MemoryError naming ``ms`` before any work when the study's peak at the largest m cannot fit:
+    one layer's replaced heads (:func:`_layer_bytes`), plus what the study keeps throughout (q, k,
+    v and the softmax references, whose L x L scores are computed for every layer at once) and
+    ``extra`` (the model)."""
+    if not runs:
+        return
+    m = max(ms)
+    need = (_layer_bytes(m, runs, heads, d, dv, L, itemsize, num_threads)
+            + layers * heads * (3 * L * L * 8 + L * (3 * d * itemsize + 2 * dv * 8 + 16)) + extra)
+    avail = V.available_memory()
+    if avail is not None and need > avail:
+        raise MemoryError(
+            f"ms = {list(ms)}: the study at m = {m} hidden neurons per head (the largest of ms) needs {need / 2**30:.3g} GiB "
+            f"at its peak (the hidden weights, synapses and workspace of {heads} heads of a layer), but only "
+            f"{avail / 2**30:.2f} GiB of memory is available: use a smaller m")
 
 
 def _ms(ms: Any) -> List[int]:
@@ -326,6 +477,14 @@ def study_heads(
     modes : names in :data:`MODES`
     seed : int
         Seed of the hidden weights (one stream per layer; see :func:`hidden_draws`).
+    num_threads : int
+        Threads of the replaced heads (0: all cores). Results do not depend on it.
+    progress : optional
+        A progress bar (``_Progress``) stepped once per (method, m, layer, mode); None: no progress.
+
+    q, k and v must be finite; they are computed in one dtype as :func:`tripartite.attention`
+    computes them (float16 in float32). Every argument is checked, and the memory of the study at
+    the largest m (MemoryError naming ``ms``), before any work is done.
 
     Returns
     -------
@@ -336,6 +495,10 @@ def study_heads(
     ms = _ms(ms)
     methods = V.names(methods, "methods", tuple(METHODS), "method")
     modes = V.names(modes, "modes", tuple(MODES), "mode")
+    seed, num_threads = V.seed_value(seed), V.threads(num_threads)
+    layers, heads, L, d = q.shape
+    _check_study_memory(ms, [(METHODS[n], MODES[mode] is not None) for n in methods for mode in modes], layers, heads, d,
+                        v.shape[-1], L, q.dtype.itemsize, num_threads)
     Z = softmax_normaliser(q, k)
     y_soft = softmax_attention(q, k, v)
     stats = head_inputs_stats(q, k)
@@ -348,7 +511,7 @@ def study_heads(
                 omega = hidden_draws(m, q.shape[-1], n_heads, seed, layer, method, dtype=q.dtype)
                 for mode in modes:
                     y, a = replaced_heads(q[layer], k[layer], v[layer], omega, method, MODES[mode], num_threads)
-                    errs = head_errors(y, a, y_soft[layer], Z[layer])
+                    errs = _head_errors(y, a, y_soft[layer], Z[layer])
                     for h in range(n_heads):
                         row = {"method": name, "mode": mode, "m": int(m), "layer": layer, "head": h}
                         row.update({key: float(stats[key][layer, h]) for key in ("q2", "k2", "rho")})
@@ -380,6 +543,11 @@ class NeuronAstrocyteAttention:
 
     The weights of the current layer are kept between calls; :meth:`MiniLM.encode` calls layer by
     layer, so each layer's weights are drawn once.
+
+    A call takes q, k (heads, L, D) and v (heads, L, Dv), finite, in any real dtype: as
+    :func:`tripartite.attention` does, they are computed in float64 if any is float64 (or an
+    integer type), else in float32 (float16 included), and the result is in that dtype. A
+    zero-length sequence (L = 0) gives an empty (heads, 0, Dv) result.
     """
 
     def __init__(self, n_hidden: int, method: str = "iid", mode: str = "steady", seed: int = 0, num_threads: int = 0) -> None:
@@ -425,8 +593,13 @@ def whole_model(
     (cosine of the two embeddings) agree with the real model's: Spearman and Pearson correlation.
 
     Returns the rows (keys :data:`MODEL_COLUMNS`) and the pair scores: ``"real"`` and one array per
-    ``"method/mode/m"``.
+    ``"method/mode/m"``. ``ms``, ``methods``, ``modes``, ``seed`` and ``num_threads`` are checked
+    before the first sentence is encoded.
     """
+    ms = _ms(ms)
+    methods = V.names(methods, "methods", tuple(METHODS), "method")
+    modes = V.names(modes, "modes", tuple(MODES), "mode")
+    seed, num_threads = V.seed_value(seed), V.threads(num_threads)
     sentences = list(dict.fromkeys(s for pair in pairs for s in pair))
     index = {s: i for i, s in enumerate(sentences)}
     left = np.array([index[a] for a, _ in pairs])
@@ -595,8 +768,11 @@ def paper_figure_data(
             or head[0] >= q.shape[0] or head[1] >= q.shape[1]):
         raise ValueError(f"head must be (layer, head) with layer < {q.shape[0]} and head < {q.shape[1]}, got {head!r}")
     layer, h = head
-    Z = softmax_normaliser(q[layer], k[layer])[h]
     ms = sorted(_ms(ms))
+    seed, num_threads = V.seed_value(seed), V.threads(num_threads)
+    _check_study_memory(ms, [(METHODS["iid"], True), (METHODS[BEST], False)], 1, q.shape[1], q.shape[-1], v.shape[-1],
+                        q.shape[-2], q.dtype.itemsize, num_threads)
+    Z = softmax_normaliser(q[layer], k[layer])[h]
     panels = []
     for method, m, modes in (("iid", ms[0], ("steady", "network")), ("iid", ms[-1], ("steady", "network")),
                              (BEST, ms[len(ms) // 2], ("steady",))):
@@ -720,8 +896,11 @@ def run_minilm(
     ``figure_head`` (layer, head), 0-based; default: :func:`default_figure_head`. A list of names
     may be given as one string (``methods="iid"``). All arguments are checked before the model is
     loaded or ``out`` is created, but the text's tokens and the range of ``figure_head``, which
-    need the model: before ``out`` is created. Without ``model_methods`` there is no whole-model
-    run, no ``model.csv`` and no whole-model table in ``summary.md``.
+    need the model: before ``out`` is created. That includes memory: when the study's peak at the
+    largest m (the hidden weights, synapses and workspace of one layer's 12 heads, the softmax
+    references and the model) exceeds the memory available, a MemoryError names ``ms`` and the size.
+    Without ``model_methods`` there is no whole-model run, no ``model.csv`` and no whole-model table
+    in ``summary.md``.
     """
     from .transformer import MiniLM, blas_on_one_thread
 
@@ -743,6 +922,14 @@ def run_minilm(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"out must be a folder, got the file {str(out)!r}")
+    # What runs at each m: the per-head study, the whole model, and the paper's figure (iid in the
+    # steady state and as the network, the best method in the steady state).
+    runs = ([(METHODS[n], False) for n in methods] + [(METHODS[n], True) for n in network_methods if network_modes]
+            + [(METHODS[n], MODES[mode] is not None) for n in model_methods for mode in model_modes]
+            + [(METHODS["iid"], True), (METHODS[BEST], False)])
+    shape = _MINILM_SHAPE
+    _check_study_memory(ms, runs, shape["layers"], shape["heads"], shape["head_dim"], shape["head_dim"],
+                        shape["max_length"], 4, num_threads, _MODEL_BYTES)
     t_start = time.perf_counter()
     text = DEFAULT_TEXT.read_text(encoding="utf-8") if text is None else text
     pair_list = read_pairs(DEFAULT_PAIRS if pairs is None else pairs) if model_methods else []  # only the whole model reads them
