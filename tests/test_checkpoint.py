@@ -83,6 +83,27 @@ def test_damaged_and_foreign_files_are_refused(tmp_path, rng):
         tripartite.NeuronAstrocyteNetwork.load(tmp_path / "absent.npz")
     assert zipfile.is_zipfile(path)
 
+    # a .npy file (one bare array): 'numpy.ndarray' object does not support the context manager protocol, before
+    np.save(tmp_path / "array.npy", np.ones(3))
+    with pytest.raises(ValueError, match=r"array.npy' is not a readable tripartite checkpoint: not a NumPy .npz "
+                                         r"archive \(a single ndarray, as a .npy file holds\)"):
+        tripartite.NeuronAstrocyteNetwork.load(tmp_path / "array.npy")
+
+
+def test_checkpoint_weights_are_named_as_arrays_not_config(tmp_path):
+    """NaN hidden weights in a checkpoint (checksum recomputed) are refused as an array of the file,
+    not as 'config: hidden_weights' (they were scanned only by the constructor, under that prefix)."""
+    net = tripartite.NeuronAstrocyteNetwork(4, 2, 50)
+    net.save(tmp_path / "net.npz")
+    data = dict(np.load(tmp_path / "net.npz"))
+    data["hidden_weights"] = data["hidden_weights"].copy()
+    data["hidden_weights"][0, 7, 1] = np.nan
+    data["checksum"] = np.array(tripartite.NeuronAstrocyteNetwork._checksum(
+        str(data["config"]), {k: v for k, v in data.items() if k not in ("config", "checksum", "format")}))
+    np.savez(tmp_path / "nan.npz", **data)
+    with pytest.raises(ValueError, match=r"nan.npz': hidden_weights must be finite, got nan at index \(0, 7, 1\)"):
+        tripartite.NeuronAstrocyteNetwork.load(tmp_path / "nan.npz")
+
 
 class InterruptAfterFirstReport:
     """A stand-in progress bar that sends Ctrl-C from inside a run, with no timer.

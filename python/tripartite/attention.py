@@ -177,9 +177,10 @@ def attention(
     return_astrocyte : bool
         Also return a_t (float64, shape (..., Lq)), the astrocyte's response in the paper's units
         (it estimates Z_t = sum_tau exp(s q_t.k_tau)). It is computed in the log domain and
-        exponentiated last: it is inf where Z_t overflows float64 and 0 where it underflows (log
-        a_t below about -745: every score q~_t.k~_tau far below -700), as well as for a query that
-        sees no key; y is unaffected by either.
+        exponentiated last: it is inf where the estimate itself overflows float64 and 0 where it
+        underflows (log a_t below about -745: every score q~_t.k~_tau far below -700), as well as
+        for a query that sees no key; y is unaffected by either. (Where Z_t overflows but the
+        estimate does not, as at extreme norms where the estimate is heavy-tailed, a_t is finite.)
 
     key_mask : array_like of bool, shape (..., Lk), optional
         True for the keys that are written into the synapses (like the boolean ``attn_mask`` of

@@ -424,6 +424,9 @@ class NeuronAstrocyteNetwork:
         t_write ms while the output neurons are clamped to v (Hebbian and presynaptic plasticity on).
 
         keys (L, D) and values (L, Dv) for one head, or (heads, L, D) and (heads, L, Dv).
+
+        ``progress``: a progress bar (tqdm, if installed) over the windows; None (default) shows it
+        when stderr is a terminal and the run has 64 windows or more, False never, True always.
         """
         progress = V.flag(progress, "progress", optional=True)
         k, _ = self._inputs(keys, "keys", self._d_key, "D")
@@ -447,7 +450,7 @@ class NeuronAstrocyteNetwork:
         leak > 0 the keys are weighted by exp(-leak * elapsed writing time), so a tracks a
         recency-weighted Z_t. Ctrl-C stops
         at a window boundary and raises :class:`SimulationInterrupted`, which holds the outputs of
-        the queries completed.
+        the queries completed. ``progress`` as in :meth:`write`.
         """
         return_astrocyte = V.flag(return_astrocyte, "return_astrocyte")
         progress = V.flag(progress, "progress", optional=True)
@@ -475,7 +478,7 @@ class NeuronAstrocyteNetwork:
         returned with ``return_astrocyte`` is as in :meth:`read` (~ eta times the causal Z_t, over
         the tokens written so far). Ctrl-C stops
         after a completed (token, query) pair and raises :class:`SimulationInterrupted`, which
-        holds the completed queries' outputs.
+        holds the completed queries' outputs. ``progress`` as in :meth:`write`.
         """
         return_astrocyte = V.flag(return_astrocyte, "return_astrocyte")
         progress = V.flag(progress, "progress", optional=True)
@@ -585,7 +588,8 @@ class NeuronAstrocyteNetwork:
         checkpoint format, or one whose contents do not fit its config (wrong or extra keys, shapes
         other than the config implies, other dtypes, NaN or Inf in the state, negative time or step)
         raises ValueError naming the field; nothing is silently repaired or cast. A path that does
-        not exist raises FileNotFoundError."""
+        not exist raises FileNotFoundError. ``num_threads`` is the loaded network's (see the
+        constructor); checkpoints do not store it."""
         if not isinstance(path, (str, os.PathLike)):
             raise ValueError(f"path must be a str or os.PathLike, got {path!r}")
         num_threads = V.threads(num_threads)
@@ -595,8 +599,12 @@ class NeuronAstrocyteNetwork:
                 hint = f" (earlier versions of save appended .npz: load {os.fspath(path) + '.npz'!r})"
             raise FileNotFoundError(f"no tripartite checkpoint at {os.fspath(path)!r}: the file does not exist{hint}")
         try:
-            with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as f:
-                contents = {name: f[name] for name in f.files}
+            with open(path, "rb") as fh:
+                archive = np.load(fh, allow_pickle=False)
+                if not isinstance(archive, np.lib.npyio.NpzFile):  # a .npy file holds one bare array
+                    raise ValueError(f"not a NumPy .npz archive (a single {type(archive).__name__}, as a .npy file holds)")
+                with archive as f:
+                    contents = {name: f[name] for name in f.files}
         except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, AttributeError, TypeError) as exc:
             # NumPy reads a file that is not .npy/.npz as a pickle, refused with allow_pickle=False:
             # its advice to allow pickles does not apply to a checkpoint
@@ -682,8 +690,10 @@ class NeuronAstrocyteNetwork:
     @staticmethod
     def _check_checkpoint_arrays(name: str, config: dict, contents: dict, num_threads: int) -> None:
         """Shapes exactly as the config implies (no broadcasting), dtypes exactly as saved (no
-        cast), finite state, time finite and >= 0, step a non-negative integer. The hidden weights
-        and bias are scanned for NaN/Inf by the constructor that load() calls next, not here."""
+        cast), finite weights and state, time finite and >= 0, step a non-negative integer. (The
+        constructor that load() calls next checks the config's values, and scans the weights
+        again.) Negative rates or calcium are not refused: rk4 checkpoints saved at steps above
+        today's limit can hold them (its stages overshoot below zero), and load as saved."""
         h, m, D, Dv = config["heads"], config["n_hidden"], config["d_key"], config["d_value"]
         dtype = np.dtype(config["dtype"])
         expect = dict(hidden_weights=((h, m, D), dtype), synapses=((h, Dv, m), dtype), astrocyte_weights=((h, m), dtype),
@@ -694,7 +704,7 @@ class NeuronAstrocyteNetwork:
         try:
             for key, (shape, dt) in expect.items():
                 V.exact_array(contents[key], key, shape, dt)
-                if key not in ("scalars", "time", "hidden_weights", "hidden_bias"):
+                if key not in ("scalars", "time"):
                     V.finite(contents[key], key, num_threads)
             # scalars: calcium and log-scales finite; the log-bounds B_g, B_h may be -inf (nothing written yet)
             sc = contents["scalars"]
