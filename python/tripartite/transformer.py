@@ -63,9 +63,10 @@ def blas_on_one_thread() -> ContextManager[Any]:
 
     OpenBLAS's threads keep spinning for a while after each matrix product, and a tripartite call
     issued then shares the cores with them: ``tripartite minilm --m 10000 --methods iid
-    --network-methods --model-methods iid`` took 14.1-16.4 s with NumPy's default threads and
-    9.0-10.4 s with one (2 cores, two runs each). The model's products are small (L x 384 by
-    384 x 1536 at most), so one thread costs them little.
+    --network-methods --model-methods iid`` took 15.3 and 16.7 s with NumPy's default threads and
+    9.0 and 9.5 s in this context (alternating runs, 2 cores, at 4c40d4f; OPENBLAS_NUM_THREADS=1
+    gave 9.0-10.4 s). The model's products are small (L x 384 by 384 x 1536 at most), so one
+    thread costs them little.
     """
     try:
         from threadpoolctl import threadpool_limits
