@@ -276,12 +276,13 @@ def test_leading_axes_of_weights_and_bias_are_explained(qkv32):
 def test_read_and_stream_check_the_outputs_memory(rng, monkeypatch):
     from tripartite import _validate
 
-    net = NeuronAstrocyteNetwork(8, 4, 64, t_write=10.0, t_read=20.0)
-    q, k, v = moderate_inputs(rng, (50, 8), (50, 8), 4)
-    monkeypatch.setattr(_validate, "available_memory", lambda: 1000)  # bytes: less than 50 x 4 outputs
+    net = NeuronAstrocyteNetwork(8, 64, 64, t_write=10.0, t_read=20.0)
+    q, k, v = moderate_inputs(rng, (50, 8), (50, 8), 64)
+    # bytes: the queries' checks and copy fit (4800), their 50 x 64 outputs do not (13600)
+    monkeypatch.setattr(_validate, "available_memory", lambda: 10000)
     with pytest.raises(MemoryError, match="the outputs of 50 queries"):
         net.read(q)
-    with pytest.raises(MemoryError, match="the outputs of 50 queries"):
+    with pytest.raises(MemoryError, match=r"values of shape \(50, 64\) \(its checks and copy\)"):  # 38400
         net.stream(q, k, v)
     assert net.time == 0.0
 

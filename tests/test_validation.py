@@ -262,3 +262,11 @@ def test_sizes_are_checked_before_values_are_scanned():
     nan_view = np.broadcast_to(np.full(8, np.nan), (5 * 10**4, 1, 8))  # fits: then the scan names q
     with pytest.raises(ValueError, match="q must be finite"):
         tripartite.attention(nan_view, small, small, n_hidden=16)
+
+
+def test_network_inputs_are_sized_before_they_are_scanned():
+    net = tripartite.NeuronAstrocyteNetwork(8, 2, 16)
+    keys = np.broadcast_to(np.zeros(8), (10**12, 8))
+    with pytest.raises(MemoryError, match=r"keys of shape \(1000000000000, 8\) \(its checks and copy\): .* GiB needed"):
+        net.write(keys, np.broadcast_to(np.zeros(2), (10**12, 2)))
+    assert net.time == 0.0

@@ -224,6 +224,9 @@ class NeuronAstrocyteNetwork:
                 f"{name} must have shape {expect} with heads = {self._heads}, {width_name} = {width}, "
                 f"got {np.asarray(x).shape}"
             )
+        # the checks' float64 temporaries and the copy in the network's dtype, before making them
+        # (a broadcast view of a few bytes can stand for terabytes)
+        V.check_memory(arr.size * (8 + self._dtype.itemsize), f"{name} of shape {np.shape(x)} (its checks and copy)")
         V.finite(arr[0] if two_d else arr, name, self.num_threads)  # indices as the caller gave them
         if width_name == "D":
             norm2 = V.input_norms(arr, name, self._scale, self._dtype)
