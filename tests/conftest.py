@@ -102,10 +102,13 @@ def lagged_closed_form(q, k, v, W, tau_hidden, tau_astro, t_write, t_read, leak,
     the previous read's end, and for the first read after the writes `a_start` (the network's
     calcium then; None drops the term, for when e^{-t_read/tau_astro} is below rounding). In stream
     mode each read starts after a write, where the calcium's path is not solved here: a_start must
-    be None. Independent of the core's window maps and of reference.simulate's stepping.
+    be None, and the term is dropped for every read. tau_hidden must differ from tau_astro.
+    Independent of the core's window maps and of reference.simulate's stepping.
     Returns the outputs (L, Dv) and the calcium at the end of each read (L,)."""
     if stream and a_start is not None:
         raise ValueError("a_start applies to write-then-read only")
+    if tau_hidden == tau_astro:
+        raise ValueError("the read's solution divides by tau_hidden - tau_astro: give two time constants")
     s = q.shape[-1] ** -0.25
     m = W.shape[0]
     H, g, h = np.zeros((v.shape[1], m)), np.zeros(m), np.zeros(m)
@@ -134,7 +137,7 @@ def lagged_closed_form(q, k, v, W, tau_hidden, tau_astro, t_write, t_read, leak,
         nonlocal h
         u = phi(q[t])
         c, A = g @ u, g @ (h - u) * tau_hidden / (tau_hidden - tau_astro)
-        a0 = a_start if not calcium else calcium[-1]
+        a0 = None if stream else (a_start if not calcium else calcium[-1])  # stream: a write came between
         h = u + (h - u) * math.exp(-r * t_read)
         calcium.append(c + A * math.exp(-r * t_read) + (0.0 if a0 is None else (a0 - c - A) * decay_a))
         ys.append(H @ h / calcium[-1])

@@ -295,6 +295,7 @@ def test_read_and_stream_check_the_outputs_memory(rng, monkeypatch):
     (dict(tau_astro=-1.0), "tau_astro must be positive"),
     (dict(dt=5.0, tau_hidden=2.0), "unstable for the euler integrator"),
     (dict(dt=5.0, leak=1.0, integrator="rk4"), r"unstable for the rk4 integrator.*1/leak"),
+    (dict(tau_hidden=1e200), r"t_write / tau_hidden must be in \[1e-100, 1e\+100\]"),  # zeros before, silently
     (dict(record_every=0), "record_every must be a positive integer"),
     (dict(record_every=2.0), "record_every must be a positive integer"),
     (dict(stream=True, queries=slice(0, 2)), "stream=True needs as many queries as keys"),

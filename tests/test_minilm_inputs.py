@@ -53,7 +53,7 @@ def small_qkv(layers=1, heads=2, L=6, d=8, dtype=np.float32, seed=0):
 # 1. memory: refused before the model is loaded or out is created ------------------------------------
 def test_run_minilm_refuses_an_m_beyond_memory_before_loading(tmp_path, no_model, memory, capsys):
     out = tmp_path / "o9"
-    with pytest.raises(MemoryError, match=rf"ms = \[{BIG_M}\]: the study at m = {BIG_M} .* GiB .*16.00 GiB"):
+    with pytest.raises(M.StudyMemoryError, match=rf"ms = \[{BIG_M}\]: the study at m = {BIG_M} .* GiB .*16.00 GiB"):
         M.run_minilm(ms=[BIG_M], methods="iid", network_methods=[], model_methods=[], out=out, progress=False)
     assert not out.exists() and capsys.readouterr().out == ""
 
@@ -70,13 +70,16 @@ def test_minilm_command_m_beyond_memory_is_a_one_line_error(tmp_path, no_model, 
 
 def test_run_minilm_memory_threshold(tmp_path, no_model, monkeypatch):
     # Refused one byte below the estimate; at the estimate the run goes on (to the model, refused here).
-    runs = [(M.METHODS["iid"], False), (M.METHODS["iid"], True), (M.METHODS[M.BEST], False)]
-    shape = M._MINILM_SHAPE
-    L, d = shape["max_length"], shape["head_dim"]
-    need = (M._layer_bytes(1000, runs, shape["heads"], d, d, L, 4, 1)
-            + shape["layers"] * shape["heads"] * (3 * L * L * 8 + L * (3 * d * 4 + 2 * d * 8 + 16)) + M._MODEL_BYTES)
+    asked = []
+    check = _validate.check_memory
+    monkeypatch.setattr(_validate, "check_memory", lambda n, what, *e: asked.append(n) or check(n, what, *e))
     kwargs = dict(ms=[10, 1000], methods="iid", network_methods=[], model_methods=[], out=tmp_path / "out",
                   progress=False, num_threads=1)
+    monkeypatch.setattr(_validate, "available_memory", lambda: None)  # no limit: records the estimate
+    with pytest.raises(AssertionError, match="the model was loaded"):
+        M.run_minilm(**kwargs)
+    need = asked[0]
+    assert need > M._MODEL_BYTES  # the model and, above it, the study at m = 1000
     monkeypatch.setattr(_validate, "available_memory", lambda: need - 1)
     with pytest.raises(MemoryError, match=r"ms = \[10, 1000\]: the study at m = 1000 "):
         M.run_minilm(**kwargs)
@@ -91,9 +94,10 @@ def test_study_memory_estimate_covers_the_checks_inside(monkeypatch):
     asked = []
     check = _validate.check_memory
 
-    def recording(n_bytes, what):
-        asked.append(n_bytes)
-        check(n_bytes, what)
+    def recording(n_bytes, what, *error):
+        if not what.startswith("ms = "):  # the checks inside, not the study's own
+            asked.append(n_bytes)
+        check(n_bytes, what, *error)
 
     monkeypatch.setattr(_validate, "check_memory", recording)
     q, k, v = small_qkv(L=5)

@@ -32,8 +32,9 @@ def untouched(ax) -> bool:
     ([], [], "a must have at least one value"),
     ([1.0], [], "Z must have at least one value"),
     ([1.0, 2.0], [1.0, 2.0, 3.0], "a and Z must have one value per point each, got 2 and 3 values"),
-    ([1.0, np.nan], [1.0, 2.0], r"a must be finite, got nan at index \(1,\)"),
-    ([1.0, 2.0], [1.0, np.inf], "Z must be finite"),
+    ([1.0, np.nan], [1.0, 2.0], r"a must not be NaN, got nan at index \(1,\)"),
+    ([1.0, 2.0], [np.nan, 1.0], "Z must not be NaN"),
+    ([0.0, 2.0], [1.0, np.inf], r"a and Z have no point a log-log axis can show \(all 2 have a = 0 or an inf\)"),
     ([1.0, 2.0], [0.0, 2.0], "Z must be positive"),
     ([-1.0, 2.0], [1.0, 2.0], "a must be non-negative"),
     (["x"], [1.0], "a must have a real numeric dtype"),
@@ -105,3 +106,11 @@ def test_figure_checks_and_annotation():
                           (dict(height=float("nan")), "height must be finite")):
         with pytest.raises(ValueError, match=match):
             figure(**kwargs)
+
+
+def test_astrocyte_vs_normaliser_leaves_out_what_a_log_axis_cannot_show(ax):
+    """An a_t of 0 (underflow) or an inf (Z_t or a_t overflowed at extreme norms, which the study
+    can meet) has no place on the log-log axes: left out, the others drawn."""
+    astrocyte_vs_normaliser(ax, [1.0, 0.0, 2.0, np.inf], [1.5, 2.0, np.inf, 3.0])
+    (points,) = ax.collections
+    assert np.array_equal(points.get_offsets(), [[1.5, 1.0]])

@@ -29,27 +29,34 @@ def real_array(x: Any, name: str) -> np.ndarray:
 _FAST_FINITE_SIZE = 1 << 20
 
 
-def finite(arr: np.ndarray, name: str, num_threads: int = 0, dtype: Optional[np.dtype] = None) -> float:
+def finite(arr: np.ndarray, name: str, num_threads: int = 0, dtype: Optional[np.dtype] = None,
+           magnitude: bool = False) -> Optional[float]:
     """Raise a ValueError naming `name` and the first NaN or Inf of `arr` (its value and index);
-    with `dtype`, also if a value does not fit in it (:func:`fits_dtype`). Returns max |arr| (0 if
-    empty). Large arrays are scanned by the core on `num_threads` threads (0: all cores), the
-    caller's own count, so that a call asked to run on one thread does not validate on more."""
-    bad = None
-    largest = 0.0
+    with `dtype`, also if a value does not fit in it (:func:`fits_dtype`). With `magnitude`,
+    returns max |arr| (0 if empty; else None). Large arrays are scanned by the core on
+    `num_threads` threads (0: all cores), the caller's own count, so that a call asked to run on
+    one thread does not validate on more; the core's scan gives max |arr| with no extra pass."""
+    bad, largest = None, None
     if not arr.size:
-        pass
+        largest = 0.0
     elif arr.size >= _FAST_FINITE_SIZE and arr.dtype in FLOAT_DTYPES and arr.flags.c_contiguous:
         flat, largest = _core.scan_values(arr.reshape(-1), num_threads)
         bad = None if flat < 0 else np.unravel_index(flat, arr.shape)
     elif not np.isfinite(arr).all():
         bad = np.argwhere(~np.isfinite(arr))[0]
-    else:
-        largest = float(np.max(np.abs(arr)))
     if bad is not None:
         raise ValueError(f"{name} must be finite, got {arr[tuple(bad)]} at index {tuple(int(i) for i in bad)}")
+    if magnitude and largest is None:
+        largest = _largest_magnitude(arr)
     if dtype is not None:
-        fits_dtype(arr, name, dtype)
-    return float(largest)
+        fits_dtype(arr, name, dtype, largest)
+    return float(largest) if magnitude else None
+
+
+def _largest_magnitude(arr: np.ndarray) -> float:
+    """max |arr| of a non-empty real array: two passes (max and min), no temporary, and no
+    overflow of a signed integer's most negative value (np.abs(int8(-128)) is -128)."""
+    return max(float(np.max(arr)), -float(np.min(arr)))
 
 
 def input_norms(arr: np.ndarray, name: str, scale: float, dtype: np.dtype) -> float:
@@ -96,7 +103,7 @@ def bias_magnitude(arr: np.ndarray) -> None:
     log-rate exceeds 0.1, instead of returning noise."""
     if not arr.size:
         return
-    largest = float(np.max(np.abs(arr)))
+    largest = _largest_magnitude(arr)
     limit = 0.1 / float(np.finfo(np.float64).eps)
     if largest > limit:
         raise ValueError(f"hidden_bias is too large: max |hidden_bias| = {largest:.3g} exceeds {limit:.3g}, beyond which "
@@ -104,15 +111,15 @@ def bias_magnitude(arr: np.ndarray) -> None:
                          "subtract a common part)")
 
 
-def fits_dtype(arr: np.ndarray, name: str, dtype: np.dtype) -> None:
+def fits_dtype(arr: np.ndarray, name: str, dtype: np.dtype, largest: Optional[float] = None) -> None:
     """Values beyond the largest finite number of the compute dtype would become inf when cast to it
     (float64 weights given to a float32 computation): refuse them. Called by :func:`finite` given a
-    dtype, after its scan (NaN would otherwise read as too large); two passes over ``arr`` (its max
-    and min), no temporary."""
+    dtype, after its scan (NaN would otherwise read as too large), with max |arr| if it has it
+    (else two passes over ``arr``, its max and min, no temporary)."""
     limit = float(np.finfo(dtype).max)
     if not arr.size or arr.dtype.kind != "f" or float(np.finfo(arr.dtype).max) <= limit:
         return
-    big = max(float(np.max(arr)), -float(np.min(arr)))
+    big = _largest_magnitude(arr) if largest is None else largest
     if not big <= limit:
         raise ValueError(
             f"{name} does not fit in {np.dtype(dtype).name}: max |{name}| = {big:.3g} exceeds its largest value {limit:.3g} "
@@ -123,8 +130,29 @@ def fits_dtype(arr: np.ndarray, name: str, dtype: np.dtype) -> None:
 def value_magnitude(arr: np.ndarray, name: str, dtype: np.dtype) -> None:
     """Values are summed into the synapses; beyond sqrt(max float) those sums could overflow."""
     limit = math.sqrt(float(np.finfo(dtype).max))
-    if arr.size and not float(np.max(np.abs(arr))) <= limit:
-        raise ValueError(f"{name} is too large: max |{name}| = {float(np.max(np.abs(arr))):.3g} exceeds {limit:.3g} for {np.dtype(dtype).name}")
+    largest = _largest_magnitude(arr) if arr.size else 0.0
+    if not largest <= limit:
+        raise ValueError(f"{name} is too large: max |{name}| = {largest:.3g} exceeds {limit:.3g} for {np.dtype(dtype).name}")
+
+
+def _largest_norm(x: np.ndarray) -> float:
+    """max over the rows of |x_row| in float64 (x finite), without overflowing the squares."""
+    top = _largest_magnitude(x) if x.size else 0.0
+    if top == 0.0:
+        return 0.0
+    return top * float(np.sqrt(np.max(np.sum(np.square(x.astype(np.float64) / top), axis=-1))))
+
+
+def scores_fit(q: np.ndarray, k: np.ndarray, s: float, dtype: np.dtype) -> None:
+    """A softmax's scores s q.k, and every partial sum of q k^T, are at most max(1, s) |q| |k|
+    (Cauchy-Schwarz): refuse inputs for which that bound exceeds the dtype's largest value, where
+    the scores could be inf and the softmax NaN. (Large finite scores are fine: a softmax
+    subtracts each row's maximum.)"""
+    bound = max(1.0, s) * _largest_norm(q) * _largest_norm(k)
+    limit = float(np.finfo(dtype).max)
+    if not bound <= limit:
+        raise ValueError(f"q and k are too large: max(1, s) max |q| max |k| = {bound:.3g} exceeds {limit:.3g}, the "
+                         f"largest {np.dtype(dtype).name}, so the scores s q.k could overflow (rescale the inputs)")
 
 
 def attention_shapes(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> tuple:
@@ -407,8 +435,9 @@ def available_memory() -> Optional[int]:
         return None
 
 
-def check_memory(n_bytes: float, what: str) -> None:
-    """MemoryError naming the size, before allocating, when ``n_bytes`` cannot fit."""
+def check_memory(n_bytes: float, what: str, error: type = MemoryError) -> None:
+    """MemoryError (or the subclass ``error``) naming the size, before allocating, when ``n_bytes``
+    cannot fit."""
     avail = available_memory()
     if avail is not None and n_bytes > avail:
-        raise MemoryError(f"{what}: {n_bytes / 2**30:.2f} GiB needed, but only {avail / 2**30:.2f} GiB of memory is available")
+        raise error(f"{what}: {n_bytes / 2**30:.2f} GiB needed, but only {avail / 2**30:.2f} GiB of memory is available")

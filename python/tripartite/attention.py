@@ -168,7 +168,9 @@ def attention(
         used in the dtype of the computation (float64 weights are rounded to float32 when q, k
         and v are float32). For unbatched (L, D) inputs pass one head's (m, D) matrix, e.g.
         ``draw_hidden_weights(m, D)[0]``; ``draw_hidden_weights`` draws in float32 unless asked
-        for float64, while ``n_hidden``/``seed`` draw in the dtype of the computation.
+        for float64, while ``n_hidden``/``seed`` draw in the dtype of the computation. Weights for
+        which max |W| sqrt(D max |x~|^2) exceeds 0.1/eps of that dtype (x = q, k) are refused: the
+        log-rates W x~ would lose all precision.
     hidden_bias : array_like, shape (..., m), optional
         Per-neuron offsets b_r added to the log-rates (phi_r = m^{-1/2} exp(W_r x~ + b_r - |x~|^2/2));
         used by optimal positive random features. Broadcast over the leading axes. Only
@@ -225,7 +227,7 @@ def attention(
     norm2 = {"q": V.input_norms(q, "q", s, dtype), "k": V.input_norms(k, "k", s, dtype)}
     V.value_magnitude(v, "v", dtype)
     if W is not None:
-        w_max = V.finite(W_given, "hidden_weights", threads, dtype)  # before broadcasting: each value once
+        w_max = V.finite(W_given, "hidden_weights", threads, dtype, magnitude=True)  # before broadcasting: each value once
         for name in ("q", "k"):
             V.log_rate_terms(w_max, norm2[name], name, d, dtype)
 

@@ -78,7 +78,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     demo.add_argument("--out", default="tripartite-demo.png",
                       help="where to write the figure, in an existing folder (default tripartite-demo.png)")
     demo.add_argument("--num-threads", type=_integer(0, MAX_THREADS), default=0, help="threads (default 0: all cores)")
-    from .minilm import BEST, METHODS  # light: the model itself is loaded only when the command runs
+    from .minilm import BEST, METHODS, StudyMemoryError  # light: the model itself is loaded only when the command runs
 
     minilm = sub.add_parser(
         "minilm",
@@ -136,7 +136,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 figure_head=None if args.figure_head is None else tuple(args.figure_head), num_threads=args.num_threads,
                 progress=False if args.no_progress else None, **kwargs,
             )
-        except MemoryError as exc:  # the study's size at the largest m, checked before anything is loaded
+        except StudyMemoryError as exc:  # the study's size at the largest m, checked before anything is loaded
             print(f"tripartite minilm: error: argument --m: {exc}", file=sys.stderr)
             return 2
         except (ImportError, ValueError, OSError) as exc:

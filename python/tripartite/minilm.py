@@ -421,23 +421,25 @@ def _layer_bytes(m: int, runs: Sequence[Tuple[Method, bool]], heads: int, d: int
     return peak
 
 
+class StudyMemoryError(MemoryError):
+    """The study at the largest m would not fit in memory (raised before any work; the CLI reports
+    it as a bad ``--m``, and no other MemoryError)."""
+
+
 def _check_study_memory(ms: Sequence[int], runs: Sequence[Tuple[Method, bool]], layers: int, heads: int, d: int,
                         dv: int, L: int, itemsize: int, num_threads: int, extra: int = 0) -> None:
     """MemoryError naming ``ms`` before any work when the study's peak at the largest m cannot fit:
     one layer's replaced heads (:func:`_layer_bytes`), plus what the study keeps throughout (q, k,
     v and the softmax references, whose L x L scores are computed for every layer at once) and
-    ``extra`` (the model)."""
+    ``extra`` (the model). Raises :class:`StudyMemoryError`."""
     if not runs:
         return
     m = max(ms)
     need = (_layer_bytes(m, runs, heads, d, dv, L, itemsize, num_threads)
             + layers * heads * (3 * L * L * 8 + L * (3 * d * itemsize + 2 * dv * 8 + 16)) + extra)
-    avail = V.available_memory()
-    if avail is not None and need > avail:
-        raise MemoryError(
-            f"ms = {list(ms)}: the study at m = {m} hidden neurons per head (the largest of ms) needs {need / 2**30:.3g} GiB "
-            f"at its peak (the hidden weights, synapses and workspace of {heads} heads of a layer), but only "
-            f"{avail / 2**30:.2f} GiB of memory is available: use a smaller m")
+    V.check_memory(need, f"ms = {list(ms)}: the study at m = {m} hidden neurons per head (the largest of ms; use a "
+                         f"smaller m) at its peak (the hidden weights, synapses and workspace of {heads} heads of a layer)",
+                   StudyMemoryError)
 
 
 def _ms(ms: Any) -> List[int]:

@@ -89,7 +89,9 @@ class NeuronAstrocyteNetwork:
     tau_hidden, tau_astro : float
         Time constants of the hidden neurons and of the astrocyte (ms, > 0).
     t_write, t_read : float
-        Duration of the window for each written token and each read query (ms, > 0).
+        Duration of the window for each written token and each read query (ms, > 0). Each window
+        must lie within 1e-100 to 1e100 times each time constant (and leak * t_write <= 1e100):
+        beyond, the window maps leave double's range.
     eta : float
         Learning rate of the Hebbian and presynaptic rules (in [1e-100, 1e100]; 1 gives the
         paper's sums). It scales H, g and a alike: the outputs do not depend on it.
@@ -106,7 +108,9 @@ class NeuronAstrocyteNetwork:
     num_threads : int
         0 = all cores. Results are bitwise independent of it.
     hidden_weights : array_like, shape (heads, n_hidden, d_key), optional
-        Explicit hidden weights instead of drawing them from ``seed`` and ``feature_map``.
+        Explicit hidden weights instead of drawing them from ``seed`` and ``feature_map``. Keys and
+        queries are refused later if max |W| sqrt(d_key max |x~|^2) exceeds 0.1/eps of the dtype
+        (the log-rates W x~ would lose all precision).
     hidden_bias : array_like, shape (heads, n_hidden), optional
         Per-neuron offsets of the log-rates (zero by default); see :func:`tripartite.attention`.
 
@@ -171,7 +175,7 @@ class NeuronAstrocyteNetwork:
             W = V.real_array(hidden_weights, "hidden_weights")
             if W.shape != (nh, m, D):
                 raise ValueError(f"hidden_weights must have shape (heads, n_hidden, d_key) = {(nh, m, D)}, got {W.shape}")
-            self._w_max = V.finite(W, "hidden_weights", self.num_threads, self._dtype)
+            self._w_max = V.finite(W, "hidden_weights", self.num_threads, self._dtype, magnitude=True)
             self._W = np.array(W, dtype=self._dtype)
         self._W.flags.writeable = False
         self._bias = None
@@ -273,6 +277,7 @@ class NeuronAstrocyteNetwork:
         except SimulationInterrupted as exc:
             exc.underflowed_reads = self._underflowed_reads
             self._warn_underflowed()  # the completed reads in exc.outputs
+            self._warn_overflowed(exc.outputs)
             raise
         finally:
             if previous is not None:

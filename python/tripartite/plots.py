@@ -31,12 +31,17 @@ def _interactive() -> bool:
     return "matplotlib.pyplot" in sys.modules
 
 
-def _samples(x: Any, name: str) -> np.ndarray:
-    """``x`` flattened to a non-empty finite float64 sample, or a ValueError naming it."""
+def _samples(x: Any, name: str, allow_inf: bool = False) -> np.ndarray:
+    """``x`` flattened to a non-empty finite float64 sample (with ``allow_inf``, +-inf allowed: an
+    overflow, left out of a log axis), or a ValueError naming it."""
     arr = V.real_array(x, name)
     if not arr.size:
         raise ValueError(f"{name} must have at least one value, got shape {arr.shape}")
-    V.finite(arr, name)
+    if allow_inf:
+        if np.isnan(arr).any():
+            raise ValueError(f"{name} must not be NaN, got nan at index {tuple(int(i) for i in np.argwhere(np.isnan(arr))[0])}")
+    else:
+        V.finite(arr, name)
     return arr.astype(float).ravel()
 
 
@@ -49,17 +54,23 @@ def astrocyte_vs_normaliser(ax: Any, a: Any, Z: Any, label: Optional[str] = None
     """The paper's figure: the astrocyte's response a_t against the softmax normaliser Z_t, one
     point per query, on log-log axes with the identity line.
 
-    ``a`` and ``Z`` (any shape, flattened) must have the same number of values, at least one, all
-    finite; Z positive and a non-negative (an a_t of 0, an underflow, has no point on the log axis).
+    ``a`` and ``Z`` (any shape, flattened) must have the same number of values, at least one, no
+    NaN; Z positive and a non-negative. Points that a log axis cannot show are left out: an a_t of
+    0 (an underflow) and values that overflowed to inf (Z_t or a_t at extreme norms, as the study
+    can meet them); at least one point must remain.
     """
-    a, Z = _samples(a, "a"), _samples(Z, "Z")
+    a, Z = _samples(a, "a", allow_inf=True), _samples(Z, "Z", allow_inf=True)
     _same_size(a, Z, "a and Z")
     if not (Z > 0).all():
         raise ValueError(f"Z must be positive (a softmax normaliser, on a log axis), got min Z = {Z.min():g}")
     if not (a >= 0).all():
         raise ValueError(f"a must be non-negative (an astrocyte's response), got min a = {a.min():g}")
+    shown = np.isfinite(a) & np.isfinite(Z) & (a > 0)
+    if not shown.any():
+        raise ValueError(f"a and Z have no point a log-log axis can show (all {a.size} have a = 0 or an inf)")
+    a, Z = a[shown], Z[shown]
     ax.scatter(Z, a, s=scatter_kw.pop("s", 10), alpha=scatter_kw.pop("alpha", 0.7), label=label, **scatter_kw)
-    lo, hi = min(Z.min(), a[a > 0].min() if (a > 0).any() else Z.min()), max(Z.max(), a.max())
+    lo, hi = min(Z.min(), a.min()), max(Z.max(), a.max())
     ax.plot([lo, hi], [lo, hi], "k--", lw=1)
     ax.set_xscale("log")
     ax.set_yscale("log")

@@ -91,26 +91,6 @@ def _broadcast(*named: Tuple[str, tuple]) -> None:
         raise ValueError(f"the leading axes of the inputs must broadcast against each other, got {given}") from None
 
 
-def _largest_norm(x: np.ndarray) -> float:
-    """max over the rows of |x_row| (x finite), without overflowing the squares."""
-    top = float(np.abs(x).max()) if x.size else 0.0
-    if top == 0.0:
-        return 0.0
-    return top * float(np.sqrt(np.max(np.sum(np.square(x / top), axis=-1))))
-
-
-def _scores_fit(q: np.ndarray, k: np.ndarray, s: float) -> None:
-    """The softmax's scores s q.k, and every partial sum of q k^T, are at most max(1, s) |q| |k|
-    (Cauchy-Schwarz): refuse inputs for which that bound exceeds float64's largest value, where the
-    scores could be inf and the softmax NaN. (Large finite scores are fine: the softmax subtracts
-    each row's maximum.)"""
-    bound = max(1.0, s) * _largest_norm(q) * _largest_norm(k)
-    limit = float(np.finfo(np.float64).max)
-    if not bound <= limit:
-        raise ValueError(f"q and k are too large: max(1, s) max |q| max |k| = {bound:.3g} exceeds {limit:.3g}, the "
-                         "largest float64, so the scores s q.k could overflow (rescale the inputs)")
-
-
 def _attention_inputs(q: ArrayLike, k: ArrayLike, v: Optional[ArrayLike] = None, *, scale: Optional[float] = None,
                       causal: bool = False, key_mask: Optional[ArrayLike] = None,
                       weights: Optional[Tuple[ArrayLike, Optional[ArrayLike]]] = None) -> tuple:
@@ -119,7 +99,7 @@ def _attention_inputs(q: ArrayLike, k: ArrayLike, v: Optional[ArrayLike] = None,
     bool), with the scale s. ``weights``: (hidden_weights, hidden_bias) of the random features,
     checked too (:func:`_weights`), their leading axes broadcast with the others', and q and k
     checked as attention checks them (V.input_norms); without, q and k must give finite scores
-    (:func:`_scores_fit`). Returns q, k, v, key_mask, s, W, b (W and b None without weights)."""
+    (:func:`tripartite._validate.scores_fit`). Returns q, k, v, key_mask, s, W, b (W and b None without weights)."""
     q, k = _batched(q, "q", "Lq, D"), _batched(k, "k", "Lk, D")
     _has_features(q, "q")
     if k.shape[-1] != q.shape[-1]:
@@ -150,7 +130,7 @@ def _attention_inputs(q: ArrayLike, k: ArrayLike, v: Optional[ArrayLike] = None,
         V.input_norms(q, "q", s, _F64)
         V.input_norms(k, "k", s, _F64)
     else:
-        _scores_fit(q, k, s)
+        V.scores_fit(q, k, s, _F64)
     return q, k, v, key_mask, s, W, b
 
 
@@ -370,8 +350,8 @@ def simulate(
     query t read. Returns the outputs y (Lq, Dv) and the astrocyte's calcium a (Lq,), each at the
     end of its query's read window. ``integrator`` is "euler" or "rk4". Float64, true units (no
     log-domain rescaling): meant for moderate inputs and small networks. Parameters and inputs are
-    checked as :class:`tripartite.NeuronAstrocyteNetwork` checks them (times > 0, leak >= 0, a
-    stable dt that divides t_write and t_read; finite keys, values and queries, |x~|^2 at most
+    checked as :class:`tripartite.NeuronAstrocyteNetwork` checks them (times > 0, leak >= 0, each
+    window within 1e±100 of each time constant, a stable dt that divides t_write and t_read; finite keys, values and queries, |x~|^2 at most
     0.1 / eps(double), |values| at most sqrt of double's largest; D >= 1, m >= 1, |b| bounded);
     ``record_every`` is a positive integer. Inputs whose rates or calcium leave float64's range
     in true units (the network, in the log domain, follows them) are refused, not answered with 0.
@@ -387,6 +367,7 @@ def simulate(
     params = dict(tau_hidden=V.positive(tau_hidden, "tau_hidden", "ms"), tau_astro=V.positive(tau_astro, "tau_astro", "ms"),
                   t_write=V.positive(t_write, "t_write", "ms"), t_read=V.positive(t_read, "t_read", "ms"),
                   leak=V.non_negative(leak, "leak"))
+    V.time_scales(params)
     checked_eta = V.learning_rate(eta)
     n_write, n_read = V.time_steps(V.positive(dt, "dt", "ms"), integrator, params, exact_available=False)
     if record_every is not None:

@@ -266,14 +266,6 @@ def _softmax_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, layer: int =
     return np.matmul(scores, v)
 
 
-def _largest_norm(x: np.ndarray) -> float:
-    """max over the rows of |x_row| in float64 (x finite), without overflowing the squares."""
-    top = float(np.abs(x).max()) if x.size else 0.0
-    if top == 0.0:
-        return 0.0
-    return top * float(np.sqrt(np.max(np.sum(np.square(x.astype(np.float64) / top), axis=-1))))
-
-
 def softmax_attention(q: Any, k: Any, v: Any, layer: int = 0) -> np.ndarray:
     """The model's own attention, ``softmax(q k^T / sqrt(d)) v`` in the dtype of ``q`` (what
     ``attention=None`` does; it reproduces PyTorch's float32 result to rounding).
@@ -290,12 +282,7 @@ def softmax_attention(q: Any, k: Any, v: Any, layer: int = 0) -> np.ndarray:
     lead = V.attention_shapes(q, k, v)
     for name, x in (("q", q), ("k", k), ("v", v)):
         V.finite(x, name)
-    score_dtype = np.result_type(q, k)
-    limit = float(np.finfo(score_dtype).max)
-    bound = _largest_norm(q) * _largest_norm(k)  # bounds every score and partial sum of q k^T (Cauchy-Schwarz)
-    if not bound <= limit:
-        raise ValueError(f"q and k are too large: max |q| max |k| = {bound:.3g} exceeds {limit:.3g}, the largest "
-                         f"{score_dtype.name}, so the scores could overflow (rescale the inputs)")
+    V.scores_fit(q, k, 1.0 / math.sqrt(q.shape[-1]), np.result_type(q, k))
     if k.shape[-2] == 0:
         return np.zeros(lead + (q.shape[-2], v.shape[-1]), dtype=np.result_type(q, k, v))
     return _softmax_attention(q, k, v, layer)
