@@ -1,6 +1,8 @@
 """Bad input raises ValueError (or MemoryError) naming the argument, before any work, and leaves
 the network's state unchanged."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -75,9 +77,11 @@ def test_time_constants_at_the_ends_of_their_range_give_finite_outputs(rng, dtyp
     net = tripartite.NeuronAstrocyteNetwork(8, 8, 64, dtype=dtype, tau_hidden=tau, tau_astro=tau, t_write=100.0,
                                             t_read=100.0, dt=100.0)
     if tau > 1 and dtype == np.float32:  # y ~ 1e100: H and h ~ 1e-100, a ~ 1e-300
-        with pytest.warns(RuntimeWarning, match="underflow float32"), \
-                pytest.warns(RuntimeWarning, match=r"24 outputs overflow float32 .* use dtype=numpy.float64"):
+        with pytest.warns(RuntimeWarning) as caught:  # one context: pytest 7's nested ones do not pass warnings on
             y, a = net.stream(q, k, v, return_astrocyte=True)
+        messages = [str(w.message) for w in caught]
+        assert any("underflow float32" in m for m in messages)
+        assert any(re.search(r"24 outputs overflow float32 .* use dtype=numpy.float64", m) for m in messages), messages
         assert np.isinf(y).all() and np.all(a > 0)
         return
     y, a = net.stream(q, k, v, return_astrocyte=True)
