@@ -346,6 +346,19 @@ def steady_state_section(results, repeats, limits):
                 heads=heads, impl="loop-f64")
             row(results, cases.steady_state(heads, 2, dtype=np.float64), repeats, heads=heads, threads=2, impl="ours-f64",
                 against=against_fma(limits, 2, cases.steady_state_flops(heads), itemsize=8))
+        else:
+            # the paper's 12 heads against the loop too (issue 3 lists both peers at 1 and 12 heads): a
+            # loop call takes ~15-20 s, so 3 pairs, and the loop's row is its timing in the pairs
+            loop_case = cases.steady_state_peer(heads, "per-token loop")
+            loop_pairs = 3
+            loop, mine, ratio = paired(loop_case.run, ours[2].run, loop_pairs, settle=0.5)
+            results.append(dict(name=loop_case.name, seconds_median=loop[0], seconds_min=loop[1], seconds_max=loop[2],
+                                unit=loop_case.unit, rate=loop_case.work / loop[0], heads=heads, impl="loop",
+                                timed="in the pairs"))
+            scaling["loop_vs_ours_2t_12h"] = dict(pairs=loop_pairs, seconds_loop=loop, seconds_ours=mine, ratio=ratio)
+            print(f"  {heads}h per-token loop vs ours 2t alternately, {loop_pairs} pairs: loop {loop[0]:.3f} s "
+                  f"[{loop[1]:.3f}, {loop[2]:.3f}], ours {ms(mine)}, loop / ours {ratio[0]:.1f}x [{ratio[1]:.1f}, {ratio[2]:.1f}]",
+                  flush=True)
     by = {r["name"]: r["seconds_median"] for r in results}
     for heads in (1, 12):
         ours = by[f"steady state {heads}h ours 2t"]
@@ -355,6 +368,8 @@ def steady_state_section(results, repeats, limits):
                   f"{scaling['loop_vs_ours_2t']['ratio'][0]:.1f} paired), "
                   f"{by['steady state 1h per-token loop float64'] / by['steady state 1h ours 2t float64']:.1f} (float64), "
                   f"float64 loop / float32 ours = {by['steady state 1h per-token loop float64'] / ours:.1f}", end="")
+        else:
+            print(f", per-token loop / ours = {scaling['loop_vs_ours_2t_12h']['ratio'][0]:.1f} paired (float32)", end="")
         print(f", 2 threads vs 1: {scaling[heads]['ratio'][0]:.2f}x paired "
               f"(machine's FMA limit {limits['fma_2t_over_1t']:.2f}x)")
     scaling["against_limits"] = steady_state_limits(by, scaling, limits)
