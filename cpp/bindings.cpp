@@ -297,8 +297,16 @@ double fma_throughput(int num_threads, long iterations) {
 }
 
 // The kernels' vector exp on its own, for testing it against NumPy: 2^(x - shift), elementwise.
+// The kernels only pass x - shift <= 0 (log-rates less their row's largest); the exponent field
+// holds 2^n up to n = the type's largest exponent, beyond which the bits would be garbage (and
+// the shift's result past 32 or 64 bits undefined): refused here.
 template <class T>
 py::array_t<T> shifted_exp2(py::array_t<T, py::array::c_style | py::array::forcecast> x, T shift) {
+  constexpr T top = static_cast<T>(std::numeric_limits<T>::max_exponent - 1);
+  for (py::ssize_t i = 0; i < x.size(); ++i)
+    if (!(x.data()[i] - shift <= top))
+      throw std::invalid_argument("shifted_exp2: x - shift must be at most " + std::to_string(top) + " (and not NaN), got " +
+                                  std::to_string(x.data()[i] - shift) + " at index " + std::to_string(i));
   py::array_t<T> out(x.size());
   std::copy_n(x.data(), x.size(), out.mutable_data());
   simd::exp2_shifted(out.mutable_data(), static_cast<std::size_t>(x.size()), shift);

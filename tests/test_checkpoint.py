@@ -215,6 +215,36 @@ def test_an_interrupted_write_has_no_outputs(rng, monkeypatch):
     assert info.value.outputs is None and info.value.astrocyte is None
 
 
+class FailingBar:
+    """A progress bar whose update raises (as a broken bar, or a SIGINT handler of the caller's own
+    that raises while the core reports progress, would)."""
+
+    def update(self, k):
+        raise RuntimeError("the bar broke")
+
+    def close(self):
+        pass
+
+    n = 0
+
+
+def test_an_exception_while_reporting_progress_keeps_the_books(rng, monkeypatch):
+    """The windows the core ran are counted before the exception reaches the caller: time and state
+    agree, and the run resumes bitwise (the core's state had advanced while the clock stayed at 0)."""
+    q, k, v = moderate_inputs(rng, (12, 4), (12, 4), 2)
+    net = tripartite.NeuronAstrocyteNetwork(4, 2, 50)
+    monkeypatch.setattr(tripartite.network, "_progress_bar", lambda progress, total, what: FailingBar())
+    with pytest.raises(RuntimeError, match="the bar broke"):
+        net.write(k, v)
+    monkeypatch.undo()
+    done = round(net.time / net.params["t_write"])
+    assert net.time == done * net.params["t_write"] and done >= 1
+    net.write(k[done:], v[done:])
+    whole = tripartite.NeuronAstrocyteNetwork(4, 2, 50)
+    whole.write(k, v)
+    assert_bitwise(state(net), state(whole))
+
+
 def test_progress_bar_reports_every_window(capsys):
     pytest.importorskip("tqdm")
     net = tripartite.NeuronAstrocyteNetwork(4, 2, 50)

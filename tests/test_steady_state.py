@@ -235,6 +235,12 @@ def test_vector_exp2_against_numpy(dtype):
     # the same bits whichever path a value takes: groups of 4 vectors, single vectors, the tail
     for n in range(1, 70):
         assert np.array_equal(_core.shifted_exp2(y[:n], 0.0), out[:n]), n
+    # up to the largest exponent, and no further (the exponent field would overflow: 2^128 read -0.0)
+    top = np.finfo(dtype).maxexp - 1
+    assert _core.shifted_exp2(np.array([top], dtype=dtype), 0.0)[0] == dtype(2.0) ** top
+    for bad in (top + 0.5, np.nan):
+        with pytest.raises(ValueError, match=rf"x - shift must be at most {top}"):
+            _core.shifted_exp2(np.array([0.0, bad], dtype=dtype), 0.0)
 
 
 @pytest.mark.parametrize("seed", SEEDS)

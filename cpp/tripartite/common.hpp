@@ -171,4 +171,19 @@ inline double scaled_product(double x, double y, double log_factor) {
   return (x < 0) != (y < 0) ? -magnitude : magnitude;
 }
 
+// x in T, as IEEE rounding gives it: beyond T's largest finite value, +-inf. (A plain cast of a
+// double outside float's range is undefined behaviour in C++17, though GCC and Clang give inf.)
+template <class T>
+inline T narrow_to(double x) {
+  if constexpr (sizeof(T) < sizeof(double)) {
+    constexpr double top = static_cast<double>(std::numeric_limits<T>::max());
+    if (x > top || x < -top) {  // beyond top, IEEE rounding gives inf except within half an ulp of it
+      const double half_ulp = std::ldexp(1.0, std::numeric_limits<T>::max_exponent - std::numeric_limits<T>::digits - 1);
+      if (std::fabs(x) >= top + half_ulp) return x > 0 ? std::numeric_limits<T>::infinity() : -std::numeric_limits<T>::infinity();
+      return x > 0 ? std::numeric_limits<T>::max() : -std::numeric_limits<T>::max();
+    }
+  }
+  return static_cast<T>(x);
+}
+
 }  // namespace tripartite

@@ -294,7 +294,7 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
         for (std::size_t d = 0; d < Dv; ++d) {
           double acc = 0;
           for (std::size_t b = 0; b < nb; ++b) acc += ws.dots[((hd * nb + b) * kSegment + i) * Dv + d];
-          y[d] = a > 0 ? static_cast<T>(scaled_product(acc, 1.0, log_f - log_a)) : T(0);
+          y[d] = a > 0 ? narrow_to<T>(scaled_product(acc, 1.0, log_f - log_a)) : T(0);
         }
         // The reads' products H_dr h_r are taken in T, with every array relative to its bound:
         // underflow_log_bound over the m neurons with the weight e^{B_g - s_H} (h_r <= 1, |H_dr| <=

@@ -37,10 +37,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from . import _core
 from . import _validate as V
 from .attention import attention
 from .attention import memory_bytes as attention_memory_bytes
-from .network import NeuronAstrocyteNetwork, state_bytes
+from .network import NeuronAstrocyteNetwork, scratch_bytes, state_bytes
 from .reference import softmax_attention, softmax_normaliser
 from .weights import FEATURE_MAPS, _draw_bytes, draw_hidden_weights
 
@@ -403,7 +404,8 @@ def _layer_bytes(m: int, runs: Sequence[Tuple[Method, bool]], heads: int, d: int
     :func:`tripartite.attention`, whose own check asks for the weights again, one head's in double,
     the inputs, outputs and per-thread partials, and 64 MiB of scratch (its own formula,
     :func:`tripartite.attention.memory_bytes`); the network is a :class:`NeuronAstrocyteNetwork`,
-    whose check asks for its state and its copy of the weights (:func:`tripartite.network.state_bytes`)."""
+    whose checks ask for its state and its copy of the weights (:func:`tripartite.network.state_bytes`)
+    and, while it runs, the core's per-thread scratch (:func:`tripartite.network.scratch_bytes`)."""
     hm = heads * m
     peak = 0
     for method, network in runs:
@@ -414,7 +416,7 @@ def _layer_bytes(m: int, runs: Sequence[Tuple[Method, bool]], heads: int, d: int
             held += hm * (d + 1) * itemsize
         dtype = np.float32 if itemsize == 4 else np.float64
         if network:
-            need = state_bytes(heads, m, d, dv, dtype)
+            need = state_bytes(heads, m, d, dv, dtype) + scratch_bytes(num_threads or _core.max_threads(), d, dtype)
         else:
             need = attention_memory_bytes(heads, m, d, heads, L, L, dv, dtype, False, num_threads)
         peak = max(peak, held + need)

@@ -46,6 +46,13 @@ def state_bytes(heads: int, m: int, d_key: int, d_value: int, dtype: Any) -> int
     return int(heads * m * ((d_value + d_key + 4) * np.dtype(dtype).itemsize + d_key * 8))
 
 
+def scratch_bytes(threads: int, d_key: int, dtype: Any) -> int:
+    """Bytes of the core's per-thread scratch during a run (its memory check, and the MiniLM
+    study's): per thread, a segment of windows over one block of neurons, (d_key + 2 x segment)
+    values of the dtype per neuron of the block."""
+    return int(threads * (d_key + 2 * _core.segment_windows) * _core.block_size * np.dtype(dtype).itemsize)
+
+
 class NeuronAstrocyteNetwork:
     """A neuron-astrocyte network with one astrocyte per head, simulated in continuous time.
 
@@ -257,6 +264,9 @@ class NeuronAstrocyteNetwork:
     def _run(self, keys, values, queries, is_write, index, progress, stop_multiple=1, what="windows", two_d=None):
         """Run the windows; two_d (whether the caller gave 2-D input) is None for write, which
         returns no outputs."""
+        # (num_threads can be set after the network is built, up to 4096)
+        threads = self.num_threads or _core.max_threads()
+        V.check_memory(scratch_bytes(threads, self._d_key, self._dtype), f"the core's scratch for num_threads = {threads}")
         if self._monitors:  # MemoryError before anything runs, as for the outputs
             n_write = int(np.count_nonzero(is_write))
             windows = [(self._window_steps(True), n_write), (self._window_steps(False), len(is_write) - n_write)]
@@ -323,14 +333,22 @@ class NeuronAstrocyteNetwork:
                 outputs, log_a, done, interrupted = self._run_monitored(keys, values, queries, is_write, index, bar,
                                                                         stop_multiple, caught)
             else:
+                raised: list = []
+
                 def poll(n: int) -> bool:  # the core, between windows: report progress, stop on Ctrl-C
-                    if bar is not None:
-                        bar.update(n - bar.n)
-                    return bool(caught)
+                    try:
+                        if bar is not None:
+                            bar.update(n - bar.n)
+                        return bool(caught)
+                    except BaseException as exc:  # the bar's, or a SIGINT handler of the caller's own:
+                        raised.append(exc)  # stop at this boundary, count the windows done, then raise it
+                        return True
 
                 outputs, log_a, done, interrupted = self._kernel(keys, values, queries, is_write, index, poll,
                                                                  stop_multiple)
                 self._advance(is_write[:done])
+                if raised:
+                    raise raised[0]
                 # Ctrl-C after the core's last poll: the run is complete, and stops here
                 interrupted = interrupted or (bool(caught) and done % stop_multiple == 0)
         finally:
