@@ -94,10 +94,12 @@ def machine_limits(repeats):
     return out
 
 
-def row(results, case, repeats, against=None, **extra):
+def row(results, case, repeats, against=None, times=None, **extra):
     """Times `case` and prints a line; `against(entry)`, if given, adds fields to the entry and
-    returns text for the end of the line (the figure against the machine's limits)."""
-    med, lo, hi = timeit(case.run, repeats)
+    returns text for the end of the line (the figure against the machine's limits). `times`
+    (median, min, max), if given, are the case's timings measured elsewhere (in pairs), not timed
+    again."""
+    med, lo, hi = timeit(case.run, repeats) if times is None else times
     rate = case.work / med
     entry = dict(name=case.name, seconds_median=med, seconds_min=lo, seconds_max=hi, unit=case.unit, rate=rate, **extra)
     results.append(entry)
@@ -352,9 +354,7 @@ def steady_state_section(results, repeats, limits):
             loop_case = cases.steady_state_peer(heads, "per-token loop")
             loop_pairs = 3
             loop, mine, ratio = paired(loop_case.run, ours[2].run, loop_pairs, settle=0.5)
-            results.append(dict(name=loop_case.name, seconds_median=loop[0], seconds_min=loop[1], seconds_max=loop[2],
-                                unit=loop_case.unit, rate=loop_case.work / loop[0], heads=heads, impl="loop",
-                                timed="in the pairs"))
+            row(results, loop_case, loop_pairs, times=loop, heads=heads, impl="loop", timed="in the pairs")
             scaling["loop_vs_ours_2t_12h"] = dict(pairs=loop_pairs, seconds_loop=loop, seconds_ours=mine, ratio=ratio)
             print(f"  {heads}h per-token loop vs ours 2t alternately, {loop_pairs} pairs: loop {loop[0]:.3f} s "
                   f"[{loop[1]:.3f}, {loop[2]:.3f}], ours {ms(mine)}, loop / ours {ratio[0]:.1f}x [{ratio[1]:.1f}, {ratio[2]:.1f}]",

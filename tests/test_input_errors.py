@@ -278,7 +278,8 @@ def test_read_and_stream_check_the_outputs_memory(rng, monkeypatch):
 
     net = NeuronAstrocyteNetwork(8, 64, 64, t_write=10.0, t_read=20.0)
     q, k, v = moderate_inputs(rng, (50, 8), (50, 8), 64)
-    # bytes: the queries' checks and copy fit (4800), their 50 x 64 outputs do not (13600)
+    # bytes: the queries' checks and copy (4800) and their 50 x 64 outputs (13600) are more than
+    # 10000; one check per call names every part of it
     monkeypatch.setattr(_validate, "available_memory", lambda: 10000)
     with pytest.raises(MemoryError, match="the outputs of 50 queries"):
         net.read(q)

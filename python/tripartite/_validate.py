@@ -59,6 +59,18 @@ def _largest_magnitude(arr: np.ndarray) -> float:
     return max(float(np.max(arr)), -float(np.min(arr)))
 
 
+def _precision_limit(dtype: np.dtype) -> float:
+    """0.1/eps of the dtype: a log-rate's terms beyond it round by more than 0.1, every rate off by
+    10 % or more (the bound of :func:`input_norms`, :func:`log_rate_terms` and, in double,
+    :func:`bias_magnitude`)."""
+    return 0.1 / float(np.finfo(dtype).eps)
+
+
+def _rescale(what: str, dtype: np.dtype) -> str:
+    """The remedy for log-rates beyond :func:`_precision_limit`: rescale, or (from float32) use float64."""
+    return f"rescale {what}" + (" or use float64" if np.dtype(dtype) != np.float64 else "")
+
+
 def input_norms(arr: np.ndarray, name: str, scale: float, dtype: np.dtype) -> float:
     """Keys and queries enter the log-rates as W x~ - |x~|^2/2; beyond |x~|^2 = 0.1/eps of the
     dtype the rounding of that difference exceeds 1, i.e. every rate would be off by a factor
@@ -67,12 +79,11 @@ def input_norms(arr: np.ndarray, name: str, scale: float, dtype: np.dtype) -> fl
         return 0.0
     with np.errstate(over="ignore"):
         norm2 = float(np.max(np.sum(np.square(arr, dtype=np.float64), axis=-1))) * scale
-    limit = 0.1 / float(np.finfo(dtype).eps)
+    limit = _precision_limit(dtype)
     if not norm2 <= limit:
-        remedy = "rescale the inputs" + (" or use float64" if np.dtype(dtype) != np.float64 else "")
         raise ValueError(
             f"{name} is too large: max |{name}~|^2 = {norm2:.3g} exceeds {limit:.3g}, beyond which {np.dtype(dtype).name} "
-            f"log-rates lose all precision ({remedy})"
+            f"log-rates lose all precision ({_rescale('the inputs', dtype)})"
         )
     return norm2
 
@@ -84,14 +95,13 @@ def log_rate_terms(weights_max: float, norm2: float, name: str, d: int, dtype: n
     0 with no warning). Refuse such weights and inputs together, as :func:`input_norms` does the
     inputs alone (0.1/eps bounds both)."""
     bound = weights_max * math.sqrt(d * norm2)
-    limit = 0.1 / float(np.finfo(dtype).eps)
+    limit = _precision_limit(dtype)
     if not bound <= limit:
-        remedy = "rescale them" + (" or use float64" if np.dtype(dtype) != np.float64 else "")
         raise ValueError(
             f"hidden_weights and {name} are too large together: the terms of the log-rates W {name}~ sum to up to "
             f"max |hidden_weights| x sqrt(D max |{name}~|^2) = {weights_max:.3g} x {math.sqrt(d * norm2):.3g} = "
             f"{bound:.3g}, which exceeds {limit:.3g}, beyond which {np.dtype(dtype).name} log-rates lose all precision "
-            f"({remedy})"
+            f"({_rescale('them', dtype)})"
         )
 
 
@@ -104,7 +114,7 @@ def bias_magnitude(arr: np.ndarray) -> None:
     if not arr.size:
         return
     largest = _largest_magnitude(arr)
-    limit = 0.1 / float(np.finfo(np.float64).eps)
+    limit = _precision_limit(np.float64)
     if largest > limit:
         raise ValueError(f"hidden_bias is too large: max |hidden_bias| = {largest:.3g} exceeds {limit:.3g}, beyond which "
                          "the log-rates lose all precision even in float64 (only differences between neurons matter: "
@@ -235,7 +245,18 @@ def learning_rate(eta: Any) -> float:
 TIME_RATIO_RANGE = (1e-100, 1e100)
 
 
-def time_scales(p: dict) -> None:
+def network_params(tau_hidden: Any, tau_astro: Any, t_write: Any, t_read: Any, eta: Any, leak: Any) -> dict:
+    """The time constants, windows (ms, positive), learning rate (:func:`learning_rate`) and leak
+    (1/ms, >= 0) of a network, as the network and reference.simulate take them, with each window
+    over each time constant within TIME_RATIO_RANGE (:func:`_time_scales`)."""
+    p = dict(tau_hidden=positive(tau_hidden, "tau_hidden", "ms"), tau_astro=positive(tau_astro, "tau_astro", "ms"),
+             t_write=positive(t_write, "t_write", "ms"), t_read=positive(t_read, "t_read", "ms"),
+             eta=learning_rate(eta), leak=non_negative(leak, "leak"))
+    _time_scales(p)
+    return p
+
+
+def _time_scales(p: dict) -> None:
     """Each window over each time constant, and leak times the write window, within
     TIME_RATIO_RANGE (p has checked positive tau_hidden, tau_astro, t_write, t_read and leak >= 0)."""
     low, high = TIME_RATIO_RANGE

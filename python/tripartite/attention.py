@@ -28,11 +28,12 @@ def _check_leading_axes(arr: np.ndarray, trailing: int, batch: tuple, name: str,
 
 
 def _broadcast_weights(hidden_weights: Any, batch: tuple, m_expected: Optional[int], d: int
-                       ) -> Tuple[np.ndarray, Optional[np.ndarray], np.ndarray]:
-    """The given weights as (n_w, m, D), each distinct head's weights once, and for each of the
-    prod(batch) heads the index of its weights (None when every head has its own): weights that
-    broadcast over a batch axis are read in place by every sequence of the batch, not copied; and
-    the array as given (its values are scanned after the memory check, with the caller's indices)."""
+                       ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """The given weights, their shape checked (the values are scanned after the memory check, with
+    the caller's indices), and for each of the prod(batch) heads the index of its weights in
+    their (n_w, m, D) view, each distinct head's weights once (None when every head has its own):
+    weights that broadcast over a batch axis are read in place by every sequence of the batch, not
+    copied."""
     W = V.real_array(hidden_weights, "hidden_weights")
     if W.ndim < 2 or W.shape[-1] != d:
         raise ValueError(f"hidden_weights must have shape (..., m, D) with D = {d}, got {W.shape}")
@@ -44,9 +45,9 @@ def _broadcast_weights(hidden_weights: Any, batch: tuple, m_expected: Optional[i
                         f"(..., m, D) with leading axes that broadcast to {batch}")
     n_w = math.prod(W.shape[:-2])
     if n_w == math.prod(batch):  # one set of weights per head: no index
-        return W.reshape((n_w,) + W.shape[-2:]), None, W
+        return W, None
     index = np.ascontiguousarray(np.broadcast_to(np.arange(n_w, dtype=np.int64).reshape(W.shape[:-2]), batch).reshape(-1))
-    return W.reshape((n_w,) + W.shape[-2:]), index, W
+    return W, index
 
 
 def _underflowed(log_a: np.ndarray, log_u: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -216,8 +217,9 @@ def attention(
         m = V.positive_int(n_hidden, "n_hidden")
         W, w_index = None, None
     else:
-        W, w_index, W_given = _broadcast_weights(hidden_weights, batch,
-                                                 None if n_hidden is None else V.positive_int(n_hidden, "n_hidden"), d)
+        W_given, w_index = _broadcast_weights(hidden_weights, batch,
+                                              None if n_hidden is None else V.positive_int(n_hidden, "n_hidden"), d)
+        W = W_given.reshape((-1,) + W_given.shape[-2:])  # (n_w, m, D), a view
         m = W.shape[-2]
     V.check_memory(memory_bytes(heads if W is None else len(W), m, d, heads, Lq, Lk, Dv, dtype, causal, threads),
                    "attention")

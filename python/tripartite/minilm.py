@@ -387,14 +387,7 @@ def _head_arrays(q: Any, k: Any, v: Any, axes: str) -> Tuple[np.ndarray, np.ndar
     return q.astype(dtype, copy=False), k.astype(dtype, copy=False), v.astype(dtype, copy=False)
 
 
-# all-MiniLM-L6-v2's shape (its config.json, which MiniLM reads when it loads): run_minilm sizes the
-# study with it before loading the model. The text is truncated to max_length tokens.
-_MINILM_SHAPE = {"layers": 6, "heads": 12, "head_dim": 32, "max_length": 256}
-# The model's weights as read from model.safetensors (91 MB) and as MiniLM keeps them (a copy).
-_MODEL_BYTES = 2 * 91_000_000
-
-
-def _layer_bytes(m: int, runs: Sequence[Tuple[Method, bool]], heads: int, d: int, dv: int, L: int, itemsize: int,
+def _layer_bytes(m: int, runs: Sequence[Tuple[Method, bool]], heads: int, d: int, dv: int, L: int, dtype: Any,
                  num_threads: int) -> int:
     """Peak bytes of one layer's replaced heads at ``m`` hidden neurons per head, over ``runs``
     ((method, continuous-time network?) pairs), from what the code allocates and what the checks
@@ -406,7 +399,7 @@ def _layer_bytes(m: int, runs: Sequence[Tuple[Method, bool]], heads: int, d: int
     :func:`tripartite.attention.memory_bytes`); the network is a :class:`NeuronAstrocyteNetwork`,
     whose checks ask for its state and its copy of the weights (:func:`tripartite.network.state_bytes`)
     and, while it runs, the core's per-thread scratch (:func:`tripartite.network.scratch_bytes`)."""
-    hm = heads * m
+    hm, itemsize = heads * m, np.dtype(dtype).itemsize
     peak = 0
     for method, network in runs:
         held = hm * d * itemsize  # omega
@@ -414,7 +407,6 @@ def _layer_bytes(m: int, runs: Sequence[Tuple[Method, bool]], heads: int, d: int
         if method.oprf:
             peak = max(peak, held + hm * (d * itemsize + 16 + itemsize))
             held += hm * (d + 1) * itemsize
-        dtype = np.float32 if itemsize == 4 else np.float64
         if network:
             need = state_bytes(heads, m, d, dv, dtype) + scratch_bytes(num_threads or _core.max_threads(), d, dtype)
         else:
@@ -429,7 +421,7 @@ class StudyMemoryError(MemoryError):
 
 
 def _check_study_memory(ms: Sequence[int], runs: Sequence[Tuple[Method, bool]], layers: int, heads: int, d: int,
-                        dv: int, L: int, itemsize: int, num_threads: int, extra: int = 0) -> None:
+                        dv: int, L: int, dtype: Any, num_threads: int, extra: int = 0) -> None:
     """MemoryError naming ``ms`` before any work when the study's peak at the largest m cannot fit:
     one layer's replaced heads (:func:`_layer_bytes`), plus what the study keeps throughout (q, k,
     v and the softmax references, whose L x L scores are computed for every layer at once) and
@@ -437,7 +429,8 @@ def _check_study_memory(ms: Sequence[int], runs: Sequence[Tuple[Method, bool]], 
     if not runs:
         return
     m = max(ms)
-    need = (_layer_bytes(m, runs, heads, d, dv, L, itemsize, num_threads)
+    itemsize = np.dtype(dtype).itemsize
+    need = (_layer_bytes(m, runs, heads, d, dv, L, dtype, num_threads)
             + layers * heads * (3 * L * L * 8 + L * (3 * d * itemsize + 2 * dv * 8 + 16)) + extra)
     V.check_memory(need, f"ms = {list(ms)}: the study at m = {m} hidden neurons per head (the largest of ms; use a "
                          f"smaller m) at its peak (the hidden weights, synapses and workspace of {heads} heads of a layer)",
@@ -502,7 +495,7 @@ def study_heads(
     seed, num_threads = V.seed_value(seed), V.threads(num_threads)
     layers, heads, L, d = q.shape
     _check_study_memory(ms, [(METHODS[n], MODES[mode] is not None) for n in methods for mode in modes], layers, heads, d,
-                        v.shape[-1], L, q.dtype.itemsize, num_threads)
+                        v.shape[-1], L, q.dtype, num_threads)
     Z = softmax_normaliser(q, k)
     y_soft = softmax_attention(q, k, v)
     stats = head_inputs_stats(q, k)
@@ -775,7 +768,7 @@ def paper_figure_data(
     ms = sorted(_ms(ms))
     seed, num_threads = V.seed_value(seed), V.threads(num_threads)
     _check_study_memory(ms, [(METHODS["iid"], True), (METHODS[BEST], False)], 1, q.shape[1], q.shape[-1], v.shape[-1],
-                        q.shape[-2], q.dtype.itemsize, num_threads)
+                        q.shape[-2], q.dtype, num_threads)
     Z = softmax_normaliser(q[layer], k[layer])[h]
     panels = []
     for method, m, modes in (("iid", ms[0], ("steady", "network")), ("iid", ms[-1], ("steady", "network")),
@@ -906,7 +899,7 @@ def run_minilm(
     Without ``model_methods`` there is no whole-model run, no ``model.csv`` and no whole-model table
     in ``summary.md``.
     """
-    from .transformer import MiniLM, blas_on_one_thread
+    from .transformer import MiniLM, blas_on_one_thread, model_config
 
     # Everything is checked before the model is loaded or ``out`` is created.
     methods, network_methods, model_methods = (
@@ -931,9 +924,11 @@ def run_minilm(
     runs = ([(METHODS[n], False) for n in methods] + [(METHODS[n], True) for n in network_methods if network_modes]
             + [(METHODS[n], MODES[mode] is not None) for n in model_methods for mode in model_modes]
             + [(METHODS["iid"], True), (METHODS[BEST], False)])
-    shape = _MINILM_SHAPE
-    _check_study_memory(ms, runs, shape["layers"], shape["heads"], shape["head_dim"], shape["head_dim"],
-                        shape["max_length"], 4, num_threads, _MODEL_BYTES)
+    # the model's shape from its config files, before its weights load (the text is truncated to
+    # max_length tokens); its weights as read from model.safetensors and as MiniLM keeps them, a copy
+    cfg = model_config()
+    _check_study_memory(ms, runs, cfg["num_layers"], cfg["num_heads"], cfg["head_dim"], cfg["head_dim"],
+                        cfg["max_length"], np.float32, num_threads, 2 * cfg["weights_bytes"])
     t_start = time.perf_counter()
     text = DEFAULT_TEXT.read_text(encoding="utf-8") if text is None else text
     pair_list = read_pairs(DEFAULT_PAIRS if pairs is None else pairs) if model_methods else []  # only the whole model reads them

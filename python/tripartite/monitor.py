@@ -8,6 +8,7 @@ and evaluates only the recorded entries. Memory is bounded by samples x recorded
 
 from __future__ import annotations
 
+import math
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -147,11 +148,7 @@ class StateMonitor:
         kept (float64 values, the time and the window's 5-character name), and the largest
         window's transient arrays while it is recorded (its maps M and A, 15 doubles a sample,
         and up to four temporaries the size of its values). Returns (bytes, what)."""
-        width = 0
-        for name in self.variables:
-            width += {"calcium": 1, "hidden": len(self.hidden_indices), "astrocyte_weights": len(self.hidden_indices),
-                      "synapses": len(self.synapse_indices), "outputs": self._net.d_value}[name]
-        width *= len(self.heads)
+        width = sum(math.prod(self._sample_shape(name)) for name in self.variables)
         samples, largest = 0, 0
         for steps, count in window_steps:
             per_window = steps // self.every + 1  # at most, wherever the window starts
@@ -183,11 +180,14 @@ class StateMonitor:
         chunks = self._chunks[name]
         if chunks:
             return np.concatenate(chunks)
-        width = {"calcium": (len(self.heads),), "hidden": (len(self.heads), len(self.hidden_indices)),
-                 "astrocyte_weights": (len(self.heads), len(self.hidden_indices)),
-                 "synapses": (len(self.heads), len(self.synapse_indices)),
-                 "outputs": (len(self.heads), self._net.d_value)}.get(name, ())
-        return np.zeros((0,) + width)
+        return np.zeros((0,) + self._sample_shape(name))
+
+    def _sample_shape(self, name: str) -> Tuple[int, ...]:
+        """The shape of one sample of ``name`` (a recorded variable, or "t" and "window": ())."""
+        heads = len(self.heads)
+        return {"calcium": (heads,), "hidden": (heads, len(self.hidden_indices)),
+                "astrocyte_weights": (heads, len(self.hidden_indices)),
+                "synapses": (heads, len(self.synapse_indices)), "outputs": (heads, self._net.d_value)}.get(name, ())
 
     t = property(lambda self: self._get("t"), doc="Sample times in ms, (n,) float64.")
     window = property(lambda self: self._get("window"),

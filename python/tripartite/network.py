@@ -12,7 +12,7 @@ import sys
 import threading
 import warnings
 import zipfile
-from typing import Any, Iterable, Optional, Sequence, Tuple, Union
+from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -156,16 +156,8 @@ class NeuronAstrocyteNetwork:
         self._feature_map = V.choice(feature_map, "feature_map", FEATURE_MAPS)
         self._scale = V.scale_value(scale, self._d_key)
         self._dtype = V.float_dtype(dtype)
-        self._params = dict(
-            tau_hidden=V.positive(tau_hidden, "tau_hidden", "ms"),
-            tau_astro=V.positive(tau_astro, "tau_astro", "ms"),
-            t_write=V.positive(t_write, "t_write", "ms"),
-            t_read=V.positive(t_read, "t_read", "ms"),
-            eta=V.learning_rate(eta),
-            leak=V.non_negative(leak, "leak"),
-            input_scale=math.sqrt(self._scale),
-        )
-        V.time_scales(self._params)
+        self._params = dict(V.network_params(tau_hidden, tau_astro, t_write, t_read, eta, leak),
+                            input_scale=math.sqrt(self._scale))
         self._integrator = V.choice(integrator, "integrator", INTEGRATORS)
         self._dt = V.positive(dt, "dt", "ms")
         self._write_steps, self._read_steps = V.time_steps(self._dt, self._integrator, self._params,
@@ -223,8 +215,9 @@ class NeuronAstrocyteNetwork:
             mon._record_now(self)
 
     # ----------------------------------------------------------------------------------------
-    def _inputs(self, x: Any, name: str, width: int, width_name: str) -> Tuple[np.ndarray, bool]:
-        """(heads, L, width) array in the network's dtype, and whether the caller gave 2-D input."""
+    def _shaped(self, x: Any, name: str, width: int, width_name: str) -> Tuple[np.ndarray, bool]:
+        """``x`` as a (heads, L, width) array (its shape checked, its values not yet), and whether
+        the caller gave 2-D input."""
         arr = V.real_array(x, name)
         two_d = arr.ndim == 2
         if two_d and self._heads == 1:
@@ -235,23 +228,39 @@ class NeuronAstrocyteNetwork:
                 f"{name} must have shape {expect} with heads = {self._heads}, {width_name} = {width}, "
                 f"got {np.asarray(x).shape}"
             )
-        # the checks' float64 temporaries and the copy in the network's dtype, before making them
-        # (a broadcast view of a few bytes can stand for terabytes)
-        V.check_memory(arr.size * (8 + self._dtype.itemsize), f"{name} of shape {np.shape(x)} (its checks and copy)")
-        V.finite(arr[0] if two_d else arr, name, self.num_threads)  # indices as the caller gave them
-        if width_name == "D":
-            norm2 = V.input_norms(arr, name, self._scale, self._dtype)
-            if self._w_max is not None:
-                V.log_rate_terms(self._w_max, norm2, name, self._d_key, self._dtype)
-        else:
-            V.value_magnitude(arr, name, self._dtype)
-        return np.ascontiguousarray(arr, dtype=self._dtype), two_d
+        return arr, two_d
 
-    def _check_output_memory(self, n_queries: int) -> None:
-        """MemoryError before running when the outputs of ``n_queries`` reads cannot fit: y (heads,
-        Lq, Dv) in the network's dtype, log a_t and a_t (heads, Lq) in float64."""
-        V.check_memory(self._heads * n_queries * (self._d_value * self._dtype.itemsize + 16),
-                       f"the outputs of {n_queries} queries ({self._heads} heads x {self._d_value} output neurons)")
+    def _checked(self, inputs: Sequence[Tuple[str, np.ndarray, bool]], n_write: int, n_read: int) -> List[np.ndarray]:
+        """The inputs (name, shaped array, two_d) of a call of n_write writes and n_read reads, in
+        the network's dtype, contiguous. First one memory check for the whole call, before any value
+        is scanned (a broadcast view of a few bytes can stand for terabytes): each input's float64
+        temporaries of its checks and its copy, the outputs of the reads (y in the network's dtype,
+        log a_t and a_t in float64), the windows' schedule, the samples of attached monitors, and
+        the core's per-thread scratch (num_threads can be set after the network is built, up to
+        4096). Then the values: finite, and keys and queries within the log-rates' precision."""
+        item = self._dtype.itemsize
+        parts = [(arr.size * (8 + item), f"{name} of shape {arr[0].shape if two_d else arr.shape} (its checks and copy)")
+                 for name, arr, two_d in inputs]
+        if n_read:
+            parts.append((self._heads * n_read * (self._d_value * item + 16),
+                          f"the outputs of {n_read} queries ({self._heads} heads x {self._d_value} output neurons)"))
+        parts.append((9 * (n_write + n_read), f"the schedule of {n_write + n_read} windows"))  # kind and index
+        windows = [(self._window_steps(True), n_write), (self._window_steps(False), n_read)]
+        parts += [mon._run_bytes(windows) for mon in self._monitors]
+        threads = self.num_threads or _core.max_threads()
+        parts.append((scratch_bytes(threads, self._d_key, self._dtype), f"the core's scratch for num_threads = {threads}"))
+        V.check_memory(sum(n for n, _ in parts), "; ".join(what for _, what in parts))
+        out = []
+        for name, arr, two_d in inputs:
+            V.finite(arr[0] if two_d else arr, name, self.num_threads)  # indices as the caller gave them
+            if name == "values":
+                V.value_magnitude(arr, name, self._dtype)
+            else:  # keys, queries: the inputs of the log-rates
+                norm2 = V.input_norms(arr, name, self._scale, self._dtype)
+                if self._w_max is not None:
+                    V.log_rate_terms(self._w_max, norm2, name, self._d_key, self._dtype)
+            out.append(np.ascontiguousarray(arr, dtype=self._dtype))
+        return out
 
     def _empty(self, width: int) -> np.ndarray:
         return np.zeros((self._heads, 0, width), dtype=self._dtype)
@@ -264,14 +273,6 @@ class NeuronAstrocyteNetwork:
     def _run(self, keys, values, queries, is_write, index, progress, stop_multiple=1, what="windows", two_d=None):
         """Run the windows; two_d (whether the caller gave 2-D input) is None for write, which
         returns no outputs."""
-        # (num_threads can be set after the network is built, up to 4096)
-        threads = self.num_threads or _core.max_threads()
-        V.check_memory(scratch_bytes(threads, self._d_key, self._dtype), f"the core's scratch for num_threads = {threads}")
-        if self._monitors:  # MemoryError before anything runs, as for the outputs
-            n_write = int(np.count_nonzero(is_write))
-            windows = [(self._window_steps(True), n_write), (self._window_steps(False), len(is_write) - n_write)]
-            needed = [mon._run_bytes(windows) for mon in self._monitors]
-            V.check_memory(sum(n for n, _ in needed), "; ".join(what for _, what in needed))
         self._underflowed_reads = 0
         # In the main thread, while Python's default SIGINT handler is in place, Ctrl-C only sets a
         # flag for the run: the core polls it between windows and stops at a window boundary, and
@@ -455,11 +456,12 @@ class NeuronAstrocyteNetwork:
         when stderr is a terminal and the run has 64 windows or more, False never, True always.
         """
         progress = V.flag(progress, "progress", optional=True)
-        k, _ = self._inputs(keys, "keys", self._d_key, "D")
-        v, _ = self._inputs(values, "values", self._d_value, "Dv")
+        k, k_2d = self._shaped(keys, "keys", self._d_key, "D")
+        v, v_2d = self._shaped(values, "values", self._d_value, "Dv")
         if v.shape[1] != k.shape[1]:
             raise ValueError(f"values must have as many tokens as keys ({k.shape[1]}), got {v.shape[1]}")
         L = k.shape[1]
+        k, v = self._checked([("keys", k, k_2d), ("values", v, v_2d)], L, 0)
         self._run(k, v, self._empty(self._d_key), np.ones(L, np.uint8), np.arange(L), progress, what="tokens")
 
     def read(
@@ -480,9 +482,9 @@ class NeuronAstrocyteNetwork:
         """
         return_astrocyte = V.flag(return_astrocyte, "return_astrocyte")
         progress = V.flag(progress, "progress", optional=True)
-        q, two_d = self._inputs(queries, "queries", self._d_key, "D")
+        q, two_d = self._shaped(queries, "queries", self._d_key, "D")
         Lq = q.shape[1]
-        self._check_output_memory(Lq)
+        (q,) = self._checked([("queries", q, two_d)], 0, Lq)
         out, log_a = self._run(
             self._empty(self._d_key), self._empty(self._d_value), q, np.zeros(Lq, np.uint8), np.arange(Lq), progress,
             what="queries", two_d=two_d,
@@ -508,15 +510,15 @@ class NeuronAstrocyteNetwork:
         """
         return_astrocyte = V.flag(return_astrocyte, "return_astrocyte")
         progress = V.flag(progress, "progress", optional=True)
-        q, two_d = self._inputs(queries, "queries", self._d_key, "D")
-        k, _ = self._inputs(keys, "keys", self._d_key, "D")
-        v, _ = self._inputs(values, "values", self._d_value, "Dv")
+        q, two_d = self._shaped(queries, "queries", self._d_key, "D")
+        k, k_2d = self._shaped(keys, "keys", self._d_key, "D")
+        v, v_2d = self._shaped(values, "values", self._d_value, "Dv")
         if not (q.shape[1] == k.shape[1] == v.shape[1]):
             raise ValueError(
                 f"stream needs as many queries, keys and values, got {q.shape[1]}, {k.shape[1]}, {v.shape[1]}"
             )
         L = q.shape[1]
-        self._check_output_memory(L)
+        q, k, v = self._checked([("queries", q, two_d), ("keys", k, k_2d), ("values", v, v_2d)], L, L)
         is_write = np.tile(np.array([1, 0], np.uint8), L)
         index = np.repeat(np.arange(L), 2)
         # An interruption stops only after a read, so that a resumed stream starts with a token.

@@ -364,11 +364,7 @@ def simulate(
     # The network's rules (the checks of NeuronAstrocyteNetwork): positive times, a stable dt that
     # divides both windows, and inputs of one head with consistent shapes.
     V.choice(integrator, "integrator", ("euler", "rk4"))
-    params = dict(tau_hidden=V.positive(tau_hidden, "tau_hidden", "ms"), tau_astro=V.positive(tau_astro, "tau_astro", "ms"),
-                  t_write=V.positive(t_write, "t_write", "ms"), t_read=V.positive(t_read, "t_read", "ms"),
-                  leak=V.non_negative(leak, "leak"))
-    V.time_scales(params)
-    checked_eta = V.learning_rate(eta)
+    params = V.network_params(tau_hidden, tau_astro, t_write, t_read, eta, leak)
     n_write, n_read = V.time_steps(V.positive(dt, "dt", "ms"), integrator, params, exact_available=False)
     if record_every is not None:
         V.positive_int(record_every, "record_every")
@@ -387,7 +383,7 @@ def simulate(
     V.input_norms(queries, "queries", s, _F64)
     V.value_magnitude(values, "values", _F64)
     log_k, log_q = _log_features(keys, W, s, hidden_bias), _log_features(queries, W, s, hidden_bias)
-    _true_units_fit(log_k, log_q, stream, checked_eta)
+    _true_units_fit(log_k, log_q, stream, params["eta"])
     phi_k, phi_q = np.exp(log_k), np.exp(log_q)  # the hidden neurons' target rates, token by token
 
     # The state: hidden rates h (m), synapses H (Dv, m), astrocyte weights g (m), calcium a.

@@ -118,6 +118,25 @@ def model_files() -> dict:
     }
 
 
+def model_config(files: Optional[dict] = None) -> dict:
+    """The installed model's shape, read from its ``config.json`` and ``sentence_bert_config.json``
+    (no weights are loaded): ``hidden_size``, ``num_layers``, ``num_heads``, ``head_dim``,
+    ``layer_norm_eps``, ``max_positions`` and ``max_length`` (the sentence config's
+    ``max_seq_length``, 256 without it), and ``weights_bytes``, the size of ``model.safetensors``.
+    ``files``: :func:`model_files`'s result (found anew if None)."""
+    files = model_files() if files is None else files
+    cfg = json.loads(files["config"].read_text())
+    if cfg.get("hidden_act", "gelu") != "gelu":
+        raise ValueError(f"unsupported hidden_act {cfg.get('hidden_act')!r} in {files['config']}")
+    max_length = 256
+    if files["sentence_config"].is_file():
+        max_length = int(json.loads(files["sentence_config"].read_text()).get("max_seq_length", 256))
+    hidden, heads = int(cfg["hidden_size"]), int(cfg["num_attention_heads"])
+    return dict(hidden_size=hidden, num_layers=int(cfg["num_hidden_layers"]), num_heads=heads, head_dim=hidden // heads,
+                layer_norm_eps=float(cfg["layer_norm_eps"]), max_positions=int(cfg["max_position_embeddings"]),
+                max_length=max_length, weights_bytes=files["weights"].stat().st_size)
+
+
 def _runtime_modules():
     """safetensors' NumPy loader and the tokenizers' Tokenizer, with an install hint if missing."""
     try:
@@ -344,21 +363,16 @@ class MiniLM:
         self.dtype = V.float_dtype(dtype)  # None is refused, not read as float64
         self.files = model_files()
         load_file, Tokenizer = _runtime_modules()
-        cfg = json.loads(self.files["config"].read_text())
-        self.hidden_size: int = int(cfg["hidden_size"])
-        self.num_layers: int = int(cfg["num_hidden_layers"])
-        self.num_heads: int = int(cfg["num_attention_heads"])
-        self.head_dim: int = self.hidden_size // self.num_heads
-        self.layer_norm_eps: float = float(cfg["layer_norm_eps"])
-        self.max_positions: int = int(cfg["max_position_embeddings"])
-        if cfg.get("hidden_act", "gelu") != "gelu":
-            raise ValueError(f"unsupported hidden_act {cfg.get('hidden_act')!r} in {self.files['config']}")
+        cfg = model_config(self.files)
+        self.hidden_size: int = cfg["hidden_size"]
+        self.num_layers: int = cfg["num_layers"]
+        self.num_heads: int = cfg["num_heads"]
+        self.head_dim: int = cfg["head_dim"]
+        self.layer_norm_eps: float = cfg["layer_norm_eps"]
+        self.max_positions: int = cfg["max_positions"]
 
         if max_length is None:
-            max_length = 256
-            sc = self.files["sentence_config"]
-            if sc.is_file():
-                max_length = int(json.loads(sc.read_text()).get("max_seq_length", 256))
+            max_length = cfg["max_length"]
         if not V.is_int(max_length):
             raise WrongTypeError(f"max_length must be an integer in [2, {self.max_positions}], got {max_length!r}")
         if not 2 <= max_length <= self.max_positions:
