@@ -287,15 +287,16 @@ def test_integer_weights_get_the_log_rate_check_too(rng):
 
 
 def test_a_run_checks_the_cores_per_thread_scratch(rng, monkeypatch):
-    """(D + 2 x 8) values per neuron of a 2048-neuron block, per thread: 4096 threads of D = 64 in
-    float64 need 5.4 GB, refused by name before the run (the state itself is small here)."""
+    """(D + 2 x 32) values per neuron of a 2048-neuron block, per thread (32 windows: the longest
+    segment): 4096 threads of D = 64 in float64 need 8 GiB, refused by name before the run (the
+    state itself is small here)."""
     from tripartite import _validate
 
     net = tripartite.NeuronAstrocyteNetwork(64, 2, 16, dtype=np.float64)
     net.num_threads = 4096
     monkeypatch.setattr(_validate, "available_memory", lambda: 2**30)
     q, k, v = moderate_inputs(rng, (2, 64), (2, 64), 2)
-    with pytest.raises(MemoryError, match=r"the core's scratch for num_threads = 4096: 5.00 GiB needed"):
+    with pytest.raises(MemoryError, match=r"the core's scratch for num_threads = 4096: 8.00 GiB needed"):
         net.write(k, v)
     assert net.time == 0.0
     net.num_threads = 2
