@@ -305,7 +305,7 @@ def network_section(results, sizes, repeats, limits):
                 net = tripartite.NeuronAstrocyteNetwork(64, Dv, m, dtype=dtype, integrator=integrator)
                 # bytes a call moves at least: the core makes one pass over the synapses (read and
                 # written) and the weights (read) per segment of windows, plus each token's vectors
-                passes = -(-tokens // _core.segment_windows(1, m, np.dtype(dtype).itemsize))
+                passes = -(-tokens // _core.segment_windows(1, m, 64, Dv))
                 nbytes = (passes * (2 * Dv * m + 64 * m) + tokens * 6 * m) * np.dtype(dtype).itemsize
                 for threads in (1, 2):
                     if integrator == "euler":

@@ -392,7 +392,7 @@ PYBIND11_MODULE(_core, mod) {
   mod.attr("chunk_size") = kChunk;
   mod.attr("blocks_per_task") = kBlocksPerTask;  // attention blocks per task (a thread's unit of work)
   mod.attr("single_thread_work") = kSingleThreadWork;  // estimated flops below which a call runs on one thread
-  mod.def("segment_windows", &detail::segment_windows, py::arg("heads"), py::arg("m"), py::arg("itemsize"),
+  mod.def("segment_windows", &detail::segment_windows, py::arg("heads"), py::arg("m"), py::arg("d_key"), py::arg("d_value"),
           "Windows that share one pass over the weights and the synapses, for a network of this size.");
   mod.attr("max_segment_windows") = detail::kMaxSegment;
   mod.attr("num_scalars") = std::size_t(kNumScalars);

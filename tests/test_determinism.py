@@ -196,6 +196,28 @@ def test_network_results_do_not_depend_on_how_calls_are_split(rng, dtype):
         assert np.array_equal(net.synapses, whole.synapses) and np.array_equal(net.calcium, whole.calcium)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_network_reads_do_not_depend_on_how_calls_are_split(rng, dtype):
+    """Reads after a segment's last write go through register tiles (pairs of synapse rows, threes
+    of reads); a read inside a segment, or alone, goes window by window. 40 queries in one call
+    (a full segment of reads and a partial one), in pieces of 1, 4 and 35, and one window at a time
+    (monitored) agree bitwise, on d_value = 7 (groups of 4 and 3 rows, a row pair and a single row)
+    and 2100 hidden neurons (a block's tail)."""
+    q, k, v = moderate_inputs(rng, (2, 40, 8), (2, 6, 8), 7)
+    kw = dict(heads=2, dtype=dtype, leak=0.002)
+    nets = [tripartite.NeuronAstrocyteNetwork(8, 7, 2100, **kw) for _ in range(3)]
+    for net in nets:
+        net.write(k, v)
+    assert _core.segment_windows(2, 2100, 8, 7) == _core.max_segment_windows < 40
+    y_whole = nets[0].read(q)
+    y_parts = np.concatenate([nets[1].read(q[:, a:b]) for a, b in ((0, 1), (1, 5), (5, 40))], axis=1)
+    nets[2].monitor(every=250)
+    y_watched = nets[2].read(q)
+    assert np.array_equal(y_whole, y_parts) and np.array_equal(y_whole, y_watched)
+    for net in nets[1:]:
+        assert np.array_equal(net.calcium, nets[0].calcium) and np.array_equal(net.hidden_rates, nets[0].hidden_rates)
+
+
 def test_performer_weights_are_standard_normal_stream():
     """The chunked draw gives exactly the generator's stream (one draw of the whole matrix)."""
     W = tripartite.draw_hidden_weights(20000, 3, seed=9, dtype=np.float64)[0]

@@ -287,8 +287,8 @@ def test_integer_weights_get_the_log_rate_check_too(rng):
 
 
 def test_a_run_checks_the_cores_per_thread_scratch(rng, monkeypatch):
-    """(D + 2 x 32) values per neuron of a 2048-neuron block, per thread (32 windows: the longest
-    segment): 4096 threads of D = 64 in float64 need 8 GiB, refused by name before the run (the
+    """(D + 3 x 32) values per neuron of a 2048-neuron block, per thread (32 windows: the longest
+    segment): 4096 threads of D = 64 in float64 need 10 GiB, refused by name before the run (the
     state itself is small here)."""
     from tripartite import _validate
 
@@ -296,7 +296,7 @@ def test_a_run_checks_the_cores_per_thread_scratch(rng, monkeypatch):
     net.num_threads = 4096
     monkeypatch.setattr(_validate, "available_memory", lambda: 2**30)
     q, k, v = moderate_inputs(rng, (2, 64), (2, 64), 2)
-    with pytest.raises(MemoryError, match=r"the core's scratch for num_threads = 4096: 8.00 GiB needed"):
+    with pytest.raises(MemoryError, match=r"the core's scratch for num_threads = 4096: 10.00 GiB needed"):
         net.write(k, v)
     assert net.time == 0.0
     net.num_threads = 2

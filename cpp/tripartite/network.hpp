@@ -67,28 +67,27 @@ namespace detail {
 // window (s_H, s_h) and the bound B_g after it.
 inline constexpr std::size_t kCoef = 9;
 
-// Windows advanced together: one pass over the hidden weights and one over the synapses serve
-// a whole segment (the synapses take a rank-S update), instead of one pass per window. Both passes
-// are bound by memory (a block's weights and synapses come from DRAM once per segment), so longer
-// segments are faster: at 6.4M synapses (m = 1e5, D = Dv = 64, float32, 2 threads) a write of 197
-// tokens took 0.77 of the time with 16 windows and 0.67 with 32 as with 8, a read 0.81 and 0.68,
-// with the same results bit for bit (the arithmetic applied to each synapse and each neuron does
-// not depend on S). The workspace holds every window's rates, S x m values per head, so S is as
-// long as kSegmentBudget bytes of them allow, between kMinSegment and kMaxSegment: large networks
-// keep short segments, which bounds both the workspace and the time between two checks for Ctrl-C.
+// Windows advanced together: one pass over the synapses serves a whole segment of S windows (the
+// synapses take a rank-S update) instead of one pass per window. The passes are bound by memory (a
+// block's weights and synapses come from DRAM once per segment), so longer segments are faster:
+// at 6.4M synapses (m = 1e5, D = Dv = 64, float32, 2 threads) a write of 197 tokens took 0.77 of
+// the time with 16 windows and 0.67 with 32 as with 8, a read 0.81 and 0.68 (when the workspace
+// still held every window's rates), with the same results bit for bit: the arithmetic applied to
+// each synapse and each neuron does not depend on S. A segment's time grows with S, and so does the
+// wait for Ctrl-C, which the core checks between segments: S is as long as kSegmentWork
+// multiply-adds per segment allow (heads m (D + Dv) per window), between kMinSegment and kMaxSegment.
 inline constexpr std::size_t kMinSegment = 8, kMaxSegment = tiles::kMaxSegment;
-inline constexpr std::size_t kSegmentBudget = std::size_t(64) << 20;
+inline constexpr std::size_t kSegmentWork = std::size_t(1) << 32;
 
-inline std::size_t segment_windows(std::size_t heads, std::size_t m, std::size_t itemsize) {
-  const std::size_t per_window = std::max<std::size_t>(1, heads * m * itemsize);
-  return std::clamp(kSegmentBudget / per_window, kMinSegment, kMaxSegment);
+inline std::size_t segment_windows(std::size_t heads, std::size_t m, std::size_t D, std::size_t Dv) {
+  const double per_window = std::max(1.0, double(heads) * double(m) * double(D + Dv));
+  return static_cast<std::size_t>(std::clamp(double(kSegmentWork) / per_window, double(kMinSegment), double(kMaxSegment)));
 }
 
 // Work shared by the passes of one segment, sized once per call for segments of up to `seg` windows.
 template <class T>
 struct Workspace {
   std::size_t nb, seg;
-  aligned_vector<T> u;              // heads x seg x m: exp(log-rate - block max) of each input
   std::vector<T> x_scaled;        // heads x seg x D
   std::vector<double> offset;     // heads x seg
   std::vector<T> values;          // heads x seg x Dv: the values of the segment's writes
@@ -99,7 +98,6 @@ struct Workspace {
   Workspace(const NetworkParams& p, std::size_t seg)
       : nb(n_blocks(p.m)),
         seg(seg),
-        u(p.heads * seg * p.m),
         x_scaled(p.heads * seg * p.D),
         offset(p.heads * seg),
         values(p.heads * seg * std::max<std::size_t>(p.Dv, 1)),
@@ -109,13 +107,17 @@ struct Workspace {
         dots(p.heads * nb * seg * std::max<std::size_t>(p.Dv, 1)) {}
 };
 
-// Per-thread scratch of the segment pass.
+// Per-thread scratch of the segment passes: u holds one block's rates of every window of the
+// segment, exp(log-rate - block max), computed in each pass (the first needs only their maxima).
+// Computing them twice costs a second product with the block's weights; keeping every block's
+// rates from the first pass to the second held S x m values per head, a quarter of a 6.4M-synapse
+// network's own state at 32 windows.
 template <class T>
 struct SegmentScratch {
-  aligned_vector<T> packed, w, hr;  // w: each write's increment of g per unit v; hr: h after each read
+  aligned_vector<T> packed, u, w, hr;  // w: each write's increment of g per unit v; hr: h after each read
   std::vector<double> row_max;
   SegmentScratch(std::size_t D, std::size_t seg)
-      : packed(D * kBlock), w(seg * kBlock), hr(seg * kBlock), row_max(seg) {}
+      : packed(D * kBlock), u(seg * kBlock), w(seg * kBlock), hr(seg * kBlock), row_max(seg) {}
 };
 
 }  // namespace detail
@@ -129,7 +131,7 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
                         const std::function<bool(std::size_t)>& keep_going = {}) {
   using detail::kMaxSegment;
   const std::size_t m = p.m, D = p.D, Dv = p.Dv, heads = p.heads;
-  const std::size_t seg = detail::segment_windows(heads, m, sizeof(T));
+  const std::size_t seg = detail::segment_windows(heads, m, D, Dv);
   detail::Workspace<T> ws(p, seg);
   const std::size_t nb = ws.nb;
   const std::size_t tasks = heads * nb;
@@ -154,17 +156,22 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
           std::copy_n(in.values + (hd * in.n_keys + win[i].index) * Dv, Dv, ws.values.data() + (hd * seg + i) * Dv);
       }
 
-    // Pass 1: log-rates of the segment's inputs (one pass over W), block maxima, u.
+    // A block's rates of the segment's inputs: packed weights, log-rates, their maxima (to
+    // sc.row_max) and, if asked, u = exp(log-rate - block max) in sc.u (stride kBlock).
+    auto block_rates = [&](detail::SegmentScratch<T>& sc, std::size_t hd, std::size_t r0, std::size_t nbk, bool exponentiate) {
+      const T* W = s.W + hd * m * D;
+      tiles::pack_panels(W, D, r0, tiles::full_panels<T>(nbk), sc.packed.data());
+      tiles::shifted_rates(sc.packed.data(), W, D, r0, nbk, ws.x_scaled.data() + hd * seg * D,
+                           ws.offset.data() + hd * seg, s.bias ? s.bias + hd * m + r0 : nullptr, S, sc.u.data(), kBlock,
+                           sc.row_max.data(), exponentiate);
+    };
+
+    // Pass 1: the block maxima of the segment's log-rates.
     parallel_for(tasks, p.threads, [&](std::size_t task) {
       const std::size_t hd = task / nb, b = task % nb;
       const std::size_t r0 = block_begin(b), nbk = block_end(b, m) - r0;
       auto& sc = my_scratch();
-      const T* W = s.W + hd * m * D;
-      tiles::pack_panels(W, D, r0, tiles::full_panels<T>(nbk), sc.packed.data());
-      T* u = ws.u.data() + hd * seg * m;
-      tiles::shifted_rates(sc.packed.data(), W, D, r0, nbk, ws.x_scaled.data() + hd * seg * D,
-                           ws.offset.data() + hd * seg, s.bias ? s.bias + hd * m + r0 : nullptr, S, u + r0, m,
-                           sc.row_max.data());
+      block_rates(sc, hd, r0, nbk, false);
       for (std::size_t i = 0; i < S; ++i) ws.block_max[(hd * seg + i) * nb + b] = sc.row_max[i];
     });
 
@@ -221,6 +228,7 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
       const std::size_t hd = task / nb, b = task % nb;
       const std::size_t r0 = block_begin(b), nbk = block_end(b, m) - r0;
       auto& sc = my_scratch();
+      block_rates(sc, hd, r0, nbk, true);  // the same rates as pass 1's, bit for bit
       T* g = s.g + hd * m + r0;
       T* h = s.h + hd * m + r0;
       T kg_seg[kMaxSegment];
@@ -230,7 +238,7 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
         const T kh = static_cast<T>(k[0]), ku = static_cast<T>(k[1] * rel);
         const T kg = static_cast<T>(k[2]), kgh = static_cast<T>(k[3]), kgu = static_cast<T>(k[4] * rel);
         kg_seg[i] = kg;
-        const T* u = ws.u.data() + (hd * seg + i) * m + r0;
+        const T* u = sc.u.data() + i * kBlock;
         double gh = 0, gu = 0, hh = 0, hu = 0, uu = 0;
 #pragma omp simd reduction(+ : gh, gu, hh, hu, uu)
         for (std::size_t r = 0; r < nbk; ++r) {

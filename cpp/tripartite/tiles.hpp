@@ -130,11 +130,12 @@ inline void rate_tile(const T* panel, std::size_t D, const T* const* x, T* const
 // l[i][r] = y[i][r] ln 2 + B - offsets[i], row_max[i] = max_r l[i][r] (in double) and
 // out[i][r] = exp(l[i][r] - row_max[i]) = 2^(y[i][r] - max_r y[i][r]) (row stride `stride`). B and
 // the offset are constant along a row, so they enter row_max only. Each strip of rows is
-// exponentiated while it is still in cache.
+// exponentiated while it is still in cache (unless `exponentiate` is false: the log-rates and
+// their maxima only).
 template <class T>
 void shifted_rates(const T* packed, const T* W, std::size_t D, std::size_t r0, std::size_t nb, const T* X,
                    const double* offsets, const T* bias, std::size_t n, T* out, std::size_t stride,
-                   double* row_max) {
+                   double* row_max, bool exponentiate = true) {
   constexpr std::size_t P = kPanel<T>, R = kRows;
   const std::size_t full = full_panels<T>(nb);
   // The bias enters relative to the block's largest, which goes to row_max in double: a bias
@@ -179,7 +180,7 @@ void shifted_rates(const T* packed, const T* W, std::size_t D, std::size_t r0, s
         top = std::max(top, value);
       }
       row_max[i] = static_cast<double>(top) / kLog2e + static_cast<double>(bias_ref) - offsets[i];
-      simd::exp2_shifted(oi, nb, top);
+      if (exponentiate) simd::exp2_shifted(oi, nb, top);
     }
   }
 }
@@ -399,8 +400,8 @@ inline void read_tile_final(const T* H, std::size_t m, const T* hr, std::size_t 
 // (the reads among them accumulate in memory: up to S x 8 vectors). The reads after it see the
 // synapses as the pass leaves them, so they are taken afterwards in register tiles of 2 rows by 3
 // reads, with the same sums in the same order (a read of 197 queries at 6.4M synapses, float32,
-// 2 threads, segments of 32 windows: 0.815 of the time with the tiles as without, 8 pairs; the
-// same bits). A read-only segment leaves the synapses as they are, without storing them back.
+// 2 threads, segments of 32 windows: 0.815 of the time with the tiles as without, 8 pairs, in a
+// build that kept every window's rates between the passes; the same bits). A read-only segment leaves the synapses as they are, without storing them back.
 template <class T>
 void synapse_segment(T* H, std::size_t m, std::size_t Dv, std::size_t nb, const bool* is_write, std::size_t S,
                      const T* kg, const T* values, const T* w, const T* hr, std::size_t stride, double* dots,

@@ -42,19 +42,18 @@ assert _core.num_scalars == 6
 def state_bytes(heads: int, m: int, d_key: int, d_value: int, dtype: Any) -> int:
     """Bytes a network holds (its memory check, and the MiniLM study's): state and weights,
     (d_value + d_key + 4) numbers of its dtype per neuron, and the core's workspace for a segment
-    of windows (every window's rates, and per block of neurons its readouts and sums)."""
-    itemsize = np.dtype(dtype).itemsize
-    seg = _core.segment_windows(heads, m, itemsize)
+    of windows (per block of neurons, its readouts and sums of every window, in double)."""
+    seg = _core.segment_windows(heads, m, d_key, d_value)
     blocks = -(-m // _core.block_size)
-    workspace = seg * (m * itemsize + blocks * (d_value + 6) * 8)
-    return int(heads * (m * (d_value + d_key + 4) * itemsize + workspace))
+    workspace = blocks * seg * (d_value + 6) * 8
+    return int(heads * (m * (d_value + d_key + 4) * np.dtype(dtype).itemsize + workspace))
 
 
 def scratch_bytes(threads: int, d_key: int, dtype: Any) -> int:
     """Bytes of the core's per-thread scratch during a run (its memory check, and the MiniLM
-    study's): per thread, a segment of windows over one block of neurons, (d_key + 2 x segment)
-    values of the dtype per neuron of the block (for the longest segment)."""
-    return int(threads * (d_key + 2 * _core.max_segment_windows) * _core.block_size * np.dtype(dtype).itemsize)
+    study's): per thread, one block of neurons' packed weights and three vectors per window of the
+    longest segment, (d_key + 3 x segment) values of the dtype per neuron of the block."""
+    return int(threads * (d_key + 3 * _core.max_segment_windows) * _core.block_size * np.dtype(dtype).itemsize)
 
 
 class NeuronAstrocyteNetwork:
