@@ -88,30 +88,35 @@ inline std::size_t segment_windows(std::size_t heads, std::size_t m, std::size_t
 template <class T>
 struct Workspace {
   std::size_t nb, seg;
-  std::vector<T> x_scaled;        // heads x seg x D
-  std::vector<double> offset;     // heads x seg
+  std::vector<T> x_scaled;        // 2 x heads x seg x D (this segment's inputs and the next's)
+  std::vector<double> offset;     // 2 x heads x seg
   std::vector<T> values;          // heads x seg x Dv: the values of the segment's writes
-  std::vector<double> block_max;  // heads x seg x nb
+  std::vector<double> block_max;  // 2 x heads x seg x nb
   std::vector<double> gram;       // heads x seg x nb x 5: (g.h, g.u, h.h, h.u, u.u) per block
   std::vector<double> coef;       // heads x seg x kCoef
   std::vector<double> dots;       // heads x nb x seg x Dv: H h at the end of each read, per block
   Workspace(const NetworkParams& p, std::size_t seg)
       : nb(n_blocks(p.m)),
         seg(seg),
-        x_scaled(p.heads * seg * p.D),
-        offset(p.heads * seg),
+        x_scaled(2 * p.heads * seg * p.D),
+        offset(2 * p.heads * seg),
         values(p.heads * seg * std::max<std::size_t>(p.Dv, 1)),
-        block_max(p.heads * seg * nb),
+        block_max(2 * p.heads * seg * nb),
         gram(p.heads * seg * nb * 5),
         coef(p.heads * seg * kCoef),
         dots(p.heads * nb * seg * std::max<std::size_t>(p.Dv, 1)) {}
 };
 
 // Per-thread scratch of the segment passes: u holds one block's rates of every window of the
-// segment, exp(log-rate - block max), computed in each pass (the first needs only their maxima).
-// Computing them twice costs a second product with the block's weights; keeping every block's
-// rates from the first pass to the second held S x m values per head, a quarter of a 6.4M-synapse
-// network's own state at 32 windows.
+// segment, exp(log-rate - block max). The coefficients of a segment need the maxima over all
+// blocks first, so the rates are computed twice: for their maxima, in the pass over the previous
+// segment (or, for a call's first segment, in a pass of its own), and again with their
+// exponentials in the segment's own pass, bit for bit the same. Keeping every block's rates between
+// the two instead held S x m values per head, a quarter of a 6.4M-synapse network's own state at
+// 32 windows (its peak RSS above the baseline measured 1.39 of the payload; 1.17 without them).
+// Against keeping them: write 0.649 -> 0.792, read 0.571 -> 0.662 of the time before longer segments
+// (6.4M synapses, float32, 2 threads, 8 pairs); the maxima in a pass of their own for every segment
+// measured 0.818 and 0.747.
 template <class T>
 struct SegmentScratch {
   aligned_vector<T> packed, u, w, hr;  // w: each write's increment of g per unit v; hr: h after each read
@@ -139,41 +144,60 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
   for (int i = 0; i < p.threads; ++i) scratch.emplace_back(D, seg);
   auto my_scratch = [&]() -> detail::SegmentScratch<T>& { return scratch[thread_slot()]; };
 
+  // The scaled inputs of windows [first, first + count) into slot `slot` (0 or 1: a segment's
+  // inputs, and the next one's, which pass 2 reads while it has each block's weights in cache).
+  auto prepare = [&](std::size_t slot, std::size_t first, std::size_t count) {
+    const Window* wn = schedule.data() + first;
+    for (std::size_t hd = 0; hd < heads; ++hd)
+      for (std::size_t i = 0; i < count; ++i) {
+        const T* x = wn[i].write ? in.keys + (hd * in.n_keys + wn[i].index) * D
+                                 : in.queries + (hd * in.n_queries + wn[i].index) * D;
+        const std::size_t row = (slot * heads + hd) * seg + i;
+        ws.offset[row] = scaled_input(x, D, p.input_scale, m, ws.x_scaled.data() + row * D);
+      }
+  };
+  // The block's packed weights (sc.packed), then the log-rates of slot `slot`'s `count` inputs on
+  // them: their maxima go to the slot's block maxima and, if asked, u = exp(log-rate - block max)
+  // stays in sc.u (stride kBlock).
+  auto pack = [&](detail::SegmentScratch<T>& sc, std::size_t hd, std::size_t r0, std::size_t nbk) {
+    tiles::pack_panels(s.W + hd * m * D, D, r0, tiles::full_panels<T>(nbk), sc.packed.data());
+  };
+  auto block_rates = [&](detail::SegmentScratch<T>& sc, std::size_t slot, std::size_t count, std::size_t hd,
+                         std::size_t b, bool exponentiate) {
+    const std::size_t r0 = block_begin(b), nbk = block_end(b, m) - r0, row = (slot * heads + hd) * seg;
+    tiles::shifted_rates(sc.packed.data(), s.W + hd * m * D, D, r0, nbk, ws.x_scaled.data() + row * D,
+                         ws.offset.data() + row, s.bias ? s.bias + hd * m + r0 : nullptr, count, sc.u.data(), kBlock,
+                         sc.row_max.data(), exponentiate);
+    for (std::size_t i = 0; i < count; ++i) ws.block_max[(row + i) * nb + b] = sc.row_max[i];
+  };
+
+  // Pass 1, for the first segment only: the block maxima of its log-rates. Each later segment's
+  // come from the pass 2 before it.
+  std::size_t cur = 0;  // the slot of the segment being run
+  if (!schedule.empty()) {
+    const std::size_t S0 = std::min(seg, schedule.size());
+    prepare(cur, 0, S0);
+    parallel_for(tasks, p.threads, [&](std::size_t task) {
+      const std::size_t hd = task / nb, b = task % nb;
+      auto& sc = my_scratch();
+      pack(sc, hd, block_begin(b), block_end(b, m) - block_begin(b));
+      block_rates(sc, cur, S0, hd, b, false);
+    });
+  }
+
   std::size_t done = 0;
   while (done < schedule.size()) {
     const std::size_t S = std::min(seg, schedule.size() - done);
     const Window* win = schedule.data() + done;
     bool is_write[kMaxSegment];
     for (std::size_t i = 0; i < S; ++i) is_write[i] = win[i].write;
-
     for (std::size_t hd = 0; hd < heads; ++hd)
-      for (std::size_t i = 0; i < S; ++i) {
-        const T* x = win[i].write ? in.keys + (hd * in.n_keys + win[i].index) * D
-                                  : in.queries + (hd * in.n_queries + win[i].index) * D;
-        ws.offset[hd * seg + i] =
-            scaled_input(x, D, p.input_scale, m, ws.x_scaled.data() + (hd * seg + i) * D);
+      for (std::size_t i = 0; i < S; ++i)
         if (win[i].write)
           std::copy_n(in.values + (hd * in.n_keys + win[i].index) * Dv, Dv, ws.values.data() + (hd * seg + i) * Dv);
-      }
-
-    // A block's rates of the segment's inputs: packed weights, log-rates, their maxima (to
-    // sc.row_max) and, if asked, u = exp(log-rate - block max) in sc.u (stride kBlock).
-    auto block_rates = [&](detail::SegmentScratch<T>& sc, std::size_t hd, std::size_t r0, std::size_t nbk, bool exponentiate) {
-      const T* W = s.W + hd * m * D;
-      tiles::pack_panels(W, D, r0, tiles::full_panels<T>(nbk), sc.packed.data());
-      tiles::shifted_rates(sc.packed.data(), W, D, r0, nbk, ws.x_scaled.data() + hd * seg * D,
-                           ws.offset.data() + hd * seg, s.bias ? s.bias + hd * m + r0 : nullptr, S, sc.u.data(), kBlock,
-                           sc.row_max.data(), exponentiate);
-    };
-
-    // Pass 1: the block maxima of the segment's log-rates.
-    parallel_for(tasks, p.threads, [&](std::size_t task) {
-      const std::size_t hd = task / nb, b = task % nb;
-      const std::size_t r0 = block_begin(b), nbk = block_end(b, m) - r0;
-      auto& sc = my_scratch();
-      block_rates(sc, hd, r0, nbk, false);
-      for (std::size_t i = 0; i < S; ++i) ws.block_max[(hd * seg + i) * nb + b] = sc.row_max[i];
-    });
+    const std::size_t next = done + S, S_next = next < schedule.size() ? std::min(seg, schedule.size() - next) : 0;
+    if (S_next) prepare(1 - cur, next, S_next);
+    auto bmax_row = [&](std::size_t hd, std::size_t i) { return ws.block_max.data() + ((cur * heads + hd) * seg + i) * nb; };
 
     // Per head and window: new scales and the update coefficients (they depend on the inputs'
     // maxima only, not on the state's values).
@@ -182,7 +206,7 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
       for (std::size_t i = 0; i < S; ++i) {
         const WindowMap& map = win[i].write ? p.write_map : p.read_map;
         const bool update_g = win[i].write;  // reads leave g and the synapses alone
-        const double* bmax = ws.block_max.data() + (hd * seg + i) * nb;
+        const double* bmax = bmax_row(hd, i);
         double c = kNegInf;
         for (std::size_t b = 0; b < nb; ++b) c = std::max(c, bmax[b]);
         const double sH = sc[kScaleH], sh = sc[kScaleh];
@@ -228,13 +252,14 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
       const std::size_t hd = task / nb, b = task % nb;
       const std::size_t r0 = block_begin(b), nbk = block_end(b, m) - r0;
       auto& sc = my_scratch();
-      block_rates(sc, hd, r0, nbk, true);  // the same rates as pass 1's, bit for bit
+      pack(sc, hd, r0, nbk);
+      block_rates(sc, cur, S, hd, b, true);  // the same rates as those whose maxima were taken, bit for bit
       T* g = s.g + hd * m + r0;
       T* h = s.h + hd * m + r0;
       T kg_seg[kMaxSegment];
       for (std::size_t i = 0; i < S; ++i) {
         const double* k = ws.coef.data() + (hd * seg + i) * detail::kCoef;
-        const double rel = std::exp(ws.block_max[(hd * seg + i) * nb + b] - k[5]);
+        const double rel = std::exp(bmax_row(hd, i)[b] - k[5]);
         const T kh = static_cast<T>(k[0]), ku = static_cast<T>(k[1] * rel);
         const T kg = static_cast<T>(k[2]), kgh = static_cast<T>(k[3]), kgu = static_cast<T>(k[4] * rel);
         kg_seg[i] = kg;
@@ -267,6 +292,8 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
       tiles::synapse_segment(s.H + hd * Dv * m + r0, m, Dv, nbk, is_write, S, kg_seg,
                              ws.values.data() + hd * seg * Dv, sc.w.data(), sc.hr.data(), kBlock,
                              ws.dots.data() + task * seg * Dv, Dv);
+      // The next segment's maxima, while the block's weights are packed (sc.u is free again).
+      if (S_next) block_rates(sc, 1 - cur, S_next, hd, b, false);
     });
 
     // Per head and window, in order: the astrocyte's calcium and the outputs of the reads.
@@ -281,7 +308,7 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
         const double* k_next = i + 1 < S ? ws.coef.data() + (hd * seg + i + 1) * detail::kCoef : nullptr;
         const double sH_new = k_next ? k_next[6] : sc[kScaleH];
         const double sh_new = k_next ? k_next[7] : sc[kScaleh];
-        const double* bmax = ws.block_max.data() + (hd * seg + i) * nb;
+        const double* bmax = bmax_row(hd, i);
         // a = map.a . (a before, g.h, g.u, h.h, h.u, u.u), each Gram entry the sum of its blocks'
         // (stored units, log-scale exponent(t, b)). a's new scale is the largest term's, and each
         // term is one scaled_product: at most 1, whatever its coefficient and its scale. (The
@@ -332,6 +359,7 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
         if (in.log_astro) in.log_astro[hd * in.n_queries + win[i].index] = log_a + sa_new;
       }
     }
+    cur = 1 - cur;
     done += S;
     if (keep_going && !keep_going(done)) break;
   }
