@@ -395,5 +395,6 @@ PYBIND11_MODULE(_core, mod) {
   mod.def("segment_windows", &detail::segment_windows, py::arg("heads"), py::arg("m"), py::arg("d_key"), py::arg("d_value"),
           "Windows that share one pass over the weights and the synapses, for a network of this size.");
   mod.attr("max_segment_windows") = detail::kMaxSegment;
+  mod.attr("min_segment_windows") = detail::kMinSegment;  // calls of at most this many windows keep their rates
   mod.attr("num_scalars") = std::size_t(kNumScalars);
 }

@@ -163,17 +163,21 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
     tiles::pack_panels(s.W + hd * m * D, D, r0, tiles::full_panels<T>(nbk), sc.packed.data());
   };
   auto block_rates = [&](detail::SegmentScratch<T>& sc, std::size_t slot, std::size_t count, std::size_t hd,
-                         std::size_t b, bool exponentiate) {
+                         std::size_t b, bool exponentiate, T* out, std::size_t out_stride) {
     const std::size_t r0 = block_begin(b), nbk = block_end(b, m) - r0, row = (slot * heads + hd) * seg;
     tiles::shifted_rates(sc.packed.data(), s.W + hd * m * D, D, r0, nbk, ws.x_scaled.data() + row * D,
-                         ws.offset.data() + row, s.bias ? s.bias + hd * m + r0 : nullptr, count, sc.u.data(), kBlock,
+                         ws.offset.data() + row, s.bias ? s.bias + hd * m + r0 : nullptr, count, out, out_stride,
                          sc.row_max.data(), exponentiate);
     for (std::size_t i = 0; i < count; ++i) ws.block_max[(row + i) * nb + b] = sc.row_max[i];
   };
 
   // Pass 1, for the first segment only: the block maxima of its log-rates. Each later segment's
-  // come from the pass 2 before it.
+  // come from the pass 2 before it. A call of at most kMinSegment windows (a token at a time, or a
+  // monitored run) keeps its rates from here to pass 2 instead, in `kept` (heads x n x m, no more
+  // than before segments grew), so that its blocks' weights are read once, not twice.
   std::size_t cur = 0;  // the slot of the segment being run
+  const bool keep_rates = schedule.size() <= detail::kMinSegment;
+  scratch_vector<T> kept(keep_rates ? heads * schedule.size() * m : 0);  // every entry written by pass 1
   if (!schedule.empty()) {
     const std::size_t S0 = std::min(seg, schedule.size());
     prepare(cur, 0, S0);
@@ -181,7 +185,10 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
       const std::size_t hd = task / nb, b = task % nb;
       auto& sc = my_scratch();
       pack(sc, hd, block_begin(b), block_end(b, m) - block_begin(b));
-      block_rates(sc, cur, S0, hd, b, false);
+      if (keep_rates)
+        block_rates(sc, cur, S0, hd, b, true, kept.data() + hd * S0 * m + block_begin(b), m);
+      else
+        block_rates(sc, cur, S0, hd, b, false, sc.u.data(), kBlock);
     });
   }
 
@@ -252,8 +259,10 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
       const std::size_t hd = task / nb, b = task % nb;
       const std::size_t r0 = block_begin(b), nbk = block_end(b, m) - r0;
       auto& sc = my_scratch();
-      pack(sc, hd, r0, nbk);
-      block_rates(sc, cur, S, hd, b, true);  // the same rates as those whose maxima were taken, bit for bit
+      if (!keep_rates) {  // the same rates as those whose maxima were taken, bit for bit
+        pack(sc, hd, r0, nbk);
+        block_rates(sc, cur, S, hd, b, true, sc.u.data(), kBlock);
+      }
       T* g = s.g + hd * m + r0;
       T* h = s.h + hd * m + r0;
       T kg_seg[kMaxSegment];
@@ -263,7 +272,7 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
         const T kh = static_cast<T>(k[0]), ku = static_cast<T>(k[1] * rel);
         const T kg = static_cast<T>(k[2]), kgh = static_cast<T>(k[3]), kgu = static_cast<T>(k[4] * rel);
         kg_seg[i] = kg;
-        const T* u = sc.u.data() + i * kBlock;
+        const T* u = keep_rates ? kept.data() + (hd * S + i) * m + r0 : sc.u.data() + i * kBlock;
         double gh = 0, gu = 0, hh = 0, hu = 0, uu = 0;
 #pragma omp simd reduction(+ : gh, gu, hh, hu, uu)
         for (std::size_t r = 0; r < nbk; ++r) {
@@ -293,7 +302,7 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
                              ws.values.data() + hd * seg * Dv, sc.w.data(), sc.hr.data(), kBlock,
                              ws.dots.data() + task * seg * Dv, Dv);
       // The next segment's maxima, while the block's weights are packed (sc.u is free again).
-      if (S_next) block_rates(sc, 1 - cur, S_next, hd, b, false);
+      if (S_next) block_rates(sc, 1 - cur, S_next, hd, b, false, sc.u.data(), kBlock);
     });
 
     // Per head and window, in order: the astrocyte's calcium and the outputs of the reads.

@@ -11,6 +11,7 @@ chunk_size: int
 blocks_per_task: int
 single_thread_work: float
 max_segment_windows: int
+min_segment_windows: int
 def segment_windows(heads: int, m: int, d_key: int, d_value: int) -> int: ...
 num_scalars: int
 
