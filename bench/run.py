@@ -304,9 +304,12 @@ def network_section(results, sizes, repeats, limits):
             for integrator in ("euler", "exact"):
                 net = tripartite.NeuronAstrocyteNetwork(64, Dv, m, dtype=dtype, integrator=integrator)
                 # bytes a call moves at least: the core makes one pass over the synapses (read and
-                # written) and the weights (read) per segment of windows, plus each token's vectors
+                # written) and the weights (read) per segment of windows, plus each token's vectors;
+                # a call of more than min_segment_windows reads the weights once more (its first
+                # segment's maxima are taken in a pass of their own)
                 passes = -(-tokens // _core.segment_windows(1, m, 64, Dv))
-                nbytes = (passes * (2 * Dv * m + 64 * m) + tokens * 6 * m) * np.dtype(dtype).itemsize
+                weight_reads = passes + (tokens > _core.min_segment_windows)
+                nbytes = (passes * 2 * Dv * m + weight_reads * 64 * m + tokens * 6 * m) * np.dtype(dtype).itemsize
                 for threads in (1, 2):
                     if integrator == "euler":
                         against = against_update_bounds(limits, threads, np.dtype(dtype).itemsize, nbytes)

@@ -199,10 +199,10 @@ def test_network_results_do_not_depend_on_how_calls_are_split(rng, dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_network_reads_do_not_depend_on_how_calls_are_split(rng, dtype):
     """Reads after a segment's last write go through register tiles (pairs of synapse rows, threes
-    of reads); a read inside a segment, or alone, goes window by window. 40 queries in one call
-    (a full segment of reads and a partial one), in pieces of 1, 4 and 35, and one window at a time
-    (monitored) agree bitwise, on d_value = 7 (groups of 4 and 3 rows, a row pair and a single row)
-    and 2100 hidden neurons (a block's tail)."""
+    of reads, as many of each as are left at the edges). 40 queries in one call (a full segment of
+    reads and a partial one), in pieces of 1, 4 and 35, and one window at a time (monitored) agree
+    bitwise, on d_value = 7 (groups of 4 and 3 rows: row pairs and a single row) and 2100 hidden
+    neurons (a block's tail)."""
     q, k, v = moderate_inputs(rng, (2, 40, 8), (2, 6, 8), 7)
     kw = dict(heads=2, dtype=dtype, leak=0.002)
     nets = [tripartite.NeuronAstrocyteNetwork(8, 7, 2100, **kw) for _ in range(3)]
@@ -216,6 +216,50 @@ def test_network_reads_do_not_depend_on_how_calls_are_split(rng, dtype):
     assert np.array_equal(y_whole, y_parts) and np.array_equal(y_whole, y_watched)
     for net in nets[1:]:
         assert np.array_equal(net.calcium, nets[0].calcium) and np.array_equal(net.hidden_rates, nets[0].hidden_rates)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_network_reads_in_tiles_equal_reads_between_writes(rng, dtype):
+    """The same reads taken by the two paths of the pass over the synapses: 10 queries followed by
+    a token in one call of the core (the reads lie before the segment's last write, so each goes
+    window by window through every synapse, its sums in memory), and the same 10 queries in a call
+    of their own (after the last write: register tiles), then the token. Outputs, calcium and
+    state agree bitwise."""
+    q, k, v = moderate_inputs(rng, (2, 10, 8), (2, 7, 8), 7)
+    kw = dict(heads=2, dtype=dtype, leak=0.002)
+    mixed, tiled = (tripartite.NeuronAstrocyteNetwork(8, 7, 2100, **kw) for _ in range(2))
+    for net in (mixed, tiled):
+        net.write(k[:, :6], v[:, :6])
+    q, k, v = (np.ascontiguousarray(x, dtype=dtype) for x in (q, k, v))
+    is_write = np.array([0] * 10 + [1], np.uint8)
+    index = np.array(list(range(10)) + [6])
+    y_mixed, _ = mixed._run(k, v, q, is_write, index, False, two_d=False)
+    y_tiled = tiled.read(q)
+    tiled.write(k[:, 6:], v[:, 6:])
+    assert np.array_equal(y_mixed, y_tiled)
+    assert np.array_equal(mixed.synapses, tiled.synapses) and np.array_equal(mixed.calcium, tiled.calcium)
+    assert np.array_equal(mixed.hidden_rates, tiled.hidden_rates) and mixed.time == tiled.time
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_network_long_calls_do_not_depend_on_how_they_are_split(rng, dtype):
+    """A call longer than a segment takes each next segment's maxima in the pass over the one
+    before (two slots of inputs and maxima): 70 tokens written in one call (segments of 32, 32
+    and 6), in pieces of 1, 40 and 29 (a short call keeps its rates), and one window at a time
+    (monitored), then a stream of 20 (40 windows), agree bitwise."""
+    q, k, v = moderate_inputs(rng, (2, 20, 8), (2, 70, 8), 7)
+    kw = dict(heads=2, dtype=dtype, leak=0.002)
+    nets = [tripartite.NeuronAstrocyteNetwork(8, 7, 2100, **kw) for _ in range(3)]
+    nets[0].write(k, v)
+    for a, b in ((0, 1), (1, 41), (41, 70)):
+        nets[1].write(k[:, a:b], v[:, a:b])
+    nets[2].monitor(every=250)
+    nets[2].write(k, v)
+    ys = [net.stream(q, k[:, :20], v[:, :20]) for net in nets]
+    for net, y in zip(nets[1:], ys[1:]):
+        assert np.array_equal(y, ys[0])
+        for name in ("synapses", "astrocyte_weights", "hidden_rates", "calcium"):
+            assert np.array_equal(getattr(net, name), getattr(nets[0], name)), name
 
 
 def test_performer_weights_are_standard_normal_stream():

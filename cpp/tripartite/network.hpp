@@ -75,13 +75,17 @@ inline constexpr std::size_t kCoef = 9;
 // still held every window's rates), with the same results bit for bit: the arithmetic applied to
 // each synapse and each neuron does not depend on S. A segment's time grows with S, and so does the
 // wait for Ctrl-C, which the core checks between segments: S is as long as kSegmentWork
-// multiply-adds per segment allow (heads m (D + Dv) per window), between kMinSegment and kMaxSegment.
+// multiply-adds per segment allow (heads m (D + Dv) per window), between kMinSegment and kMaxSegment,
+// and even: a stream stops only after a read, at an even window count, so an odd S would let it
+// stop only at every other segment's end.
 inline constexpr std::size_t kMinSegment = 8, kMaxSegment = tiles::kMaxSegment;
+static_assert(kMinSegment % 2 == 0 && kMaxSegment % 2 == 0, "segments have an even number of windows");
 inline constexpr std::size_t kSegmentWork = std::size_t(1) << 32;
 
 inline std::size_t segment_windows(std::size_t heads, std::size_t m, std::size_t D, std::size_t Dv) {
   const double per_window = std::max(1.0, double(heads) * double(m) * double(D + Dv));
-  return static_cast<std::size_t>(std::clamp(double(kSegmentWork) / per_window, double(kMinSegment), double(kMaxSegment)));
+  const auto S = static_cast<std::size_t>(std::clamp(double(kSegmentWork) / per_window, double(kMinSegment), double(kMaxSegment)));
+  return S - S % 2;  // kMinSegment and kMaxSegment are even
 }
 
 // Work shared by the passes of one segment, sized once per call for segments of up to `seg` windows.

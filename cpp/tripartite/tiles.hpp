@@ -66,8 +66,9 @@ void pack_panels_reference(const T* W, std::size_t D, std::size_t r0, std::size_
 
 // The same copy by square blocks of Wd x Wd values transposed in registers (Wd = simd::W<T>): Wd
 // vector loads of Wd rows, Wd stores of Wd columns, where the plain loop stores one value at a
-// time, each to another cache line. In the continuous-time network the packing took a fifth of a
-// 1-thread write's profile, but it waits on DRAM for the weights either way: against the plain
+// time, each to another cache line. In the continuous-time network the packing took a fifth of the
+// samples of a 1-thread profile (writes, each followed by a read), but it waits on DRAM for the
+// weights either way: against the plain
 // loop, a write at 6.4M synapses took 0.975 [q25 0.925, q75 0.998] of the time, a read 0.982
 // [0.950, 1.011] and the steady state 0.999 [0.972, 1.019] (2 threads, 10 pairs each). Columns
 // beyond the last multiple of Wd go one value at a time. A permutation: the same bits either way.

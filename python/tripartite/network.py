@@ -42,12 +42,15 @@ assert _core.num_scalars == 6
 def state_bytes(heads: int, m: int, d_key: int, d_value: int, dtype: Any) -> int:
     """Bytes a network holds (its memory check, and the MiniLM study's): state and weights,
     (d_value + d_key + 4) numbers of its dtype per neuron, and the core's workspace for a segment
-    of windows (per block of neurons, its readouts and sums of every window, in double; and the
-    rates of a short call, up to 8 numbers per neuron)."""
+    of windows: per block of neurons and window, its readouts, five sums and two slots of maxima
+    (d_value + 7 doubles); per window, two slots of scaled inputs, the values and the coefficients;
+    and the rates of a short call, up to 8 numbers per neuron."""
     itemsize = np.dtype(dtype).itemsize
     seg = _core.segment_windows(heads, m, d_key, d_value)
     blocks = -(-m // _core.block_size)
-    workspace = blocks * seg * (d_value + 6) * 8 + m * _core.min_segment_windows * itemsize
+    per_block = blocks * seg * (d_value + 7) * 8
+    per_window = seg * ((2 * d_key + max(d_value, 1)) * itemsize + (2 + 9) * 8)
+    workspace = per_block + per_window + m * _core.min_segment_windows * itemsize
     return int(heads * (m * (d_value + d_key + 4) * itemsize + workspace))
 
 
