@@ -161,18 +161,20 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
       }
   };
   // The block's packed weights (sc.packed), then the log-rates of slot `slot`'s `count` inputs on
-  // them: their maxima go to the slot's block maxima and, if asked, u = exp(log-rate - block max)
-  // stays in sc.u (stride kBlock).
+  // them, into `out` (row stride `out_stride`) as u = exp(log-rate - block max) if asked; with
+  // `keep_max`, their maxima go to the slot's block maxima (pass 2 recomputes rates whose maxima
+  // are already there).
   auto pack = [&](detail::SegmentScratch<T>& sc, std::size_t hd, std::size_t r0, std::size_t nbk) {
     tiles::pack_panels(s.W + hd * m * D, D, r0, tiles::full_panels<T>(nbk), sc.packed.data());
   };
   auto block_rates = [&](detail::SegmentScratch<T>& sc, std::size_t slot, std::size_t count, std::size_t hd,
-                         std::size_t b, bool exponentiate, T* out, std::size_t out_stride) {
+                         std::size_t b, bool exponentiate, T* out, std::size_t out_stride, bool keep_max = true) {
     const std::size_t r0 = block_begin(b), nbk = block_end(b, m) - r0, row = (slot * heads + hd) * seg;
     tiles::shifted_rates(sc.packed.data(), s.W + hd * m * D, D, r0, nbk, ws.x_scaled.data() + row * D,
                          ws.offset.data() + row, s.bias ? s.bias + hd * m + r0 : nullptr, count, out, out_stride,
                          sc.row_max.data(), exponentiate);
-    for (std::size_t i = 0; i < count; ++i) ws.block_max[(row + i) * nb + b] = sc.row_max[i];
+    if (keep_max)
+      for (std::size_t i = 0; i < count; ++i) ws.block_max[(row + i) * nb + b] = sc.row_max[i];
   };
 
   // Pass 1, for the first segment only: the block maxima of its log-rates. Each later segment's
@@ -265,7 +267,7 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
       auto& sc = my_scratch();
       if (!keep_rates) {  // the same rates as those whose maxima were taken, bit for bit
         pack(sc, hd, r0, nbk);
-        block_rates(sc, cur, S, hd, b, true, sc.u.data(), kBlock);
+        block_rates(sc, cur, S, hd, b, true, sc.u.data(), kBlock, false);
       }
       T* g = s.g + hd * m + r0;
       T* h = s.h + hd * m + r0;

@@ -53,43 +53,16 @@ inline void with_rows(std::size_t rows, F&& f) {
 }
 
 // W rows [r0, r0 + full) into panels: panel p is D x kPanel, packed[(p D + j) kPanel + l] = W[r0 + p kPanel + l][j].
-// The plain loop, one value per load and store: the reference for pack_panels, and its tail.
+// (Packing by 8 x 8 blocks transposed in registers measured no faster, in the steady state nor in
+// the network, whose packing waits on DRAM for the weights: docs/performance-history.md.)
 template <class T>
-void pack_panels_reference(const T* W, std::size_t D, std::size_t r0, std::size_t full, T* packed) {
+void pack_panels(const T* W, std::size_t D, std::size_t r0, std::size_t full, T* packed) {
   constexpr std::size_t P = kPanel<T>;
   for (std::size_t p = 0; p < full / P; ++p)
     for (std::size_t l = 0; l < P; ++l) {
       const T* w = W + (r0 + p * P + l) * D;
       for (std::size_t j = 0; j < D; ++j) packed[(p * D + j) * P + l] = w[j];
     }
-}
-
-// The same copy by square blocks of Wd x Wd values transposed in registers (Wd = simd::W<T>): Wd
-// vector loads of Wd rows, Wd stores of Wd columns, where the plain loop stores one value at a
-// time, each to another cache line. In the continuous-time network the packing took a fifth of the
-// samples of a 1-thread profile (writes, each followed by a read), but it waits on DRAM for the
-// weights either way: against the plain
-// loop, a write at 6.4M synapses took 0.975 [q25 0.925, q75 0.998] of the time, a read 0.982
-// [0.950, 1.011] and the steady state 0.999 [0.972, 1.019] (2 threads, 10 pairs each). Columns
-// beyond the last multiple of Wd go one value at a time. A permutation: the same bits either way.
-template <class T>
-void pack_panels(const T* W, std::size_t D, std::size_t r0, std::size_t full, T* packed) {
-  constexpr std::size_t P = kPanel<T>, Wd = simd::W<T>;
-  const std::size_t Dfull = D / Wd * Wd;
-  for (std::size_t p = 0; p < full / P; ++p) {
-    for (std::size_t half = 0; half < P / Wd; ++half) {  // the panel's lanes [half Wd, half Wd + Wd)
-      const T* w = W + (r0 + p * P + half * Wd) * D;
-      T* out = packed + p * D * P + half * Wd;
-      for (std::size_t j0 = 0; j0 < Dfull; j0 += Wd) {
-        V<T> rows[Wd];
-        for (std::size_t l = 0; l < Wd; ++l) rows[l] = load(w + l * D + j0);
-        simd::transpose<T>(rows);  // rows[j] = (w[l][j0 + j])_l
-        for (std::size_t j = 0; j < Wd; ++j) store(out + (j0 + j) * P, rows[j]);
-      }
-      for (std::size_t j = Dfull; j < D; ++j)
-        for (std::size_t l = 0; l < Wd; ++l) out[j * P + l] = w[l * D + j];
-    }
-  }
 }
 
 // One register tile of log-rates without the rows' offsets: acc[i] (2 vectors) = sum_j x[i][j]
@@ -361,12 +334,12 @@ inline void with_count4(std::size_t n, F&& f) {
 
 // Reads of synapses that no later window of the segment changes: for rows dd < NR of H (stride m)
 // and the NJ windows jj whose rates are rows jj of `hr` (stride `stride`),
-//   acc[jj][dd][k] = sum over the panels c < full, in order, of H[dd][c + k Wd ..] * hr[jj][c + k Wd ..]
+//   acc[jj][dd0 + dd][k] = sum over the panels c < full, in order, of H[dd][c + k Wd ..] * hr[jj][c + k Wd ..]
 // A register tile of NR x NJ x 2 accumulators, summed in the same order, with the same fused
 // multiply-adds, as the per-synapse pass sums a read: the same bits.
 template <class T, std::size_t NR, std::size_t NJ>
 inline void read_tile_final(const T* H, std::size_t m, const T* hr, std::size_t stride, std::size_t full,
-                            V<T> (*acc)[4][2]) {
+                            V<T> (*acc)[4][2], std::size_t dd0) {
   constexpr std::size_t P = kPanel<T>, Wd = simd::W<T>;
   V<T> a[NJ][NR][2];
   TRIPARTITE_UNROLL
@@ -388,7 +361,7 @@ inline void read_tile_final(const T* H, std::size_t m, const T* hr, std::size_t 
     }
   }
   for (std::size_t jj = 0; jj < NJ; ++jj)
-    for (std::size_t dd = 0; dd < NR; ++dd) acc[jj][dd][0] = a[jj][dd][0], acc[jj][dd][1] = a[jj][dd][1];
+    for (std::size_t dd = 0; dd < NR; ++dd) acc[jj][dd0 + dd][0] = a[jj][dd][0], acc[jj][dd0 + dd][1] = a[jj][dd][1];
 }
 
 // One pass over a block's synapses (rows d < Dv of stride m, starting at the block's first
@@ -471,12 +444,8 @@ void synapse_segment(T* H, std::size_t m, std::size_t Dv, std::size_t nb, const 
         for (std::size_t dd0 = 0; dd0 < nd; dd0 += 2) {
           const std::size_t nj = std::min<std::size_t>(3, S - j0), nr = std::min<std::size_t>(2, nd - dd0);
           auto tile = [&](auto NR_, auto NJ_) {
-            V<T> out[3][4][2];
             read_tile_final<T, decltype(NR_)::value, decltype(NJ_)::value>(Hd + dd0 * m, m, hr + j0 * stride, stride,
-                                                                           full, out);
-            for (std::size_t jj = 0; jj < decltype(NJ_)::value; ++jj)
-              for (std::size_t dd = 0; dd < decltype(NR_)::value; ++dd)
-                dacc[j0 + jj][dd0 + dd][0] = out[jj][dd][0], dacc[j0 + jj][dd0 + dd][1] = out[jj][dd][1];
+                                                                           full, dacc + j0, dd0);
           };
           using one = std::integral_constant<std::size_t, 1>;
           using two = std::integral_constant<std::size_t, 2>;
