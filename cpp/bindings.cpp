@@ -313,6 +313,26 @@ py::array_t<T> shifted_exp2(py::array_t<T, py::array::c_style | py::array::force
   return out;
 }
 
+// The kernels' packing of hidden weights into panels, for testing it against NumPy and against the
+// plain loop: rows [r0, r0 + full) of W (m x D), full a multiple of the panel width (16 values in
+// float32, 8 in float64); returns (full / panel, D, panel).
+template <class T>
+py::array_t<T> pack_panels(py::array_t<T, py::array::c_style | py::array::forcecast> W, std::size_t r0,
+                           std::size_t full, bool reference) {
+  constexpr std::size_t P = tiles::kPanel<T>;
+  if (W.ndim() != 2) throw std::invalid_argument("pack_panels: W must be 2-D (m, D), got " + std::to_string(W.ndim()) + "-D");
+  const std::size_t m = std::size_t(W.shape(0)), D = std::size_t(W.shape(1));
+  if (full % P || r0 > m || full > m - r0)
+    throw std::invalid_argument("pack_panels: need full a multiple of " + std::to_string(P) + " and r0 + full <= m = " +
+                                std::to_string(m) + ", got r0 = " + std::to_string(r0) + ", full = " + std::to_string(full));
+  py::array_t<T> out({py::ssize_t(full / P), py::ssize_t(D), py::ssize_t(P)});
+  if (reference)
+    tiles::pack_panels_reference(W.data(), D, r0, full, out.mutable_data());
+  else
+    tiles::pack_panels(W.data(), D, r0, full, out.mutable_data());
+  return out;
+}
+
 // Maps from a window's start to each sampled step: M (k, 3, 3) and the astrocyte functionals (k, 6).
 py::tuple window_trajectory(const std::string& integrator, double duration, std::size_t steps, double rate_h,
                             double rate_a, double e, double leak, std::vector<std::size_t> samples) {
@@ -355,6 +375,10 @@ PYBIND11_MODULE(_core, mod) {
   mod.def("shifted_exp2", &shifted_exp2<double>, py::arg("x"), py::arg("shift"),
           "2^(x - shift) by the kernels' vector exp2 (float32 or float64, flat; other input is cast to "
           "float32), for testing it");
+  mod.def("pack_panels", &pack_panels<float>, py::arg("W"), py::arg("r0"), py::arg("full"), py::arg("reference") = false);
+  mod.def("pack_panels", &pack_panels<double>, py::arg("W"), py::arg("r0"), py::arg("full"), py::arg("reference") = false,
+          "rows [r0, r0 + full) of W packed into panels (full / panel, D, panel) by the kernels' packing "
+          "(reference=True: the plain loop), for testing it");
   mod.def("triad", &triad, "a = b + s c (float32), for measuring memory bandwidth");
   mod.def("fma_throughput", &fma_throughput, py::arg("num_threads"), py::arg("iterations"),
           "float32 FLOP/s of register-only FMA chains on num_threads threads (the compute limit)");

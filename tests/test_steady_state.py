@@ -214,6 +214,25 @@ EXP2 = {np.float32: (-126, 2.5e-7), np.float64: (-1022, 2 * np.finfo(np.float64)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_packing_of_weights_against_numpy(dtype):
+    """The kernels' panels of hidden weights (square blocks transposed in registers) hold exactly
+    the values NumPy's transpose puts there, and the plain loop's, for D a multiple of the vector
+    width and not (the columns past it go one by one), from any first row."""
+    panel = 16 if dtype == np.float32 else 8
+    rng = np.random.default_rng(5)
+    for m, D, r0, full in [(64, 64, 0, 64), (100, 64, 3, 96), (50, 13, 1, 48), (40, 3, 7, 32), (33, 9, 0, 32),
+                           (16, 1, 0, 16), (20, 8, 4, 16)]:
+        W = rng.standard_normal((m, D)).astype(dtype)
+        want = W[r0:r0 + full].reshape(full // panel, panel, D).transpose(0, 2, 1)
+        got = _core.pack_panels(W, r0, full)
+        assert got.dtype == dtype and got.shape == want.shape
+        assert np.array_equal(got, want), (m, D, r0, full)
+        assert np.array_equal(_core.pack_panels(W, r0, full, reference=True), want), (m, D, r0, full)
+    with pytest.raises(ValueError, match="multiple of"):
+        _core.pack_panels(np.zeros((40, 4), dtype), 0, panel + 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_vector_exp2_against_numpy(dtype):
     """The kernels' exp2 within its bound of exp2 in double (float) or of glibc's exp2 (double)
     wherever the result is a normal number, exactly 1 at the shift, exactly 0 below the lowest

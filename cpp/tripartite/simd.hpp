@@ -70,6 +70,38 @@ inline V<T> max(V<T> a, V<T> b) {
 #endif
 }
 
+// In-register transpose of a square of W<T> vectors: afterwards r[j][l] is the old r[l][j].
+// Shuffles only (unpack, then 2-lane and 4-lane blocks, as an AVX 8 x 8 transpose is written).
+template <class T>
+inline void transpose(V<T>* r) {
+  if constexpr (W<T> == 8) {
+    V<T> t[8], s[8];
+    for (std::size_t k = 0; k < 8; k += 2) {
+      t[k] = __builtin_shufflevector(r[k], r[k + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+      t[k + 1] = __builtin_shufflevector(r[k], r[k + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    }
+    for (std::size_t k = 0; k < 8; k += 4)
+      for (std::size_t i = 0; i < 2; ++i) {
+        s[k + 2 * i] = __builtin_shufflevector(t[k + i], t[k + 2 + i], 0, 1, 8, 9, 4, 5, 12, 13);
+        s[k + 2 * i + 1] = __builtin_shufflevector(t[k + i], t[k + 2 + i], 2, 3, 10, 11, 6, 7, 14, 15);
+      }
+    for (std::size_t k = 0; k < 4; ++k) {
+      r[k] = __builtin_shufflevector(s[k], s[k + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+      r[k + 4] = __builtin_shufflevector(s[k], s[k + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+    }
+  } else {
+    V<T> t[4];
+    t[0] = __builtin_shufflevector(r[0], r[1], 0, 4, 2, 6);
+    t[1] = __builtin_shufflevector(r[0], r[1], 1, 5, 3, 7);
+    t[2] = __builtin_shufflevector(r[2], r[3], 0, 4, 2, 6);
+    t[3] = __builtin_shufflevector(r[2], r[3], 1, 5, 3, 7);
+    r[0] = __builtin_shufflevector(t[0], t[2], 0, 1, 4, 5);
+    r[1] = __builtin_shufflevector(t[1], t[3], 0, 1, 4, 5);
+    r[2] = __builtin_shufflevector(t[0], t[2], 2, 3, 6, 7);
+    r[3] = __builtin_shufflevector(t[1], t[3], 2, 3, 6, 7);
+  }
+}
+
 template <class T>
 inline double hsum(V<T> v) {  // fixed order: lane 0, 1, 2, ...
   double s = 0;
