@@ -105,15 +105,17 @@ def log_rate_terms(weights_max: float, norm2: float, name: str, d: int, dtype: n
         )
 
 
-def bias_magnitude(arr: np.ndarray) -> None:
+def bias_magnitude(arr: np.ndarray, largest: Optional[float] = None) -> None:
     """The hidden bias enters the log-rates W x~ + b, whose common part is carried in double: its
     rounding grows like eps(double) |b| (an audit measured y moving by 8e-13 at a constant |b| = 1e4,
     5e-5 at 1e12 and 0.6 at 1e16, as the float64 reference does). Refuse biases beyond
     0.1 / eps(double), where the rounding of a
-    log-rate exceeds 0.1, instead of returning noise."""
+    log-rate exceeds 0.1, instead of returning noise. ``largest``: max |arr| if the caller has it
+    (:func:`finite` with ``magnitude``), else two more passes over ``arr``."""
     if not arr.size:
         return
-    largest = _largest_magnitude(arr)
+    if largest is None:
+        largest = _largest_magnitude(arr)
     limit = _precision_limit(np.float64)
     if largest > limit:
         raise ValueError(f"hidden_bias is too large: max |hidden_bias| = {largest:.3g} exceeds {limit:.3g}, beyond which "
@@ -137,10 +139,12 @@ def fits_dtype(arr: np.ndarray, name: str, dtype: np.dtype, largest: Optional[fl
         )
 
 
-def value_magnitude(arr: np.ndarray, name: str, dtype: np.dtype) -> None:
-    """Values are summed into the synapses; beyond sqrt(max float) those sums could overflow."""
+def value_magnitude(arr: np.ndarray, name: str, dtype: np.dtype, largest: Optional[float] = None) -> None:
+    """Values are summed into the synapses; beyond sqrt(max float) those sums could overflow.
+    ``largest``: max |arr| if the caller has it (:func:`finite` with ``magnitude``)."""
     limit = math.sqrt(float(np.finfo(dtype).max))
-    largest = _largest_magnitude(arr) if arr.size else 0.0
+    if largest is None:
+        largest = _largest_magnitude(arr) if arr.size else 0.0
     if not largest <= limit:
         raise ValueError(f"{name} is too large: max |{name}| = {largest:.3g} exceeds {limit:.3g} for {np.dtype(dtype).name}")
 
@@ -165,19 +169,25 @@ def scores_fit(q: np.ndarray, k: np.ndarray, s: float, dtype: np.dtype) -> None:
                          f"largest {np.dtype(dtype).name}, so the scores s q.k could overflow (rescale the inputs)")
 
 
-def attention_shapes(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> tuple:
-    """Check q (..., Lq, D), k (..., Lk, D), v (..., Lk, Dv) with D >= 1 and leading axes that
-    broadcast; returns the broadcast leading axes."""
+def attention_axes(q: np.ndarray, k: np.ndarray, v: Optional[np.ndarray] = None) -> None:
+    """Check the last axes of q (..., Lq, D), k (..., Lk, D) and, if given, v (..., Lk, Dv): at
+    least 2-D, D >= 1, k's D and v's Lk consistent."""
     for name, x, axes in (("q", q, "Lq, D"), ("k", k, "Lk, D"), ("v", v, "Lk, Dv")):
-        if x.ndim < 2:
+        if x is not None and x.ndim < 2:
             raise ValueError(f"{name} must have shape (..., {axes}), got {x.shape}")
     d = q.shape[-1]
     if d < 1:
         raise ValueError(f"q must have at least one feature (D >= 1), got shape {q.shape}")
     if k.shape[-1] != d:
         raise ValueError(f"k must have shape (..., Lk, D) with D = {d} (from q), got {k.shape}")
-    if v.shape[-2] != k.shape[-2]:
+    if v is not None and v.shape[-2] != k.shape[-2]:
         raise ValueError(f"v must have shape (..., Lk, Dv) with Lk = {k.shape[-2]} (from k), got {v.shape}")
+
+
+def attention_shapes(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> tuple:
+    """Check q (..., Lq, D), k (..., Lk, D), v (..., Lk, Dv) (:func:`attention_axes`) with leading
+    axes that broadcast; returns the broadcast leading axes."""
+    attention_axes(q, k, v)
     try:
         return np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     except ValueError:
@@ -391,9 +401,14 @@ MAX_STEPS = 1e8
 def step_limit(integrator: str, p: dict, max_step: Optional[float] = None) -> float:
     """The largest stable dt (ms) of "euler" or "rk4" for the parameters ``p``: ``max_step`` (by
     default MAX_STEP[integrator]) x min(tau_hidden, tau_astro, 1/leak)."""
-    step = MAX_STEP[integrator] if max_step is None else max_step
+    step = _max_step(integrator, max_step)
     limit = step * min(p["tau_hidden"], p["tau_astro"])
     return min(limit, step / p["leak"]) if p["leak"] > 0 else limit
+
+
+def _max_step(integrator: str, max_step: Optional[float]) -> float:
+    """The stability factor of "euler" or "rk4": ``max_step``, or by default MAX_STEP[integrator]."""
+    return MAX_STEP[integrator] if max_step is None else max_step
 
 
 def time_steps(dt: float, integrator: str, p: dict, exact_available: bool = True, max_step: Optional[float] = None) -> tuple:
@@ -411,12 +426,11 @@ def time_steps(dt: float, integrator: str, p: dict, exact_available: bool = True
             )
     if integrator == "exact":
         return 1, 1
-    step = MAX_STEP[integrator] if max_step is None else max_step
     limit = step_limit(integrator, p, max_step)
     if dt > limit:
         raise ValueError(
             f"dt = {dt} ms is unstable for the {integrator} integrator: it must be at most "
-            f"{limit:g} ms ({step:g} x min(tau_hidden, tau_astro, 1/leak)); "
+            f"{limit:g} ms ({_max_step(integrator, max_step):g} x min(tau_hidden, tau_astro, 1/leak)); "
             "use a smaller dt" + (" or integrator='exact'" if exact_available else "")
         )
     return whole_steps(dt, p)

@@ -224,10 +224,11 @@ def attention(
     V.check_memory(memory_bytes(heads if W is None else len(W), m, d, heads, Lq, Lk, Dv, dtype, causal, threads),
                    "attention")
     # the values, once the sizes are known to fit (a broadcast view's scan makes temporaries of its full size)
-    for name, x in (("q", q), ("k", k), ("v", v)):
+    for name, x in (("q", q), ("k", k)):
         V.finite(x, name, threads)
+    v_max = V.finite(v, "v", threads, magnitude=True)
     norm2 = {"q": V.input_norms(q, "q", s, dtype), "k": V.input_norms(k, "k", s, dtype)}
-    V.value_magnitude(v, "v", dtype)
+    V.value_magnitude(v, "v", dtype, v_max)
     if W is not None:
         w_max = V.finite(W_given, "hidden_weights", threads, dtype, magnitude=True)  # before broadcasting: each value once
         for name in ("q", "k"):
@@ -240,8 +241,7 @@ def attention(
             raise ValueError(f"hidden_bias must have shape (..., m) with m = {m}, got {b.shape}")
         _check_leading_axes(b, 1, batch, "hidden_bias", f": give shape (m,) = ({m},) for all heads, or (..., m) with "
                             f"leading axes that broadcast to {batch}")
-        V.finite(b, "hidden_bias", threads, dtype)  # before broadcasting: each value once
-        V.bias_magnitude(b)
+        V.bias_magnitude(b, V.finite(b, "hidden_bias", threads, dtype, magnitude=True))  # before broadcasting
         bias = np.ascontiguousarray(np.broadcast_to(b, batch + (m,)).reshape((heads, m)), dtype=dtype)
 
     mask = None

@@ -190,8 +190,7 @@ class NeuronAstrocyteNetwork:
             b = V.real_array(hidden_bias, "hidden_bias")
             if b.shape != (nh, m):
                 raise ValueError(f"hidden_bias must have shape (heads, n_hidden) = {(nh, m)}, got {b.shape}")
-            V.finite(b, "hidden_bias", self.num_threads, self._dtype)
-            V.bias_magnitude(b)
+            V.bias_magnitude(b, V.finite(b, "hidden_bias", self.num_threads, self._dtype, magnitude=True))
             self._bias = np.array(b, dtype=self._dtype)
             self._bias.flags.writeable = False
         self._H = np.zeros((nh, Dv, m), dtype=self._dtype)
@@ -260,9 +259,10 @@ class NeuronAstrocyteNetwork:
         V.check_memory(sum(n for n, _ in parts), "; ".join(what for _, what in parts))
         out = []
         for name, arr, two_d in inputs:
-            V.finite(arr[0] if two_d else arr, name, self.num_threads)  # indices as the caller gave them
+            largest = V.finite(arr[0] if two_d else arr, name, self.num_threads,  # indices as the caller gave them
+                               magnitude=name == "values")
             if name == "values":
-                V.value_magnitude(arr, name, self._dtype)
+                V.value_magnitude(arr, name, self._dtype, largest)
             else:  # keys, queries: the inputs of the log-rates
                 norm2 = V.input_norms(arr, name, self._scale, self._dtype)
                 if self._w_max is not None:

@@ -77,8 +77,7 @@ def _weights(hidden_weights: ArrayLike, hidden_bias: Optional[ArrayLike], d: Opt
         raise ValueError(f"hidden_bias must have shape (..., m) with m = {m} (from hidden_weights), got {b.shape}")
     if not batched and b.shape != (m,):
         raise ValueError(f"hidden_bias must have shape (m,) = ({m},), got {b.shape}")
-    V.finite(b, "hidden_bias")
-    V.bias_magnitude(b)
+    V.bias_magnitude(b, V.finite(b, "hidden_bias", magnitude=True))
     return W, b.astype(np.float64)
 
 
@@ -101,14 +100,11 @@ def _attention_inputs(q: ArrayLike, k: ArrayLike, v: Optional[ArrayLike] = None,
     checked as attention checks them (V.input_norms); without, q and k must give finite scores
     (:func:`tripartite._validate.scores_fit`). Returns q, k, v, key_mask, s, W, b (W and b None without weights)."""
     q, k = _batched(q, "q", "Lq, D"), _batched(k, "k", "Lk, D")
-    _has_features(q, "q")
-    if k.shape[-1] != q.shape[-1]:
-        raise ValueError(f"k must have shape (..., Lk, D) with D = {q.shape[-1]} (from q), got {k.shape}")
-    lead: List[Tuple[str, tuple]] = [("q", q.shape[:-2]), ("k", k.shape[:-2])]
     if v is not None:
         v = _batched(v, "v", "Lk, Dv")
-        if v.shape[-2] != k.shape[-2]:
-            raise ValueError(f"v must have shape (..., Lk, Dv) with Lk = {k.shape[-2]} (from k), got {v.shape}")
+    V.attention_axes(q, k, v)
+    lead: List[Tuple[str, tuple]] = [("q", q.shape[:-2]), ("k", k.shape[:-2])]
+    if v is not None:
         lead.append(("v", v.shape[:-2]))
     if key_mask is not None:
         key_mask = np.asarray(key_mask)
