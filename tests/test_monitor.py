@@ -311,7 +311,8 @@ def test_monitored_runs_check_the_samples_memory_before_running(rng, monkeypatch
     any window runs (it used to fail in NumPy mid-run, after writing the token)."""
     from tripartite import _validate
 
-    net = tripartite.NeuronAstrocyteNetwork(8, 64, 32, t_write=10.0, t_read=10000.0)
+    # one thread: the core's scratch (0.85 MB a thread) stays far below the 10 MiB given
+    net = tripartite.NeuronAstrocyteNetwork(8, 64, 32, t_write=10.0, t_read=10000.0, num_threads=1)
     mon = net.monitor("outputs")
     q, k, v = moderate_inputs(rng, (3, 8), (3, 8), 64)
     # 3 reads of 10^4 steps: ~3e4 samples of 64 doubles, about 16 MB kept

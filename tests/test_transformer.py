@@ -52,11 +52,6 @@ def sentences(ref):
 
 
 @pytest.fixture(scope="module")
-def model():
-    return MiniLM()
-
-
-@pytest.fixture(scope="module")
 def emb32(model, sentences):
     return model.encode(sentences)
 

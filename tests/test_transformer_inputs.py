@@ -16,11 +16,6 @@ from tripartite import transformer as T
 from tripartite.transformer import MiniLM
 
 
-@pytest.fixture(scope="module")
-def model():
-    return MiniLM()
-
-
 _R = np.random.default_rng(7)
 _Q, _K, _V = (_R.standard_normal((2, 5, 4)).astype(np.float32) for _ in range(3))
 

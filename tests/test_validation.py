@@ -300,4 +300,4 @@ def test_a_run_checks_the_cores_per_thread_scratch(rng, monkeypatch):
         net.write(k, v)
     assert net.time == 0.0
     net.num_threads = 2
-    net.write(k, v)  # 2.5 MiB
+    net.write(k, v)  # 5 MiB: 2 threads of 2.5
