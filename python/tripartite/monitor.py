@@ -3,7 +3,10 @@
 Inside a window the core advances the network in closed form (see cpp/tripartite/window.hpp), so a
 monitor does not slow the simulation down by stepping it: for each window it takes the state at
 the window's start and the maps from there to each sampled step (the same maps the core uses),
-and evaluates only the recorded entries. Memory is bounded by samples x recorded indices.
+and evaluates only the recorded entries. The calcium and the outputs need sums over all hidden
+neurons (g.h, g.u, h.h, h.u, u.u and H h, H u, with u the rates of the window's input): the core
+takes them in one pass over the head's weights, state and synapses (cpp/tripartite/monitor.hpp;
+_window_sums_reference is the same in NumPy). Memory is bounded by samples x recorded indices.
 """
 
 from __future__ import annotations
@@ -35,6 +38,47 @@ def _pairs(synapses, d_value: int, n_hidden: int) -> np.ndarray:
         raise ValueError(f"synapses must be (output d < {d_value}, hidden r < {n_hidden}) pairs, got {[(int(d), int(r)) for d, r in items]}")
     return np.asarray(items, dtype=np.int64)
 
+
+
+def _window_sums(net, hd: int, x: Optional[np.ndarray], with_outputs: bool):
+    """What the samples of one window of head ``hd`` need, from the network's state at the
+    window's start and the window's input x (D,) (None: no input), all float64 in true units
+    but the last two: (sums, u, Hh, Hu) with sums = (g.h, g.u, h.h, h.u, u.u), u the rates of the
+    input (m,), and with ``with_outputs`` Hh = H h, Hu = H u of the stored synapses (their scale
+    not applied; else None). The core's pass (cpp/tripartite/monitor.hpp);
+    :func:`_window_sums_reference` is the same in NumPy."""
+    xs, c = _scaled_input(net, x)
+    kernel = _core.monitor_window_float32 if net._dtype == np.float32 else _core.monitor_window_float64
+    e_h, e_g = np.exp(net._scalars[hd, 3]), np.exp(net._scalars[hd, 2])
+    return kernel(net._W[hd], xs, c, None if net._bias is None else net._bias[hd], net._h[hd], net._g[hd],
+                  float(e_h), float(e_g), net._H[hd] if with_outputs else None, net.num_threads)
+
+
+def _window_sums_reference(net, hd: int, x: Optional[np.ndarray], with_outputs: bool):
+    """:func:`_window_sums` in NumPy, the readable version the core's pass is tested against (at the
+    paper's m = 10^5 it converts W and H to float64 whole, 51 MB each, every window)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        h0 = net._h[hd].astype(np.float64) * np.exp(net._scalars[hd, 3])
+        g0 = net._g[hd].astype(np.float64) * np.exp(net._scalars[hd, 2])
+        if x is None:
+            u = np.zeros_like(h0)
+        else:
+            bias = None if net._bias is None else net._bias[hd]
+            u = np.exp(reference._log_features(x[None], net._W[hd], net.scale, bias)[0])
+        sums = np.array([g0 @ h0, g0 @ u, h0 @ h0, h0 @ u, u @ u])
+        if not with_outputs:
+            return sums, u, None, None
+        H = net._H[hd].astype(np.float64)
+        return sums, u, H @ h0, H @ u
+
+
+def _scaled_input(net, x: Optional[np.ndarray]) -> Tuple[Optional[np.ndarray], float]:
+    """x~ = x sqrt(s) in float64 and the rates' constant -|x~|^2 / 2 - ln(m) / 2 (as
+    reference.log_features forms them); (None, 0.0) without an input."""
+    if x is None:
+        return None, 0.0
+    xs = np.asarray(x, dtype=np.float64) * math.sqrt(V.scale_value(net.scale, x.shape[-1]))
+    return np.ascontiguousarray(xs), float(-0.5 * (xs * xs).sum() - 0.5 * math.log(net.n_hidden))
 
 class StateMonitor:
     """Recorded traces of one network (created by :meth:`NeuronAstrocyteNetwork.monitor`).
@@ -104,41 +148,40 @@ class StateMonitor:
         self._chunks["window"].append(np.full(samples.size, "now" if kind == "now" else kind))
         sc = net._scalars
         per_head: Dict[str, list] = {name: [] for name in self.variables}
+        with_outputs = "outputs" in per_head and kind != "write"
         with np.errstate(over="ignore", invalid="ignore"):
             for hd in self.heads:
-                h0 = net._h[hd].astype(np.float64) * np.exp(sc[hd, 3])
-                g0 = net._g[hd].astype(np.float64) * np.exp(sc[hd, 2])
+                e_h, e_g = np.exp(sc[hd, 3]), np.exp(sc[hd, 2])  # the stored h's and g's (and H's) scales
+
+                def h0(r):
+                    return net._h[hd, r].astype(np.float64) * e_h
+
+                def g0(r):
+                    return net._g[hd, r].astype(np.float64) * e_g
+
                 a0 = sc[hd, 0] * np.exp(sc[hd, 1])
-                if x is None:
-                    u = np.zeros_like(h0)
-                else:
-                    bias = None if net._bias is None else net._bias[hd]
-                    u = np.exp(reference._log_features(x[hd][None], net._W[hd], net.scale, bias)[0])
-                gram = dict(gh=g0 @ h0, gu=g0 @ u, hh=h0 @ h0, hu=h0 @ u, uu=u @ u)
-                z0 = np.array([a0, gram["gh"], gram["gu"], gram["hh"], gram["hu"], gram["uu"]])
-                a = A @ z0
+                sums, u, Hh, Hu = _window_sums(net, hd, None if x is None else x[hd], with_outputs)
+                a = A @ np.concatenate(([a0], sums))
                 if "calcium" in per_head:
                     per_head["calcium"].append(a)
                 r = self.hidden_indices
                 if "hidden" in per_head:
-                    per_head["hidden"].append(M[:, 1, 1, None] * h0[r] + M[:, 1, 2, None] * u[r])
+                    per_head["hidden"].append(M[:, 1, 1, None] * h0(r) + M[:, 1, 2, None] * u[r])
                 if "astrocyte_weights" in per_head:
-                    per_head["astrocyte_weights"].append(M[:, 0, 0, None] * g0[r] + M[:, 0, 1, None] * h0[r] + M[:, 0, 2, None] * u[r])
-                H_scale = np.exp(sc[hd, 2])
+                    per_head["astrocyte_weights"].append(M[:, 0, 0, None] * g0(r) + M[:, 0, 1, None] * h0(r) + M[:, 0, 2, None] * u[r])
                 if "synapses" in per_head:
                     d, rs = self.synapse_indices[:, 0], self.synapse_indices[:, 1]
-                    H0 = net._H[hd, d, rs].astype(np.float64) * H_scale
+                    H0 = net._H[hd, d, rs].astype(np.float64) * e_g
                     if kind == "write":
                         vd = v[hd, d].astype(np.float64)
-                        per_head["synapses"].append(M[:, 0, 0, None] * H0 + vd * (M[:, 0, 1, None] * h0[rs] + M[:, 0, 2, None] * u[rs]))
+                        per_head["synapses"].append(M[:, 0, 0, None] * H0 + vd * (M[:, 0, 1, None] * h0(rs) + M[:, 0, 2, None] * u[rs]))
                     else:
                         per_head["synapses"].append(np.broadcast_to(H0, (len(a), len(H0))).copy())
                 if "outputs" in per_head:
                     if kind == "write":  # the output neurons are clamped to the token's value
                         per_head["outputs"].append(np.broadcast_to(v[hd].astype(np.float64), (len(a), v.shape[-1])).copy())
                     else:  # y(s) = H h(s) / a(s), H held
-                        H = net._H[hd].astype(np.float64) * H_scale
-                        num = M[:, 1, 1, None] * (H @ h0) + M[:, 1, 2, None] * (H @ u)
+                        num = M[:, 1, 1, None] * (Hh * e_g) + M[:, 1, 2, None] * (Hu * e_g)
                         per_head["outputs"].append(np.where(a[:, None] > 0, num / np.where(a > 0, a, 1)[:, None], 0.0))
         for name, values in per_head.items():
             self._chunks[name].append(np.stack(values, axis=1))
@@ -146,8 +189,9 @@ class StateMonitor:
     def _run_bytes(self, window_steps: Sequence[Tuple[int, int]]) -> Tuple[int, str]:
         """Memory a run adds, for (steps per window, number of such windows) pairs: its samples,
         kept (float64 values, the time and the window's 5-character name), and the largest
-        window's transient arrays while it is recorded (its maps M and A, 15 doubles a sample,
-        and up to four temporaries the size of its values). Returns (bytes, what)."""
+        window's transient arrays while it is recorded (its maps M and A, 15 doubles a sample, up
+        to four temporaries the size of its values, and one head's rates u of the window's input).
+        Returns (bytes, what)."""
         width = sum(math.prod(self._sample_shape(name)) for name in self.variables)
         samples, largest = 0, 0
         for steps, count in window_steps:
@@ -155,7 +199,7 @@ class StateMonitor:
             samples += per_window * count
             largest = max(largest, per_window if count else 0)
         kept = samples * (8 + 20 + 8 * width)
-        transient = largest * 8 * (15 + 4 * width)
+        transient = largest * 8 * (15 + 4 * width) + 8 * self._net.n_hidden  # and one head's rates u
         what = (f"the samples of a monitor of {', '.join(self.variables)} ({width} values a sample, every = "
                 f"{self.every} steps): {samples} samples")
         return kept + transient, what
