@@ -114,7 +114,7 @@ template <class T>
 py::tuple run_network(py::array W, py::object bias, py::array H, py::array g, py::array h, py::array scalars, py::array keys,
                       py::array values, py::array queries, py::array is_write, py::array index,
                       py::dict params, std::string integrator, std::size_t write_steps, std::size_t read_steps,
-                      int num_threads, py::object progress, std::size_t stop_multiple) {
+                      int num_threads, py::object progress, std::size_t stop_multiple, py::object window_sums) {
   NetworkParams p;
   if (W.ndim() != 3) throw std::invalid_argument("hidden_weights must be 3-D");
   p.heads = W.shape(0), p.m = W.shape(1), p.D = W.shape(2);
@@ -151,6 +151,10 @@ py::tuple run_network(py::array W, py::object bias, py::array H, py::array g, py
   in.log_astro = log_a.mutable_data();
   std::vector<double> log_underflow(std::size_t(hs) * in.n_queries, kNegInf);
   in.log_underflow = log_underflow.data();
+  if (!window_sums.is_none()) {  // written by the run, window by window
+    py::array ws = py::reinterpret_borrow<py::array>(window_sums);
+    in.window_sums = checked<double>(ws, "window_sums", {hs, n_windows, 6}, true);
+  }
 
   const Integrator integ = parse_integrator(integrator);
   const double tau_h = params["tau_hidden"].cast<double>(), tau_a = params["tau_astro"].cast<double>();
@@ -398,8 +402,14 @@ PYBIND11_MODULE(_core, mod) {
   };
   def_attention("attention_float32", &attention<float>);
   def_attention("attention_float64", &attention<double>);
-  mod.def("run_network_float32", &run_network<float>);
-  mod.def("run_network_float64", &run_network<double>);
+  auto def_network = [&mod](const char* name, auto fn) {
+    mod.def(name, fn, py::arg("W"), py::arg("bias"), py::arg("H"), py::arg("g"), py::arg("h"), py::arg("scalars"),
+            py::arg("keys"), py::arg("values"), py::arg("queries"), py::arg("is_write"), py::arg("index"),
+            py::arg("params"), py::arg("integrator"), py::arg("write_steps"), py::arg("read_steps"),
+            py::arg("num_threads"), py::arg("progress"), py::arg("stop_multiple"), py::arg("window_sums") = py::none());
+  };
+  def_network("run_network_float32", &run_network<float>);
+  def_network("run_network_float64", &run_network<double>);
   mod.def("window_map", &window_map_py,
           "(M, a): the map of one window on (g, h, u) and the astrocyte's linear functional.");
   mod.def("scan_values", &scan_values<float>, py::arg("array"), py::arg("num_threads") = 0);

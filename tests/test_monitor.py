@@ -204,8 +204,8 @@ def ctrl_c_on_record(monkeypatch, when):
     the kinds ("write", "read", ...) of the samples recorded so far, this one last."""
     record, seen = StateMonitor._record, []
 
-    def record_then_ctrl_c(self, net_, kind, *args):
-        record(self, net_, kind, *args)
+    def record_then_ctrl_c(self, net_, kind, *args, **kwargs):
+        record(self, net_, kind, *args, **kwargs)
         seen.append(kind)
         if when(seen):
             signal.raise_signal(signal.SIGINT)
@@ -291,13 +291,14 @@ def test_a_window_that_fails_leaves_no_samples(rng, monkeypatch, error):
 
 def test_ctrl_c_in_a_monitored_read_keeps_the_outputs_of_the_queries_done(rng, monkeypatch):
     """Two heads, (heads, L, D) input: SIGINT while the monitor samples query 2's window; the
-    exception holds the first 3 queries' outputs (2, 3, Dv) and calcium (2, 3)."""
+    exception holds the first 3 queries' outputs (2, 3, Dv) and calcium (2, 3). (A monitor of the
+    outputs: a run goes window by window; a calcium monitor's runs go in segments, below.)"""
     q, k, v = moderate_inputs(rng, (2, 5, 4), (2, 3, 4), 2)
     nets = [tripartite.NeuronAstrocyteNetwork(4, 2, 30, heads=2, dtype=np.float64, **FAST) for _ in range(2)]
     for net in nets:
         net.write(k, v)
     y, a = nets[0].read(q, return_astrocyte=True)
-    mon = nets[1].monitor(every=5)
+    mon = nets[1].monitor(("calcium", "outputs"), every=5)
     ctrl_c_on_record(monkeypatch, lambda kinds: len(kinds) == 3)
     exc = run_catching_ctrl_c(lambda: nets[1].read(q))
     assert type(exc) is SimulationInterrupted and exc.windows_done == 3
@@ -376,3 +377,65 @@ def test_window_sums_of_the_core_against_numpy(rng, dtype, bias):
             net.num_threads = 0
             for other in results[1:]:
                 assert all(np.array_equal(a_, b_) for a_, b_ in zip(results[0], other))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("integrator", ["euler", "rk4"])
+def test_calcium_monitors_run_in_segments_and_match_the_reference(rng, dtype, integrator):
+    """Calcium monitors only: the run goes in the core's segments (network._in_segments), the
+    samples come from the core's sums of each window's starting state. A stream of 40 tokens (80
+    windows: segments of 32, 32 and 16) on two heads with a bias, m over two blocks, a monitor of
+    head 1 every 3 steps and one of both heads every 7: the same sample times as a monitor that
+    makes the run go window by window, and calcium equal to reference.simulate's within the
+    tolerance of the monitors' test above (the network's rounding and the maps' composition; the
+    window-by-window monitor's within twice that)."""
+    D, Dv, m, L, dt = 5, 3, _core.block_size + 52, 40, 0.5
+    q, k, v = (float32_numbers(x) for x in moderate_inputs(rng, (2, L, D), (2, L, D), Dv))
+    W = float32_numbers(rng.standard_normal((2, m, D)))
+    b = float32_numbers(rng.normal(-0.3, 0.2, (2, m)))
+    args = dict(heads=2, dtype=dtype, integrator=integrator, dt=dt, hidden_weights=W, hidden_bias=b, **FAST)
+    net = tripartite.NeuronAstrocyteNetwork(D, Dv, m, **args)
+    mon, both = net.monitor(heads=[1], every=3), net.monitor(every=7)
+    assert net._in_segments() and _core.segment_windows(2, m, D, Dv) == 32
+    y = net.stream(q, k, v)
+    slow = tripartite.NeuronAstrocyteNetwork(D, Dv, m, **args)
+    slow_mon = slow.monitor(("calcium", "hidden"), heads=[1], every=3)
+    assert not slow._in_segments()
+    y_slow = slow.stream(q, k, v)
+    assert np.array_equal(y, y_slow)  # the same core arithmetic either way
+    assert np.array_equal(mon.t, slow_mon.t) and np.array_equal(mon.window, slow_mon.window)
+    assert mon.n_samples == 1 + L * (20 + 40) // 3 and both.n_samples == 1 + L * (20 + 40) // 7
+    _, _, trace = reference.simulate(k[1], v[1], q[1], W[1], stream=True, integrator=integrator, dt=dt, hidden_bias=b[1],
+                                     record_every=3, **FAST)
+    assert np.allclose(mon.t, trace["t"], rtol=0, atol=1e-9)
+    top = np.max(np.abs(trace["calcium"]))
+    tol = network_tol(dtype, 2 * L, L * (FAST["t_write"] + FAST["t_read"]) / dt) + FAST["t_read"] / dt * EPS[np.float64]
+    assert np.max(np.abs(mon.calcium[:, 0] - trace["calcium"])) <= tol * top
+    assert np.max(np.abs(mon.calcium[:, 0] - slow_mon.calcium[:, 0])) <= 2 * tol * top
+    # the two monitors' common steps (multiples of 21): the same values
+    steps_mon, steps_both = np.rint(mon.t / dt).astype(int), np.rint(both.t / dt).astype(int)
+    assert np.array_equal(both.calcium[steps_both % 21 == 0, 1], mon.calcium[steps_mon % 21 == 0, 0])
+
+
+def test_a_calcium_monitored_run_stopped_by_ctrl_c_keeps_the_samples_of_the_windows_done(rng, monkeypatch):
+    """Ctrl-C in a calcium-monitored write (in segments): the monitor holds the samples of the
+    windows done and none after (its last sample at the network's time), the same as a run of
+    just those tokens; resumed, the rest follows."""
+    from test_checkpoint import InterruptAfterFirstReport
+
+    D, Dv, m, L = 32, 32, 200_000, 8000
+    k = rng.standard_normal((L, D)).astype(np.float32) * 0.4
+    v = rng.standard_normal((L, Dv)).astype(np.float32)
+    net = tripartite.NeuronAstrocyteNetwork(D, Dv, m, num_threads=1)
+    mon = net.monitor(every=25)
+    with pytest.raises(SimulationInterrupted) as info:
+        InterruptAfterFirstReport().run(monkeypatch, lambda: net.write(k, v, progress=True))
+    done = info.value.windows_done
+    assert 0 < done < L and mon.t[-1] == net.time == done * 100.0
+    fresh = tripartite.NeuronAstrocyteNetwork(D, Dv, m, num_threads=1)
+    fresh_mon = fresh.monitor(every=25)
+    fresh.write(k[:done], v[:done])
+    assert np.array_equal(mon.t, fresh_mon.t) and np.array_equal(mon.calcium, fresh_mon.calcium)
+    net.write(k[done:done + 3], v[done:done + 3])
+    fresh.write(k[done:done + 3], v[done:done + 3])
+    assert np.array_equal(mon.calcium, fresh_mon.calcium) and mon.t[-1] == net.time

@@ -59,6 +59,12 @@ struct WindowInputs {
   // heads x n_queries (may be null): log of a bound, relative to a, on what underflow may have
   // taken from each read (see run_windows); -inf where nothing can have been lost.
   double* log_underflow = nullptr;
+  // heads x n_windows x 6 (may be null): for each window of the call, its head's state at the
+  // window's start as a monitor of the calcium needs it, in true units: the calcium a and the
+  // Gram sums (g.h, g.u, h.h, h.u, u.u) the window's calcium update takes (u: the window's input
+  // rates). A calcium monitor's samples follow from these and the window's maps (monitor.py), with
+  // no pass of their own and with the run in segments.
+  double* window_sums = nullptr;
 };
 
 namespace detail {
@@ -340,6 +346,15 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
           }
         };
         auto gram = [&](int t, std::size_t b) { return ws.gram[((hd * seg + i) * nb + b) * 5 + (t - 1)]; };
+        if (in.window_sums) {
+          double* out = in.window_sums + (hd * schedule.size() + done + i) * 6;
+          out[0] = scaled_product(sc[kA], 1.0, sa);
+          for (int t = 1; t < 6; ++t) {
+            double sum = 0;
+            for (std::size_t b = 0; b < nb; ++b) sum += scaled_product(gram(t, b), 1.0, exponent(t, b));
+            out[t] = sum;
+          }
+        }
         double sa_new = log_abs(map.a[0]) + log_abs(sc[kA]) + sa;  // -inf if either is 0
         for (int t = 1; t < 6; ++t)
           if (map.a[t] != 0)

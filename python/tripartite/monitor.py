@@ -4,9 +4,12 @@ Inside a window the core advances the network in closed form (see cpp/tripartite
 monitor does not slow the simulation down by stepping it: for each window it takes the state at
 the window's start and the maps from there to each sampled step (the same maps the core uses),
 and evaluates only the recorded entries. The calcium and the outputs need sums over all hidden
-neurons (g.h, g.u, h.h, h.u, u.u and H h, H u, with u the rates of the window's input): the core
-takes them in one pass over the head's weights, state and synapses (cpp/tripartite/monitor.hpp;
-_window_sums_reference is the same in NumPy). Memory is bounded by samples x recorded indices.
+neurons (g.h, g.u, h.h, h.u, u.u and H h, H u, with u the rates of the window's input). A run
+with calcium monitors only goes in the core's segments, and the core hands over each window's
+starting calcium and Gram sums (the ones its own calcium update takes). Otherwise the run goes
+window by window and the core takes the sums in one pass over the head's weights, state and
+synapses (cpp/tripartite/monitor.hpp; _window_sums_reference is the same in NumPy). Memory is
+bounded by samples x recorded indices.
 """
 
 from __future__ import annotations
@@ -124,9 +127,12 @@ class StateMonitor:
 
     # ----------------------------------------------------------------------------------------
     def _record(self, net, kind: str, x: Optional[np.ndarray], v: Optional[np.ndarray], start_time: float, start_step: int,
-                steps: int, duration: float) -> None:
+                steps: int, duration: float, start_sums: Optional[np.ndarray] = None) -> None:
         """Samples of one window of `steps` steps starting at global step `start_step`, from the
-        state now (the window's start). kind: "write", "read" or "now" (the current state only)."""
+        state now (the window's start). kind: "write", "read" or "now" (the current state only).
+        ``start_sums`` (heads, 6), for a calcium monitor of a run in the core's segments: the
+        window's starting calcium and Gram sums (g.h, g.u, h.h, h.u, u.u) from the core, in
+        place of the state now."""
         if kind == "now":
             samples = np.array([0]) if start_step % self.every == 0 else np.array([], dtype=np.int64)
             M = np.eye(3)[None]
@@ -151,6 +157,9 @@ class StateMonitor:
         with_outputs = "outputs" in per_head and kind != "write"
         with np.errstate(over="ignore", invalid="ignore"):
             for hd in self.heads:
+                if start_sums is not None:  # a calcium monitor of a run in segments (network._in_segments)
+                    per_head["calcium"].append(A @ start_sums[hd])
+                    continue
                 e_h, e_g = np.exp(sc[hd, 3]), np.exp(sc[hd, 2])  # the stored h's and g's (and H's) scales
 
                 def h0(r):

@@ -254,6 +254,8 @@ class NeuronAstrocyteNetwork:
         parts.append((9 * (n_write + n_read), f"the schedule of {n_write + n_read} windows"))  # kind and index
         windows = [(self._window_steps(True), n_write), (self._window_steps(False), n_read)]
         parts += [mon._run_bytes(windows) for mon in self._monitors]
+        if self._monitors and self._in_segments():
+            parts.append((48 * self._heads * (n_write + n_read), "the calcium monitors' sums (6 doubles a head and window)"))
         threads = self.num_threads or _core.max_threads()
         parts.append((scratch_bytes(threads, self._d_key, self._dtype), f"the core's scratch for num_threads = {threads}"))
         V.check_memory(sum(n for n, _ in parts), "; ".join(what for _, what in parts))
@@ -338,10 +340,10 @@ class NeuronAstrocyteNetwork:
         total = len(is_write)
         bar = _progress_bar(progress, total, what)
         try:
-            if self._monitors:  # advances the network window by window
+            if not self._in_segments():  # advances the network window by window
                 outputs, log_a, done, interrupted = self._run_monitored(keys, values, queries, is_write, index, bar,
                                                                         stop_multiple, caught)
-            else:
+            else:  # the core's segments; calcium monitors take the state at each window's start from the core
                 raised: list = []
 
                 def poll(n: int) -> bool:  # the core, between windows: report progress, stop on Ctrl-C
@@ -353,9 +355,14 @@ class NeuronAstrocyteNetwork:
                         raised.append(exc)  # stop at this boundary, count the windows done, then raise it
                         return True
 
+                sums = np.empty((self._heads, total, 6)) if self._monitors else None
                 outputs, log_a, done, interrupted = self._kernel(keys, values, queries, is_write, index, poll,
-                                                                 stop_multiple)
-                self._advance(is_write[:done])
+                                                                 stop_multiple, sums)
+                try:
+                    if sums is not None:  # the windows done, from their starting states
+                        self._record_windows(is_write[:done], sums)
+                finally:  # the state has run them: the time counts them whatever the monitors did
+                    self._advance(is_write[:done])
                 if raised:
                     raise raised[0]
                 # Ctrl-C after the core's last poll: the run is complete, and stops here
@@ -371,13 +378,33 @@ class NeuronAstrocyteNetwork:
             raise SimulationInterrupted(done, total, self._now(), stop_multiple, *done_outputs)
         return outputs, log_a
 
-    def _kernel(self, keys, values, queries, is_write, index, poll, stop_multiple):
+    def _in_segments(self) -> bool:
+        """Whether a run goes in the core's segments: with no monitor, or with calcium monitors only
+        (the core gives each window's starting calcium and Gram sums); other monitors need each
+        window's starting state, so the run goes window by window."""
+        return all(mon.variables == ("calcium",) for mon in self._monitors)
+
+    def _record_windows(self, is_write, sums) -> None:
+        """The calcium monitors' samples of the windows just run in segments (``is_write`` their
+        kinds, from the network's time and step before them), from the core's sums of each
+        window's starting state (heads, windows, 6)."""
+        n_write = n_read = 0
+        for i, write in enumerate(np.asarray(is_write, dtype=bool)):
+            start = self._time_base + (self._windows[0] + n_write) * self._params["t_write"] + \
+                (self._windows[1] + n_read) * self._params["t_read"]
+            step = self._step + n_write * self._window_steps(True) + n_read * self._window_steps(False)
+            for mon in self._monitors:
+                mon._record(self, "write" if write else "read", None, None, start, step, self._window_steps(write),
+                            self._params["t_write" if write else "t_read"], start_sums=sums[:, i])
+            n_write, n_read = n_write + write, n_read + (not write)
+
+    def _kernel(self, keys, values, queries, is_write, index, poll, stop_multiple, sums=None):
         kernel = _core.run_network_float32 if self._dtype == np.float32 else _core.run_network_float64
         *result, underflowed = kernel(
             self._W, self._bias, self._H, self._g, self._h, self._scalars, keys, values, queries,
             np.ascontiguousarray(is_write, dtype=np.uint8), np.ascontiguousarray(index, dtype=np.int64),
             self._params, self._integrator, self._write_steps, self._read_steps, self.num_threads,
-            poll, stop_multiple,
+            poll, stop_multiple, sums,
         )
         self._underflowed_reads += underflowed  # reads the core found may have lost terms to underflow
         return tuple(result)
@@ -565,6 +592,10 @@ class NeuronAstrocyteNetwork:
         StateMonitor
             Its arrays grow as the network runs; ``monitor.stop()`` detaches it. The current
             state is recorded first (if the step count is a multiple of ``every``).
+
+        With calcium monitors only, runs go in the core's segments as unmonitored runs do (at
+        6.4M synapses a 100-token write took 1.1 times as long; ``bench/monitor_cost.py``). Any
+        other variable makes runs go window by window (9 times as long there).
         """
         if self._integrator == "exact":  # euler and rk4 check it in the constructor
             V.whole_steps(self._dt, self._params, " for a monitor (it samples the exact solution every dt)")
