@@ -280,3 +280,33 @@ def test_key_mask_results_do_not_depend_on_the_thread_count(rng):
     for causal in (False, True):
         ys = [tripartite.attention(*args, hidden_weights=W, causal=causal, key_mask=mask, num_threads=t) for t in (1, 2, 3)]
         assert all(np.array_equal(ys[0], y) for y in ys[1:])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_network_with_a_hidden_bias_does_not_depend_on_how_calls_are_split(rng, dtype):
+    """With a hidden bias, a stream in one call, token by token, and as separate one-window writes
+    and reads: the same bits (outputs, calcium, synapses, hidden rates). The bias's base-2 term
+    is rounded once per call (tiles.hpp shifted_rates); computed inside each register tile, Clang's
+    builds fused it into the tile's add for some tile heights and not others, and a write of two
+    tokens and two writes of one differed in the last bits (two heads, m over two blocks)."""
+    D, Dv, m, L = 5, 3, _core.block_size + 52, 6
+    q, k, v = (rng.standard_normal((2, L, d)) * 0.4 for d in (D, D, Dv))
+    W, b = rng.standard_normal((2, m, D)), rng.normal(-0.3, 0.2, (2, m))
+
+    def network():
+        return tripartite.NeuronAstrocyteNetwork(D, Dv, m, heads=2, dtype=dtype, hidden_weights=W, hidden_bias=b,
+                                                 integrator="euler", dt=0.5, tau_hidden=2.0, tau_astro=5.0,
+                                                 t_write=10.0, t_read=20.0)
+
+    whole = network()
+    y = whole.stream(q, k, v, return_astrocyte=True)
+    tokens, windows = network(), network()
+    y_tokens = [tokens.stream(q[:, i:i + 1], k[:, i:i + 1], v[:, i:i + 1], return_astrocyte=True) for i in range(L)]
+    y_windows = []
+    for i in range(L):
+        windows.write(k[:, i:i + 1], v[:, i:i + 1])
+        y_windows.append(windows.read(q[:, i:i + 1], return_astrocyte=True))
+    for parts, net in ((y_tokens, tokens), (y_windows, windows)):
+        assert all(np.array_equal(np.concatenate([p[j] for p in parts], axis=1), y[j]) for j in (0, 1))
+        for name in ("synapses", "astrocyte_weights", "hidden_rates", "calcium"):
+            assert np.array_equal(getattr(net, name), getattr(whole, name)), name

@@ -36,6 +36,7 @@ inline constexpr std::size_t kChunk = 72;
 // constant beyond rounding.
 inline constexpr std::size_t kNeuronBlock = 512;
 inline constexpr std::size_t kBlocksPerTask = 2;
+static_assert(kNeuronBlock <= tiles::kMaxRatesBlock, "shifted_rates takes a whole block");
 // Row stride of a chunk's feature rows: 16 values (a cache line or two) more than a block, so the
 // rows of a chunk fall in different cache sets (a power-of-two stride puts them all in one set).
 inline constexpr std::size_t kRow = kNeuronBlock + 16;

@@ -86,6 +86,7 @@ inline constexpr std::size_t kCoef = 9;
 // stop only at every other segment's end.
 inline constexpr std::size_t kMinSegment = 8, kMaxSegment = tiles::kMaxSegment;
 static_assert(kMinSegment % 2 == 0 && kMaxSegment % 2 == 0, "segments have an even number of windows");
+static_assert(kBlock <= tiles::kMaxRatesBlock, "shifted_rates takes a whole block");
 inline constexpr std::size_t kSegmentWork = std::size_t(1) << 32;
 
 inline std::size_t segment_windows(std::size_t heads, std::size_t m, std::size_t D, std::size_t Dv) {

@@ -39,6 +39,10 @@ std::size_t full_panels(std::size_t nb) {
 // its own unrolled code.
 inline constexpr std::size_t kRows = 6;
 
+// The most neurons shifted_rates takes at once: the network's blocks (common.hpp kBlock), the
+// steady state's are smaller.
+inline constexpr std::size_t kMaxRatesBlock = 2048;
+
 template <class F>
 inline void with_rows(std::size_t rows, F&& f) {
   static_assert(kRows == 6, "with_rows lists the tile heights 1..6");
@@ -97,7 +101,7 @@ void pack_panels(const T* W, std::size_t D, std::size_t r0, std::size_t full, T*
 // 12 accumulators and 2 panel vectors in the 16 AVX registers.
 template <class T, std::size_t R>
 inline void rate_tile(const T* panel, std::size_t D, const T* const* x, T* const* o, const T* bias_panel,
-                      T bias_ref, V<T>* row_best) {
+                      V<T>* row_best) {
   constexpr std::size_t P = kPanel<T>, Wd = simd::W<T>;
   V<T> acc[R][2];
   TRIPARTITE_UNROLL
@@ -111,9 +115,8 @@ inline void rate_tile(const T* panel, std::size_t D, const T* const* x, T* const
       acc[ii][1] += xb * w1;
     }
   }
-  if (bias_panel) {  // the bias is in natural units, relative to bias_ref; the products in base 2
-    const V<T> ref = splat(bias_ref);
-    const V<T> b0 = (load(bias_panel) - ref) * T(kLog2e), b1 = (load(bias_panel + Wd) - ref) * T(kLog2e);
+  if (bias_panel) {  // the bias, already in base 2 (shifted_rates: a plain add, nothing to contract)
+    const V<T> b0 = load(bias_panel), b1 = load(bias_panel + Wd);
     TRIPARTITE_UNROLL
     for (std::size_t ii = 0; ii < R; ++ii) acc[ii][0] += b0, acc[ii][1] += b1;
   }
@@ -144,9 +147,16 @@ void shifted_rates(const T* packed, const T* W, std::size_t D, std::size_t r0, s
   // attention's error at C = 300 was 3.7e-6 of max|y|, 4.0e-7 without a bias; now 4.0e-7 with it).
   // A constant bias now adds nothing in T; in double, where B joins the offset, it adds ulp(B).
   T bias_ref = 0;
+  // (bias[r] - B) log2(e) in T, once per call: every tile and tail row then adds the same rounded
+  // value. Computed inside each tile, Clang's builds fused the product into the tile's add in some
+  // tile heights and not in others, so that with a bias a write of two tokens and two writes of
+  // one token gave different bits (GCC's builds gave the same bits either way).
+  alignas(64) T bias2[kMaxRatesBlock];
   if (bias) {
+    if (nb > kMaxRatesBlock) throw std::invalid_argument("shifted_rates: a block of at most " + std::to_string(kMaxRatesBlock) + " neurons");
     bias_ref = bias[0];
     for (std::size_t r = 1; r < nb; ++r) bias_ref = std::max(bias_ref, bias[r]);
+    for (std::size_t r = 0; r < nb; ++r) bias2[r] = (bias[r] - bias_ref) * T(kLog2e);
   }
   for (std::size_t i0 = 0; i0 < n; i0 += R) {
     const std::size_t rows = std::min(R, n - i0);
@@ -163,8 +173,8 @@ void shifted_rates(const T* packed, const T* W, std::size_t D, std::size_t r0, s
       for (std::size_t p = 0; p < full / P; ++p) {
         T* op[R];
         for (std::size_t ii = 0; ii < rows; ++ii) op[ii] = o[ii] + p * P;
-        const T* bp = bias ? bias + p * P : nullptr;
-        rate_tile<T, R_>(packed + p * D * P, D, x, op, bp, bias_ref, best);
+        const T* bp = bias ? bias2 + p * P : nullptr;
+        rate_tile<T, R_>(packed + p * D * P, D, x, op, bp, best);
       }
     });
     for (std::size_t ii = 0; ii < rows; ++ii) {
@@ -176,7 +186,7 @@ void shifted_rates(const T* packed, const T* W, std::size_t D, std::size_t r0, s
         const T* w = W + (r0 + r) * D;
         T value = 0;
         for (std::size_t j = 0; j < D; ++j) value += w[j] * x[ii][j];
-        if (bias) value += (bias[r] - bias_ref) * T(kLog2e);
+        if (bias) value += bias2[r];
         oi[r] = value;
         top = std::max(top, value);
       }
