@@ -5,8 +5,9 @@ Writes N tokens (default 100) into a network of the paper's size (m = 10^5 hidde
 with a monitor of every variable (calcium, hidden, astrocyte_weights, synapses, outputs), then
 reads 20 queries with the last one (its outputs need H h and H u every window). Prints the median
 and range of R calls (default 3) of each, a fresh network per call, and each monitored time over
-the unmonitored one. A monitored run goes window by window; an unmonitored one in segments of up
-to 32 windows."""
+the unmonitored one. A run with calcium monitors only goes in the core's segments of up to 32
+windows, as an unmonitored one does; a monitor of any other variable makes it go window by
+window."""
 
 import argparse
 import statistics

@@ -52,13 +52,14 @@ T* checked(py::array& arr, const char* name, const std::vector<py::ssize_t>& sha
   return static_cast<T*>(arr.mutable_data());
 }
 
-// An optional read-only input: null for None, else `checked`.
+// An optional input (or, `writable`, output): null for None, else `checked`.
 template <class T>
-const T* optional_array(const py::object& obj, const char* name, const std::vector<py::ssize_t>& shape) {
+T* optional_array(const py::object& obj, const char* name, const std::vector<py::ssize_t>& shape,
+                  bool writable = false) {
   if (obj.is_none()) return nullptr;
   if (!py::isinstance<py::array>(obj)) throw std::invalid_argument(std::string(name) + " must be a NumPy array or None");
   py::array arr = py::reinterpret_borrow<py::array>(obj);
-  return checked<T>(arr, name, shape, false);
+  return checked<T>(arr, name, shape, writable);
 }
 
 template <class T>
@@ -151,10 +152,7 @@ py::tuple run_network(py::array W, py::object bias, py::array H, py::array g, py
   in.log_astro = log_a.mutable_data();
   std::vector<double> log_underflow(std::size_t(hs) * in.n_queries, kNegInf);
   in.log_underflow = log_underflow.data();
-  if (!window_sums.is_none()) {  // written by the run, window by window
-    py::array ws = py::reinterpret_borrow<py::array>(window_sums);
-    in.window_sums = checked<double>(ws, "window_sums", {hs, n_windows, 6}, true);
-  }
+  in.window_sums = optional_array<double>(window_sums, "window_sums", {hs, n_windows, 6}, true);  // written window by window
 
   const Integrator integ = parse_integrator(integrator);
   const double tau_h = params["tau_hidden"].cast<double>(), tau_a = params["tau_astro"].cast<double>();
@@ -356,10 +354,10 @@ py::tuple monitor_window_py(py::array W, py::object x, double c, py::object bias
   a.g = checked<T>(g, "g", {m}, false);
   a.e_h = e_h, a.e_g = e_g;
   if (!H.is_none()) {
-    py::array Ha = py::reinterpret_borrow<py::array>(H);
-    if (Ha.ndim() != 2) throw std::invalid_argument("H must be 2-D (Dv, m)");
-    a.Dv = Ha.shape(0);
-    a.H = checked<T>(Ha, "H", {py::ssize_t(a.Dv), m}, false);
+    if (!py::isinstance<py::array>(H) || py::reinterpret_borrow<py::array>(H).ndim() != 2)
+      throw std::invalid_argument("H must be a 2-D NumPy array (Dv, m) or None");
+    a.Dv = py::reinterpret_borrow<py::array>(H).shape(0);
+    a.H = optional_array<T>(H, "H", {py::ssize_t(a.Dv), m});
   }
   py::array_t<double> sums(5), u(m), Hh(py::ssize_t(a.Dv)), Hu(py::ssize_t(a.Dv));
   a.sums = sums.mutable_data(), a.u = u.mutable_data(), a.Hh = Hh.mutable_data(), a.Hu = Hu.mutable_data();

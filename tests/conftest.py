@@ -1,8 +1,12 @@
+import _thread
 import math
+import sys
+import threading
 
 import numpy as np
 import pytest
 
+import tripartite.network
 from tripartite import _core
 
 
@@ -158,3 +162,50 @@ def model():
     from tripartite.transformer import MiniLM
 
     return MiniLM()
+
+
+class InterruptAfterFirstReport:
+    """A stand-in progress bar that sends Ctrl-C from inside a run, with no timer.
+
+    The core polls for signals between windows, at most every 0.1 s, and reports progress after
+    each poll (bindings.cpp run_network). At the first report this bar wakes a helper thread
+    that calls _thread.interrupt_main() (SIGINT as Python's handler sees it). The helper can take
+    the GIL only once the main thread has gone back into the core and released it (the switch
+    interval is raised for the run, so the main thread is never made to yield while it runs
+    Python): the signal is therefore always pending inside the kernel, never raised in Python
+    code, and the next poll stops the run at a window boundary. That needs the run to outlast two
+    polls: it is sized to take ~13 s uninterrupted, ~0.2 s is used."""
+
+    def __init__(self):
+        self.n = 0
+        self.first_report = None
+        self._report = threading.Event()
+        self._cancelled = False  # the call ended before any report: no signal (it would stop pytest)
+        self._helper = threading.Thread(target=self._interrupt, daemon=True)
+
+    def _interrupt(self):
+        self._report.wait()
+        if not self._cancelled:
+            _thread.interrupt_main()
+
+    def update(self, k):
+        self.n += k
+        if self.first_report is None:
+            self.first_report = self.n
+            self._report.set()
+
+    def close(self):
+        pass
+
+    def run(self, monkeypatch, call):
+        monkeypatch.setattr(tripartite.network, "_progress_bar", lambda progress, total, what: self)
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(100.0)
+        self._helper.start()
+        try:
+            call()
+        finally:
+            sys.setswitchinterval(switch)
+            self._cancelled = self.first_report is None
+            self._report.set()  # release the helper if no report came
+            self._helper.join()

@@ -1,11 +1,8 @@
 """Checkpoints, Ctrl-C and resumption: a run stopped, saved, loaded and resumed is bitwise equal
 to an uninterrupted run."""
 
-import _thread
 import json
 import signal
-import sys
-import threading
 import zipfile
 
 import numpy as np
@@ -15,7 +12,7 @@ import tripartite
 import tripartite.network
 from tripartite import SimulationInterrupted
 
-from conftest import moderate_inputs
+from conftest import InterruptAfterFirstReport, moderate_inputs
 
 
 def state(net):
@@ -105,53 +102,6 @@ def test_checkpoint_weights_are_named_as_arrays_not_config(tmp_path):
         tripartite.NeuronAstrocyteNetwork.load(tmp_path / "nan.npz")
 
 
-class InterruptAfterFirstReport:
-    """A stand-in progress bar that sends Ctrl-C from inside a run, with no timer.
-
-    The core polls for signals between windows, at most every 0.1 s, and reports progress after
-    each poll (bindings.cpp run_network). At the first report this bar wakes a helper thread
-    that calls _thread.interrupt_main() (SIGINT as Python's handler sees it). The helper can take
-    the GIL only once the main thread has gone back into the core and released it (the switch
-    interval is raised for the run, so the main thread is never made to yield while it runs
-    Python): the signal is therefore always pending inside the kernel, never raised in Python
-    code, and the next poll stops the run at a window boundary. That needs the run to outlast two
-    polls: it is sized to take ~13 s uninterrupted, ~0.2 s is used."""
-
-    def __init__(self):
-        self.n = 0
-        self.first_report = None
-        self._report = threading.Event()
-        self._cancelled = False  # the call ended before any report: no signal (it would stop pytest)
-        self._helper = threading.Thread(target=self._interrupt, daemon=True)
-
-    def _interrupt(self):
-        self._report.wait()
-        if not self._cancelled:
-            _thread.interrupt_main()
-
-    def update(self, k):
-        self.n += k
-        if self.first_report is None:
-            self.first_report = self.n
-            self._report.set()
-
-    def close(self):
-        pass
-
-    def run(self, monkeypatch, call):
-        monkeypatch.setattr(tripartite.network, "_progress_bar", lambda progress, total, what: self)
-        switch = sys.getswitchinterval()
-        sys.setswitchinterval(100.0)
-        self._helper.start()
-        try:
-            call()
-        finally:
-            sys.setswitchinterval(switch)
-            self._cancelled = self.first_report is None
-            self._report.set()  # release the helper if no report came
-            self._helper.join()
-
-
 @pytest.mark.parametrize("protocol", ["write", "stream"])
 def test_ctrl_c_stops_at_a_window_boundary_and_resumes_bitwise(rng, monkeypatch, protocol):
     D, Dv, m, L = 32, 32, 200_000, 8000
@@ -231,7 +181,8 @@ class FailingBar:
 def test_an_exception_while_reporting_progress_keeps_the_books(rng, monkeypatch):
     """The windows the core ran are counted before the exception reaches the caller: time and state
     agree with a run that completed (the core's state had advanced while the clock stayed at 0).
-    The bar is updated when the core polls, here only once the whole call is done (a short run)."""
+    The bar is updated when the core polls, at most every 0.1 s: here only once the whole call is
+    done (a short run; a partial one would make the test depend on timing)."""
     q, k, v = moderate_inputs(rng, (12, 4), (12, 4), 2)
     net = tripartite.NeuronAstrocyteNetwork(4, 2, 50)
     monkeypatch.setattr(tripartite.network, "_progress_bar", lambda progress, total, what: FailingBar())

@@ -1,5 +1,6 @@
 """Monitors against the step-by-step reference: the same values at the same steps."""
 
+import math
 import signal
 
 import numpy as np
@@ -10,7 +11,7 @@ import tripartite.network
 from tripartite import SimulationInterrupted, _core, reference
 from tripartite.monitor import StateMonitor
 
-from conftest import EPS, float32_numbers, moderate_inputs, network_tol
+from conftest import EPS, InterruptAfterFirstReport, float32_numbers, moderate_inputs, network_tol
 
 FAST = dict(tau_hidden=2.0, tau_astro=5.0, t_write=10.0, t_read=20.0)
 
@@ -243,7 +244,8 @@ def test_ctrl_c_in_the_last_window_of_a_monitored_run_is_reported(rng, monkeypat
     """SIGINT from the progress bar's report of the last window: the run is complete, and
     SimulationInterrupted says so (as the core does for an unmonitored run)."""
     net = tripartite.NeuronAstrocyteNetwork(4, 2, 30, dtype=np.float64, **FAST)
-    mon = net.monitor(every=5)
+    mon = net.monitor(("calcium", "hidden"), every=5)  # window by window (the calcium alone runs in segments)
+    assert not net._in_segments()
     _, k, v = moderate_inputs(rng, (3, 4), (3, 4), 2)
 
     class Bar:
@@ -332,7 +334,7 @@ def test_monitored_runs_check_the_samples_memory_before_running(rng, monkeypatch
 def test_window_sums_of_the_core_against_numpy(rng, dtype, bias):
     """What a monitored window needs (monitor._window_sums: the input's rates u, the five sums
     g.h, g.u, h.h, h.u, u.u, and H h, H u) from the core's one pass, against the NumPy reference
-    (monitor._window_sums_reference), on a network with state (tokens written, a query read), m
+    (monitor._window_sums_reference), all in true units, on a network with state (tokens written, a query read), m
     over two blocks and a tail, for an input and for none. The two sum in different orders: each
     sum within (n - 1) eps64 of the sum of its terms' magnitudes (n terms); each rate's log, a sum
     of n = D + 2 terms (D products, the constant, the bias), within (n - 1) n eps64 of its largest
@@ -357,7 +359,7 @@ def test_window_sums_of_the_core_against_numpy(rng, dtype, bias):
             magnitudes = [g @ h, g @ u, h @ h, h @ u, u @ u]
             for k_, scale in enumerate(magnitudes):
                 assert abs(fast[0][k_] - slow[0][k_]) <= (m - 1) * eps * scale
-            H = np.abs(net._H[hd].astype(np.float64))
+            H = np.abs(net._H[hd].astype(np.float64)) * np.exp(net._scalars[hd, 2])  # true units
             assert np.all(np.abs(fast[2] - slow[2]) <= (m - 1) * eps * (H @ np.abs(h)))
             assert np.all(np.abs(fast[3] - slow[3]) <= (m - 1) * eps * (H @ u))
             if x is None:
@@ -421,8 +423,6 @@ def test_a_calcium_monitored_run_stopped_by_ctrl_c_keeps_the_samples_of_the_wind
     """Ctrl-C in a calcium-monitored write (in segments): the monitor holds the samples of the
     windows done and none after (its last sample at the network's time), the same as a run of
     just those tokens; resumed, the rest follows."""
-    from test_checkpoint import InterruptAfterFirstReport
-
     D, Dv, m, L = 32, 32, 200_000, 8000
     k = rng.standard_normal((L, D)).astype(np.float32) * 0.4
     v = rng.standard_normal((L, Dv)).astype(np.float32)
@@ -439,3 +439,25 @@ def test_a_calcium_monitored_run_stopped_by_ctrl_c_keeps_the_samples_of_the_wind
     net.write(k[done:done + 3], v[done:done + 3])
     fresh.write(k[done:done + 3], v[done:done + 3])
     assert np.array_equal(mon.calcium, fresh_mon.calcium) and mon.t[-1] == net.time
+
+
+@pytest.mark.parametrize("variables", [("calcium",), ("calcium", "hidden")], ids=["segments", "window-by-window"])
+def test_monitored_calcium_stays_finite_where_a_query_s_rates_overflow_u_dot_u(rng, variables):
+    """A bias of 400 on every neuron, keys with |k~|^2 = 900 and queries with |q~|^2 = 1: each
+    query's rates are ~e^400, so u.u overflows double to inf, while the true calcium stays finite
+    (~1e191). A read's u.u term has coefficient 0; left in, 0 * inf made every read sample NaN.
+    Both monitoring paths give the core's own a_t at the end of each read window, within the
+    rounding of six exponentials of logs up to ~450 (450 eps64 relative each)."""
+    D, Dv, m = 8, 3, 500
+    q, k, _ = moderate_inputs(rng, (2, D), (3, D), Dv, norm2=1.0)
+    k = k * math.sqrt(900.0)
+    v = rng.standard_normal((3, Dv))
+    net = tripartite.NeuronAstrocyteNetwork(D, Dv, m, dtype=np.float64, hidden_bias=np.full((1, m), 400.0), **FAST)
+    mon = net.monitor(variables, every=5)
+    assert net._in_segments() == (variables == ("calcium",))
+    net.write(k, v)
+    _, a = net.read(q, return_astrocyte=True)
+    assert np.all(np.isfinite(mon.calcium)) and np.all(np.isfinite(a)) and a.min() > 1e150
+    ends = np.isin(mon.t, [3 * FAST["t_write"] + (i + 1) * FAST["t_read"] for i in range(2)])  # dt = 1 ms
+    assert ends.sum() == 2
+    assert np.all(np.abs(mon.calcium[ends, 0] / a - 1) <= 6 * 450 * EPS[np.float64])

@@ -167,13 +167,13 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
         ws.offset[row] = scaled_input(x, D, p.input_scale, m, ws.x_scaled.data() + row * D);
       }
   };
-  // The block's packed weights (sc.packed), then the log-rates of slot `slot`'s `count` inputs on
-  // them, into `out` (row stride `out_stride`) as u = exp(log-rate - block max) if asked; with
-  // `keep_max`, their maxima go to the slot's block maxima (pass 2 recomputes rates whose maxima
-  // are already there).
+  // The block's packed weights (sc.packed).
   auto pack = [&](detail::SegmentScratch<T>& sc, std::size_t hd, std::size_t r0, std::size_t nbk) {
     tiles::pack_panels(s.W + hd * m * D, D, r0, tiles::full_panels<T>(nbk), sc.packed.data());
   };
+  // The log-rates of slot `slot`'s `count` inputs on the block's packed weights, into `out` (row
+  // stride `out_stride`) as u = exp(log-rate - block max) if asked; with `keep_max`, their maxima
+  // go to the slot's block maxima (pass 2 recomputes rates whose maxima are already there).
   auto block_rates = [&](detail::SegmentScratch<T>& sc, std::size_t slot, std::size_t count, std::size_t hd,
                          std::size_t b, bool exponentiate, T* out, std::size_t out_stride, bool keep_max = true) {
     const std::size_t r0 = block_begin(b), nbk = block_end(b, m) - r0, row = (slot * heads + hd) * seg;
@@ -186,7 +186,7 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
 
   // Pass 1, for the first segment only: the block maxima of its log-rates. Each later segment's
   // come from the pass 2 before it. A call of at most kMinSegment windows (a token at a time, or a
-  // monitored run) keeps its rates from here to pass 2 instead, in `kept` (heads x n x m, no more
+  // run monitored window by window) keeps its rates from here to pass 2 instead, in `kept` (heads x n x m, no more
   // than before segments grew), so that its blocks' weights are read once, not twice.
   std::size_t cur = 0;  // the slot of the segment being run
   const bool keep_rates = schedule.size() <= detail::kMinSegment;

@@ -39,9 +39,9 @@ std::size_t full_panels(std::size_t nb) {
 // its own unrolled code.
 inline constexpr std::size_t kRows = 6;
 
-// The most neurons shifted_rates takes at once: the network's blocks (common.hpp kBlock), the
-// steady state's are smaller.
-inline constexpr std::size_t kMaxRatesBlock = 2048;
+// The most neurons shifted_rates takes at once: the network's blocks; the steady state's are
+// smaller (both callers static_assert it).
+inline constexpr std::size_t kMaxRatesBlock = kBlock;
 
 template <class F>
 inline void with_rows(std::size_t rows, F&& f) {
@@ -57,7 +57,7 @@ inline void with_rows(std::size_t rows, F&& f) {
 }
 
 // W rows [r0, r0 + full) into panels: panel p is D x kPanel, packed[(p D + j) kPanel + l] = W[r0 + p kPanel + l][j].
-// The plain loop, one value per load and store: the reference for pack_panels, and its tail.
+// The plain loop, one value per load and store: the reference pack_panels is tested against.
 template <class T>
 void pack_panels_reference(const T* W, std::size_t D, std::size_t r0, std::size_t full, T* packed) {
   constexpr std::size_t P = kPanel<T>;
@@ -153,7 +153,6 @@ void shifted_rates(const T* packed, const T* W, std::size_t D, std::size_t r0, s
   // one token gave different bits (GCC's builds gave the same bits either way).
   alignas(64) T bias2[kMaxRatesBlock];
   if (bias) {
-    if (nb > kMaxRatesBlock) throw std::invalid_argument("shifted_rates: a block of at most " + std::to_string(kMaxRatesBlock) + " neurons");
     bias_ref = bias[0];
     for (std::size_t r = 1; r < nb; ++r) bias_ref = std::max(bias_ref, bias[r]);
     for (std::size_t r = 0; r < nb; ++r) bias2[r] = (bias[r] - bias_ref) * T(kLog2e);

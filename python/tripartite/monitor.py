@@ -42,19 +42,32 @@ def _pairs(synapses, d_value: int, n_hidden: int) -> np.ndarray:
     return np.asarray(items, dtype=np.int64)
 
 
+def _calcium(A: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """a at each sample, A (samples, 6) . z (the calcium and the five Gram sums at the window's
+    start), summed term by term in order, leaving out the terms whose coefficient is 0 as the core
+    does: a read's u.u term has none, and a query whose rates lie hundreds of units of log above
+    the keys' overflows u.u to inf, which 0 * inf would turn into NaN. Each sample's value depends
+    on its own row of A only (monitors sampling different steps agree where they meet)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        terms = np.where(A != 0, A * z, 0.0)
+    a = terms[:, 0]
+    for t in range(1, terms.shape[1]):
+        a = a + terms[:, t]
+    return a
+
 
 def _window_sums(net, hd: int, x: Optional[np.ndarray], with_outputs: bool):
     """What the samples of one window of head ``hd`` need, from the network's state at the
-    window's start and the window's input x (D,) (None: no input), all float64 in true units
-    but the last two: (sums, u, Hh, Hu) with sums = (g.h, g.u, h.h, h.u, u.u), u the rates of the
-    input (m,), and with ``with_outputs`` Hh = H h, Hu = H u of the stored synapses (their scale
-    not applied; else None). The core's pass (cpp/tripartite/monitor.hpp);
-    :func:`_window_sums_reference` is the same in NumPy."""
+    window's start and the window's input x (D,) (None: no input), all float64 in true units:
+    (sums, u, Hh, Hu) with sums = (g.h, g.u, h.h, h.u, u.u), u the rates of the input (m,), and
+    with ``with_outputs`` Hh = H h, Hu = H u (else None). The core's pass
+    (cpp/tripartite/monitor.hpp); :func:`_window_sums_reference` is the same in NumPy."""
     xs, c = _scaled_input(net, x)
     kernel = _core.monitor_window_float32 if net._dtype == np.float32 else _core.monitor_window_float64
     e_h, e_g = np.exp(net._scalars[hd, 3]), np.exp(net._scalars[hd, 2])
-    return kernel(net._W[hd], xs, c, None if net._bias is None else net._bias[hd], net._h[hd], net._g[hd],
-                  float(e_h), float(e_g), net._H[hd] if with_outputs else None, net.num_threads)
+    sums, u, Hh, Hu = kernel(net._W[hd], xs, c, None if net._bias is None else net._bias[hd], net._h[hd], net._g[hd],
+                             float(e_h), float(e_g), net._H[hd] if with_outputs else None, net.num_threads)
+    return sums, u, None if Hh is None else Hh * e_g, None if Hu is None else Hu * e_g  # H's scale is g's
 
 
 def _window_sums_reference(net, hd: int, x: Optional[np.ndarray], with_outputs: bool):
@@ -71,7 +84,7 @@ def _window_sums_reference(net, hd: int, x: Optional[np.ndarray], with_outputs: 
         sums = np.array([g0 @ h0, g0 @ u, h0 @ h0, h0 @ u, u @ u])
         if not with_outputs:
             return sums, u, None, None
-        H = net._H[hd].astype(np.float64)
+        H = net._H[hd].astype(np.float64) * np.exp(net._scalars[hd, 2])
         return sums, u, H @ h0, H @ u
 
 
@@ -82,6 +95,7 @@ def _scaled_input(net, x: Optional[np.ndarray]) -> Tuple[Optional[np.ndarray], f
         return None, 0.0
     xs = np.asarray(x, dtype=np.float64) * math.sqrt(V.scale_value(net.scale, x.shape[-1]))
     return np.ascontiguousarray(xs), float(-0.5 * (xs * xs).sum() - 0.5 * math.log(net.n_hidden))
+
 
 class StateMonitor:
     """Recorded traces of one network (created by :meth:`NeuronAstrocyteNetwork.monitor`).
@@ -158,39 +172,35 @@ class StateMonitor:
         with np.errstate(over="ignore", invalid="ignore"):
             for hd in self.heads:
                 if start_sums is not None:  # a calcium monitor of a run in segments (network._in_segments)
-                    per_head["calcium"].append(A @ start_sums[hd])
+                    per_head["calcium"].append(_calcium(A, start_sums[hd]))
                     continue
                 e_h, e_g = np.exp(sc[hd, 3]), np.exp(sc[hd, 2])  # the stored h's and g's (and H's) scales
-
-                def h0(r):
-                    return net._h[hd, r].astype(np.float64) * e_h
-
-                def g0(r):
-                    return net._g[hd, r].astype(np.float64) * e_g
-
                 a0 = sc[hd, 0] * np.exp(sc[hd, 1])
                 sums, u, Hh, Hu = _window_sums(net, hd, None if x is None else x[hd], with_outputs)
-                a = A @ np.concatenate(([a0], sums))
+                a = _calcium(A, np.concatenate(([a0], sums)))
                 if "calcium" in per_head:
                     per_head["calcium"].append(a)
                 r = self.hidden_indices
+                h_r = net._h[hd, r].astype(np.float64) * e_h
                 if "hidden" in per_head:
-                    per_head["hidden"].append(M[:, 1, 1, None] * h0(r) + M[:, 1, 2, None] * u[r])
+                    per_head["hidden"].append(M[:, 1, 1, None] * h_r + M[:, 1, 2, None] * u[r])
                 if "astrocyte_weights" in per_head:
-                    per_head["astrocyte_weights"].append(M[:, 0, 0, None] * g0(r) + M[:, 0, 1, None] * h0(r) + M[:, 0, 2, None] * u[r])
+                    g_r = net._g[hd, r].astype(np.float64) * e_g
+                    per_head["astrocyte_weights"].append(M[:, 0, 0, None] * g_r + M[:, 0, 1, None] * h_r + M[:, 0, 2, None] * u[r])
                 if "synapses" in per_head:
                     d, rs = self.synapse_indices[:, 0], self.synapse_indices[:, 1]
                     H0 = net._H[hd, d, rs].astype(np.float64) * e_g
                     if kind == "write":
                         vd = v[hd, d].astype(np.float64)
-                        per_head["synapses"].append(M[:, 0, 0, None] * H0 + vd * (M[:, 0, 1, None] * h0(rs) + M[:, 0, 2, None] * u[rs]))
+                        h_rs = net._h[hd, rs].astype(np.float64) * e_h
+                        per_head["synapses"].append(M[:, 0, 0, None] * H0 + vd * (M[:, 0, 1, None] * h_rs + M[:, 0, 2, None] * u[rs]))
                     else:
                         per_head["synapses"].append(np.broadcast_to(H0, (len(a), len(H0))).copy())
                 if "outputs" in per_head:
                     if kind == "write":  # the output neurons are clamped to the token's value
                         per_head["outputs"].append(np.broadcast_to(v[hd].astype(np.float64), (len(a), v.shape[-1])).copy())
                     else:  # y(s) = H h(s) / a(s), H held
-                        num = M[:, 1, 1, None] * (Hh * e_g) + M[:, 1, 2, None] * (Hu * e_g)
+                        num = M[:, 1, 1, None] * Hh + M[:, 1, 2, None] * Hu
                         per_head["outputs"].append(np.where(a[:, None] > 0, num / np.where(a > 0, a, 1)[:, None], 0.0))
         for name, values in per_head.items():
             self._chunks[name].append(np.stack(values, axis=1))
@@ -198,9 +208,8 @@ class StateMonitor:
     def _run_bytes(self, window_steps: Sequence[Tuple[int, int]]) -> Tuple[int, str]:
         """Memory a run adds, for (steps per window, number of such windows) pairs: its samples,
         kept (float64 values, the time and the window's 5-character name), and the largest
-        window's transient arrays while it is recorded (its maps M and A, 15 doubles a sample, up
-        to four temporaries the size of its values, and one head's rates u of the window's input).
-        Returns (bytes, what)."""
+        window's transient arrays while it is recorded (its maps M and A, 15 doubles a sample,
+        and up to four temporaries the size of its values). Returns (bytes, what)."""
         width = sum(math.prod(self._sample_shape(name)) for name in self.variables)
         samples, largest = 0, 0
         for steps, count in window_steps:
@@ -208,7 +217,7 @@ class StateMonitor:
             samples += per_window * count
             largest = max(largest, per_window if count else 0)
         kept = samples * (8 + 20 + 8 * width)
-        transient = largest * 8 * (15 + 4 * width) + 8 * self._net.n_hidden  # and one head's rates u
+        transient = largest * 8 * (15 + 4 * width)
         what = (f"the samples of a monitor of {', '.join(self.variables)} ({width} values a sample, every = "
                 f"{self.every} steps): {samples} samples")
         return kept + transient, what

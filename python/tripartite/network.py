@@ -256,6 +256,8 @@ class NeuronAstrocyteNetwork:
         parts += [mon._run_bytes(windows) for mon in self._monitors]
         if self._monitors and self._in_segments():
             parts.append((48 * self._heads * (n_write + n_read), "the calcium monitors' sums (6 doubles a head and window)"))
+        elif self._monitors:  # window by window: one head's rates u of a window's input at a time
+            parts.append((8 * self._n_hidden, "the monitors' rates of a window's input"))
         threads = self.num_threads or _core.max_threads()
         parts.append((scratch_bytes(threads, self._d_key, self._dtype), f"the core's scratch for num_threads = {threads}"))
         V.check_memory(sum(n for n, _ in parts), "; ".join(what for _, what in parts))
@@ -358,11 +360,7 @@ class NeuronAstrocyteNetwork:
                 sums = np.empty((self._heads, total, 6)) if self._monitors else None
                 outputs, log_a, done, interrupted = self._kernel(keys, values, queries, is_write, index, poll,
                                                                  stop_multiple, sums)
-                try:
-                    if sums is not None:  # the windows done, from their starting states
-                        self._record_windows(is_write[:done], sums)
-                finally:  # the state has run them: the time counts them whatever the monitors did
-                    self._advance(is_write[:done])
+                self._advance_recording(is_write[:done], sums)
                 if raised:
                     raise raised[0]
                 # Ctrl-C after the core's last poll: the run is complete, and stops here
@@ -384,19 +382,22 @@ class NeuronAstrocyteNetwork:
         window's starting state, so the run goes window by window."""
         return all(mon.variables == ("calcium",) for mon in self._monitors)
 
-    def _record_windows(self, is_write, sums) -> None:
-        """The calcium monitors' samples of the windows just run in segments (``is_write`` their
-        kinds, from the network's time and step before them), from the core's sums of each
-        window's starting state (heads, windows, 6)."""
-        n_write = n_read = 0
-        for i, write in enumerate(np.asarray(is_write, dtype=bool)):
-            start = self._time_base + (self._windows[0] + n_write) * self._params["t_write"] + \
-                (self._windows[1] + n_read) * self._params["t_read"]
-            step = self._step + n_write * self._window_steps(True) + n_read * self._window_steps(False)
-            for mon in self._monitors:
-                mon._record(self, "write" if write else "read", None, None, start, step, self._window_steps(write),
-                            self._params["t_write" if write else "t_read"], start_sums=sums[:, i])
-            n_write, n_read = n_write + write, n_read + (not write)
+    def _advance_recording(self, is_write, sums: Optional[np.ndarray]) -> None:
+        """Advance the network's time through the windows the core has just run in segments
+        (``is_write`` their kinds), each calcium monitor sampling each window on the way from the
+        core's sums of its starting state, ``sums`` (heads, windows, 6) (None: no monitor). The
+        time counts every window run, even if a monitor raises."""
+        recorded = 0
+        try:
+            for write in (is_write if sums is not None else ()):
+                for mon in self._monitors:
+                    mon._record(self, "write" if write else "read", None, None, self._now(), self._step,
+                                self._window_steps(write), self._params["t_write" if write else "t_read"],
+                                start_sums=sums[:, recorded])
+                self._advance(is_write[recorded:recorded + 1])
+                recorded += 1
+        finally:
+            self._advance(is_write[recorded:])
 
     def _kernel(self, keys, values, queries, is_write, index, poll, stop_multiple, sums=None):
         kernel = _core.run_network_float32 if self._dtype == np.float32 else _core.run_network_float64
