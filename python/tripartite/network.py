@@ -596,7 +596,7 @@ class NeuronAstrocyteNetwork:
 
         With calcium monitors only, runs go in the core's segments as unmonitored runs do (at
         6.4M synapses a 100-token write took 1.1 times as long; ``bench/monitor_cost.py``). Any
-        other variable makes runs go window by window (9 times as long there).
+        other variable makes runs go window by window (8.8 times as long there).
         """
         if self._integrator == "exact":  # euler and rk4 check it in the constructor
             V.whole_steps(self._dt, self._params, " for a monitor (it samples the exact solution every dt)")
