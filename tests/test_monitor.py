@@ -461,3 +461,33 @@ def test_monitored_calcium_stays_finite_where_a_query_s_rates_overflow_u_dot_u(r
     ends = np.isin(mon.t, [3 * FAST["t_write"] + (i + 1) * FAST["t_read"] for i in range(2)])  # dt = 1 ms
     assert ends.sum() == 2
     assert np.all(np.abs(mon.calcium[ends, 0] / a - 1) <= 6 * 450 * EPS[np.float64])
+
+
+def test_monitors_of_one_window_share_the_core_s_pass(rng, monkeypatch):
+    """Two monitors that make the run go window by window: the core's pass over each head
+    (monitor._window_sums) runs once a window, not once a monitor, and each monitor records what
+    it would record alone."""
+    import tripartite.monitor as monitor_module
+
+    q, k, v = moderate_inputs(rng, (2, 3, 4), (2, 3, 4), 2)
+    calls = []
+    original = monitor_module._window_sums
+
+    def counted(net_, hd, x, with_outputs):
+        calls.append(hd)
+        return original(net_, hd, x, with_outputs)
+
+    monkeypatch.setattr(monitor_module, "_window_sums", counted)
+    net = tripartite.NeuronAstrocyteNetwork(4, 2, 30, heads=2, dtype=np.float64, **FAST)
+    both = net.monitor(("calcium", "hidden"), every=5), net.monitor(("hidden", "outputs"), heads=[1], every=7)
+    calls.clear()  # the samples at creation
+    net.stream(q, k, v)
+    # 6 windows: both heads, once each; a read's outputs for head 1 once more where the first
+    # monitor's pass (no outputs) came first
+    assert sorted(calls) == sorted([0, 1] * 6 + [1] * 3)
+    for mon in both:
+        alone = tripartite.NeuronAstrocyteNetwork(4, 2, 30, heads=2, dtype=np.float64, **FAST)
+        ref = alone.monitor(mon.variables, heads=mon.heads, every=mon.every)
+        alone.stream(q, k, v)
+        for name in mon.variables:
+            assert np.array_equal(getattr(mon, name), getattr(ref, name)), name

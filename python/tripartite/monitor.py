@@ -141,12 +141,14 @@ class StateMonitor:
 
     # ----------------------------------------------------------------------------------------
     def _record(self, net, kind: str, x: Optional[np.ndarray], v: Optional[np.ndarray], start_time: float, start_step: int,
-                steps: int, duration: float, start_sums: Optional[np.ndarray] = None) -> None:
+                steps: int, duration: float, start_sums: Optional[np.ndarray] = None,
+                shared: Optional[dict] = None) -> None:
         """Samples of one window of `steps` steps starting at global step `start_step`, from the
         state now (the window's start). kind: "write", "read" or "now" (the current state only).
         ``start_sums`` (heads, 6), for a calcium monitor of a run in the core's segments: the
         window's starting calcium and Gram sums (g.h, g.u, h.h, h.u, u.u) from the core, in
-        place of the state now."""
+        place of the state now. ``shared``: the window's sums per head (_window_sums) kept for the
+        other monitors of the same window, so that the core's pass over a head runs once."""
         if kind == "now":
             samples = np.array([0]) if start_step % self.every == 0 else np.array([], dtype=np.int64)
             M = np.eye(3)[None]
@@ -176,7 +178,12 @@ class StateMonitor:
                     continue
                 e_h, e_g = np.exp(sc[hd, 3]), np.exp(sc[hd, 2])  # the stored h's and g's (and H's) scales
                 a0 = sc[hd, 0] * np.exp(sc[hd, 1])
-                sums, u, Hh, Hu = _window_sums(net, hd, None if x is None else x[hd], with_outputs)
+                taken = None if shared is None else shared.get(hd)
+                if taken is None or (with_outputs and taken[2] is None):
+                    taken = _window_sums(net, hd, None if x is None else x[hd], with_outputs)
+                    if shared is not None:
+                        shared[hd] = taken
+                sums, u, Hh, Hu = taken
                 a = _calcium(A, np.concatenate(([a0], sums)))
                 if "calcium" in per_head:
                     per_head["calcium"].append(a)

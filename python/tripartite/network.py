@@ -444,9 +444,10 @@ class NeuronAstrocyteNetwork:
             samples = [mon._chunk_count() for mon in self._monitors]
             simulated = advanced = False
             try:
+                shared: dict = {}  # the window's sums per head, taken once for all the monitors
                 for mon in self._monitors:
                     mon._record(self, "write" if write else "read", x, v, self._now(), self._step, steps,
-                                self._params["t_write" if write else "t_read"])
+                                self._params["t_write" if write else "t_read"], shared=shared)
                 if write:
                     *_, interrupted = self._kernel(
                         np.ascontiguousarray(keys[:, j : j + 1]), np.ascontiguousarray(values[:, j : j + 1]),
