@@ -189,7 +189,7 @@ def test_network_results_do_not_depend_on_how_calls_are_split(rng, dtype):
     parts = tripartite.NeuronAstrocyteNetwork(8, 5, 2100, **kw)
     y_parts = np.concatenate([parts.stream(q[:, a:b], k[:, a:b], v[:, a:b]) for a, b in ((0, 3), (3, 4), (4, 13))], axis=1)
     watched = tripartite.NeuronAstrocyteNetwork(8, 5, 2100, **kw)
-    watched.monitor(("calcium", "hidden"), every=100)  # not the calcium alone: window by window
+    watched.monitor(("calcium", "outputs"), every=100)  # the outputs: window by window
     assert not watched._in_segments()
     y_watched = watched.stream(q, k, v)
     assert np.array_equal(y_whole, y_parts) and np.array_equal(y_whole, y_watched)
@@ -212,7 +212,7 @@ def test_network_reads_do_not_depend_on_how_calls_are_split(rng, dtype):
     assert _core.segment_windows(2, 2100, 8, 7) == _core.max_segment_windows < 40
     y_whole = nets[0].read(q)
     y_parts = np.concatenate([nets[1].read(q[:, a:b]) for a, b in ((0, 1), (1, 5), (5, 40))], axis=1)
-    nets[2].monitor(("calcium", "hidden"), every=250)  # not the calcium alone: window by window
+    nets[2].monitor(("calcium", "outputs"), every=250)  # the outputs: window by window
     assert not nets[2]._in_segments()
     y_watched = nets[2].read(q)
     assert np.array_equal(y_whole, y_parts) and np.array_equal(y_whole, y_watched)
@@ -255,7 +255,7 @@ def test_network_long_calls_do_not_depend_on_how_they_are_split(rng, dtype):
     nets[0].write(k, v)
     for a, b in ((0, 1), (1, 41), (41, 70)):
         nets[1].write(k[:, a:b], v[:, a:b])
-    nets[2].monitor(("calcium", "hidden"), every=250)  # not the calcium alone: window by window
+    nets[2].monitor(("calcium", "outputs"), every=250)  # the outputs: window by window
     assert not nets[2]._in_segments()
     nets[2].write(k, v)
     ys = [net.stream(q, k[:, :20], v[:, :20]) for net in nets]

@@ -244,7 +244,7 @@ def test_ctrl_c_in_the_last_window_of_a_monitored_run_is_reported(rng, monkeypat
     """SIGINT from the progress bar's report of the last window: the run is complete, and
     SimulationInterrupted says so (as the core does for an unmonitored run)."""
     net = tripartite.NeuronAstrocyteNetwork(4, 2, 30, dtype=np.float64, **FAST)
-    mon = net.monitor(("calcium", "hidden"), every=5)  # window by window (the calcium alone runs in segments)
+    mon = net.monitor(("calcium", "outputs"), every=5)  # window by window (without the outputs: in segments)
     assert not net._in_segments()
     _, k, v = moderate_inputs(rng, (3, 4), (3, 4), 2)
 
@@ -383,65 +383,86 @@ def test_window_sums_of_the_core_against_numpy(rng, dtype, bias):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("integrator", ["euler", "rk4"])
-def test_calcium_monitors_run_in_segments_and_match_the_reference(rng, dtype, integrator):
-    """Calcium monitors only: the run goes in the core's segments (network._in_segments), the
-    samples come from the core's sums of each window's starting state. A stream of 40 tokens (80
-    windows: segments of 32, 32 and 16) on two heads with a bias, m over two blocks, a monitor of
-    head 1 every 3 steps and one of both heads every 7: the same sample times as a monitor that
-    makes the run go window by window, and calcium equal to reference.simulate's within the
-    tolerance of the monitors' test above (the network's rounding and the maps' composition; the
-    window-by-window monitor's within twice that)."""
+def test_monitors_without_outputs_run_in_segments_and_match_the_reference(rng, dtype, integrator):
+    """Monitors of the calcium, hidden rates, astrocyte weights and synapses: the run goes in the
+    core's segments (network._in_segments). The calcium comes from the core's sums of each
+    window's starting state; the recorded neurons and synapses are carried through the windows by
+    the monitor from their state before the run. A stream of 40 tokens (80 windows: segments of
+    32, 32 and 16) on two heads with a bias and a leak, m over two blocks, neurons and synapses on
+    both sides of the block boundary, a monitor of head 1 every 3 steps and a calcium monitor of
+    both heads every 7: the same sample times as a monitor of the same variables and the outputs
+    (window by window), and values equal to reference.simulate's within the tolerance of the
+    monitors' test above (the network's rounding and the maps' composition; the window-by-window
+    monitor's within twice that)."""
     D, Dv, m, L, dt = 5, 3, _core.block_size + 52, 40, 0.5
     q, k, v = (float32_numbers(x) for x in moderate_inputs(rng, (2, L, D), (2, L, D), Dv))
     W = float32_numbers(rng.standard_normal((2, m, D)))
     b = float32_numbers(rng.normal(-0.3, 0.2, (2, m)))
-    args = dict(heads=2, dtype=dtype, integrator=integrator, dt=dt, hidden_weights=W, hidden_bias=b, **FAST)
+    args = dict(heads=2, dtype=dtype, integrator=integrator, dt=dt, leak=0.01, hidden_weights=W, hidden_bias=b, **FAST)
+    hidden, synapses = [0, 7, m - 1], [(0, 1), (2, m - 1), (1, _core.block_size + 2)]
+    local = ("calcium", "hidden", "astrocyte_weights", "synapses")
     net = tripartite.NeuronAstrocyteNetwork(D, Dv, m, **args)
-    mon, both = net.monitor(heads=[1], every=3), net.monitor(every=7)
+    mon = net.monitor(local, heads=[1], hidden=hidden, synapses=synapses, every=3)
+    both = net.monitor(every=7)
     assert net._in_segments() and _core.segment_windows(2, m, D, Dv) == 32
     y = net.stream(q, k, v)
     slow = tripartite.NeuronAstrocyteNetwork(D, Dv, m, **args)
-    slow_mon = slow.monitor(("calcium", "hidden"), heads=[1], every=3)
+    slow_mon = slow.monitor(local + ("outputs",), heads=[1], hidden=hidden, synapses=synapses, every=3)
     assert not slow._in_segments()
     y_slow = slow.stream(q, k, v)
     assert np.array_equal(y, y_slow)  # the same core arithmetic either way
     assert np.array_equal(mon.t, slow_mon.t) and np.array_equal(mon.window, slow_mon.window)
     assert mon.n_samples == 1 + L * (20 + 40) // 3 and both.n_samples == 1 + L * (20 + 40) // 7
-    _, _, trace = reference.simulate(k[1], v[1], q[1], W[1], stream=True, integrator=integrator, dt=dt, hidden_bias=b[1],
-                                     record_every=3, **FAST)
+    _, _, trace = reference.simulate(k[1], v[1], q[1], W[1], stream=True, integrator=integrator, dt=dt, leak=0.01,
+                                     hidden_bias=b[1], record_every=3, **FAST)
     assert np.allclose(mon.t, trace["t"], rtol=0, atol=1e-9)
-    top = np.max(np.abs(trace["calcium"]))
+    expected = dict(calcium=trace["calcium"], hidden=trace["hidden"][:, hidden],
+                    astrocyte_weights=trace["astrocyte_weights"][:, hidden],
+                    synapses=trace["synapses"][:, [d for d, _ in synapses], [r for _, r in synapses]])
     tol = network_tol(dtype, 2 * L, L * (FAST["t_write"] + FAST["t_read"]) / dt) + FAST["t_read"] / dt * EPS[np.float64]
-    assert np.max(np.abs(mon.calcium[:, 0] - trace["calcium"])) <= tol * top
-    assert np.max(np.abs(mon.calcium[:, 0] - slow_mon.calcium[:, 0])) <= 2 * tol * top
-    # the two monitors' common steps (multiples of 21): the same values
+    for name in local:
+        top = np.max(np.abs(expected[name]))
+        got = getattr(mon, name)[:, 0]
+        assert np.max(np.abs(got - expected[name])) <= tol * top, name
+        assert np.max(np.abs(got - getattr(slow_mon, name)[:, 0])) <= 2 * tol * top, name
+    # the last samples are the network's state at the end, within the same tolerance
+    assert mon.t[-1] == net.time
+    for got, state in ((mon.hidden, net.hidden_rates[1, hidden]), (mon.astrocyte_weights, net.astrocyte_weights[1, hidden]),
+                       (mon.synapses, net.synapses[1, [d for d, _ in synapses], [r for _, r in synapses]])):
+        assert np.max(np.abs(got[-1, 0] - state)) <= tol * np.max(np.abs(got))
+    # the two calcium monitors' common steps (multiples of 21): the same values
     steps_mon, steps_both = np.rint(mon.t / dt).astype(int), np.rint(both.t / dt).astype(int)
     assert np.array_equal(both.calcium[steps_both % 21 == 0, 1], mon.calcium[steps_mon % 21 == 0, 0])
 
 
-def test_a_calcium_monitored_run_stopped_by_ctrl_c_keeps_the_samples_of_the_windows_done(rng, monkeypatch):
-    """Ctrl-C in a calcium-monitored write (in segments): the monitor holds the samples of the
-    windows done and none after (its last sample at the network's time), the same as a run of
-    just those tokens; resumed, the rest follows."""
+@pytest.mark.parametrize("variables", [("calcium",), ("calcium", "hidden", "synapses")], ids=["calcium", "neurons"])
+def test_a_monitored_run_in_segments_stopped_by_ctrl_c_keeps_the_samples_of_the_windows_done(rng, monkeypatch,
+                                                                                               variables):
+    """Ctrl-C in a write monitored in segments: the monitor holds the samples of the windows done
+    and none after (its last sample at the network's time), the same as a run of just those
+    tokens; resumed, the rest follows."""
     D, Dv, m, L = 32, 32, 200_000, 8000
     k = rng.standard_normal((L, D)).astype(np.float32) * 0.4
     v = rng.standard_normal((L, Dv)).astype(np.float32)
     net = tripartite.NeuronAstrocyteNetwork(D, Dv, m, num_threads=1)
-    mon = net.monitor(every=25)
+    mon = net.monitor(variables, every=25)
+    assert net._in_segments()
     with pytest.raises(SimulationInterrupted) as info:
         InterruptAfterFirstReport().run(monkeypatch, lambda: net.write(k, v, progress=True))
     done = info.value.windows_done
     assert 0 < done < L and mon.t[-1] == net.time == done * 100.0
     fresh = tripartite.NeuronAstrocyteNetwork(D, Dv, m, num_threads=1)
-    fresh_mon = fresh.monitor(every=25)
+    fresh_mon = fresh.monitor(variables, every=25)
     fresh.write(k[:done], v[:done])
-    assert np.array_equal(mon.t, fresh_mon.t) and np.array_equal(mon.calcium, fresh_mon.calcium)
+    assert np.array_equal(mon.t, fresh_mon.t)
+    assert all(np.array_equal(getattr(mon, name), getattr(fresh_mon, name)) for name in variables)
     net.write(k[done:done + 3], v[done:done + 3])
     fresh.write(k[done:done + 3], v[done:done + 3])
-    assert np.array_equal(mon.calcium, fresh_mon.calcium) and mon.t[-1] == net.time
+    assert all(np.array_equal(getattr(mon, name), getattr(fresh_mon, name)) for name in variables)
+    assert mon.t[-1] == net.time
 
 
-@pytest.mark.parametrize("variables", [("calcium",), ("calcium", "hidden")], ids=["segments", "window-by-window"])
+@pytest.mark.parametrize("variables", [("calcium",), ("calcium", "outputs")], ids=["segments", "window-by-window"])
 def test_monitored_calcium_stays_finite_where_a_query_s_rates_overflow_u_dot_u(rng, variables):
     """A bias of 400 on every neuron, keys with |k~|^2 = 900 and queries with |q~|^2 = 1: each
     query's rates are ~e^400, so u.u overflows double to inf, while the true calcium stays finite
@@ -454,7 +475,7 @@ def test_monitored_calcium_stays_finite_where_a_query_s_rates_overflow_u_dot_u(r
     v = rng.standard_normal((3, Dv))
     net = tripartite.NeuronAstrocyteNetwork(D, Dv, m, dtype=np.float64, hidden_bias=np.full((1, m), 400.0), **FAST)
     mon = net.monitor(variables, every=5)
-    assert net._in_segments() == (variables == ("calcium",))
+    assert net._in_segments() == ("outputs" not in variables)
     net.write(k, v)
     _, a = net.read(q, return_astrocyte=True)
     assert np.all(np.isfinite(mon.calcium)) and np.all(np.isfinite(a)) and a.min() > 1e150
@@ -488,6 +509,9 @@ def test_monitors_of_one_window_share_the_core_s_pass(rng, monkeypatch):
     for mon in both:
         alone = tripartite.NeuronAstrocyteNetwork(4, 2, 30, heads=2, dtype=np.float64, **FAST)
         ref = alone.monitor(mon.variables, heads=mon.heads, every=mon.every)
+        if "outputs" not in mon.variables:  # alone it would run in segments: keep it window by window
+            alone.monitor("outputs", every=1000)
+        assert not alone._in_segments()
         alone.stream(q, k, v)
         for name in mon.variables:
             assert np.array_equal(getattr(mon, name), getattr(ref, name)), name

@@ -3,13 +3,16 @@
 Inside a window the core advances the network in closed form (see cpp/tripartite/window.hpp), so a
 monitor does not slow the simulation down by stepping it: for each window it takes the state at
 the window's start and the maps from there to each sampled step (the same maps the core uses),
-and evaluates only the recorded entries. The calcium and the outputs need sums over all hidden
-neurons (g.h, g.u, h.h, h.u, u.u and H h, H u, with u the rates of the window's input). A run
-with calcium monitors only goes in the core's segments, and the core hands over each window's
-starting calcium and Gram sums (the ones its own calcium update takes). Otherwise the run goes
-window by window and the core takes the sums in one pass over the head's weights, state and
-synapses (cpp/tripartite/monitor.hpp; _window_sums_reference is the same in NumPy). Memory is
-bounded by samples x recorded indices.
+and evaluates only the recorded entries. A hidden neuron's rate, its astrocyte weight and its
+synapses move by those maps from their own values and the neuron's rate u of the window's input
+alone; the calcium and the outputs need sums over all hidden neurons (g.h, g.u, h.h, h.u, u.u and
+H h, H u). A run without a monitor of the outputs goes in the core's segments: the core hands over
+each window's starting calcium and Gram sums (the ones its own calcium update takes), and each
+monitor carries its neurons and synapses through the windows from their state before the run (in
+float64, a dot product for each neuron's u). With a monitor of the outputs the run goes window by
+window and the core takes the sums in one pass over the head's weights, state and synapses
+(cpp/tripartite/monitor.hpp; _window_sums_reference is the same in NumPy). Memory is bounded by
+samples x recorded indices.
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ from . import _validate as V
 from . import reference
 
 VARIABLES = ("calcium", "hidden", "astrocyte_weights", "synapses", "outputs")
+# The variables of single neurons and synapses: each evolves by the window's maps from its own
+# starting value and its neuron's rate of the window's input alone, so a run in the core's segments
+# can carry the recorded entries through its windows itself (StateMonitor._local_start).
+LOCAL = ("hidden", "astrocyte_weights", "synapses")
 
 
 def _pairs(synapses, d_value: int, n_hidden: int) -> np.ndarray:
@@ -97,6 +104,19 @@ def _scaled_input(net, x: Optional[np.ndarray]) -> Tuple[Optional[np.ndarray], f
     return np.ascontiguousarray(xs), float(-0.5 * (xs * xs).sum() - 0.5 * math.log(net.n_hidden))
 
 
+def _rates(net, hd: int, x: Optional[np.ndarray], neurons: np.ndarray) -> np.ndarray:
+    """u, the rates of head ``hd``'s hidden neurons ``neurons`` for the input x (D,), float64 in true
+    units as reference.log_features forms them (zeros without an input): one dot product each."""
+    if x is None:
+        return np.zeros(len(neurons))
+    xs, c = _scaled_input(net, x)
+    logits = net._W[hd, neurons].astype(np.float64) @ xs + c
+    if net._bias is not None:
+        logits = logits + net._bias[hd, neurons]
+    with np.errstate(over="ignore"):
+        return np.exp(logits)
+
+
 class StateMonitor:
     """Recorded traces of one network (created by :meth:`NeuronAstrocyteNetwork.monitor`).
 
@@ -141,13 +161,10 @@ class StateMonitor:
 
     # ----------------------------------------------------------------------------------------
     def _record(self, net, kind: str, x: Optional[np.ndarray], v: Optional[np.ndarray], start_time: float, start_step: int,
-                steps: int, duration: float, start_sums: Optional[np.ndarray] = None,
-                shared: Optional[dict] = None) -> None:
+                steps: int, duration: float, shared: Optional[dict] = None) -> None:
         """Samples of one window of `steps` steps starting at global step `start_step`, from the
         state now (the window's start). kind: "write", "read" or "now" (the current state only).
-        ``start_sums`` (heads, 6), for a calcium monitor of a run in the core's segments: the
-        window's starting calcium and Gram sums (g.h, g.u, h.h, h.u, u.u) from the core, in
-        place of the state now. ``shared``: the window's sums per head (_window_sums) kept for the
+        ``shared``: the window's sums per head (_window_sums) kept for the
         other monitors of the same window, so that the core's pass over a head runs once."""
         if kind == "now":
             samples = np.array([0]) if start_step % self.every == 0 else np.array([], dtype=np.int64)
@@ -173,9 +190,6 @@ class StateMonitor:
         with_outputs = "outputs" in per_head and kind != "write"
         with np.errstate(over="ignore", invalid="ignore"):
             for hd in self.heads:
-                if start_sums is not None:  # a calcium monitor of a run in segments (network._in_segments)
-                    per_head["calcium"].append(_calcium(A, start_sums[hd]))
-                    continue
                 e_h, e_g = np.exp(sc[hd, 3]), np.exp(sc[hd, 2])  # the stored h's and g's (and H's) scales
                 a0 = sc[hd, 0] * np.exp(sc[hd, 1])
                 taken = None if shared is None else shared.get(hd)
@@ -209,6 +223,79 @@ class StateMonitor:
                     else:  # y(s) = H h(s) / a(s), H held
                         num = M[:, 1, 1, None] * Hh + M[:, 1, 2, None] * Hu
                         per_head["outputs"].append(np.where(a[:, None] > 0, num / np.where(a > 0, a, 1)[:, None], 0.0))
+        for name, values in per_head.items():
+            self._chunks[name].append(np.stack(values, axis=1))
+
+    def _local_start(self, net) -> Optional[Dict[str, np.ndarray]]:
+        """The recorded neurons' and synapses' state now, in true units (float64), one row a recorded
+        head: h and g at the hidden indices, h at the synapses' neurons, and the synapses. A run in
+        the core's segments (network._in_segments) takes it before the core runs and carries it
+        through the windows (_record with ``local``); None where no such variable is recorded."""
+        if not set(LOCAL) & set(self.variables):
+            return None
+        heads, r = self.heads, self.hidden_indices
+        d, rs = self.synapse_indices[:, 0], self.synapse_indices[:, 1]
+        with np.errstate(over="ignore", invalid="ignore"):
+            e_h = np.exp(net._scalars[heads, 3])[:, None]  # the stored h's and g's (and H's) scales
+            e_g = np.exp(net._scalars[heads, 2])[:, None]
+            return {"h": net._h[np.ix_(heads, r)].astype(np.float64) * e_h,
+                    "g": net._g[np.ix_(heads, r)].astype(np.float64) * e_g,
+                    "h_syn": net._h[np.ix_(heads, rs)].astype(np.float64) * e_h,
+                    "H": net._H[heads[:, None], d[None, :], rs[None, :]].astype(np.float64) * e_g}
+
+    def _record_local(self, net, kind: str, x: Optional[np.ndarray], v: Optional[np.ndarray], start_time: float,
+                      start_step: int, steps: int, duration: float, start_sums: np.ndarray,
+                      local: Optional[Dict[str, np.ndarray]]) -> None:
+        """Samples of one window of a run in the core's segments: the calcium from the core's sums
+        of the window's starting state, ``start_sums`` (heads, 6), and the neurons' and synapses'
+        variables from ``local`` (_local_start, as the windows before left it), which then moves to
+        the window's end by the same maps (every window, sampled or not). The recorded neurons'
+        rates u of the window's input are taken here, a dot product each."""
+        first = (-start_step) % self.every or self.every
+        samples = np.arange(first, steps + 1, self.every)
+        if samples.size == 0 and local is None:
+            return
+        p = net._params
+        writing = kind == "write"
+        wanted = samples.tolist()
+        if local is not None and (not wanted or wanted[-1] != steps):
+            wanted.append(steps)  # the window's end: where the carried state goes next
+        M, A = _core.window_trajectory(
+            net._integrator, duration, steps, 1 / p["tau_hidden"], 1 / p["tau_astro"],
+            p["eta"] / p["t_write"] if writing else 0.0, p["leak"] if writing else 0.0, wanted,
+        )
+        end = M[-1]
+        M, A = M[:samples.size], A[:samples.size]
+        per_head: Dict[str, list] = {name: [] for name in self.variables}
+        with np.errstate(over="ignore", invalid="ignore"):
+            for i, hd in enumerate(self.heads):
+                if "calcium" in per_head:
+                    per_head["calcium"].append(_calcium(A, start_sums[hd]))
+                if local is None:
+                    continue
+                u = _rates(net, hd, None if x is None else x[hd], self.hidden_indices)
+                u_syn = _rates(net, hd, None if x is None else x[hd], self.synapse_indices[:, 1])
+                h, g, h_syn, H = local["h"][i], local["g"][i], local["h_syn"][i], local["H"][i]
+                vd = v[hd, self.synapse_indices[:, 0]].astype(np.float64) if writing else None
+                if "hidden" in per_head:
+                    per_head["hidden"].append(M[:, 1, 1, None] * h + M[:, 1, 2, None] * u)
+                if "astrocyte_weights" in per_head:
+                    per_head["astrocyte_weights"].append(M[:, 0, 0, None] * g + M[:, 0, 1, None] * h + M[:, 0, 2, None] * u)
+                if "synapses" in per_head:
+                    if writing:
+                        per_head["synapses"].append(M[:, 0, 0, None] * H + vd * (M[:, 0, 1, None] * h_syn + M[:, 0, 2, None] * u_syn))
+                    else:  # held while reading
+                        per_head["synapses"].append(np.broadcast_to(H, (samples.size, H.size)).copy())
+                # to the window's end (g and H first: they take h at the window's start)
+                g[:] = end[0, 0] * g + end[0, 1] * h + end[0, 2] * u
+                if writing:
+                    H[:] = end[0, 0] * H + vd * (end[0, 1] * h_syn + end[0, 2] * u_syn)
+                h[:] = end[1, 1] * h + end[1, 2] * u
+                h_syn[:] = end[1, 1] * h_syn + end[1, 2] * u_syn
+        if samples.size == 0:
+            return
+        self._chunks["t"].append(start_time + samples * (duration / steps if steps else 0.0))
+        self._chunks["window"].append(np.full(samples.size, kind))
         for name, values in per_head.items():
             self._chunks[name].append(np.stack(values, axis=1))
 

@@ -255,7 +255,7 @@ class NeuronAstrocyteNetwork:
         windows = [(self._window_steps(True), n_write), (self._window_steps(False), n_read)]
         parts += [mon._run_bytes(windows) for mon in self._monitors]
         if self._monitors and self._in_segments():
-            parts.append((48 * self._heads * (n_write + n_read), "the calcium monitors' sums (6 doubles a head and window)"))
+            parts.append((48 * self._heads * (n_write + n_read), "the monitors' calcium sums (6 doubles a head and window)"))
         elif self._monitors:  # window by window: one head's rates u of a window's input at a time
             parts.append((8 * self._n_hidden, "the monitors' rates of a window's input"))
         threads = self.num_threads or _core.max_threads()
@@ -345,7 +345,7 @@ class NeuronAstrocyteNetwork:
             if not self._in_segments():  # advances the network window by window
                 outputs, log_a, done, interrupted = self._run_monitored(keys, values, queries, is_write, index, bar,
                                                                         stop_multiple, caught)
-            else:  # the core's segments; calcium monitors take the state at each window's start from the core
+            else:  # the core's segments; monitors take each window's starting calcium from the core
                 raised: list = []
 
                 def poll(n: int) -> bool:  # the core, between windows: report progress, stop on Ctrl-C
@@ -358,9 +358,10 @@ class NeuronAstrocyteNetwork:
                         return True
 
                 sums = np.empty((self._heads, total, 6)) if self._monitors else None
+                starts = [mon._local_start(self) for mon in self._monitors]  # before the core moves the state
                 outputs, log_a, done, interrupted = self._kernel(keys, values, queries, is_write, index, poll,
                                                                  stop_multiple, sums)
-                self._advance_recording(is_write[:done], sums)
+                self._advance_recording(is_write[:done], index[:done], keys, values, queries, sums, starts)
                 if raised:
                     raise raised[0]
                 # Ctrl-C after the core's last poll: the run is complete, and stops here
@@ -377,23 +378,32 @@ class NeuronAstrocyteNetwork:
         return outputs, log_a
 
     def _in_segments(self) -> bool:
-        """Whether a run goes in the core's segments: with no monitor, or with calcium monitors only
-        (the core gives each window's starting calcium and Gram sums); other monitors need each
-        window's starting state, so the run goes window by window."""
-        return all(mon.variables == ("calcium",) for mon in self._monitors)
+        """Whether a run goes in the core's segments: with no monitor, or with monitors of the
+        calcium, hidden rates, astrocyte weights and synapses only. The core gives each window's
+        starting calcium and Gram sums; the monitors carry their own neurons and synapses through
+        the windows (each moves by the window's maps from its own value and its neuron's rate of
+        the input). The outputs during reads need H h and H u over all neurons at each window's
+        start, so a monitor of them makes the run go window by window."""
+        return all("outputs" not in mon.variables for mon in self._monitors)
 
-    def _advance_recording(self, is_write, sums: Optional[np.ndarray]) -> None:
+    def _advance_recording(self, is_write, index, keys, values, queries, sums: Optional[np.ndarray],
+                           starts: Sequence[Optional[dict]]) -> None:
         """Advance the network's time through the windows the core has just run in segments
-        (``is_write`` their kinds), each calcium monitor sampling each window on the way from the
-        core's sums of its starting state, ``sums`` (heads, windows, 6) (None: no monitor). The
-        time counts every window run, even if a monitor raises."""
+        (``is_write`` their kinds, ``index`` their tokens), each monitor sampling each window on the
+        way: the calcium from the core's sums of its starting state, ``sums`` (heads, windows, 6)
+        (None: no monitor), its neurons and synapses from its state before the run, ``starts``
+        (StateMonitor._local_start, one a monitor), carried through the windows. The time counts
+        every window run, even if a monitor raises."""
         recorded = 0
         try:
             for write in (is_write if sums is not None else ()):
-                for mon in self._monitors:
-                    mon._record(self, "write" if write else "read", None, None, self._now(), self._step,
-                                self._window_steps(write), self._params["t_write" if write else "t_read"],
-                                start_sums=sums[:, recorded])
+                j = int(index[recorded])
+                x = keys[:, j] if write else queries[:, j]
+                v = values[:, j] if write else None
+                for mon, local in zip(self._monitors, starts):
+                    mon._record_local(self, "write" if write else "read", x, v, self._now(), self._step,
+                                      self._window_steps(write), self._params["t_write" if write else "t_read"],
+                                      sums[:, recorded], local)
                 self._advance(is_write[recorded:recorded + 1])
                 recorded += 1
         finally:
@@ -595,9 +605,11 @@ class NeuronAstrocyteNetwork:
             Its arrays grow as the network runs; ``monitor.stop()`` detaches it. The current
             state is recorded first (if the step count is a multiple of ``every``).
 
-        With calcium monitors only, runs go in the core's segments as unmonitored runs do (at
-        6.4M synapses a 100-token write took 1.1 times as long; ``bench/monitor_cost.py``). Any
-        other variable makes runs go window by window (8.8 times as long there).
+        Without a monitor of the outputs, runs go in the core's segments as unmonitored runs do
+        (the calcium from the core's sums, each monitor carrying its own neurons and synapses
+        through the windows). A monitor of the outputs, which needs sums over every synapse at
+        each window's start, makes runs go window by window (``bench/monitor_cost.py`` measures
+        both at 6.4M synapses; README.md, Monitors).
         """
         if self._integrator == "exact":  # euler and rk4 check it in the constructor
             V.whole_steps(self._dt, self._params, " for a monitor (it samples the exact solution every dt)")
