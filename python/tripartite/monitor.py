@@ -51,15 +51,18 @@ def _pairs(synapses, d_value: int, n_hidden: int) -> np.ndarray:
 
 def _calcium(A: np.ndarray, z: np.ndarray) -> np.ndarray:
     """a at each sample, A (samples, 6) . z (the calcium and the five Gram sums at the window's
-    start), summed term by term in order, leaving out the terms whose coefficient is 0 as the core
-    does: a read's u.u term has none, and a query whose rates lie hundreds of units of log above
-    the keys' overflows u.u to inf, which 0 * inf would turn into NaN. Each sample's value depends
-    on its own row of A only (monitors sampling different steps agree where they meet)."""
+    start; z (6,) gives (samples,), z (heads, 6) gives (samples, heads)), summed term by term in
+    order, leaving out the terms whose coefficient is 0 as the core does: a read's u.u term has
+    none, and a query whose rates lie hundreds of units of log above the keys' overflows u.u to
+    inf, which 0 * inf would turn into NaN. Each sample's value depends on its own row of A only
+    (monitors sampling different steps agree where they meet)."""
+    if z.ndim == 2:
+        A = A[:, None, :]
     with np.errstate(invalid="ignore", over="ignore"):
         terms = np.where(A != 0, A * z, 0.0)
-    a = terms[:, 0]
-    for t in range(1, terms.shape[1]):
-        a = a + terms[:, t]
+    a = terms[..., 0]
+    for t in range(1, terms.shape[-1]):
+        a = a + terms[..., t]
     return a
 
 
@@ -102,19 +105,6 @@ def _scaled_input(net, x: Optional[np.ndarray]) -> Tuple[Optional[np.ndarray], f
         return None, 0.0
     xs = np.asarray(x, dtype=np.float64) * math.sqrt(V.scale_value(net.scale, x.shape[-1]))
     return np.ascontiguousarray(xs), float(-0.5 * (xs * xs).sum() - 0.5 * math.log(net.n_hidden))
-
-
-def _rates(net, hd: int, x: Optional[np.ndarray], neurons: np.ndarray) -> np.ndarray:
-    """u, the rates of head ``hd``'s hidden neurons ``neurons`` for the input x (D,), float64 in true
-    units as reference.log_features forms them (zeros without an input): one dot product each."""
-    if x is None:
-        return np.zeros(len(neurons))
-    xs, c = _scaled_input(net, x)
-    logits = net._W[hd, neurons].astype(np.float64) @ xs + c
-    if net._bias is not None:
-        logits = logits + net._bias[hd, neurons]
-    with np.errstate(over="ignore"):
-        return np.exp(logits)
 
 
 class StateMonitor:
@@ -228,9 +218,10 @@ class StateMonitor:
 
     def _local_start(self, net) -> Optional[Dict[str, np.ndarray]]:
         """The recorded neurons' and synapses' state now, in true units (float64), one row a recorded
-        head: h and g at the hidden indices, h at the synapses' neurons, and the synapses. A run in
-        the core's segments (network._in_segments) takes it before the core runs and carries it
-        through the windows (_record with ``local``); None where no such variable is recorded."""
+        head: h and g at the hidden indices, h at the synapses' neurons, and the synapses; with the
+        rows of W and the bias of those neurons (their rates of each window's input). A run in the
+        core's segments (network._in_segments) takes it before the core runs and carries it through
+        the windows (_record_local); None where no such variable is recorded."""
         if not set(LOCAL) & set(self.variables):
             return None
         heads, r = self.heads, self.hidden_indices
@@ -238,19 +229,25 @@ class StateMonitor:
         with np.errstate(over="ignore", invalid="ignore"):
             e_h = np.exp(net._scalars[heads, 3])[:, None]  # the stored h's and g's (and H's) scales
             e_g = np.exp(net._scalars[heads, 2])[:, None]
-            return {"h": net._h[np.ix_(heads, r)].astype(np.float64) * e_h,
-                    "g": net._g[np.ix_(heads, r)].astype(np.float64) * e_g,
-                    "h_syn": net._h[np.ix_(heads, rs)].astype(np.float64) * e_h,
-                    "H": net._H[heads[:, None], d[None, :], rs[None, :]].astype(np.float64) * e_g}
+            local = {"h": net._h[np.ix_(heads, r)].astype(np.float64) * e_h,
+                     "g": net._g[np.ix_(heads, r)].astype(np.float64) * e_g,
+                     "h_syn": net._h[np.ix_(heads, rs)].astype(np.float64) * e_h,
+                     "H": net._H[heads[:, None], d[None, :], rs[None, :]].astype(np.float64) * e_g}
+        for key, neurons in (("", r), ("_syn", rs)):
+            local["W" + key] = net._W[np.ix_(heads, neurons)].astype(np.float64)
+            local["b" + key] = (np.zeros((len(heads), len(neurons))) if net._bias is None
+                                else net._bias[np.ix_(heads, neurons)].astype(np.float64))
+        return local
 
     def _record_local(self, net, kind: str, x: Optional[np.ndarray], v: Optional[np.ndarray], start_time: float,
                       start_step: int, steps: int, duration: float, start_sums: np.ndarray,
                       local: Optional[Dict[str, np.ndarray]]) -> None:
-        """Samples of one window of a run in the core's segments: the calcium from the core's sums
-        of the window's starting state, ``start_sums`` (heads, 6), and the neurons' and synapses'
-        variables from ``local`` (_local_start, as the windows before left it), which then moves to
-        the window's end by the same maps (every window, sampled or not). The recorded neurons'
-        rates u of the window's input are taken here, a dot product each."""
+        """Samples of one window of a run in the core's segments, all recorded heads at once: the
+        calcium from the core's sums of the window's starting state, ``start_sums`` (heads, 6), and
+        the neurons' and synapses' variables from ``local`` (_local_start, as the windows before
+        left it), which then moves to the window's end by the same maps (every window, sampled or
+        not). The recorded neurons' rates u of the window's input (heads, D) are taken here, a dot
+        product each, as reference.log_features forms them."""
         first = (-start_step) % self.every or self.every
         samples = np.arange(first, steps + 1, self.every)
         if samples.size == 0 and local is None:
@@ -265,27 +262,30 @@ class StateMonitor:
             p["eta"] / p["t_write"] if writing else 0.0, p["leak"] if writing else 0.0, wanted,
         )
         end = M[-1]
-        M, A = M[:samples.size], A[:samples.size]
-        per_head: Dict[str, list] = {name: [] for name in self.variables}
-        with np.errstate(over="ignore", invalid="ignore"):
-            for i, hd in enumerate(self.heads):
-                if "calcium" in per_head:
-                    per_head["calcium"].append(_calcium(A, start_sums[hd]))
-                if local is None:
-                    continue
-                u = _rates(net, hd, None if x is None else x[hd], self.hidden_indices)
-                u_syn = _rates(net, hd, None if x is None else x[hd], self.synapse_indices[:, 1])
-                h, g, h_syn, H = local["h"][i], local["g"][i], local["h_syn"][i], local["H"][i]
-                vd = v[hd, self.synapse_indices[:, 0]].astype(np.float64) if writing else None
-                if "hidden" in per_head:
-                    per_head["hidden"].append(M[:, 1, 1, None] * h + M[:, 1, 2, None] * u)
-                if "astrocyte_weights" in per_head:
-                    per_head["astrocyte_weights"].append(M[:, 0, 0, None] * g + M[:, 0, 1, None] * h + M[:, 0, 2, None] * u)
-                if "synapses" in per_head:
+        M, A = M[:samples.size, :, :, None, None], A[:samples.size]  # maps (samples, 3, 3) over (heads, indices)
+        out: Dict[str, np.ndarray] = {}
+        if "calcium" in self.variables:
+            out["calcium"] = _calcium(A, start_sums[self.heads])
+        if local is not None:
+            with np.errstate(over="ignore", invalid="ignore"):
+                if x is None:
+                    u, u_syn = np.zeros_like(local["h"]), np.zeros_like(local["h_syn"])
+                else:
+                    xs = x[self.heads].astype(np.float64) * math.sqrt(V.scale_value(net.scale, x.shape[-1]))
+                    c = -0.5 * (xs * xs).sum(axis=1) - 0.5 * math.log(net.n_hidden)
+                    u = np.exp(np.einsum("hkd,hd->hk", local["W"], xs) + c[:, None] + local["b"])
+                    u_syn = np.exp(np.einsum("hkd,hd->hk", local["W_syn"], xs) + c[:, None] + local["b_syn"])
+                h, g, h_syn, H = local["h"], local["g"], local["h_syn"], local["H"]
+                vd = v[self.heads][:, self.synapse_indices[:, 0]].astype(np.float64) if writing else None
+                if "hidden" in self.variables:
+                    out["hidden"] = M[:, 1, 1] * h + M[:, 1, 2] * u
+                if "astrocyte_weights" in self.variables:
+                    out["astrocyte_weights"] = M[:, 0, 0] * g + M[:, 0, 1] * h + M[:, 0, 2] * u
+                if "synapses" in self.variables:
                     if writing:
-                        per_head["synapses"].append(M[:, 0, 0, None] * H + vd * (M[:, 0, 1, None] * h_syn + M[:, 0, 2, None] * u_syn))
+                        out["synapses"] = M[:, 0, 0] * H + vd * (M[:, 0, 1] * h_syn + M[:, 0, 2] * u_syn)
                     else:  # held while reading
-                        per_head["synapses"].append(np.broadcast_to(H, (samples.size, H.size)).copy())
+                        out["synapses"] = np.broadcast_to(H, (samples.size,) + H.shape).copy()
                 # to the window's end (g and H first: they take h at the window's start)
                 g[:] = end[0, 0] * g + end[0, 1] * h + end[0, 2] * u
                 if writing:
@@ -296,8 +296,8 @@ class StateMonitor:
             return
         self._chunks["t"].append(start_time + samples * (duration / steps if steps else 0.0))
         self._chunks["window"].append(np.full(samples.size, kind))
-        for name, values in per_head.items():
-            self._chunks[name].append(np.stack(values, axis=1))
+        for name in self.variables:
+            self._chunks[name].append(out[name])
 
     def _run_bytes(self, window_steps: Sequence[Tuple[int, int]]) -> Tuple[int, str]:
         """Memory a run adds, for (steps per window, number of such windows) pairs: its samples,
