@@ -7,8 +7,9 @@ astrocyte_weights, synapses: the default indices, 10 neurons and one synapse), a
 of every variable (those and the outputs), then reads 20 queries with the neurons' monitor and
 with the last one (its outputs need H h and H u every window). Prints the median and range of R
 calls (default 3) of each, a fresh network per call, and each monitored time over the
-unmonitored one. A run without a monitor of the outputs goes in the core's segments of up to 32
-windows, as an unmonitored one does; a monitor of the outputs makes it go window by window."""
+unmonitored one. A run without a monitor of the outputs, or without reads, goes in the core's
+segments of up to 32 windows, as an unmonitored one does; a monitor of the outputs makes a run
+with reads go window by window."""
 
 import argparse
 import statistics

@@ -9,7 +9,7 @@ import pytest
 import tripartite
 import tripartite.network
 from tripartite import SimulationInterrupted, _core, reference
-from tripartite.monitor import StateMonitor
+from tripartite.monitor import VARIABLES, StateMonitor
 
 from conftest import EPS, InterruptAfterFirstReport, float32_numbers, moderate_inputs, network_tol
 
@@ -244,9 +244,10 @@ def test_ctrl_c_in_the_last_window_of_a_monitored_run_is_reported(rng, monkeypat
     """SIGINT from the progress bar's report of the last window: the run is complete, and
     SimulationInterrupted says so (as the core does for an unmonitored run)."""
     net = tripartite.NeuronAstrocyteNetwork(4, 2, 30, dtype=np.float64, **FAST)
-    mon = net.monitor(("calcium", "outputs"), every=5)  # window by window (without the outputs: in segments)
+    mon = net.monitor(("calcium", "outputs"), every=5)  # reads: window by window (without the outputs: in segments)
     assert not net._in_segments()
-    _, k, v = moderate_inputs(rng, (3, 4), (3, 4), 2)
+    q, k, v = moderate_inputs(rng, (3, 4), (3, 4), 2)
+    net.write(k, v)  # writes only: in segments
 
     class Bar:
         n = 0
@@ -260,9 +261,9 @@ def test_ctrl_c_in_the_last_window_of_a_monitored_run_is_reported(rng, monkeypat
             pass
 
     monkeypatch.setattr(tripartite.network, "_progress_bar", lambda progress, total, what: Bar())
-    exc = run_catching_ctrl_c(lambda: net.write(k, v))
+    exc = run_catching_ctrl_c(lambda: net.read(q))
     assert type(exc) is SimulationInterrupted and exc.windows_done == exc.windows_total == 3
-    assert net.time == 3 * FAST["t_write"] and mon.t[-1] == net.time
+    assert net.time == 3 * (FAST["t_write"] + FAST["t_read"]) and mon.t[-1] == net.time
 
 
 @pytest.mark.parametrize("error", [KeyboardInterrupt, MemoryError])
@@ -433,6 +434,38 @@ def test_monitors_without_outputs_run_in_segments_and_match_the_reference(rng, d
     # the two calcium monitors' common steps (multiples of 21): the same values
     steps_mon, steps_both = np.rint(mon.t / dt).astype(int), np.rint(both.t / dt).astype(int)
     assert np.array_equal(both.calcium[steps_both % 21 == 0, 1], mon.calcium[steps_mon % 21 == 0, 0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_monitor_of_the_outputs_lets_a_run_of_writes_go_in_segments(rng, monkeypatch, dtype):
+    """While a token is written its output neurons are clamped to its value, so a run of writes
+    only goes in the core's segments with a monitor of every variable (no call of the window-by-
+    window path), and records the same sample times, the same outputs (the values) and the other
+    variables within the tolerance of the test above as the same run forced window by window; a
+    read then goes window by window."""
+    D, Dv, m, L, dt = 5, 3, _core.block_size + 52, 40, 0.5
+    q, k, v = (float32_numbers(x) for x in moderate_inputs(rng, (2, 2, D), (2, L, D), Dv))
+    args = dict(heads=2, dtype=dtype, dt=dt, leak=0.01, **FAST)
+    kw = dict(heads=[1], hidden=[0, 7, m - 1], synapses=[(0, 1), (2, m - 1)], every=3)
+    net, slow = (tripartite.NeuronAstrocyteNetwork(D, Dv, m, **args) for _ in range(2))
+    mon, slow_mon = net.monitor(VARIABLES, **kw), slow.monitor(VARIABLES, **kw)
+    assert net._in_segments(reads=False) and not net._in_segments()
+    by_window = []
+    original = net._run_monitored
+    monkeypatch.setattr(net, "_run_monitored", lambda *a: by_window.append(1) or original(*a))
+    net.write(k, v)
+    assert not by_window
+    monkeypatch.setattr(slow, "_in_segments", lambda reads=True: False)
+    slow.write(k, v)
+    assert np.array_equal(mon.t, slow_mon.t) and np.array_equal(mon.window, slow_mon.window)
+    token = np.ceil(mon.t[1:] / FAST["t_write"] - 1e-9).astype(int) - 1  # the token written at each sample
+    assert np.array_equal(mon.outputs, slow_mon.outputs) and np.array_equal(mon.outputs[1:, 0], v[1, token])
+    tol = network_tol(dtype, L, L * FAST["t_write"] / dt) + FAST["t_write"] / dt * EPS[np.float64]
+    for name in ("calcium", "hidden", "astrocyte_weights", "synapses"):
+        got, want = getattr(mon, name), getattr(slow_mon, name)
+        assert np.max(np.abs(got - want)) <= 2 * tol * np.max(np.abs(want)), name
+    net.read(q)
+    assert by_window and np.count_nonzero(mon.window == "read") == len(range(801, 881, 3))  # steps 801-880
 
 
 @pytest.mark.parametrize("variables", [("calcium",), ("calcium", "hidden", "synapses")], ids=["calcium", "neurons"])

@@ -9,7 +9,8 @@ alone; the calcium and the outputs need sums over all hidden neurons (g.h, g.u, 
 H h, H u). A run without a monitor of the outputs goes in the core's segments: the core hands over
 each window's starting calcium and Gram sums (the ones its own calcium update takes), and each
 monitor carries its neurons and synapses through the windows from their state before the run (in
-float64, a dot product for each neuron's u). With a monitor of the outputs the run goes window by
+float64, a dot product for each neuron's u); the outputs of a run of writes only are the values
+the output neurons are clamped to. A run with reads and a monitor of the outputs goes window by
 window and the core takes the sums in one pass over the head's weights, state and synapses
 (cpp/tripartite/monitor.hpp; _window_sums_reference is the same in NumPy). Memory is bounded by
 samples x recorded indices.
@@ -266,6 +267,10 @@ class StateMonitor:
         out: Dict[str, np.ndarray] = {}
         if "calcium" in self.variables:
             out["calcium"] = _calcium(A, start_sums[self.heads])
+        if "outputs" in self.variables:  # a run of writes only (network._in_segments)
+            if not writing:
+                raise RuntimeError("a monitor of the outputs cannot sample a read in the core's segments")
+            out["outputs"] = np.broadcast_to(v[self.heads].astype(np.float64), (samples.size, len(self.heads), v.shape[-1])).copy()
         if local is not None:
             with np.errstate(over="ignore", invalid="ignore"):
                 if x is None:

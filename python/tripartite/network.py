@@ -254,7 +254,7 @@ class NeuronAstrocyteNetwork:
         parts.append((9 * (n_write + n_read), f"the schedule of {n_write + n_read} windows"))  # kind and index
         windows = [(self._window_steps(True), n_write), (self._window_steps(False), n_read)]
         parts += [mon._run_bytes(windows) for mon in self._monitors]
-        if self._monitors and self._in_segments():
+        if self._monitors and self._in_segments(reads=n_read > 0):
             parts.append((48 * self._heads * (n_write + n_read), "the monitors' calcium sums (6 doubles a head and window)"))
         elif self._monitors:  # window by window: one head's rates u of a window's input at a time
             parts.append((8 * self._n_hidden, "the monitors' rates of a window's input"))
@@ -342,7 +342,7 @@ class NeuronAstrocyteNetwork:
         total = len(is_write)
         bar = _progress_bar(progress, total, what)
         try:
-            if not self._in_segments():  # advances the network window by window
+            if not self._in_segments(reads=not all(is_write)):  # advances the network window by window
                 outputs, log_a, done, interrupted = self._run_monitored(keys, values, queries, is_write, index, bar,
                                                                         stop_multiple, caught)
             else:  # the core's segments; monitors take each window's starting calcium from the core
@@ -377,14 +377,16 @@ class NeuronAstrocyteNetwork:
             raise SimulationInterrupted(done, total, self._now(), stop_multiple, *done_outputs)
         return outputs, log_a
 
-    def _in_segments(self) -> bool:
-        """Whether a run goes in the core's segments: with no monitor, or with monitors of the
-        calcium, hidden rates, astrocyte weights and synapses only. The core gives each window's
-        starting calcium and Gram sums; the monitors carry their own neurons and synapses through
-        the windows (each moves by the window's maps from its own value and its neuron's rate of
-        the input). The outputs during reads need H h and H u over all neurons at each window's
-        start, so a monitor of them makes the run go window by window."""
-        return all("outputs" not in mon.variables for mon in self._monitors)
+    def _in_segments(self, reads: bool = True) -> bool:
+        """Whether a run (with reads, or writes only) goes in the core's segments: with no monitor,
+        or with monitors of the calcium, hidden rates, astrocyte weights and synapses only, or of
+        the outputs in a run of writes only (the output neurons are clamped to the token's value).
+        The core gives each window's starting calcium and Gram sums; the monitors carry their own
+        neurons and synapses through the windows (each moves by the window's maps from its own
+        value and its neuron's rate of the input). The outputs during reads need H h and H u over
+        all neurons at each window's start, so a monitor of them makes a run with reads go window
+        by window."""
+        return not reads or all("outputs" not in mon.variables for mon in self._monitors)
 
     def _advance_recording(self, is_write, index, keys, values, queries, sums: Optional[np.ndarray],
                            starts: Sequence[Optional[dict]]) -> None:
@@ -607,9 +609,10 @@ class NeuronAstrocyteNetwork:
 
         Without a monitor of the outputs, runs go in the core's segments as unmonitored runs do
         (the calcium from the core's sums, each monitor carrying its own neurons and synapses
-        through the windows). A monitor of the outputs, which needs sums over every synapse at
-        each window's start, makes runs go window by window (``bench/monitor_cost.py`` measures
-        both at 6.4M synapses; README.md, Monitors).
+        through the windows), and so do runs of writes only (the outputs are clamped to the
+        values). A monitor of the outputs makes a run with reads go window by window: a read's
+        outputs need sums over every synapse at each window's start (``bench/monitor_cost.py``
+        measures both at 6.4M synapses; README.md, Monitors).
         """
         if self._integrator == "exact":  # euler and rk4 check it in the constructor
             V.whole_steps(self._dt, self._params, " for a monitor (it samples the exact solution every dt)")
