@@ -217,13 +217,14 @@ class StateMonitor:
         for name, values in per_head.items():
             self._chunks[name].append(np.stack(values, axis=1))
 
-    def _local_start(self, net) -> Optional[Dict[str, np.ndarray]]:
+    def _local_start(self, net, reads: bool = False) -> Optional[Dict[str, np.ndarray]]:
         """The recorded neurons' and synapses' state now, in true units (float64), one row a recorded
         head: h and g at the hidden indices, h at the synapses' neurons, and the synapses; with the
-        rows of W and the bias of those neurons (their rates of each window's input). A run in the
-        core's segments (network._in_segments) takes it before the core runs and carries it through
-        the windows (_record_local); None where no such variable is recorded."""
-        if not set(LOCAL) & set(self.variables):
+        rows of W and the bias of those neurons (their rates of each window's input); for a monitor
+        of the outputs in a run of ``reads`` (only: network._in_segments), H h (the core's pass).
+        A run in the core's segments takes it before the core runs and carries it through the
+        windows (_record_local); None where no such variable is recorded."""
+        if not set(LOCAL + ("outputs",)) & set(self.variables):
             return None
         heads, r = self.heads, self.hidden_indices
         d, rs = self.synapse_indices[:, 0], self.synapse_indices[:, 1]
@@ -234,6 +235,8 @@ class StateMonitor:
                      "g": net._g[np.ix_(heads, r)].astype(np.float64) * e_g,
                      "h_syn": net._h[np.ix_(heads, rs)].astype(np.float64) * e_h,
                      "H": net._H[heads[:, None], d[None, :], rs[None, :]].astype(np.float64) * e_g}
+        if "outputs" in self.variables and reads:
+            local["Hh"] = np.stack([_window_sums(net, hd, None, True)[2] for hd in heads])
         for key, neurons in (("", r), ("_syn", rs)):
             local["W" + key] = net._W[np.ix_(heads, neurons)].astype(np.float64)
             local["b" + key] = (np.zeros((len(heads), len(neurons))) if net._bias is None
@@ -267,10 +270,16 @@ class StateMonitor:
         out: Dict[str, np.ndarray] = {}
         if "calcium" in self.variables:
             out["calcium"] = _calcium(A, start_sums[self.heads])
-        if "outputs" in self.variables:  # a run of writes only (network._in_segments)
-            if not writing:
-                raise RuntimeError("a monitor of the outputs cannot sample a read in the core's segments")
+        if "outputs" in self.variables and writing:  # clamped to the token's value
             out["outputs"] = np.broadcast_to(v[self.heads].astype(np.float64), (samples.size, len(self.heads), v.shape[-1])).copy()
+        elif "outputs" in self.variables:  # a run of reads only: y(s) = H h(s) / a(s), H as the run leaves it
+            Hh = local["Hh"]
+            Hu = np.stack([_window_sums(net, hd, x[hd], True)[3] for hd in self.heads])
+            a = out["calcium"] if "calcium" in out else _calcium(A, start_sums[self.heads])
+            with np.errstate(over="ignore", invalid="ignore"):
+                num = M[:, 1, 1] * Hh + M[:, 1, 2] * Hu
+                out["outputs"] = np.where(a[..., None] > 0, num / np.where(a > 0, a, 1)[..., None], 0.0)
+                Hh[:] = end[1, 1] * Hh + end[1, 2] * Hu  # to the window's end, with h
         if local is not None:
             with np.errstate(over="ignore", invalid="ignore"):
                 if x is None:

@@ -254,8 +254,10 @@ class NeuronAstrocyteNetwork:
         parts.append((9 * (n_write + n_read), f"the schedule of {n_write + n_read} windows"))  # kind and index
         windows = [(self._window_steps(True), n_write), (self._window_steps(False), n_read)]
         parts += [mon._run_bytes(windows) for mon in self._monitors]
-        if self._monitors and self._in_segments(reads=n_read > 0):
+        if self._monitors and self._in_segments(reads=n_read > 0, writes=n_write > 0):
             parts.append((48 * self._heads * (n_write + n_read), "the monitors' calcium sums (6 doubles a head and window)"))
+            if n_read and any("outputs" in mon.variables for mon in self._monitors):
+                parts.append((8 * self._n_hidden, "the monitors' rates of a query (H u after a run of reads)"))
         elif self._monitors:  # window by window: one head's rates u of a window's input at a time
             parts.append((8 * self._n_hidden, "the monitors' rates of a window's input"))
         threads = self.num_threads or _core.max_threads()
@@ -342,7 +344,8 @@ class NeuronAstrocyteNetwork:
         total = len(is_write)
         bar = _progress_bar(progress, total, what)
         try:
-            if not self._in_segments(reads=not all(is_write)):  # advances the network window by window
+            reads, writes = not all(is_write), any(is_write)
+            if not self._in_segments(reads, writes):  # advances the network window by window
                 outputs, log_a, done, interrupted = self._run_monitored(keys, values, queries, is_write, index, bar,
                                                                         stop_multiple, caught)
             else:  # the core's segments; monitors take each window's starting calcium from the core
@@ -358,7 +361,7 @@ class NeuronAstrocyteNetwork:
                         return True
 
                 sums = np.empty((self._heads, total, 6)) if self._monitors else None
-                starts = [mon._local_start(self) for mon in self._monitors]  # before the core moves the state
+                starts = [mon._local_start(self, reads) for mon in self._monitors]  # before the core moves the state
                 outputs, log_a, done, interrupted = self._kernel(keys, values, queries, is_write, index, poll,
                                                                  stop_multiple, sums)
                 self._advance_recording(is_write[:done], index[:done], keys, values, queries, sums, starts)
@@ -377,16 +380,17 @@ class NeuronAstrocyteNetwork:
             raise SimulationInterrupted(done, total, self._now(), stop_multiple, *done_outputs)
         return outputs, log_a
 
-    def _in_segments(self, reads: bool = True) -> bool:
-        """Whether a run (with reads, or writes only) goes in the core's segments: with no monitor,
-        or with monitors of the calcium, hidden rates, astrocyte weights and synapses only, or of
-        the outputs in a run of writes only (the output neurons are clamped to the token's value).
-        The core gives each window's starting calcium and Gram sums; the monitors carry their own
-        neurons and synapses through the windows (each moves by the window's maps from its own
-        value and its neuron's rate of the input). The outputs during reads need H h and H u over
-        all neurons at each window's start, so a monitor of them makes a run with reads go window
-        by window."""
-        return not reads or all("outputs" not in mon.variables for mon in self._monitors)
+    def _in_segments(self, reads: bool = True, writes: bool = True) -> bool:
+        """Whether a run (with reads and writes, or one kind only) goes in the core's segments: with
+        no monitor, or with monitors of the calcium, hidden rates, astrocyte weights and synapses
+        only, or with a monitor of the outputs in a run of one kind. The core gives each window's
+        starting calcium and Gram sums; the monitors carry their own neurons and synapses through
+        the windows (each moves by the window's maps from its own value and its neuron's rate of
+        the input). The outputs are clamped to the values while writing; while reading they need
+        H h and H u, and H does not change through a run of reads: H u is taken after the core's
+        run, a pass a query, and H h carried from the run's start. A run that mixes writes and
+        reads with a monitor of the outputs goes window by window."""
+        return not (reads and writes) or all("outputs" not in mon.variables for mon in self._monitors)
 
     def _advance_recording(self, is_write, index, keys, values, queries, sums: Optional[np.ndarray],
                            starts: Sequence[Optional[dict]]) -> None:
