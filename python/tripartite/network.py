@@ -611,12 +611,12 @@ class NeuronAstrocyteNetwork:
             Its arrays grow as the network runs; ``monitor.stop()`` detaches it. The current
             state is recorded first (if the step count is a multiple of ``every``).
 
-        Without a monitor of the outputs, runs go in the core's segments as unmonitored runs do
-        (the calcium from the core's sums, each monitor carrying its own neurons and synapses
-        through the windows), and so do runs of writes only (the outputs are clamped to the
-        values). A monitor of the outputs makes a run with reads go window by window: a read's
-        outputs need sums over every synapse at each window's start (``bench/monitor_cost.py``
-        measures both at 6.4M synapses; README.md, Monitors).
+        Runs go in the core's segments as unmonitored runs do (the calcium from the core's sums,
+        each monitor carrying its own neurons and synapses through the windows), except a run
+        that mixes writes and reads (a stream) with a monitor of the outputs, which goes window
+        by window: a read's outputs need sums over every synapse at the window's start, which a
+        run of reads alone takes after the core's run (H does not change while reading). See
+        ``bench/monitor_cost.py`` and README.md, Monitors, for the costs at 6.4M synapses.
         """
         if self._integrator == "exact":  # euler and rk4 check it in the constructor
             V.whole_steps(self._dt, self._params, " for a monitor (it samples the exact solution every dt)")
