@@ -6,14 +6,15 @@ the window's start and the maps from there to each sampled step (the same maps t
 and evaluates only the recorded entries. A hidden neuron's rate, its astrocyte weight and its
 synapses move by those maps from their own values and the neuron's rate u of the window's input
 alone; the calcium and the outputs need sums over all hidden neurons (g.h, g.u, h.h, h.u, u.u and
-H h, H u). A run without a monitor of the outputs goes in the core's segments: the core hands over
-each window's starting calcium and Gram sums (the ones its own calcium update takes), and each
-monitor carries its neurons and synapses through the windows from their state before the run (in
-float64, a dot product for each neuron's u); the outputs of a run of writes only are the values
-the output neurons are clamped to. A run with reads and a monitor of the outputs goes window by
-window and the core takes the sums in one pass over the head's weights, state and synapses
-(cpp/tripartite/monitor.hpp; _window_sums_reference is the same in NumPy). Memory is bounded by
-samples x recorded indices.
+H h, H u). A run goes in the core's segments unless it mixes writes and reads and a monitor
+records the outputs: the core hands over each window's starting calcium and Gram sums (the ones its
+own calcium update takes), and each monitor carries its neurons and synapses through the windows
+from their state before the run (in float64, a dot product for each neuron's u). While writing the
+outputs are the values the output neurons are clamped to; through a run of reads H does not
+change, so each query's H u is taken after the core's run and H h is carried from the run's start.
+A stream with a monitor of the outputs goes window by window. H h and H u come from the core's
+pass over the head's weights, state and synapses (cpp/tripartite/monitor.hpp;
+_window_sums_reference is the same in NumPy). Memory is bounded by samples x recorded indices.
 """
 
 from __future__ import annotations
