@@ -5,11 +5,10 @@ Writes N tokens (default 100) into a network of the paper's size (m = 10^5 hidde
 monitor of the calcium and the neurons' and synapses' variables (calcium, hidden,
 astrocyte_weights, synapses: the default indices, 10 neurons and one synapse), and with a monitor
 of every variable (those and the outputs), then reads 20 queries with the neurons' monitor and
-with the last one (its outputs need H h and H u every window). Prints the median and range of R
+with the last one (its outputs need H h and H u every read), and streams 20 tokens with it. Prints the median and range of R
 calls (default 3) of each, a fresh network per call, and each monitored time over the
-unmonitored one. A run without a monitor of the outputs, or without reads, goes in the core's
-segments of up to 32 windows, as an unmonitored one does; a monitor of the outputs makes a run
-with reads go window by window."""
+unmonitored one. Monitored runs go in the core's segments as unmonitored ones do (of up to 32
+windows; 10 where a monitor of the outputs makes each read take two more readouts)."""
 
 import argparse
 import statistics
@@ -72,6 +71,12 @@ def main(argv=None):
         med, lo, hi = timed(written(variables), lambda net: net.read(q), args.repeats)
         base = base or med
         print(f"  read 20, {label:<13} {med:8.3f} s  [{lo:.3f}, {hi:.3f}]  {med / base:6.1f}x", flush=True)
+
+    base = None
+    for label, variables in (("no monitor", None), ("every variable", every)):
+        med, lo, hi = timed(written(variables), lambda net: net.stream(q, k[4:24], v[4:24]), args.repeats)
+        base = base or med
+        print(f"  stream 20, {label:<11} {med:8.3f} s  [{lo:.3f}, {hi:.3f}]  {med / base:6.1f}x", flush=True)
 
 
 if __name__ == "__main__":

@@ -115,7 +115,8 @@ template <class T>
 py::tuple run_network(py::array W, py::object bias, py::array H, py::array g, py::array h, py::array scalars, py::array keys,
                       py::array values, py::array queries, py::array is_write, py::array index,
                       py::dict params, std::string integrator, std::size_t write_steps, std::size_t read_steps,
-                      int num_threads, py::object progress, std::size_t stop_multiple, py::object window_sums) {
+                      int num_threads, py::object progress, std::size_t stop_multiple, py::object window_sums,
+                      py::object window_reads) {
   NetworkParams p;
   if (W.ndim() != 3) throw std::invalid_argument("hidden_weights must be 3-D");
   p.heads = W.shape(0), p.m = W.shape(1), p.D = W.shape(2);
@@ -153,6 +154,7 @@ py::tuple run_network(py::array W, py::object bias, py::array H, py::array g, py
   std::vector<double> log_underflow(std::size_t(hs) * in.n_queries, kNegInf);
   in.log_underflow = log_underflow.data();
   in.window_sums = optional_array<double>(window_sums, "window_sums", {hs, n_windows, 6}, true);  // written window by window
+  in.window_reads = optional_array<double>(window_reads, "window_reads", {hs, n_windows, 2, Dv}, true);  // the reads' rows
 
   const Integrator integ = parse_integrator(integrator);
   const double tau_h = params["tau_hidden"].cast<double>(), tau_a = params["tau_astro"].cast<double>();
@@ -404,7 +406,8 @@ PYBIND11_MODULE(_core, mod) {
     mod.def(name, fn, py::arg("W"), py::arg("bias"), py::arg("H"), py::arg("g"), py::arg("h"), py::arg("scalars"),
             py::arg("keys"), py::arg("values"), py::arg("queries"), py::arg("is_write"), py::arg("index"),
             py::arg("params"), py::arg("integrator"), py::arg("write_steps"), py::arg("read_steps"),
-            py::arg("num_threads"), py::arg("progress"), py::arg("stop_multiple"), py::arg("window_sums") = py::none());
+            py::arg("num_threads"), py::arg("progress"), py::arg("stop_multiple"), py::arg("window_sums") = py::none(),
+            py::arg("window_reads") = py::none());
   };
   def_network("run_network_float32", &run_network<float>);
   def_network("run_network_float64", &run_network<double>);

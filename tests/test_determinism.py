@@ -106,8 +106,9 @@ def test_network_threads_bitwise(rng, integrator):
 @pytest.mark.parametrize("integrator", ["exact", "euler", "rk4"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_network_threads_bitwise_bias_leak_monitor(rng, integrator, dtype):
-    """Write then read, then a stream, with hidden bias, leak and a monitor (which runs the
-    network window by window): outputs, calcium, state and the recorded traces, bitwise."""
+    """Write then read, then a stream, with hidden bias, leak and a monitor of every variable (the
+    core's sums and each read's H h and H u, the monitor's own entries): outputs, calcium, state
+    and the recorded traces, bitwise."""
     heads, D, Dv, m = 3, 16, 16, 4 * _core.block_size + 5
     q, k, v = moderate_inputs(rng, (heads, 4, D), (heads, 4, D), Dv)
     b = rng.normal(-0.3, 0.2, (heads, m))
@@ -181,19 +182,22 @@ def test_orthogonal_rows_blocks_and_norms():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_network_results_do_not_depend_on_how_calls_are_split(rng, dtype):
     """The core advances windows in segments; the arithmetic per synapse does not depend on the
-    segmentation, so one call, many calls and a monitored (window-by-window) run agree bitwise."""
+    segmentation, so one call, many calls, a token a call, and a run with a monitor of every
+    variable (segments of 10 windows, each read taking two more readouts in the pass over the
+    synapses for the monitor) agree bitwise."""
     q, k, v = moderate_inputs(rng, (2, 13, 8), (2, 13, 8), 5)
     kw = dict(heads=2, dtype=dtype, leak=0.002)
     whole = tripartite.NeuronAstrocyteNetwork(8, 5, 2100, **kw)
     y_whole = whole.stream(q, k, v)
     parts = tripartite.NeuronAstrocyteNetwork(8, 5, 2100, **kw)
     y_parts = np.concatenate([parts.stream(q[:, a:b], k[:, a:b], v[:, a:b]) for a, b in ((0, 3), (3, 4), (4, 13))], axis=1)
+    tokens = tripartite.NeuronAstrocyteNetwork(8, 5, 2100, **kw)
+    y_tokens = np.concatenate([tokens.stream(q[:, t:t + 1], k[:, t:t + 1], v[:, t:t + 1]) for t in range(13)], axis=1)
     watched = tripartite.NeuronAstrocyteNetwork(8, 5, 2100, **kw)
-    watched.monitor(("calcium", "outputs"), every=100)  # the outputs: window by window
-    assert not watched._in_segments()
+    watched.monitor(tripartite.monitor.VARIABLES, every=100)
     y_watched = watched.stream(q, k, v)
-    assert np.array_equal(y_whole, y_parts) and np.array_equal(y_whole, y_watched)
-    for net in (parts, watched):
+    assert np.array_equal(y_whole, y_parts) and np.array_equal(y_whole, y_tokens) and np.array_equal(y_whole, y_watched)
+    for net in (parts, tokens, watched):
         assert np.array_equal(net.synapses, whole.synapses) and np.array_equal(net.calcium, whole.calcium)
 
 
@@ -201,7 +205,8 @@ def test_network_results_do_not_depend_on_how_calls_are_split(rng, dtype):
 def test_network_reads_do_not_depend_on_how_calls_are_split(rng, dtype):
     """Reads after a segment's last write go through register tiles (pairs of synapse rows, threes
     of reads, as many of each as are left at the edges). 40 queries in one call (a full segment of
-    reads and a partial one), in pieces of 1, 4 and 35, and one window at a time (monitored) agree
+    reads and a partial one), in pieces of 1, 4 and 35, and with a monitor of the outputs (segments
+    of 10 reads, each with two more readouts) agree
     bitwise, on d_value = 7 (groups of 4 and 3 rows: row pairs and a single row) and 2100 hidden
     neurons (a block's tail)."""
     q, k, v = moderate_inputs(rng, (2, 40, 8), (2, 6, 8), 7)
@@ -212,8 +217,7 @@ def test_network_reads_do_not_depend_on_how_calls_are_split(rng, dtype):
     assert _core.segment_windows(2, 2100, 8, 7) == _core.max_segment_windows < 40
     y_whole = nets[0].read(q)
     y_parts = np.concatenate([nets[1].read(q[:, a:b]) for a, b in ((0, 1), (1, 5), (5, 40))], axis=1)
-    nets[2].monitor(("calcium", "outputs"), every=250)  # the outputs: window by window
-    assert not nets[2]._in_segments()
+    nets[2].monitor(("calcium", "outputs"), every=250)
     y_watched = nets[2].read(q)
     assert np.array_equal(y_whole, y_parts) and np.array_equal(y_whole, y_watched)
     for net in nets[1:]:

@@ -201,9 +201,9 @@ def monitored_stream(rng):
 
 
 def ctrl_c_on_record(monkeypatch, when):
-    """Monitors raise SIGINT right after the sample for which when(kinds) is true, kinds being
-    the kinds ("write", "read", ...) of the samples recorded so far, this one last."""
-    record, seen = StateMonitor._record, []
+    """Monitors raise SIGINT right after sampling the window for which when(kinds) is true, kinds
+    being the kinds ("write", "read") of the windows sampled so far, this one last."""
+    record, seen = StateMonitor._record_local, []
 
     def record_then_ctrl_c(self, net_, kind, *args, **kwargs):
         record(self, net_, kind, *args, **kwargs)
@@ -211,7 +211,7 @@ def ctrl_c_on_record(monkeypatch, when):
         if when(seen):
             signal.raise_signal(signal.SIGINT)
 
-    monkeypatch.setattr(StateMonitor, "_record", record_then_ctrl_c)
+    monkeypatch.setattr(StateMonitor, "_record_local", record_then_ctrl_c)
 
 
 def assert_same_traces(mon, other):
@@ -220,23 +220,19 @@ def assert_same_traces(mon, other):
 
 
 @pytest.mark.parametrize("window", ["write", "read"])
-def test_ctrl_c_while_a_monitor_samples_stops_a_stream_between_tokens(rng, monkeypatch, window):
-    """SIGINT raised inside the monitor's sampling of token 2's write (or read) window, where
-    Python's own handler would raise KeyboardInterrupt at once: the run finishes token 2 and
-    raises SimulationInterrupted there, with the monitor at the network's time and the outputs of
-    tokens 0-2, and a resumed stream gives the uninterrupted outputs and traces."""
+def test_ctrl_c_while_a_monitor_samples_ends_a_complete_run(rng, monkeypatch, window):
+    """SIGINT raised inside the monitor's sampling of token 2's write (or read) window, which
+    happens after the core has run the whole call, where Python's own handler would raise
+    KeyboardInterrupt at once: the monitor samples every window, and SimulationInterrupted says the
+    run is complete, with every output; the traces are those of an uninterrupted run."""
     (q, k, v), net, mon, y_whole, whole_mon = monitored_stream(rng)
     ctrl_c_on_record(monkeypatch, lambda kinds: kinds[-1] == window and kinds.count(window) == 3)
     handler = signal.getsignal(signal.SIGINT)
     exc = run_catching_ctrl_c(lambda: net.stream(q, k, v))
     assert signal.getsignal(signal.SIGINT) is handler  # the run's own handler is gone
-    assert type(exc) is SimulationInterrupted and exc.windows_done == 6 and exc.windows_total == 12
-    period = FAST["t_write"] + FAST["t_read"]
-    assert net.time == 3 * period and mon.t[-1] == net.time  # never between a token and its query
-    assert np.array_equal(exc.outputs, y_whole[0][:3]) and np.array_equal(exc.astrocyte, y_whole[1][:3])
-    monkeypatch.undo()
-    y_rest = net.stream(q[3:], k[3:], v[3:])
-    assert np.array_equal(y_rest, y_whole[0][3:])
+    assert type(exc) is SimulationInterrupted and exc.windows_done == exc.windows_total == 12
+    assert net.time == 6 * (FAST["t_write"] + FAST["t_read"]) and mon.t[-1] == net.time
+    assert np.array_equal(exc.outputs, y_whole[0]) and np.array_equal(exc.astrocyte, y_whole[1])
     assert_same_traces(mon, whole_mon)
 
 
@@ -244,10 +240,9 @@ def test_ctrl_c_in_the_last_window_of_a_monitored_run_is_reported(rng, monkeypat
     """SIGINT from the progress bar's report of the last window: the run is complete, and
     SimulationInterrupted says so (as the core does for an unmonitored run)."""
     net = tripartite.NeuronAstrocyteNetwork(4, 2, 30, dtype=np.float64, **FAST)
-    mon = net.monitor(("calcium", "outputs"), every=5)  # reads: window by window (without the outputs: in segments)
-    assert not net._in_segments()
+    mon = net.monitor(("calcium", "outputs"), every=5)
     q, k, v = moderate_inputs(rng, (3, 4), (3, 4), 2)
-    net.write(k, v)  # writes only: in segments
+    net.write(k, v)
 
     class Bar:
         n = 0
@@ -267,53 +262,74 @@ def test_ctrl_c_in_the_last_window_of_a_monitored_run_is_reported(rng, monkeypat
 
 
 @pytest.mark.parametrize("error", [KeyboardInterrupt, MemoryError])
-def test_a_window_that_fails_leaves_no_samples(rng, monkeypatch, error):
-    """An exception between the monitor's sampling of a window and the end of its simulation
-    (here from the core, in token 2's read window): the monitor keeps only the samples of the
-    windows simulated, and a resumed stream gives the uninterrupted traces."""
+def test_a_run_that_fails_in_the_core_leaves_no_samples(rng, monkeypatch, error):
+    """An exception from the core's call (before it ran any window): no time passes, the monitor
+    holds only its sample at creation, and the stream run again gives the uninterrupted traces."""
     (q, k, v), net, mon, y_whole, whole_mon = monitored_stream(rng)
-    kernel, calls = net._kernel, []
 
     def failing_kernel(*args):
-        calls.append(1)
-        if len(calls) == 6:
-            raise error()
-        return kernel(*args)
+        raise error()
 
     monkeypatch.setattr(net, "_kernel", failing_kernel)
     with pytest.raises(error):
         net.stream(q, k, v)
-    period = FAST["t_write"] + FAST["t_read"]
-    assert net.time == 2 * period + FAST["t_write"]
-    assert np.array_equal(mon.t, whole_mon.t[whole_mon.t <= net.time])
+    assert net.time == 0.0 and mon.n_samples == 1
     monkeypatch.undo()
-    # finish token 2 by hand, window by window as the stream (a run of reads alone goes in the
-    # core's segments: the same samples within rounding, tested elsewhere, not bit for bit)
-    monkeypatch.setattr(net, "_in_segments", lambda reads=True, writes=True: False)
-    net.read(q[2:3])
-    monkeypatch.undo()
-    net.stream(q[3:], k[3:], v[3:])
+    net.stream(q, k, v)
     assert_same_traces(mon, whole_mon)
 
 
+def test_a_monitor_that_fails_keeps_the_network_s_time(rng, monkeypatch):
+    """An exception from a monitor while it samples the run (here MemoryError at token 2's read):
+    the run itself is complete, so the network's time counts every window, and the monitor keeps
+    the samples of the windows before; a later run samples on from the network's time."""
+    (q, k, v), net, mon, y_whole, whole_mon = monitored_stream(rng)
+    record, calls = StateMonitor._record_local, []
+
+    def failing(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 6:
+            raise MemoryError()
+        return record(self, *args, **kwargs)
+
+    monkeypatch.setattr(StateMonitor, "_record_local", failing)
+    with pytest.raises(MemoryError):
+        net.stream(q, k, v)
+    period = FAST["t_write"] + FAST["t_read"]
+    assert net.time == 6 * period
+    assert np.array_equal(mon.t, whole_mon.t[whole_mon.t <= 2 * period + FAST["t_write"]])
+    monkeypatch.undo()
+    net.stream(q[:1], k[:1], v[:1])
+    assert mon.t[-1] == net.time == 7 * period and np.count_nonzero(mon.t > 6 * period) == len(range(183, 211, 3))  # dt = 1 ms
+    assert not np.any((mon.t > 2 * period + FAST["t_write"]) & (mon.t <= 6 * period))  # the windows it missed
+
+
 def test_ctrl_c_in_a_monitored_read_keeps_the_outputs_of_the_queries_done(rng, monkeypatch):
-    """Two heads, (heads, L, D) input: SIGINT while the monitor samples query 2's window; the
-    exception holds the first 3 queries' outputs (2, 3, Dv) and calcium (2, 3). (The window-by-
-    window path, which a stream with a monitor of the outputs takes; a run of reads alone goes in
-    the core's segments, and Ctrl-C there is the core's, below.)"""
-    q, k, v = moderate_inputs(rng, (2, 5, 4), (2, 3, 4), 2)
-    nets = [tripartite.NeuronAstrocyteNetwork(4, 2, 30, heads=2, dtype=np.float64, **FAST) for _ in range(2)]
+    """Ctrl-C in a long read with a monitor of the outputs (the core stops at a window boundary):
+    the exception holds the outputs and calcium of the queries done, equal to an unmonitored
+    network's, and the monitor's samples stop at the network's time, the same as those of a read of
+    just those queries."""
+    D, Dv, m, L = 32, 32, 200_000, 4000
+    q = (rng.standard_normal((L, D)) * 0.4).astype(np.float32)
+    k = (rng.standard_normal((3, D)) * 0.4).astype(np.float32)
+    v = rng.standard_normal((3, Dv)).astype(np.float32)
+    nets = [tripartite.NeuronAstrocyteNetwork(D, Dv, m, num_threads=1) for _ in range(2)]
     for net in nets:
         net.write(k, v)
-    y, a = nets[0].read(q, return_astrocyte=True)
-    mon = nets[1].monitor(("calcium", "outputs"), every=5)
-    monkeypatch.setattr(nets[1], "_in_segments", lambda reads=True, writes=True: False)
-    ctrl_c_on_record(monkeypatch, lambda kinds: len(kinds) == 3)
-    exc = run_catching_ctrl_c(lambda: nets[1].read(q))
-    assert type(exc) is SimulationInterrupted and exc.windows_done == 3
-    assert exc.outputs.shape == (2, 3, 2) and exc.astrocyte.shape == (2, 3) and exc.astrocyte.dtype == np.float64
-    assert np.array_equal(exc.outputs, y[:, :3]) and np.array_equal(exc.astrocyte, a[:, :3])
-    assert mon.t[-1] == nets[1].time
+    mon = nets[1].monitor(("calcium", "outputs"), every=100)
+    with pytest.raises(SimulationInterrupted) as info:
+        InterruptAfterFirstReport().run(monkeypatch, lambda: nets[1].read(q, return_astrocyte=True, progress=True))
+    exc = info.value
+    done = exc.windows_done
+    assert 0 < done < L and mon.t[-1] == nets[1].time == 300.0 + done * 1000.0
+    y, a = nets[0].read(q[:done], return_astrocyte=True)
+    assert np.array_equal(exc.outputs, y) and np.array_equal(exc.astrocyte, a)
+    fresh = tripartite.NeuronAstrocyteNetwork(D, Dv, m, num_threads=1)
+    fresh.write(k, v)
+    fresh_mon = fresh.monitor(("calcium", "outputs"), every=100)
+    fresh.read(q[:done])
+    assert np.array_equal(mon.t, fresh_mon.t)
+    assert np.array_equal(mon.calcium, fresh_mon.calcium) and np.array_equal(mon.outputs, fresh_mon.outputs)
 
 
 def test_monitored_runs_check_the_samples_memory_before_running(rng, monkeypatch):
@@ -390,48 +406,47 @@ def test_window_sums_of_the_core_against_numpy(rng, dtype, bias):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("integrator", ["euler", "rk4"])
-def test_monitors_without_outputs_run_in_segments_and_match_the_reference(rng, dtype, integrator):
-    """Monitors of the calcium, hidden rates, astrocyte weights and synapses: the run goes in the
-    core's segments (network._in_segments). The calcium comes from the core's sums of each
-    window's starting state; the recorded neurons and synapses are carried through the windows by
-    the monitor from their state before the run. A stream of 40 tokens (80 windows: segments of
-    32, 32 and 16) on two heads with a bias and a leak, m over two blocks, neurons and synapses on
-    both sides of the block boundary, a monitor of head 1 every 3 steps and a calcium monitor of
-    both heads every 7: the same sample times as a monitor of the same variables and the outputs
-    (window by window), and values equal to reference.simulate's within the tolerance of the
-    monitors' test above (the network's rounding and the maps' composition; the window-by-window
-    monitor's within twice that)."""
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "write-then-read"])
+def test_monitors_in_the_core_s_segments_match_the_reference(rng, dtype, integrator, stream):
+    """Monitored runs go in the core's segments: the calcium from the core's sums of each window's
+    starting state, a read's outputs from its H h and H u (two more readouts in the pass over the
+    synapses), the recorded neurons and synapses carried through the windows by the monitor from
+    their state before the run. 40 tokens and 40 queries (80 windows: a stream, or all the writes
+    and then all the reads) on two heads with a bias and a leak, m over two blocks, neurons and
+    synapses on both sides of the block boundary, a monitor of every variable of head 1 every 3
+    steps and a calcium monitor of both heads every 7: outputs bitwise those of an unmonitored
+    network, the outputs while writing the values, every variable equal to reference.simulate's
+    within the tolerance of the monitors' test above (the network's rounding and the maps'
+    composition), and the last samples the network's state within it."""
     D, Dv, m, L, dt = 5, 3, _core.block_size + 52, 40, 0.5
     q, k, v = (float32_numbers(x) for x in moderate_inputs(rng, (2, L, D), (2, L, D), Dv))
     W = float32_numbers(rng.standard_normal((2, m, D)))
     b = float32_numbers(rng.normal(-0.3, 0.2, (2, m)))
     args = dict(heads=2, dtype=dtype, integrator=integrator, dt=dt, leak=0.01, hidden_weights=W, hidden_bias=b, **FAST)
     hidden, synapses = [0, 7, m - 1], [(0, 1), (2, m - 1), (1, _core.block_size + 2)]
-    local = ("calcium", "hidden", "astrocyte_weights", "synapses")
-    net = tripartite.NeuronAstrocyteNetwork(D, Dv, m, **args)
-    mon = net.monitor(local, heads=[1], hidden=hidden, synapses=synapses, every=3)
+    net, plain = (tripartite.NeuronAstrocyteNetwork(D, Dv, m, **args) for _ in range(2))
+    mon = net.monitor(VARIABLES, heads=[1], hidden=hidden, synapses=synapses, every=3)
     both = net.monitor(every=7)
-    assert net._in_segments() and _core.segment_windows(2, m, D, Dv) == 32
-    y = net.stream(q, k, v)
-    slow = tripartite.NeuronAstrocyteNetwork(D, Dv, m, **args)
-    slow_mon = slow.monitor(local + ("outputs",), heads=[1], hidden=hidden, synapses=synapses, every=3)
-    assert not slow._in_segments()
-    y_slow = slow.stream(q, k, v)
-    assert np.array_equal(y, y_slow)  # the same core arithmetic either way
-    assert np.array_equal(mon.t, slow_mon.t) and np.array_equal(mon.window, slow_mon.window)
+    if stream:
+        y, y_plain = net.stream(q, k, v), plain.stream(q, k, v)
+    else:
+        net.write(k, v), plain.write(k, v)
+        y, y_plain = net.read(q), plain.read(q)
+    assert np.array_equal(y, y_plain)
     assert mon.n_samples == 1 + L * (20 + 40) // 3 and both.n_samples == 1 + L * (20 + 40) // 7
-    _, _, trace = reference.simulate(k[1], v[1], q[1], W[1], stream=True, integrator=integrator, dt=dt, leak=0.01,
+    _, _, trace = reference.simulate(k[1], v[1], q[1], W[1], stream=stream, integrator=integrator, dt=dt, leak=0.01,
                                      hidden_bias=b[1], record_every=3, **FAST)
     assert np.allclose(mon.t, trace["t"], rtol=0, atol=1e-9)
+    writing = mon.window == "write"
+    token = np.floor(mon.t[writing] / (FAST["t_write"] + FAST["t_read"] if stream else FAST["t_write"]) - 1e-9).astype(int)
+    assert np.array_equal(mon.outputs[writing, 0], v[1, token])
     expected = dict(calcium=trace["calcium"], hidden=trace["hidden"][:, hidden],
-                    astrocyte_weights=trace["astrocyte_weights"][:, hidden],
+                    astrocyte_weights=trace["astrocyte_weights"][:, hidden], outputs=trace["outputs"],
                     synapses=trace["synapses"][:, [d for d, _ in synapses], [r for _, r in synapses]])
     tol = network_tol(dtype, 2 * L, L * (FAST["t_write"] + FAST["t_read"]) / dt) + FAST["t_read"] / dt * EPS[np.float64]
-    for name in local:
-        top = np.max(np.abs(expected[name]))
-        got = getattr(mon, name)[:, 0]
+    for name in VARIABLES:
+        got, top = getattr(mon, name)[:, 0], np.max(np.abs(expected[name]))
         assert np.max(np.abs(got - expected[name])) <= tol * top, name
-        assert np.max(np.abs(got - getattr(slow_mon, name)[:, 0])) <= 2 * tol * top, name
     # the last samples are the network's state at the end, within the same tolerance
     assert mon.t[-1] == net.time
     for got, state in ((mon.hidden, net.hidden_rates[1, hidden]), (mon.astrocyte_weights, net.astrocyte_weights[1, hidden]),
@@ -440,55 +455,6 @@ def test_monitors_without_outputs_run_in_segments_and_match_the_reference(rng, d
     # the two calcium monitors' common steps (multiples of 21): the same values
     steps_mon, steps_both = np.rint(mon.t / dt).astype(int), np.rint(both.t / dt).astype(int)
     assert np.array_equal(both.calcium[steps_both % 21 == 0, 1], mon.calcium[steps_mon % 21 == 0, 0])
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("integrator", ["euler", "rk4"])
-def test_a_monitor_of_the_outputs_lets_runs_of_one_kind_go_in_segments(rng, monkeypatch, dtype, integrator):
-    """A monitor of every variable: a write of 30 tokens and then a read of 12 queries each go in
-    the core's segments (no call of the window-by-window path). While writing the outputs are the
-    values; while reading y = H h / a, with H u taken after the run (H does not change while
-    reading) and H h carried from the run's start. The same sample times, the same outputs while
-    writing, and every variable within the tolerance of the tests above of reference.simulate
-    (write all, then read all) and within twice that of the same runs forced window by window;
-    a stream (writes and reads mixed) then goes window by window."""
-    D, Dv, m, L, Lq, dt = 5, 3, _core.block_size + 52, 30, 12, 0.5
-    q, k, v = (float32_numbers(x) for x in moderate_inputs(rng, (2, Lq, D), (2, L, D), Dv))
-    W = float32_numbers(rng.standard_normal((2, m, D)))
-    b = float32_numbers(rng.normal(-0.3, 0.2, (2, m)))
-    args = dict(heads=2, dtype=dtype, integrator=integrator, dt=dt, leak=0.01, hidden_weights=W, hidden_bias=b, **FAST)
-    hidden, synapses = [0, 7, m - 1], [(0, 1), (2, m - 1)]
-    kw = dict(heads=[1], hidden=hidden, synapses=synapses, every=3)
-    net, slow = (tripartite.NeuronAstrocyteNetwork(D, Dv, m, **args) for _ in range(2))
-    mon, slow_mon = net.monitor(VARIABLES, **kw), slow.monitor(VARIABLES, **kw)
-    assert net._in_segments(reads=False) and net._in_segments(writes=False) and not net._in_segments()
-    by_window = []
-    original = net._run_monitored
-    monkeypatch.setattr(net, "_run_monitored", lambda *a: by_window.append(1) or original(*a))
-    net.write(k, v)
-    y = net.read(q)
-    assert not by_window
-    monkeypatch.setattr(slow, "_in_segments", lambda reads=True, writes=True: False)
-    slow.write(k, v)
-    assert np.array_equal(slow.read(q), y)
-    assert np.array_equal(mon.t, slow_mon.t) and np.array_equal(mon.window, slow_mon.window)
-    writing = mon.window == "write"
-    token = np.ceil(mon.t[writing] / FAST["t_write"] - 1e-9).astype(int) - 1  # the token written at each sample
-    assert np.array_equal(mon.outputs[writing, 0], v[1, token])
-    assert np.array_equal(mon.outputs[writing], slow_mon.outputs[writing])
-    _, _, trace = reference.simulate(k[1], v[1], q[1], W[1], integrator=integrator, dt=dt, leak=0.01, hidden_bias=b[1],
-                                     record_every=3, **FAST)
-    assert np.allclose(mon.t, trace["t"], rtol=0, atol=1e-9)
-    expected = dict(calcium=trace["calcium"], hidden=trace["hidden"][:, hidden],
-                    astrocyte_weights=trace["astrocyte_weights"][:, hidden], outputs=trace["outputs"],
-                    synapses=trace["synapses"][:, [d for d, _ in synapses], [r for _, r in synapses]])
-    tol = network_tol(dtype, L + Lq, (L * FAST["t_write"] + Lq * FAST["t_read"]) / dt) + FAST["t_read"] / dt * EPS[np.float64]
-    for name in VARIABLES:
-        got, top = getattr(mon, name)[:, 0], np.max(np.abs(expected[name]))
-        assert np.max(np.abs(got - expected[name])) <= tol * top, name
-        assert np.max(np.abs(got - getattr(slow_mon, name)[:, 0])) <= 2 * tol * top, name
-    net.stream(q[:, :1], k[:, :1], v[:, :1])
-    assert by_window
 
 
 @pytest.mark.parametrize("variables", [("calcium",), ("calcium", "hidden", "synapses")], ids=["calcium", "neurons"])
@@ -502,7 +468,6 @@ def test_a_monitored_run_in_segments_stopped_by_ctrl_c_keeps_the_samples_of_the_
     v = rng.standard_normal((L, Dv)).astype(np.float32)
     net = tripartite.NeuronAstrocyteNetwork(D, Dv, m, num_threads=1)
     mon = net.monitor(variables, every=25)
-    assert net._in_segments()
     with pytest.raises(SimulationInterrupted) as info:
         InterruptAfterFirstReport().run(monkeypatch, lambda: net.write(k, v, progress=True))
     done = info.value.windows_done
@@ -518,7 +483,7 @@ def test_a_monitored_run_in_segments_stopped_by_ctrl_c_keeps_the_samples_of_the_
     assert mon.t[-1] == net.time
 
 
-@pytest.mark.parametrize("variables", [("calcium",), ("calcium", "outputs")], ids=["segments", "window-by-window"])
+@pytest.mark.parametrize("variables", [("calcium",), ("calcium", "outputs")], ids=["calcium", "outputs"])
 def test_monitored_calcium_stays_finite_where_a_query_s_rates_overflow_u_dot_u(rng, variables):
     """A bias of 400 on every neuron, keys with |k~|^2 = 900 and queries with |q~|^2 = 1: each
     query's rates are ~e^400, so u.u overflows double to inf, while the true calcium stays finite
@@ -531,7 +496,6 @@ def test_monitored_calcium_stays_finite_where_a_query_s_rates_overflow_u_dot_u(r
     v = rng.standard_normal((3, Dv))
     net = tripartite.NeuronAstrocyteNetwork(D, Dv, m, dtype=np.float64, hidden_bias=np.full((1, m), 400.0), **FAST)
     mon = net.monitor(variables, every=5)
-    assert net._in_segments() == ("outputs" not in variables)
     net.write(k, v)
     _, a = net.read(q, return_astrocyte=True)
     assert np.all(np.isfinite(mon.calcium)) and np.all(np.isfinite(a)) and a.min() > 1e150
@@ -540,10 +504,10 @@ def test_monitored_calcium_stays_finite_where_a_query_s_rates_overflow_u_dot_u(r
     assert np.all(np.abs(mon.calcium[ends, 0] / a - 1) <= 6 * 450 * EPS[np.float64])
 
 
-def test_monitors_of_one_window_share_the_core_s_pass(rng, monkeypatch):
-    """Two monitors that make the run go window by window: the core's pass over each head
-    (monitor._window_sums) runs once a window, not once a monitor, and each monitor records what
-    it would record alone."""
+def test_monitored_runs_take_no_pass_of_their_own(rng, monkeypatch):
+    """The monitors take everything from the core's run and from their own entries: the core's
+    pass over a head's weights, state and synapses (monitor._window_sums) runs only for the
+    samples at a monitor's creation (the outputs' H h then), not once a window."""
     import tripartite.monitor as monitor_module
 
     q, k, v = moderate_inputs(rng, (2, 3, 4), (2, 3, 4), 2)
@@ -556,18 +520,55 @@ def test_monitors_of_one_window_share_the_core_s_pass(rng, monkeypatch):
 
     monkeypatch.setattr(monitor_module, "_window_sums", counted)
     net = tripartite.NeuronAstrocyteNetwork(4, 2, 30, heads=2, dtype=np.float64, **FAST)
-    both = net.monitor(("calcium", "hidden"), every=5), net.monitor(("hidden", "outputs"), heads=[1], every=7)
-    calls.clear()  # the samples at creation
+    net.monitor(tripartite.monitor.VARIABLES, every=5), net.monitor(("hidden", "outputs"), heads=[1], every=7)
+    assert sorted(calls) == [0, 1, 1]  # the samples at creation: the first monitor's two heads, the second's one
+    calls.clear()
     net.stream(q, k, v)
-    # 6 windows: both heads, once each; a read's outputs for head 1 once more where the first
-    # monitor's pass (no outputs) came first
-    assert sorted(calls) == sorted([0, 1] * 6 + [1] * 3)
-    for mon in both:
-        alone = tripartite.NeuronAstrocyteNetwork(4, 2, 30, heads=2, dtype=np.float64, **FAST)
-        ref = alone.monitor(mon.variables, heads=mon.heads, every=mon.every)
-        if "outputs" not in mon.variables:  # alone it would run in segments: keep it window by window
-            alone.monitor("outputs", every=1000)
-        assert not alone._in_segments()
-        alone.stream(q, k, v)
-        for name in mon.variables:
-            assert np.array_equal(getattr(mon, name), getattr(ref, name)), name
+    net.write(k, v)
+    net.read(q)
+    assert calls == []
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_core_s_h_h_and_h_u_of_each_read_against_the_monitor_s_pass(rng, dtype):
+    """run_network's window_reads: for each read of a stream (segments of 10 windows, each read
+    taking two more readouts), H h and H u at the window's start in true units, against the
+    monitor's pass over the state (monitor._window_sums, tested against NumPy, sums in double)
+    taken before each window of the same stream run one window a call (the same state bit for
+    bit), on two heads, m over two blocks, a bias and a leak. The core sums each block's products
+    in the dtype: within (block size + 4) eps of the sums of |H_dr| h_r (and |H_dr| u_r), the
+    block's summation and the rounding of h and u. The outputs are bitwise those of the run
+    without window_reads, whose write rows stay as they were."""
+    import tripartite.monitor as monitor_module
+
+    D, Dv, m, L, heads = 5, 3, _core.block_size + 52, 25, 2
+    q, k, v = (np.ascontiguousarray(x, dtype=dtype) for x in moderate_inputs(rng, (heads, L, D), (heads, L, D), Dv))
+    bias = rng.normal(-0.3, 0.2, (heads, m))
+    kw = dict(heads=heads, dtype=dtype, leak=0.01, hidden_bias=bias, **FAST)
+    a, b, c = (tripartite.NeuronAstrocyteNetwork(D, Dv, m, **kw) for _ in range(3))
+    kernel = _core.run_network_float32 if dtype == np.float32 else _core.run_network_float64
+    is_write, index = np.array([1, 0] * L, np.uint8), np.repeat(np.arange(L), 2)
+
+    def run(net, keys, values, queries, kinds, idx, reads=None):
+        return kernel(net._W, net._bias, net._H, net._g, net._h, net._scalars, keys, values, queries, kinds, idx,
+                      net._params, net._integrator, net._write_steps, net._read_steps, 2, None, 2, None, reads)
+
+    reads = np.full((heads, 2 * L, 2, Dv), 7.0)
+    y = run(a, k, v, q, is_write, index, reads)[0]
+    assert np.array_equal(y, run(c, k, v, q, is_write, index)[0])
+    assert np.all(reads[:, is_write == 1] == 7.0)
+    want, scale = np.zeros_like(reads), np.zeros_like(reads)  # the pass's H h, H u; sums of |H| h, |H| u
+    none = (np.zeros((heads, 0, D), dtype), np.zeros((heads, 0, Dv), dtype))
+    for i in range(2 * L):
+        j = slice(index[i], index[i] + 1)
+        if is_write[i]:
+            run(b, np.ascontiguousarray(k[:, j]), np.ascontiguousarray(v[:, j]), none[0], is_write[i:i + 1], np.zeros(1, np.int64))
+            continue
+        for hd in range(heads):
+            _, u, want[hd, i, 0], want[hd, i, 1] = monitor_module._window_sums(b, hd, q[hd, index[i]], True)
+            H = np.abs(b._H[hd].astype(np.float64)) * np.exp(b._scalars[hd, 2])
+            scale[hd, i, 0], scale[hd, i, 1] = H @ (b._h[hd].astype(np.float64) * np.exp(b._scalars[hd, 3])), H @ u
+        run(b, none[0], none[1], np.ascontiguousarray(q[:, j]), is_write[i:i + 1], np.zeros(1, np.int64))
+    reading = is_write == 0
+    err = np.abs(reads[:, reading] - want[:, reading])
+    assert np.all(err <= (_core.block_size + 4) * EPS[dtype] * scale[:, reading])

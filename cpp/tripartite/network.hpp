@@ -65,6 +65,12 @@ struct WindowInputs {
   // rates). A calcium monitor's samples follow from these and the window's maps (monitor.py), with
   // no pass of their own and with the run in segments.
   double* window_sums = nullptr;
+  // heads x n_windows x 2 x Dv (may be null): for each read window of the call, H h and H u at
+  // the window's start in true units (h: the hidden rates then, u: the query's rates), what a
+  // monitor of the outputs needs (y(s) = H h(s) / a(s) inside the window); write windows' rows are
+  // left as they are. Each read then takes two more readouts in the pass over the synapses, and
+  // segments hold a third as many windows.
+  double* window_reads = nullptr;
 };
 
 namespace detail {
@@ -95,7 +101,8 @@ inline std::size_t segment_windows(std::size_t heads, std::size_t m, std::size_t
   return S - S % 2;  // kMinSegment and kMaxSegment are even
 }
 
-// Work shared by the passes of one segment, sized once per call for segments of up to `seg` windows.
+// Work shared by the passes of one segment, sized once per call for segments of up to `seg` windows
+// (`seg` entries of the pass over the synapses: see run_windows' span).
 template <class T>
 struct Workspace {
   std::size_t nb, seg;
@@ -105,7 +112,7 @@ struct Workspace {
   std::vector<double> block_max;  // 2 x heads x seg x nb
   std::vector<double> gram;       // heads x seg x nb x 5: (g.h, g.u, h.h, h.u, u.u) per block
   std::vector<double> coef;       // heads x seg x kCoef
-  std::vector<double> dots;       // heads x nb x seg x Dv: H h at the end of each read, per block
+  std::vector<double> dots;       // heads x nb x seg x Dv: each read entry's H h, per block
   Workspace(const NetworkParams& p, std::size_t seg)
       : nb(n_blocks(p.m)),
         seg(seg),
@@ -147,7 +154,12 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
                         const std::function<bool(std::size_t)>& keep_going = {}) {
   using detail::kMaxSegment;
   const std::size_t m = p.m, D = p.D, Dv = p.Dv, heads = p.heads;
+  // seg: the workspace's rows per head (entries of a pass over the synapses); span: windows per
+  // segment. With in.window_reads each read is three entries (its own readout of h at the end,
+  // then h at the start and u), so a segment spans a third of the rows (even: see segment_windows).
   const std::size_t seg = detail::segment_windows(heads, m, D, Dv);
+  const bool extra_reads = in.window_reads != nullptr && Dv > 0;
+  const std::size_t span = extra_reads ? std::max<std::size_t>(2, seg / 3 / 2 * 2) : seg;
   detail::Workspace<T> ws(p, seg);
   const std::size_t nb = ws.nb;
   const std::size_t tasks = heads * nb;
@@ -192,7 +204,7 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
   const bool keep_rates = schedule.size() <= detail::kMinSegment;
   scratch_vector<T> kept(keep_rates ? heads * schedule.size() * m : 0);  // every entry written by pass 1
   if (!schedule.empty()) {
-    const std::size_t S0 = std::min(seg, schedule.size());
+    const std::size_t S0 = std::min(span, schedule.size());
     prepare(cur, 0, S0);
     parallel_for(tasks, p.threads, [&](std::size_t task) {
       const std::size_t hd = task / nb, b = task % nb;
@@ -207,15 +219,22 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
 
   std::size_t done = 0;
   while (done < schedule.size()) {
-    const std::size_t S = std::min(seg, schedule.size() - done);
+    const std::size_t S = std::min(span, schedule.size() - done);
     const Window* win = schedule.data() + done;
+    // The pass's entries: window i is entry entry[i]; with extra_reads a read's h at its start and
+    // u follow it as entries entry[i] + 1 and + 2 (reads that change nothing).
     bool is_write[kMaxSegment];
-    for (std::size_t i = 0; i < S; ++i) is_write[i] = win[i].write;
+    std::size_t entry[kMaxSegment], S_e = 0;
+    for (std::size_t i = 0; i < S; ++i) {
+      entry[i] = S_e;
+      is_write[S_e++] = win[i].write;
+      if (extra_reads && !win[i].write) is_write[S_e++] = false, is_write[S_e++] = false;
+    }
     for (std::size_t hd = 0; hd < heads; ++hd)
       for (std::size_t i = 0; i < S; ++i)
         if (win[i].write)
-          std::copy_n(in.values + (hd * in.n_keys + win[i].index) * Dv, Dv, ws.values.data() + (hd * seg + i) * Dv);
-    const std::size_t next = done + S, S_next = next < schedule.size() ? std::min(seg, schedule.size() - next) : 0;
+          std::copy_n(in.values + (hd * in.n_keys + win[i].index) * Dv, Dv, ws.values.data() + (hd * seg + entry[i]) * Dv);
+    const std::size_t next = done + S, S_next = next < schedule.size() ? std::min(span, schedule.size() - next) : 0;
     if (S_next) prepare(1 - cur, next, S_next);
     auto bmax_row = [&](std::size_t hd, std::size_t i) { return ws.block_max.data() + ((cur * heads + hd) * seg + i) * nb; };
 
@@ -279,12 +298,13 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
       T* g = s.g + hd * m + r0;
       T* h = s.h + hd * m + r0;
       T kg_seg[kMaxSegment];
+      std::fill_n(kg_seg, S_e, T(1));  // a read's entries take none
       for (std::size_t i = 0; i < S; ++i) {
         const double* k = ws.coef.data() + (hd * seg + i) * detail::kCoef;
         const double rel = std::exp(bmax_row(hd, i)[b] - k[5]);
         const T kh = static_cast<T>(k[0]), ku = static_cast<T>(k[1] * rel);
         const T kg = static_cast<T>(k[2]), kgh = static_cast<T>(k[3]), kgu = static_cast<T>(k[4] * rel);
-        kg_seg[i] = kg;
+        kg_seg[entry[i]] = kg;
         const T* u = keep_rates ? kept.data() + (hd * S + i) * m + r0 : sc.u.data() + i * kBlock;
         double gh = 0, gu = 0, hh = 0, hu = 0, uu = 0;
 #pragma omp simd reduction(+ : gh, gu, hh, hu, uu)
@@ -298,20 +318,29 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
         double* gr = ws.gram.data() + ((hd * seg + i) * nb + b) * 5;
         gr[0] = gh, gr[1] = gu, gr[2] = hh, gr[3] = hu, gr[4] = uu;
         if (win[i].write) {
-          T* w = sc.w.data() + i * kBlock;
+          T* w = sc.w.data() + entry[i] * kBlock;
 #pragma omp simd
           for (std::size_t r = 0; r < nbk; ++r) {
             w[r] = kgh * h[r] + kgu * u[r];
             g[r] = kg * g[r] + w[r];
             h[r] = kh * h[r] + ku * u[r];
           }
+        } else if (extra_reads) {  // h at the start and u as two more reads
+          T* hr = sc.hr.data() + entry[i] * kBlock;
+          T* h0 = hr + kBlock;
+          std::copy_n(u, nbk, h0 + kBlock);
+#pragma omp simd
+          for (std::size_t r = 0; r < nbk; ++r) {
+            h0[r] = h[r];
+            h[r] = hr[r] = kh * h[r] + ku * u[r];
+          }
         } else {
-          T* hr = sc.hr.data() + i * kBlock;
+          T* hr = sc.hr.data() + entry[i] * kBlock;
 #pragma omp simd
           for (std::size_t r = 0; r < nbk; ++r) h[r] = hr[r] = kh * h[r] + ku * u[r];
         }
       }
-      tiles::synapse_segment(s.H + hd * Dv * m + r0, m, Dv, nbk, is_write, S, kg_seg,
+      tiles::synapse_segment(s.H + hd * Dv * m + r0, m, Dv, nbk, is_write, S_e, kg_seg,
                              ws.values.data() + hd * seg * Dv, sc.w.data(), sc.hr.data(), kBlock,
                              ws.dots.data() + task * seg * Dv, Dv);
       // The next segment's maxima, while the block's weights are packed (sc.u is free again).
@@ -376,8 +405,21 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
         T* y = in.outputs + (hd * in.n_queries + win[i].index) * Dv;
         for (std::size_t d = 0; d < Dv; ++d) {
           double acc = 0;
-          for (std::size_t b = 0; b < nb; ++b) acc += ws.dots[((hd * nb + b) * seg + i) * Dv + d];
+          for (std::size_t b = 0; b < nb; ++b) acc += ws.dots[((hd * nb + b) * seg + entry[i]) * Dv + d];
           y[d] = a > 0 ? narrow_to<T>(scaled_product(acc, 1.0, log_f - log_a)) : T(0);
+        }
+        if (extra_reads) {  // H h (stored in e^{s_H + s_h} before the window) and H u (e^{s_H + c_b} per block)
+          double* out = in.window_reads + (hd * schedule.size() + done + i) * 2 * Dv;
+          for (std::size_t d = 0; d < Dv; ++d) {
+            double hh = 0, hu = 0;
+            for (std::size_t b = 0; b < nb; ++b) {
+              const double* dot = ws.dots.data() + ((hd * nb + b) * seg + entry[i]) * Dv + d;
+              hh += dot[Dv];
+              hu += scaled_product(dot[2 * Dv], 1.0, sH + bmax[b]);
+            }
+            out[d] = scaled_product(hh, 1.0, sH + sh);
+            out[Dv + d] = hu;
+          }
         }
         // The reads' products H_dr h_r are taken in T, with every array relative to its bound:
         // underflow_log_bound over the m neurons with the weight e^{B_g - s_H} (h_r <= 1, |H_dr| <=

@@ -34,12 +34,14 @@ def run_network_float32(
     keys: np.ndarray, values: np.ndarray, queries: np.ndarray, is_write: np.ndarray, index: np.ndarray,
     params: dict, integrator: str, write_steps: int, read_steps: int, num_threads: int,
     progress: Optional[Callable[[int], None]], stop_multiple: int, window_sums: Optional[np.ndarray] = ...,
+    window_reads: Optional[np.ndarray] = ...,
 ) -> Tuple[np.ndarray, np.ndarray, int, bool, int]: ...  # y, log a, windows done, interrupted, reads underflowed
 def run_network_float64(
     W: np.ndarray, bias: Optional[np.ndarray], H: np.ndarray, g: np.ndarray, h: np.ndarray, scalars: np.ndarray,
     keys: np.ndarray, values: np.ndarray, queries: np.ndarray, is_write: np.ndarray, index: np.ndarray,
     params: dict, integrator: str, write_steps: int, read_steps: int, num_threads: int,
     progress: Optional[Callable[[int], None]], stop_multiple: int, window_sums: Optional[np.ndarray] = ...,
+    window_reads: Optional[np.ndarray] = ...,
 ) -> Tuple[np.ndarray, np.ndarray, int, bool, int]: ...  # y, log a, windows done, interrupted, reads underflowed
 def window_map(
     integrator: str, duration: float, steps: int, rate_h: float, rate_a: float, e: float, leak: float

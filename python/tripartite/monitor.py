@@ -6,14 +6,13 @@ the window's start and the maps from there to each sampled step (the same maps t
 and evaluates only the recorded entries. A hidden neuron's rate, its astrocyte weight and its
 synapses move by those maps from their own values and the neuron's rate u of the window's input
 alone; the calcium and the outputs need sums over all hidden neurons (g.h, g.u, h.h, h.u, u.u and
-H h, H u). A run goes in the core's segments unless it mixes writes and reads and a monitor
-records the outputs: the core hands over each window's starting calcium and Gram sums (the ones its
-own calcium update takes), and each monitor carries its neurons and synapses through the windows
-from their state before the run (in float64, a dot product for each neuron's u). While writing the
-outputs are the values the output neurons are clamped to; through a run of reads H does not
-change, so each query's H u is taken after the core's run and H h is carried from the run's start.
-A stream with a monitor of the outputs goes window by window. H h and H u come from the core's
-pass over the head's weights, state and synapses (cpp/tripartite/monitor.hpp;
+H h, H u). Monitored runs go in the core's segments as unmonitored ones do. The core hands over
+each window's starting calcium and Gram sums (the ones its own calcium update takes) and, for a
+monitor of the outputs, each read's H h and H u at its start (two more readouts of the synapses
+in the same pass); each monitor carries its neurons and synapses through the windows from their
+state before the run (in float64, a dot product for each neuron's u). While writing, the outputs
+are the values the output neurons are clamped to. The state at a monitor's creation takes H h
+from the core's pass over a head's weights, state and synapses (cpp/tripartite/monitor.hpp;
 _window_sums_reference is the same in NumPy). Memory is bounded by samples x recorded indices.
 """
 
@@ -152,80 +151,42 @@ class StateMonitor:
         self._net = net
 
     # ----------------------------------------------------------------------------------------
-    def _record(self, net, kind: str, x: Optional[np.ndarray], v: Optional[np.ndarray], start_time: float, start_step: int,
-                steps: int, duration: float, shared: Optional[dict] = None) -> None:
-        """Samples of one window of `steps` steps starting at global step `start_step`, from the
-        state now (the window's start). kind: "write", "read" or "now" (the current state only).
-        ``shared``: the window's sums per head (_window_sums) kept for the
-        other monitors of the same window, so that the core's pass over a head runs once."""
-        if kind == "now":
-            samples = np.array([0]) if start_step % self.every == 0 else np.array([], dtype=np.int64)
-            M = np.eye(3)[None]
-            A = np.eye(6)[:1]
-        else:
-            first = (-start_step) % self.every or self.every
-            samples = np.arange(first, steps + 1, self.every)
-            if samples.size == 0:
-                return
-            p = net._params
-            writing = kind == "write"
-            M, A = _core.window_trajectory(
-                net._integrator, duration, steps, 1 / p["tau_hidden"], 1 / p["tau_astro"],
-                p["eta"] / p["t_write"] if writing else 0.0, p["leak"] if writing else 0.0, samples.tolist(),
-            )
-        if samples.size == 0:
+    def _record_now(self, net) -> None:
+        """A sample of the network's state now (at creation, and after a reset), if the step count
+        is a multiple of ``every``: the recorded entries, the calcium, and the outputs y = H h / a
+        (0 where a = 0), H h from the core's pass over each head (cpp/tripartite/monitor.hpp)."""
+        if net._step % self.every:
             return
-        self._chunks["t"].append(start_time + samples * (duration / steps if steps else 0.0))
-        self._chunks["window"].append(np.full(samples.size, "now" if kind == "now" else kind))
         sc = net._scalars
+        r, d, rs = self.hidden_indices, self.synapse_indices[:, 0], self.synapse_indices[:, 1]
         per_head: Dict[str, list] = {name: [] for name in self.variables}
-        with_outputs = "outputs" in per_head and kind != "write"
         with np.errstate(over="ignore", invalid="ignore"):
             for hd in self.heads:
                 e_h, e_g = np.exp(sc[hd, 3]), np.exp(sc[hd, 2])  # the stored h's and g's (and H's) scales
-                a0 = sc[hd, 0] * np.exp(sc[hd, 1])
-                taken = None if shared is None else shared.get(hd)
-                if taken is None or (with_outputs and taken[2] is None):
-                    taken = _window_sums(net, hd, None if x is None else x[hd], with_outputs)
-                    if shared is not None:
-                        shared[hd] = taken
-                sums, u, Hh, Hu = taken
-                a = _calcium(A, np.concatenate(([a0], sums)))
+                a = sc[hd, 0] * np.exp(sc[hd, 1])
                 if "calcium" in per_head:
-                    per_head["calcium"].append(a)
-                r = self.hidden_indices
-                h_r = net._h[hd, r].astype(np.float64) * e_h
+                    per_head["calcium"].append(np.array([a]))
                 if "hidden" in per_head:
-                    per_head["hidden"].append(M[:, 1, 1, None] * h_r + M[:, 1, 2, None] * u[r])
+                    per_head["hidden"].append(net._h[hd, r].astype(np.float64)[None] * e_h)
                 if "astrocyte_weights" in per_head:
-                    g_r = net._g[hd, r].astype(np.float64) * e_g
-                    per_head["astrocyte_weights"].append(M[:, 0, 0, None] * g_r + M[:, 0, 1, None] * h_r + M[:, 0, 2, None] * u[r])
+                    per_head["astrocyte_weights"].append(net._g[hd, r].astype(np.float64)[None] * e_g)
                 if "synapses" in per_head:
-                    d, rs = self.synapse_indices[:, 0], self.synapse_indices[:, 1]
-                    H0 = net._H[hd, d, rs].astype(np.float64) * e_g
-                    if kind == "write":
-                        vd = v[hd, d].astype(np.float64)
-                        h_rs = net._h[hd, rs].astype(np.float64) * e_h
-                        per_head["synapses"].append(M[:, 0, 0, None] * H0 + vd * (M[:, 0, 1, None] * h_rs + M[:, 0, 2, None] * u[rs]))
-                    else:
-                        per_head["synapses"].append(np.broadcast_to(H0, (len(a), len(H0))).copy())
+                    per_head["synapses"].append(net._H[hd, d, rs].astype(np.float64)[None] * e_g)
                 if "outputs" in per_head:
-                    if kind == "write":  # the output neurons are clamped to the token's value
-                        per_head["outputs"].append(np.broadcast_to(v[hd].astype(np.float64), (len(a), v.shape[-1])).copy())
-                    else:  # y(s) = H h(s) / a(s), H held
-                        num = M[:, 1, 1, None] * Hh + M[:, 1, 2, None] * Hu
-                        per_head["outputs"].append(np.where(a[:, None] > 0, num / np.where(a > 0, a, 1)[:, None], 0.0))
+                    Hh = _window_sums(net, hd, None, True)[2]
+                    per_head["outputs"].append(np.where(a > 0, Hh / (a if a > 0 else 1.0), 0.0)[None])
+        self._chunks["t"].append(np.array([net._now()]))
+        self._chunks["window"].append(np.array(["now"]))
         for name, values in per_head.items():
             self._chunks[name].append(np.stack(values, axis=1))
 
-    def _local_start(self, net, reads: bool = False) -> Optional[Dict[str, np.ndarray]]:
+    def _local_start(self, net) -> Optional[Dict[str, np.ndarray]]:
         """The recorded neurons' and synapses' state now, in true units (float64), one row a recorded
         head: h and g at the hidden indices, h at the synapses' neurons, and the synapses; with the
-        rows of W and the bias of those neurons (their rates of each window's input); for a monitor
-        of the outputs in a run of ``reads`` (only: network._in_segments), H h (the core's pass).
-        A run in the core's segments takes it before the core runs and carries it through the
-        windows (_record_local); None where no such variable is recorded."""
-        if not set(LOCAL + ("outputs",)) & set(self.variables):
+        rows of W and the bias of those neurons (their rates of each window's input). A run takes it
+        before the core runs and carries it through the windows (_record_local); None where no such
+        variable is recorded."""
+        if not set(LOCAL) & set(self.variables):
             return None
         heads, r = self.heads, self.hidden_indices
         d, rs = self.synapse_indices[:, 0], self.synapse_indices[:, 1]
@@ -236,8 +197,6 @@ class StateMonitor:
                      "g": net._g[np.ix_(heads, r)].astype(np.float64) * e_g,
                      "h_syn": net._h[np.ix_(heads, rs)].astype(np.float64) * e_h,
                      "H": net._H[heads[:, None], d[None, :], rs[None, :]].astype(np.float64) * e_g}
-        if "outputs" in self.variables and reads:
-            local["Hh"] = np.stack([_window_sums(net, hd, None, True)[2] for hd in heads])
         for key, neurons in (("", r), ("_syn", rs)):
             local["W" + key] = net._W[np.ix_(heads, neurons)].astype(np.float64)
             local["b" + key] = (np.zeros((len(heads), len(neurons))) if net._bias is None
@@ -246,12 +205,13 @@ class StateMonitor:
 
     def _record_local(self, net, kind: str, x: Optional[np.ndarray], v: Optional[np.ndarray], start_time: float,
                       start_step: int, steps: int, duration: float, start_sums: np.ndarray,
-                      local: Optional[Dict[str, np.ndarray]]) -> None:
-        """Samples of one window of a run in the core's segments, all recorded heads at once: the
-        calcium from the core's sums of the window's starting state, ``start_sums`` (heads, 6), and
-        the neurons' and synapses' variables from ``local`` (_local_start, as the windows before
-        left it), which then moves to the window's end by the same maps (every window, sampled or
-        not). The recorded neurons' rates u of the window's input (heads, D) are taken here, a dot
+                      reads: Optional[np.ndarray], local: Optional[Dict[str, np.ndarray]]) -> None:
+        """Samples of one window of a run, all recorded heads at once: the calcium from the core's
+        sums of the window's starting state, ``start_sums`` (heads, 6); while reading, the outputs
+        from the core's H h and H u at the window's start, ``reads`` (heads, 2, d_value); and the
+        neurons' and synapses' variables from ``local`` (_local_start, as the windows before left
+        it), which then moves to the window's end by the same maps (every window, sampled or not).
+        The recorded neurons' rates u of the window's input x (heads, D) are taken here, a dot
         product each, as reference.log_features forms them."""
         first = (-start_step) % self.every or self.every
         samples = np.arange(first, steps + 1, self.every)
@@ -273,14 +233,12 @@ class StateMonitor:
             out["calcium"] = _calcium(A, start_sums[self.heads])
         if "outputs" in self.variables and writing:  # clamped to the token's value
             out["outputs"] = np.broadcast_to(v[self.heads].astype(np.float64), (samples.size, len(self.heads), v.shape[-1])).copy()
-        elif "outputs" in self.variables:  # a run of reads only: y(s) = H h(s) / a(s), H as the run leaves it
-            Hh = local["Hh"]
-            Hu = np.stack([_window_sums(net, hd, x[hd], True)[3] for hd in self.heads])
+        elif "outputs" in self.variables:  # y(s) = H h(s) / a(s), H held while reading
+            Hh, Hu = reads[self.heads, 0], reads[self.heads, 1]
             a = out["calcium"] if "calcium" in out else _calcium(A, start_sums[self.heads])
             with np.errstate(over="ignore", invalid="ignore"):
                 num = M[:, 1, 1] * Hh + M[:, 1, 2] * Hu
                 out["outputs"] = np.where(a[..., None] > 0, num / np.where(a > 0, a, 1)[..., None], 0.0)
-                Hh[:] = end[1, 1] * Hh + end[1, 2] * Hu  # to the window's end, with h
         if local is not None:
             with np.errstate(over="ignore", invalid="ignore"):
                 if x is None:
@@ -331,19 +289,10 @@ class StateMonitor:
                 f"{self.every} steps): {samples} samples")
         return kept + transient, what
 
-    def _record_now(self, net) -> None:
-        """A sample of the network's state now (at creation, and after a reset)."""
-        self._record(net, "now", None, None, net._now(), net._step, 0, 0.0)
-
-    def _chunk_count(self) -> int:
-        """Chunks recorded so far: every completed _record adds one to every variable alike."""
-        return len(self._chunks["t"])
-
-    def _truncate(self, n: int) -> None:
-        """Keep the first ``n`` chunks (:meth:`_chunk_count` before a window whose simulation did
-        not complete): drop that window's samples. ``_truncate(0)`` forgets all samples (a reset)."""
+    def _clear(self) -> None:
+        """Forget all samples (a reset)."""
         for chunks in self._chunks.values():
-            del chunks[n:]
+            chunks.clear()
 
     def _get(self, name: str) -> np.ndarray:
         if name not in self._chunks:

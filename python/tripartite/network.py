@@ -218,7 +218,7 @@ class NeuronAstrocyteNetwork:
         self._time_base, self._windows = 0.0, [0, 0]
         self._step = 0
         for mon in self._monitors:
-            mon._truncate(0)
+            mon._clear()
             mon._record_now(self)
 
     # ----------------------------------------------------------------------------------------
@@ -254,12 +254,11 @@ class NeuronAstrocyteNetwork:
         parts.append((9 * (n_write + n_read), f"the schedule of {n_write + n_read} windows"))  # kind and index
         windows = [(self._window_steps(True), n_write), (self._window_steps(False), n_read)]
         parts += [mon._run_bytes(windows) for mon in self._monitors]
-        if self._monitors and self._in_segments(reads=n_read > 0, writes=n_write > 0):
+        if self._monitors:
             parts.append((48 * self._heads * (n_write + n_read), "the monitors' calcium sums (6 doubles a head and window)"))
-            if n_read and any("outputs" in mon.variables for mon in self._monitors):
-                parts.append((8 * self._n_hidden, "the monitors' rates of a query (H u after a run of reads)"))
-        elif self._monitors:  # window by window: one head's rates u of a window's input at a time
-            parts.append((8 * self._n_hidden, "the monitors' rates of a window's input"))
+            if n_read and self._monitors_outputs():
+                parts.append((16 * self._heads * self._d_value * (n_write + n_read),
+                              "the monitors' H h and H u of each read (2 x d_value doubles a head and window)"))
         threads = self.num_threads or _core.max_threads()
         parts.append((scratch_bytes(threads, self._d_key, self._dtype), f"the core's scratch for num_threads = {threads}"))
         V.check_memory(sum(n for n, _ in parts), "; ".join(what for _, what in parts))
@@ -344,31 +343,31 @@ class NeuronAstrocyteNetwork:
         total = len(is_write)
         bar = _progress_bar(progress, total, what)
         try:
-            reads, writes = not all(is_write), any(is_write)
-            if not self._in_segments(reads, writes):  # advances the network window by window
-                outputs, log_a, done, interrupted = self._run_monitored(keys, values, queries, is_write, index, bar,
-                                                                        stop_multiple, caught)
-            else:  # the core's segments; monitors take each window's starting calcium from the core
-                raised: list = []
+            raised: list = []
 
-                def poll(n: int) -> bool:  # the core, between windows: report progress, stop on Ctrl-C
-                    try:
-                        if bar is not None:
-                            bar.update(n - bar.n)
-                        return bool(caught)
-                    except BaseException as exc:  # the bar's, or a SIGINT handler of the caller's own:
-                        raised.append(exc)  # stop at this boundary, count the windows done, then raise it
-                        return True
+            def poll(n: int) -> bool:  # the core, between windows: report progress, stop on Ctrl-C
+                try:
+                    if bar is not None:
+                        bar.update(n - bar.n)
+                    return bool(caught)
+                except BaseException as exc:  # the bar's, or a SIGINT handler of the caller's own:
+                    raised.append(exc)  # stop at this boundary, count the windows done, then raise it
+                    return True
 
-                sums = np.empty((self._heads, total, 6)) if self._monitors else None
-                starts = [mon._local_start(self, reads) for mon in self._monitors]  # before the core moves the state
-                outputs, log_a, done, interrupted = self._kernel(keys, values, queries, is_write, index, poll,
-                                                                 stop_multiple, sums)
-                self._advance_recording(is_write[:done], index[:done], keys, values, queries, sums, starts)
-                if raised:
-                    raise raised[0]
-                # Ctrl-C after the core's last poll: the run is complete, and stops here
-                interrupted = interrupted or (bool(caught) and done % stop_multiple == 0)
+            # Monitors: the core's sums of each window's starting state (and H h, H u of each read
+            # for a monitor of the outputs), and each monitor's own neurons and synapses as they
+            # are before the core moves the state.
+            sums = np.empty((self._heads, total, 6)) if self._monitors else None
+            reads = (np.zeros((self._heads, total, 2, self._d_value))
+                     if self._monitors_outputs() and not all(is_write) else None)
+            starts = [mon._local_start(self) for mon in self._monitors]
+            outputs, log_a, done, interrupted = self._kernel(keys, values, queries, is_write, index, poll,
+                                                             stop_multiple, sums, reads)
+            self._advance_recording(is_write[:done], index[:done], keys, values, queries, sums, reads, starts)
+            if raised:
+                raise raised[0]
+            # Ctrl-C after the core's last poll: the run is complete, and stops here
+            interrupted = interrupted or (bool(caught) and done % stop_multiple == 0)
         finally:
             if bar is not None:
                 bar.close()
@@ -380,24 +379,18 @@ class NeuronAstrocyteNetwork:
             raise SimulationInterrupted(done, total, self._now(), stop_multiple, *done_outputs)
         return outputs, log_a
 
-    def _in_segments(self, reads: bool = True, writes: bool = True) -> bool:
-        """Whether a run (with reads and writes, or one kind only) goes in the core's segments: with
-        no monitor, or with monitors of the calcium, hidden rates, astrocyte weights and synapses
-        only, or with a monitor of the outputs in a run of one kind. The core gives each window's
-        starting calcium and Gram sums; the monitors carry their own neurons and synapses through
-        the windows (each moves by the window's maps from its own value and its neuron's rate of
-        the input). The outputs are clamped to the values while writing; while reading they need
-        H h and H u, and H does not change through a run of reads: H u is taken after the core's
-        run, a pass a query, and H h carried from the run's start. A run that mixes writes and
-        reads with a monitor of the outputs goes window by window."""
-        return not (reads and writes) or all("outputs" not in mon.variables for mon in self._monitors)
+    def _monitors_outputs(self) -> bool:
+        """Whether a monitor attached records the outputs (the core then hands over each read's H h
+        and H u at its start)."""
+        return any("outputs" in mon.variables for mon in self._monitors)
 
     def _advance_recording(self, is_write, index, keys, values, queries, sums: Optional[np.ndarray],
-                           starts: Sequence[Optional[dict]]) -> None:
-        """Advance the network's time through the windows the core has just run in segments
-        (``is_write`` their kinds, ``index`` their tokens), each monitor sampling each window on the
-        way: the calcium from the core's sums of its starting state, ``sums`` (heads, windows, 6)
-        (None: no monitor), its neurons and synapses from its state before the run, ``starts``
+                           reads: Optional[np.ndarray], starts: Sequence[Optional[dict]]) -> None:
+        """Advance the network's time through the windows the core has just run (``is_write`` their
+        kinds, ``index`` their tokens), each monitor sampling each window on the way: the calcium
+        from the core's sums of its starting state, ``sums`` (heads, windows, 6) (None: no
+        monitor), the outputs of a read from the core's H h and H u at its start, ``reads`` (heads,
+        windows, 2, d_value), its neurons and synapses from its state before the run, ``starts``
         (StateMonitor._local_start, one a monitor), carried through the windows. The time counts
         every window run, even if a monitor raises."""
         recorded = 0
@@ -409,19 +402,19 @@ class NeuronAstrocyteNetwork:
                 for mon, local in zip(self._monitors, starts):
                     mon._record_local(self, "write" if write else "read", x, v, self._now(), self._step,
                                       self._window_steps(write), self._params["t_write" if write else "t_read"],
-                                      sums[:, recorded], local)
+                                      sums[:, recorded], None if reads is None else reads[:, recorded], local)
                 self._advance(is_write[recorded:recorded + 1])
                 recorded += 1
         finally:
             self._advance(is_write[recorded:])
 
-    def _kernel(self, keys, values, queries, is_write, index, poll, stop_multiple, sums=None):
+    def _kernel(self, keys, values, queries, is_write, index, poll, stop_multiple, sums=None, reads=None):
         kernel = _core.run_network_float32 if self._dtype == np.float32 else _core.run_network_float64
         *result, underflowed = kernel(
             self._W, self._bias, self._H, self._g, self._h, self._scalars, keys, values, queries,
             np.ascontiguousarray(is_write, dtype=np.uint8), np.ascontiguousarray(index, dtype=np.int64),
             self._params, self._integrator, self._write_steps, self._read_steps, self.num_threads,
-            poll, stop_multiple, sums,
+            poll, stop_multiple, sums, reads,
         )
         self._underflowed_reads += underflowed  # reads the core found may have lost terms to underflow
         return tuple(result)
@@ -438,58 +431,6 @@ class NeuronAstrocyteNetwork:
         self._windows[0] += n_write
         self._windows[1] += n_read
         self._step += n_write * self._window_steps(True) + n_read * self._window_steps(False)
-
-    def _run_monitored(self, keys, values, queries, is_write, index, bar, stop_multiple, caught):
-        """Window by window, letting each monitor sample the window from its starting state.
-
-        Each window is atomic for the monitors: if anything raises before a window has run, their
-        samples of that window are removed, so they never run ahead of the network; once it has
-        run, the network's time counts it. Ctrl-C (the flag `caught`, set by _run's handler) stops
-        the run at the next window boundary that is a multiple of ``stop_multiple`` (or at its end)
-        with SimulationInterrupted, as the core does for an unmonitored run."""
-        total = len(is_write)
-        outputs = np.zeros((self._heads, queries.shape[1], self._d_value), dtype=self._dtype)
-        log_a = np.full((self._heads, queries.shape[1]), -np.inf)
-        one = np.zeros(1, dtype=np.int64)
-        pending = False  # Ctrl-C seen; stop at the next allowed window boundary
-        for i in range(total):
-            write, j = bool(is_write[i]), int(index[i])
-            x = keys[:, j] if write else queries[:, j]
-            v = values[:, j] if write else None
-            steps = self._window_steps(write)
-            samples = [mon._chunk_count() for mon in self._monitors]
-            simulated = advanced = False
-            try:
-                shared: dict = {}  # the window's sums per head, taken once for all the monitors
-                for mon in self._monitors:
-                    mon._record(self, "write" if write else "read", x, v, self._now(), self._step, steps,
-                                self._params["t_write" if write else "t_read"], shared=shared)
-                if write:
-                    *_, interrupted = self._kernel(
-                        np.ascontiguousarray(keys[:, j : j + 1]), np.ascontiguousarray(values[:, j : j + 1]),
-                        self._empty(self._d_key), np.ones(1, np.uint8), one, None, 1)
-                else:
-                    y, la, _, interrupted = self._kernel(
-                        self._empty(self._d_key), self._empty(self._d_value),
-                        np.ascontiguousarray(queries[:, j : j + 1]), np.zeros(1, np.uint8), one, None, 1)
-                simulated = True
-                self._advance(is_write[i : i + 1])
-                advanced = True
-                if not write:
-                    outputs[:, j], log_a[:, j] = y[:, 0], la[:, 0]
-            except BaseException:
-                if not simulated:  # the window did not run: its samples go
-                    for mon, n in zip(self._monitors, samples):
-                        mon._truncate(n)
-                elif not advanced:  # it ran (an exception from a handler of the caller's own): keep time with it
-                    self._advance(is_write[i : i + 1])
-                raise
-            if bar is not None:
-                bar.update(1)
-            pending = pending or interrupted or bool(caught)
-            if pending and (i + 1) % stop_multiple == 0:
-                return outputs, log_a, i + 1, True
-        return outputs, log_a, total, pending
 
     @staticmethod
     def _shape_out(outputs: np.ndarray, log_a: np.ndarray, two_d: bool, return_astrocyte: bool):
@@ -611,11 +552,9 @@ class NeuronAstrocyteNetwork:
             Its arrays grow as the network runs; ``monitor.stop()`` detaches it. The current
             state is recorded first (if the step count is a multiple of ``every``).
 
-        Runs go in the core's segments as unmonitored runs do (the calcium from the core's sums,
-        each monitor carrying its own neurons and synapses through the windows), except a run
-        that mixes writes and reads (a stream) with a monitor of the outputs, which goes window
-        by window: a read's outputs need sums over every synapse at the window's start, which a
-        run of reads alone takes after the core's run (H does not change while reading). See
+        Monitored runs go in the core's segments as unmonitored runs do: the core hands over the
+        sums over all neurons that the calcium and the outputs need at each window's start, and
+        each monitor carries its own neurons and synapses through the windows. See
         ``bench/monitor_cost.py`` and README.md, Monitors, for the costs at 6.4M synapses.
         """
         if self._integrator == "exact":  # euler and rk4 check it in the constructor
