@@ -316,3 +316,23 @@ def test_a_network_with_a_hidden_bias_does_not_depend_on_how_calls_are_split(rng
         assert all(np.array_equal(np.concatenate([p[j] for p in parts], axis=1), y[j]) for j in (0, 1))
         for name in ("synapses", "astrocyte_weights", "hidden_rates", "calcium"):
             assert np.array_equal(getattr(net, name), getattr(whole, name)), name
+
+
+def test_a_short_call_split_into_segments_by_a_monitor_of_the_outputs(rng):
+    """A call of at most 8 windows keeps its rates from the first pass to the second, which is
+    right only when the call is one segment. With a monitor of the outputs a segment spans a third
+    of the workspace's rows, fewer than 8 windows in a network this large (192M multiply-adds a
+    window: 22 rows, 6 windows): a stream of 4 tokens is then two segments, and must give the
+    unmonitored network's outputs bitwise (it gave outputs off by 0.24 when the short call kept
+    rates it had not computed). 1.5M hidden neurons at D = Dv = 64, float32: 0.8 GB a network."""
+    D = Dv = 64
+    m = 1_500_000
+    assert _core.segment_windows(1, m, D, Dv) == 22
+    q, k = (rng.standard_normal((2, 4, D)) * 0.3).astype(np.float32)
+    v = rng.standard_normal((4, Dv)).astype(np.float32)
+    net = tripartite.NeuronAstrocyteNetwork(D, Dv, m)
+    y = net.stream(q, k, v)
+    del net
+    net = tripartite.NeuronAstrocyteNetwork(D, Dv, m)
+    mon = net.monitor(("calcium", "outputs"), every=100)
+    assert np.array_equal(net.stream(q, k, v), y) and mon.t[-1] == net.time

@@ -201,7 +201,8 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
   // run monitored window by window) keeps its rates from here to pass 2 instead, in `kept` (heads x n x m, no more
   // than before segments grew), so that its blocks' weights are read once, not twice.
   std::size_t cur = 0;  // the slot of the segment being run
-  const bool keep_rates = schedule.size() <= detail::kMinSegment;
+  // (Only a call that is one segment: with window_reads a segment may span fewer windows.)
+  const bool keep_rates = schedule.size() <= std::min(detail::kMinSegment, span);
   scratch_vector<T> kept(keep_rates ? heads * schedule.size() * m : 0);  // every entry written by pass 1
   if (!schedule.empty()) {
     const std::size_t S0 = std::min(span, schedule.size());
