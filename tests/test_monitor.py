@@ -572,3 +572,25 @@ def test_the_core_s_h_h_and_h_u_of_each_read_against_the_monitor_s_pass(rng, dty
     reading = is_write == 0
     err = np.abs(reads[:, reading] - want[:, reading])
     assert np.all(err <= (_core.block_size + 4) * EPS[dtype] * scale[:, reading])
+
+
+def test_a_monitored_run_in_chunks_records_the_same_bits(rng, monkeypatch):
+    """A monitored run calls the core a chunk of windows at a time (network._MONITORED_CHUNK, 4096,
+    so that the sums it hands over take bounded memory). Chunks of 6 windows: a stream of 13 tokens
+    (26 windows: chunks of 6, 6, 6, 6 and 2), on two heads, gives the same outputs, state, time and
+    samples of every variable, bit for bit, as one chunk; and a write then a read likewise."""
+    D, Dv, m, L = 5, 3, _core.block_size + 52, 13
+    q, k, v = moderate_inputs(rng, (2, L, D), (2, L, D), Dv)
+    kw = dict(heads=2, dtype=np.float32, leak=0.01, **FAST)
+    runs = []
+    for chunk in (4096, 6):
+        monkeypatch.setattr(tripartite.network, "_MONITORED_CHUNK", chunk)
+        net = tripartite.NeuronAstrocyteNetwork(D, Dv, m, **kw)
+        mon = net.monitor(VARIABLES, hidden=[0, m - 1], synapses=[(0, 1), (2, m - 1)], every=3)
+        y = net.stream(q, k, v)
+        net.write(k, v)
+        y2 = net.read(q)
+        runs.append([y, y2, net.synapses, net.astrocyte_weights, net.hidden_rates, net.calcium, net.time, mon.t, mon.window]
+                    + [getattr(mon, name) for name in VARIABLES])
+    for a, b in zip(*runs):
+        assert np.array_equal(a, b)

@@ -35,6 +35,11 @@ _CONFIG_KEYS = ("d_key", "d_value", "n_hidden", "heads", "seed", "feature_map", 
 # Columns of the per-head scalar state kept by the core (see cpp/tripartite/network.hpp):
 # stored values are relative to log-scales, true x = stored x * exp(scale).
 _A, _SCALE_A, _SCALE_H, _SCALE_h, _BOUND_G, _BOUND_h = range(6)
+# Windows per call of the core in a monitored run: the sums it hands over for the monitors (48
+# bytes a head and window, and 16 d_value for a monitor of the outputs) then take bounded memory
+# however long the run (at 12 heads and d_value = 64, 27 MB a chunk). Even: a stream stops only
+# after a read.
+_MONITORED_CHUNK = 4096
 assert _core.num_scalars == 6
 
 
@@ -254,11 +259,12 @@ class NeuronAstrocyteNetwork:
         parts.append((9 * (n_write + n_read), f"the schedule of {n_write + n_read} windows"))  # kind and index
         windows = [(self._window_steps(True), n_write), (self._window_steps(False), n_read)]
         parts += [mon._run_bytes(windows) for mon in self._monitors]
-        if self._monitors:
-            parts.append((48 * self._heads * (n_write + n_read), "the monitors' calcium sums (6 doubles a head and window)"))
+        if self._monitors:  # the core's sums for the monitors, a chunk of the run at a time
+            chunk = min(n_write + n_read, _MONITORED_CHUNK)
+            parts.append((48 * self._heads * chunk, f"the monitors' calcium sums (6 doubles a head and window, {chunk} windows)"))
             if n_read and self._monitors_outputs():
-                parts.append((16 * self._heads * self._d_value * (n_write + n_read),
-                              "the monitors' H h and H u of each read (2 x d_value doubles a head and window)"))
+                parts.append((16 * self._heads * self._d_value * chunk,
+                              f"the monitors' H h and H u of each read (2 x d_value doubles a head and window, {chunk} windows)"))
         threads = self.num_threads or _core.max_threads()
         parts.append((scratch_bytes(threads, self._d_key, self._dtype), f"the core's scratch for num_threads = {threads}"))
         V.check_memory(sum(n for n, _ in parts), "; ".join(what for _, what in parts))
@@ -354,16 +360,13 @@ class NeuronAstrocyteNetwork:
                     raised.append(exc)  # stop at this boundary, count the windows done, then raise it
                     return True
 
-            # Monitors: the core's sums of each window's starting state (and H h, H u of each read
-            # for a monitor of the outputs), and each monitor's own neurons and synapses as they
-            # are before the core moves the state.
-            sums = np.empty((self._heads, total, 6)) if self._monitors else None
-            reads = (np.zeros((self._heads, total, 2, self._d_value))
-                     if self._monitors_outputs() and not all(is_write) else None)
-            starts = [mon._local_start(self) for mon in self._monitors]
-            outputs, log_a, done, interrupted = self._kernel(keys, values, queries, is_write, index, poll,
-                                                             stop_multiple, sums, reads)
-            self._advance_recording(is_write[:done], index[:done], keys, values, queries, sums, reads, starts)
+            if not self._monitors:
+                outputs, log_a, done, interrupted = self._kernel(keys, values, queries, is_write, index, poll,
+                                                                 stop_multiple)
+                self._advance(is_write[:done])
+            else:
+                outputs, log_a, done, interrupted = self._run_recorded(keys, values, queries, is_write, index, poll,
+                                                                       stop_multiple, caught)
             if raised:
                 raise raised[0]
             # Ctrl-C after the core's last poll: the run is complete, and stops here
@@ -379,23 +382,59 @@ class NeuronAstrocyteNetwork:
             raise SimulationInterrupted(done, total, self._now(), stop_multiple, *done_outputs)
         return outputs, log_a
 
+    def _run_recorded(self, keys, values, queries, is_write, index, poll, stop_multiple, caught):
+        """A monitored run: the core runs it in chunks of _MONITORED_CHUNK windows (even: a stream
+        stops only after a read), and hands over, for each window, the sums the monitors need (the
+        calcium's, and each read's H h and H u for a monitor of the outputs), a chunk at a time so
+        that they take bounded memory; each monitor takes its own neurons and synapses before the
+        first chunk and carries them through all. Splitting a run changes no bit of the network's
+        arithmetic (tests/test_determinism.py), nor of the samples. Returns what _kernel does for
+        the whole run."""
+        total = len(is_write)
+        outputs = np.zeros((self._heads, queries.shape[1], self._d_value), dtype=self._dtype)
+        log_a = np.full((self._heads, queries.shape[1]), -np.inf)
+        starts = [mon._local_start(self) for mon in self._monitors]  # before the core moves the state
+        with_reads = self._monitors_outputs()
+        done, interrupted = 0, False
+        while done < total and not interrupted:
+            a, b = done, min(total, done + _MONITORED_CHUNK)
+            kinds, idx = np.asarray(is_write[a:b]), np.asarray(index[a:b])
+            part = []  # the chunk's tokens and queries: contiguous ranges of the run's (writes and reads come in order)
+            for arr, sel in ((keys, kinds != 0), (queries, kinds == 0)):
+                lo, hi = (int(idx[sel].min()), int(idx[sel].max()) + 1) if sel.any() else (0, 0)
+                part.append((lo, hi))
+            (k0, k1), (q0, q1) = part
+            sub_index = np.where(kinds != 0, idx - k0, idx - q0)
+            sums = np.empty((self._heads, b - a, 6))
+            reads = np.zeros((self._heads, b - a, 2, self._d_value)) if with_reads and not kinds.all() else None
+            y, la, n, interrupted = self._kernel(
+                np.ascontiguousarray(keys[:, k0:k1]), np.ascontiguousarray(values[:, k0:k1]),
+                np.ascontiguousarray(queries[:, q0:q1]), kinds, sub_index, lambda m, a=a: poll(a + m), stop_multiple,
+                sums, reads)
+            outputs[:, q0:q1], log_a[:, q0:q1] = y, la
+            self._advance_recording(kinds[:n], sub_index[:n], keys[:, k0:k1], values[:, k0:k1], queries[:, q0:q1], sums,
+                                    reads, starts)
+            done += n
+            interrupted = interrupted or (bool(caught) and done < total)  # Ctrl-C between chunks: stop here
+        return outputs, log_a, done, interrupted
+
     def _monitors_outputs(self) -> bool:
         """Whether a monitor attached records the outputs (the core then hands over each read's H h
         and H u at its start)."""
         return any("outputs" in mon.variables for mon in self._monitors)
 
-    def _advance_recording(self, is_write, index, keys, values, queries, sums: Optional[np.ndarray],
+    def _advance_recording(self, is_write, index, keys, values, queries, sums: np.ndarray,
                            reads: Optional[np.ndarray], starts: Sequence[Optional[dict]]) -> None:
         """Advance the network's time through the windows the core has just run (``is_write`` their
         kinds, ``index`` their tokens), each monitor sampling each window on the way: the calcium
-        from the core's sums of its starting state, ``sums`` (heads, windows, 6) (None: no
-        monitor), the outputs of a read from the core's H h and H u at its start, ``reads`` (heads,
-        windows, 2, d_value), its neurons and synapses from its state before the run, ``starts``
-        (StateMonitor._local_start, one a monitor), carried through the windows. The time counts
-        every window run, even if a monitor raises."""
+        from the core's sums of its starting state, ``sums`` (heads, windows, 6), the outputs of a
+        read from the core's H h and H u at its start, ``reads`` (heads, windows, 2, d_value; None
+        without a monitor of the outputs), its neurons and synapses from its state before the run,
+        ``starts`` (StateMonitor._local_start, one a monitor), carried through the windows. The
+        time counts every window run, even if a monitor raises."""
         recorded = 0
         try:
-            for write in (is_write if sums is not None else ()):
+            for write in is_write:
                 j = int(index[recorded])
                 x = keys[:, j] if write else queries[:, j]
                 v = values[:, j] if write else None
