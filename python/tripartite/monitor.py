@@ -205,14 +205,17 @@ class StateMonitor:
 
     def _record_local(self, net, kind: str, x: Optional[np.ndarray], v: Optional[np.ndarray], start_time: float,
                       start_step: int, steps: int, duration: float, start_sums: np.ndarray,
-                      reads: Optional[np.ndarray], local: Optional[Dict[str, np.ndarray]]) -> None:
+                      reads: Optional[np.ndarray], local: Optional[Dict[str, np.ndarray]],
+                      maps: Optional[dict] = None) -> None:
         """Samples of one window of a run, all recorded heads at once: the calcium from the core's
         sums of the window's starting state, ``start_sums`` (heads, 6); while reading, the outputs
         from the core's H h and H u at the window's start, ``reads`` (heads, 2, d_value); and the
         neurons' and synapses' variables from ``local`` (_local_start, as the windows before left
         it), which then moves to the window's end by the same maps (every window, sampled or not).
         The recorded neurons' rates u of the window's input x (heads, D) are taken here, a dot
-        product each, as reference.log_features forms them."""
+        product each, as reference.log_features forms them. ``maps``: the run's window maps by
+        (kind, sampled steps), each computed once (window_trajectory's are the same for every
+        window of a kind sampled at the same steps)."""
         first = (-start_step) % self.every or self.every
         samples = np.arange(first, steps + 1, self.every)
         if samples.size == 0 and local is None:
@@ -222,10 +225,16 @@ class StateMonitor:
         wanted = samples.tolist()
         if local is not None and (not wanted or wanted[-1] != steps):
             wanted.append(steps)  # the window's end: where the carried state goes next
-        M, A = _core.window_trajectory(
-            net._integrator, duration, steps, 1 / p["tau_hidden"], 1 / p["tau_astro"],
-            p["eta"] / p["t_write"] if writing else 0.0, p["leak"] if writing else 0.0, wanted,
-        )
+        key = (writing, duration, steps, tuple(wanted))
+        found = None if maps is None else maps.get(key)
+        if found is None:
+            found = _core.window_trajectory(
+                net._integrator, duration, steps, 1 / p["tau_hidden"], 1 / p["tau_astro"],
+                p["eta"] / p["t_write"] if writing else 0.0, p["leak"] if writing else 0.0, wanted,
+            )
+            if maps is not None:
+                maps[key] = found  # read only from here on: the samples take slices of it
+        M, A = found
         end = M[-1]
         M, A = M[:samples.size, :, :, None, None], A[:samples.size]  # maps (samples, 3, 3) over (heads, indices)
         out: Dict[str, np.ndarray] = {}

@@ -432,7 +432,7 @@ class NeuronAstrocyteNetwork:
         without a monitor of the outputs), its neurons and synapses from its state before the run,
         ``starts`` (StateMonitor._local_start, one a monitor), carried through the windows. The
         time counts every window run, even if a monitor raises."""
-        recorded = 0
+        recorded, maps = 0, {}  # the window maps, by kind and sampled steps: computed once a call
         try:
             for write in is_write:
                 j = int(index[recorded])
@@ -441,7 +441,7 @@ class NeuronAstrocyteNetwork:
                 for mon, local in zip(self._monitors, starts):
                     mon._record_local(self, "write" if write else "read", x, v, self._now(), self._step,
                                       self._window_steps(write), self._params["t_write" if write else "t_read"],
-                                      sums[:, recorded], None if reads is None else reads[:, recorded], local)
+                                      sums[:, recorded], None if reads is None else reads[:, recorded], local, maps)
                 self._advance(is_write[recorded:recorded + 1])
                 recorded += 1
         finally:
