@@ -7,8 +7,8 @@ astrocyte_weights, synapses: the default indices, 10 neurons and one synapse), a
 of every variable (those and the outputs), then reads 20 queries with the neurons' monitor and
 with the last one (its outputs need H h and H u every read), and streams 20 tokens with it. Prints the median and range of R
 calls (default 3) of each, a fresh network per call, and each monitored time over the
-unmonitored one. Monitored runs go in the core's segments as unmonitored ones do (of up to 32
-windows; 10 where a monitor of the outputs makes each read take two more readouts)."""
+unmonitored one. Monitored runs go in the core's segments of up to 32 windows as unmonitored ones
+do (a monitor of the outputs makes each read take two more readouts in the pass)."""
 
 import argparse
 import statistics

@@ -343,8 +343,9 @@ def test_monitored_runs_check_the_samples_memory_before_running(rng, monkeypatch
     q, k, v = moderate_inputs(rng, (3, 8), (3, 8), 64)
     # 3 reads of 10^4 steps: ~3e4 samples of 64 doubles, about 16 MB kept
     monkeypatch.setattr(_validate, "available_memory", lambda: 10 * 2**20)
-    with pytest.raises(MemoryError, match=r"the samples of a monitor of outputs \(64 values a sample, every = 1 steps\)"):
+    with pytest.raises(MemoryError, match=r"the samples of a monitor of outputs \(64 values a sample, every = 1 steps\)") as info:
         net.stream(q, k, v)
+    assert "the monitors' H h and H u of each read" in str(info.value)  # and the core's rows for them
     assert net.time == 0.0 and not net.synapses.any() and mon.n_samples == 1
     mon.stop()
     sparse = net.monitor("outputs", every=100)  # 300 samples fit
@@ -531,8 +532,8 @@ def test_monitored_runs_take_no_pass_of_their_own(rng, monkeypatch):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_the_core_s_h_h_and_h_u_of_each_read_against_the_monitor_s_pass(rng, dtype):
-    """run_network's window_reads: for each read of a stream (segments of 10 windows, each read
-    taking two more readouts), H h and H u at the window's start in true units, against the
+    """run_network's window_reads: for each read of a stream (each read taking two more readouts
+    in the pass over the synapses), H h and H u at the window's start in true units, against the
     monitor's pass over the state (monitor._window_sums, tested against NumPy, sums in double)
     taken before each window of the same stream run one window a call (the same state bit for
     bit), on two heads, m over two blocks, a bias and a leak. The core sums each block's products

@@ -68,8 +68,8 @@ struct WindowInputs {
   // heads x n_windows x 2 x Dv (may be null): for each read window of the call, H h and H u at
   // the window's start in true units (h: the hidden rates then, u: the query's rates), what a
   // monitor of the outputs needs (y(s) = H h(s) / a(s) inside the window); write windows' rows are
-  // left as they are. Each read then takes two more readouts in the pass over the synapses, and
-  // segments hold a third as many windows.
+  // left as they are. Each read then takes two more readouts in the pass over the synapses (and
+  // the workspace and scratch hold three rows for it).
   double* window_reads = nullptr;
 };
 
@@ -90,8 +90,9 @@ inline constexpr std::size_t kCoef = 9;
 // multiply-adds per segment allow (heads m (D + Dv) per window), between kMinSegment and kMaxSegment,
 // and even: a stream stops only after a read, at an even window count, so an odd S would let it
 // stop only at every other segment's end.
-inline constexpr std::size_t kMinSegment = 8, kMaxSegment = tiles::kMaxSegment;
+inline constexpr std::size_t kMinSegment = 8, kMaxSegment = 32;
 static_assert(kMinSegment % 2 == 0 && kMaxSegment % 2 == 0, "segments have an even number of windows");
+static_assert(3 * kMaxSegment <= tiles::kMaxSegment, "a segment's entries, three a read with window_reads");
 static_assert(kBlock <= tiles::kMaxRatesBlock, "shifted_rates takes a whole block");
 inline constexpr std::size_t kSegmentWork = std::size_t(1) << 32;
 
@@ -102,27 +103,28 @@ inline std::size_t segment_windows(std::size_t heads, std::size_t m, std::size_t
 }
 
 // Work shared by the passes of one segment, sized once per call for segments of up to `seg` windows
-// (`seg` entries of the pass over the synapses: see run_windows' span).
+// and `rows` entries of the pass over the synapses (3 seg with window_reads: see run_windows).
 template <class T>
 struct Workspace {
-  std::size_t nb, seg;
+  std::size_t nb, seg, rows;
   std::vector<T> x_scaled;        // 2 x heads x seg x D (this segment's inputs and the next's)
   std::vector<double> offset;     // 2 x heads x seg
-  std::vector<T> values;          // heads x seg x Dv: the values of the segment's writes
+  std::vector<T> values;          // heads x rows x Dv: the values of the segment's writes
   std::vector<double> block_max;  // 2 x heads x seg x nb
   std::vector<double> gram;       // heads x seg x nb x 5: (g.h, g.u, h.h, h.u, u.u) per block
   std::vector<double> coef;       // heads x seg x kCoef
-  std::vector<double> dots;       // heads x nb x seg x Dv: each read entry's H h, per block
-  Workspace(const NetworkParams& p, std::size_t seg)
+  std::vector<double> dots;       // heads x nb x rows x Dv: each read entry's H h, per block
+  Workspace(const NetworkParams& p, std::size_t seg, std::size_t rows)
       : nb(n_blocks(p.m)),
         seg(seg),
+        rows(rows),
         x_scaled(2 * p.heads * seg * p.D),
         offset(2 * p.heads * seg),
-        values(p.heads * seg * std::max<std::size_t>(p.Dv, 1)),
+        values(p.heads * rows * std::max<std::size_t>(p.Dv, 1)),
         block_max(2 * p.heads * seg * nb),
         gram(p.heads * seg * nb * 5),
         coef(p.heads * seg * kCoef),
-        dots(p.heads * nb * seg * std::max<std::size_t>(p.Dv, 1)) {}
+        dots(p.heads * nb * rows * std::max<std::size_t>(p.Dv, 1)) {}
 };
 
 // Per-thread scratch of the segment passes: u holds one block's rates of every window of the
@@ -139,8 +141,8 @@ template <class T>
 struct SegmentScratch {
   aligned_vector<T> packed, u, w, hr;  // w: each write's increment of g per unit v; hr: h after each read
   std::vector<double> row_max;
-  SegmentScratch(std::size_t D, std::size_t seg)
-      : packed(D * kBlock), u(seg * kBlock), w(seg * kBlock), hr(seg * kBlock), row_max(seg) {}
+  SegmentScratch(std::size_t D, std::size_t seg, std::size_t rows)
+      : packed(D * kBlock), u(seg * kBlock), w(rows * kBlock), hr(rows * kBlock), row_max(seg) {}
 };
 
 }  // namespace detail
@@ -154,17 +156,17 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
                         const std::function<bool(std::size_t)>& keep_going = {}) {
   using detail::kMaxSegment;
   const std::size_t m = p.m, D = p.D, Dv = p.Dv, heads = p.heads;
-  // seg: the workspace's rows per head (entries of a pass over the synapses); span: windows per
-  // segment. With in.window_reads each read is three entries (its own readout of h at the end,
-  // then h at the start and u), so a segment spans a third of the rows (even: see segment_windows).
+  // seg: windows per segment; rows: entries of a segment's pass over the synapses per head. With
+  // in.window_reads each read is three entries (its own readout of h at the end, then h at the
+  // start and u).
   const std::size_t seg = detail::segment_windows(heads, m, D, Dv);
   const bool extra_reads = in.window_reads != nullptr && Dv > 0;
-  const std::size_t span = extra_reads ? std::max<std::size_t>(2, seg / 3 / 2 * 2) : seg;
-  detail::Workspace<T> ws(p, seg);
+  const std::size_t rows = extra_reads ? 3 * seg : seg, span = seg;
+  detail::Workspace<T> ws(p, seg, rows);
   const std::size_t nb = ws.nb;
   const std::size_t tasks = heads * nb;
   std::vector<detail::SegmentScratch<T>> scratch;
-  for (int i = 0; i < p.threads; ++i) scratch.emplace_back(D, seg);
+  for (int i = 0; i < p.threads; ++i) scratch.emplace_back(D, seg, rows);
   auto my_scratch = [&]() -> detail::SegmentScratch<T>& { return scratch[thread_slot()]; };
 
   // The scaled inputs of windows [first, first + count) into slot `slot` (0 or 1: a segment's
@@ -201,7 +203,7 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
   // run monitored window by window) keeps its rates from here to pass 2 instead, in `kept` (heads x n x m, no more
   // than before segments grew), so that its blocks' weights are read once, not twice.
   std::size_t cur = 0;  // the slot of the segment being run
-  // (Only a call that is one segment: with window_reads a segment may span fewer windows.)
+  // (Only a call that is one segment: kMinSegment <= span.)
   const bool keep_rates = schedule.size() <= std::min(detail::kMinSegment, span);
   scratch_vector<T> kept(keep_rates ? heads * schedule.size() * m : 0);  // every entry written by pass 1
   if (!schedule.empty()) {
@@ -224,7 +226,7 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
     const Window* win = schedule.data() + done;
     // The pass's entries: window i is entry entry[i]; with extra_reads a read's h at its start and
     // u follow it as entries entry[i] + 1 and + 2 (reads that change nothing).
-    bool is_write[kMaxSegment];
+    bool is_write[tiles::kMaxSegment];
     std::size_t entry[kMaxSegment], S_e = 0;
     for (std::size_t i = 0; i < S; ++i) {
       entry[i] = S_e;
@@ -234,7 +236,7 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
     for (std::size_t hd = 0; hd < heads; ++hd)
       for (std::size_t i = 0; i < S; ++i)
         if (win[i].write)
-          std::copy_n(in.values + (hd * in.n_keys + win[i].index) * Dv, Dv, ws.values.data() + (hd * seg + entry[i]) * Dv);
+          std::copy_n(in.values + (hd * in.n_keys + win[i].index) * Dv, Dv, ws.values.data() + (hd * rows + entry[i]) * Dv);
     const std::size_t next = done + S, S_next = next < schedule.size() ? std::min(span, schedule.size() - next) : 0;
     if (S_next) prepare(1 - cur, next, S_next);
     auto bmax_row = [&](std::size_t hd, std::size_t i) { return ws.block_max.data() + ((cur * heads + hd) * seg + i) * nb; };
@@ -298,7 +300,7 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
       }
       T* g = s.g + hd * m + r0;
       T* h = s.h + hd * m + r0;
-      T kg_seg[kMaxSegment];
+      T kg_seg[tiles::kMaxSegment];
       std::fill_n(kg_seg, S_e, T(1));  // a read's entries take none
       for (std::size_t i = 0; i < S; ++i) {
         const double* k = ws.coef.data() + (hd * seg + i) * detail::kCoef;
@@ -342,8 +344,8 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
         }
       }
       tiles::synapse_segment(s.H + hd * Dv * m + r0, m, Dv, nbk, is_write, S_e, kg_seg,
-                             ws.values.data() + hd * seg * Dv, sc.w.data(), sc.hr.data(), kBlock,
-                             ws.dots.data() + task * seg * Dv, Dv);
+                             ws.values.data() + hd * rows * Dv, sc.w.data(), sc.hr.data(), kBlock,
+                             ws.dots.data() + task * rows * Dv, Dv);
       // The next segment's maxima, while the block's weights are packed (sc.u is free again).
       if (S_next) block_rates(sc, 1 - cur, S_next, hd, b, false, sc.u.data(), kBlock);
     });
@@ -406,7 +408,7 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
         T* y = in.outputs + (hd * in.n_queries + win[i].index) * Dv;
         for (std::size_t d = 0; d < Dv; ++d) {
           double acc = 0;
-          for (std::size_t b = 0; b < nb; ++b) acc += ws.dots[((hd * nb + b) * seg + entry[i]) * Dv + d];
+          for (std::size_t b = 0; b < nb; ++b) acc += ws.dots[((hd * nb + b) * rows + entry[i]) * Dv + d];
           y[d] = a > 0 ? narrow_to<T>(scaled_product(acc, 1.0, log_f - log_a)) : T(0);
         }
         if (extra_reads) {  // H h (stored in e^{s_H + s_h} before the window) and H u (e^{s_H + c_b} per block)
@@ -414,7 +416,7 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
           for (std::size_t d = 0; d < Dv; ++d) {
             double hh = 0, hu = 0;
             for (std::size_t b = 0; b < nb; ++b) {
-              const double* dot = ws.dots.data() + ((hd * nb + b) * seg + entry[i]) * Dv + d;
+              const double* dot = ws.dots.data() + ((hd * nb + b) * rows + entry[i]) * Dv + d;
               hh += dot[Dv];
               hu += scaled_product(dot[2 * Dv], 1.0, sH + bmax[b]);
             }

@@ -354,8 +354,9 @@ void readout(const T* Pm, std::size_t n, std::size_t nb, const T* Hp, std::size_
   }
 }
 
-// The most windows synapse_segment takes at once.
-inline constexpr std::size_t kMaxSegment = 32;
+// The most entries synapse_segment takes at once: a segment's windows, with two more reads after
+// each read where a monitor of the outputs asks for them (network.hpp: up to 3 x 32).
+inline constexpr std::size_t kMaxSegment = 96;
 
 // f(std::integral_constant<n>) for n in 1..4: a group of rows of the synapses as a compile-time count.
 template <class F>
@@ -417,7 +418,7 @@ void synapse_segment(T* H, std::size_t m, std::size_t Dv, std::size_t nb, const 
                      const T* kg, const T* values, const T* w, const T* hr, std::size_t stride, double* dots,
                      std::size_t dots_stride) {
   constexpr std::size_t P = kPanel<T>, Wd = simd::W<T>;
-  if (S > kMaxSegment) throw std::invalid_argument("synapse_segment: at most " + std::to_string(kMaxSegment) + " windows");
+  if (S > kMaxSegment) throw std::invalid_argument("synapse_segment: at most " + std::to_string(kMaxSegment) + " entries");
   const std::size_t full = full_panels<T>(nb);
   std::size_t mixed = 0;  // windows [0, mixed) change the synapses or read them between changes
   for (std::size_t j = 0; j < S; ++j)

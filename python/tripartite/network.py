@@ -59,11 +59,14 @@ def state_bytes(heads: int, m: int, d_key: int, d_value: int, dtype: Any) -> int
     return int(heads * (m * (d_value + d_key + 4) * itemsize + workspace))
 
 
-def scratch_bytes(threads: int, d_key: int, dtype: Any) -> int:
+def scratch_bytes(threads: int, d_key: int, dtype: Any, window_reads: bool = False) -> int:
     """Bytes of the core's per-thread scratch during a run (its memory check, and the MiniLM
     study's): per thread, one block of neurons' packed weights and three vectors per window of the
-    longest segment, (d_key + 3 x segment) values of the dtype per neuron of the block."""
-    return int(threads * (d_key + 3 * _core.max_segment_windows) * _core.block_size * np.dtype(dtype).itemsize)
+    longest segment, (d_key + 3 x segment) values of the dtype per neuron of the block; with
+    ``window_reads`` (a monitor of the outputs in a run with reads) two of those vectors have three
+    rows a window, (d_key + 7 x segment)."""
+    rows = (7 if window_reads else 3) * _core.max_segment_windows
+    return int(threads * (d_key + rows) * _core.block_size * np.dtype(dtype).itemsize)
 
 
 class NeuronAstrocyteNetwork:
@@ -262,11 +265,17 @@ class NeuronAstrocyteNetwork:
         if self._monitors:  # the core's sums for the monitors, a chunk of the run at a time
             chunk = min(n_write + n_read, _MONITORED_CHUNK)
             parts.append((48 * self._heads * chunk, f"the monitors' calcium sums (6 doubles a head and window, {chunk} windows)"))
-            if n_read and self._monitors_outputs():
-                parts.append((16 * self._heads * self._d_value * chunk,
-                              f"the monitors' H h and H u of each read (2 x d_value doubles a head and window, {chunk} windows)"))
+        window_reads = bool(n_read) and self._monitors_outputs()
+        if window_reads:  # and the core's workspace holds two more rows a window, per block of neurons
+            seg = _core.segment_windows(self._heads, self._n_hidden, self._d_key, self._d_value)
+            blocks = -(-self._n_hidden // _core.block_size)
+            parts.append((16 * self._heads * self._d_value * chunk
+                          + 2 * seg * self._heads * self._d_value * (blocks * 8 + self._dtype.itemsize),
+                          f"the monitors' H h and H u of each read (2 x d_value doubles a head and window, {chunk} windows) "
+                          "and the core's workspace for them"))
         threads = self.num_threads or _core.max_threads()
-        parts.append((scratch_bytes(threads, self._d_key, self._dtype), f"the core's scratch for num_threads = {threads}"))
+        parts.append((scratch_bytes(threads, self._d_key, self._dtype, window_reads),
+                      f"the core's scratch for num_threads = {threads}"))
         V.check_memory(sum(n for n, _ in parts), "; ".join(what for _, what in parts))
         out = []
         for name, arr, two_d in inputs:
