@@ -161,7 +161,7 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
   // start and u).
   const std::size_t seg = detail::segment_windows(heads, m, D, Dv);
   const bool extra_reads = in.window_reads != nullptr && Dv > 0;
-  const std::size_t rows = extra_reads ? 3 * seg : seg, span = seg;
+  const std::size_t rows = extra_reads ? 3 * seg : seg;
   detail::Workspace<T> ws(p, seg, rows);
   const std::size_t nb = ws.nb;
   const std::size_t tasks = heads * nb;
@@ -199,15 +199,14 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
   };
 
   // Pass 1, for the first segment only: the block maxima of its log-rates. Each later segment's
-  // come from the pass 2 before it. A call of at most kMinSegment windows (a token at a time, or a
-  // run monitored window by window) keeps its rates from here to pass 2 instead, in `kept` (heads x n x m, no more
-  // than before segments grew), so that its blocks' weights are read once, not twice.
+  // come from the pass 2 before it. A call of at most kMinSegment windows (a token at a time: one
+  // segment, as seg >= kMinSegment) keeps its rates from here to pass 2 instead, in `kept` (heads x
+  // n x m, no more than before segments grew), so that its blocks' weights are read once, not twice.
   std::size_t cur = 0;  // the slot of the segment being run
-  // (Only a call that is one segment: kMinSegment <= span.)
-  const bool keep_rates = schedule.size() <= std::min(detail::kMinSegment, span);
+  const bool keep_rates = schedule.size() <= detail::kMinSegment;
   scratch_vector<T> kept(keep_rates ? heads * schedule.size() * m : 0);  // every entry written by pass 1
   if (!schedule.empty()) {
-    const std::size_t S0 = std::min(span, schedule.size());
+    const std::size_t S0 = std::min(seg, schedule.size());
     prepare(cur, 0, S0);
     parallel_for(tasks, p.threads, [&](std::size_t task) {
       const std::size_t hd = task / nb, b = task % nb;
@@ -222,7 +221,7 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
 
   std::size_t done = 0;
   while (done < schedule.size()) {
-    const std::size_t S = std::min(span, schedule.size() - done);
+    const std::size_t S = std::min(seg, schedule.size() - done);
     const Window* win = schedule.data() + done;
     // The pass's entries: window i is entry entry[i]; with extra_reads a read's h at its start and
     // u follow it as entries entry[i] + 1 and + 2 (reads that change nothing).
@@ -237,7 +236,7 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
       for (std::size_t i = 0; i < S; ++i)
         if (win[i].write)
           std::copy_n(in.values + (hd * in.n_keys + win[i].index) * Dv, Dv, ws.values.data() + (hd * rows + entry[i]) * Dv);
-    const std::size_t next = done + S, S_next = next < schedule.size() ? std::min(span, schedule.size() - next) : 0;
+    const std::size_t next = done + S, S_next = next < schedule.size() ? std::min(seg, schedule.size() - next) : 0;
     if (S_next) prepare(1 - cur, next, S_next);
     auto bmax_row = [&](std::size_t hd, std::size_t i) { return ws.block_max.data() + ((cur * heads + hd) * seg + i) * nb; };
 
@@ -328,17 +327,12 @@ std::size_t run_windows(const NetworkParams& p, NetworkState<T> s, const WindowI
             g[r] = kg * g[r] + w[r];
             h[r] = kh * h[r] + ku * u[r];
           }
-        } else if (extra_reads) {  // h at the start and u as two more reads
-          T* hr = sc.hr.data() + entry[i] * kBlock;
-          T* h0 = hr + kBlock;
-          std::copy_n(u, nbk, h0 + kBlock);
-#pragma omp simd
-          for (std::size_t r = 0; r < nbk; ++r) {
-            h0[r] = h[r];
-            h[r] = hr[r] = kh * h[r] + ku * u[r];
-          }
         } else {
           T* hr = sc.hr.data() + entry[i] * kBlock;
+          if (extra_reads) {  // h at the start and u as the entries after the read
+            std::copy_n(h, nbk, hr + kBlock);
+            std::copy_n(u, nbk, hr + 2 * kBlock);
+          }
 #pragma omp simd
           for (std::size_t r = 0; r < nbk; ++r) h[r] = hr[r] = kh * h[r] + ku * u[r];
         }

@@ -408,11 +408,9 @@ class NeuronAstrocyteNetwork:
         while done < total and not interrupted:
             a, b = done, min(total, done + _MONITORED_CHUNK)
             kinds, idx = np.asarray(is_write[a:b]), np.asarray(index[a:b])
-            part = []  # the chunk's tokens and queries: contiguous ranges of the run's (writes and reads come in order)
-            for arr, sel in ((keys, kinds != 0), (queries, kinds == 0)):
-                lo, hi = (int(idx[sel].min()), int(idx[sel].max()) + 1) if sel.any() else (0, 0)
-                part.append((lo, hi))
-            (k0, k1), (q0, q1) = part
+            # the chunk's tokens and queries: contiguous ranges of the run's (writes and reads come in order)
+            (k0, k1), (q0, q1) = ((int(idx[sel].min()), int(idx[sel].max()) + 1) if sel.any() else (0, 0)
+                                  for sel in (kinds != 0, kinds == 0))
             sub_index = np.where(kinds != 0, idx - k0, idx - q0)
             sums = np.empty((self._heads, b - a, 6))
             reads = np.zeros((self._heads, b - a, 2, self._d_value)) if with_reads and not kinds.all() else None
