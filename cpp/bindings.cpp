@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "tripartite/attention.hpp"
+#include "tripartite/monitor.hpp"
 #include "tripartite/network.hpp"
 #include "tripartite/window.hpp"
 
@@ -337,6 +338,40 @@ py::array_t<T> pack_panels(py::array_t<T, py::array::c_style | py::array::forcec
   return out;
 }
 
+// One window of one head for a monitor (monitor.hpp): (sums (5,), u (m,), Hh (Dv,) or None, Hu
+// (Dv,) or None), all float64. W (m, D), h and g (m,), bias (m,) or None and H (Dv, m) or None in
+// the network's dtype T; x (D,) float64 (the scaled input x~) or None.
+template <class T>
+py::tuple monitor_window_py(py::array W, py::object x, double c, py::object bias, py::array h, py::array g, double e_h,
+                            double e_g, py::object H, int num_threads) {
+  if (W.ndim() != 2) throw std::invalid_argument("W must be 2-D (m, D)");
+  MonitorWindowArgs<T> a;
+  a.m = W.shape(0), a.D = W.shape(1);
+  const auto m = py::ssize_t(a.m), D = py::ssize_t(a.D);
+  a.W = checked<T>(W, "W", {m, D}, false);
+  a.x = optional_array<double>(x, "x", {D});
+  a.c = c;
+  a.bias = optional_array<T>(bias, "bias", {m});
+  a.h = checked<T>(h, "h", {m}, false);
+  a.g = checked<T>(g, "g", {m}, false);
+  a.e_h = e_h, a.e_g = e_g;
+  if (!H.is_none()) {
+    if (!py::isinstance<py::array>(H) || py::reinterpret_borrow<py::array>(H).ndim() != 2)
+      throw std::invalid_argument("H must be a 2-D NumPy array (Dv, m) or None");
+    a.Dv = py::reinterpret_borrow<py::array>(H).shape(0);
+    a.H = optional_array<T>(H, "H", {py::ssize_t(a.Dv), m});
+  }
+  py::array_t<double> sums(5), u(m), Hh(py::ssize_t(a.Dv)), Hu(py::ssize_t(a.Dv));
+  a.sums = sums.mutable_data(), a.u = u.mutable_data(), a.Hh = Hh.mutable_data(), a.Hu = Hu.mutable_data();
+  a.threads = num_threads;
+  {
+    py::gil_scoped_release release;
+    monitor_window(a);
+  }
+  if (!a.H) return py::make_tuple(sums, u, py::none(), py::none());
+  return py::make_tuple(sums, u, Hh, Hu);
+}
+
 // Maps from a window's start to each sampled step: M (k, 3, 3) and the astrocyte functionals (k, 6).
 py::tuple window_trajectory(const std::string& integrator, double duration, std::size_t steps, double rate_h,
                             double rate_a, double e, double leak, std::vector<std::size_t> samples) {
@@ -393,6 +428,14 @@ PYBIND11_MODULE(_core, mod) {
   mod.def("triad", &triad, "a = b + s c (float32), for measuring memory bandwidth");
   mod.def("fma_throughput", &fma_throughput, py::arg("num_threads"), py::arg("iterations"),
           "float32 FLOP/s of register-only FMA chains on num_threads threads (the compute limit)");
+  auto def_monitor = [&mod](const char* name, auto fn) {
+    mod.def(name, fn, py::arg("W"), py::arg("x"), py::arg("c"), py::arg("bias"), py::arg("h"), py::arg("g"), py::arg("e_h"),
+            py::arg("e_g"), py::arg("H"), py::arg("num_threads"),
+            "(sums, u, Hh, Hu) of one window of one head for a monitor: the input's rates u in true units, "
+            "sums = (g.h, g.u, h.h, h.u, u.u) in true units, Hh = H h and Hu = H u of the stored synapses");
+  };
+  def_monitor("monitor_window_float32", &monitor_window_py<float>);
+  def_monitor("monitor_window_float64", &monitor_window_py<double>);
   mod.def("window_trajectory", &window_trajectory,
           "(M, a) from a window's start to each sampled step (for monitors).");
   mod.def("openmp_enabled", &has_openmp,

@@ -354,6 +354,58 @@ def test_monitored_runs_check_the_samples_memory_before_running(rng, monkeypatch
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bias", [False, True])
+def test_window_sums_of_the_core_against_numpy(rng, dtype, bias):
+    """What a monitored window needs (monitor._window_sums: the input's rates u, the five sums
+    g.h, g.u, h.h, h.u, u.u, and H h, H u) from the core's one pass, against the NumPy reference
+    (monitor._window_sums_reference), all in true units, on a network with state (tokens written, a query read), m
+    over two blocks and a tail, for an input and for none. The two sum in different orders: each
+    sum within (n - 1) eps64 of the sum of its terms' magnitudes (n terms); each rate's log, a sum
+    of n = D + 2 terms (D products, the constant, the bias), within (n - 1) n eps64 of its largest
+    term's magnitude, and exp's rounding on top. The core's pass gives the same bits on 1, 2 and 3
+    threads."""
+    from tripartite.monitor import _scaled_input, _window_sums, _window_sums_reference
+
+    D, Dv, m = 6, 5, 2 * _core.block_size + 77
+    q, k, v = moderate_inputs(rng, (2, 4, D), (2, 4, D), Dv)
+    b = rng.normal(-0.3, 0.2, (2, m)) if bias else None
+    net = tripartite.NeuronAstrocyteNetwork(D, Dv, m, heads=2, dtype=dtype, hidden_bias=b, seed=3, **FAST)
+    net.write(k[:, :3], v[:, :3])
+    net.read(q[:, :1])
+    eps = EPS[np.float64]
+    for hd in (0, 1):
+        for x in (q[hd, 2].astype(dtype), None):
+            fast = _window_sums(net, hd, x, True)
+            slow = _window_sums_reference(net, hd, x, True)
+            h = net._h[hd].astype(np.float64) * np.exp(net._scalars[hd, 3])
+            g = net._g[hd].astype(np.float64) * np.exp(net._scalars[hd, 2])
+            u = np.abs(slow[1])
+            magnitudes = [g @ h, g @ u, h @ h, h @ u, u @ u]
+            for k_, scale in enumerate(magnitudes):
+                assert abs(fast[0][k_] - slow[0][k_]) <= (m - 1) * eps * scale
+            H = np.abs(net._H[hd].astype(np.float64)) * np.exp(net._scalars[hd, 2])  # true units
+            assert np.all(np.abs(fast[2] - slow[2]) <= (m - 1) * eps * (H @ np.abs(h)))
+            assert np.all(np.abs(fast[3] - slow[3]) <= (m - 1) * eps * (H @ u))
+            if x is None:
+                assert not fast[1].any() and not slow[1].any()
+                continue
+            xs, c = _scaled_input(net, x)
+            terms = np.abs(net._W[hd].astype(np.float64) * xs).max(axis=1)
+            terms = np.maximum(terms, abs(c))
+            if bias:
+                terms = np.maximum(terms, np.abs(net._bias[hd].astype(np.float64)))
+            n = D + 2
+            assert np.all(np.abs(fast[1] / slow[1] - 1) <= (n - 1) * n * eps * terms + 2 * eps)
+            results = []
+            for threads in (1, 2, 3):
+                net.num_threads = threads
+                results.append(_window_sums(net, hd, x, True))
+            net.num_threads = 0
+            for other in results[1:]:
+                assert all(np.array_equal(a_, b_) for a_, b_ in zip(results[0], other))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("integrator", ["euler", "rk4"])
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "write-then-read"])
 def test_monitors_in_the_core_s_segments_match_the_reference(rng, dtype, integrator, stream):
@@ -479,10 +531,11 @@ def test_monitored_runs_take_no_pass_of_their_own(rng, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_the_core_s_h_h_and_h_u_of_each_read_against_numpy(rng, dtype):
+def test_the_core_s_h_h_and_h_u_of_each_read_against_the_monitor_s_pass(rng, dtype):
     """run_network's window_reads: for each read of a stream (each read taking two more readouts
-    in the pass over the synapses), H h and H u at the window's start in true units, against
-    NumPy's sums in double over the state (monitor._window_sums) taken before each window of the same stream run one window a call (the same state bit for
+    in the pass over the synapses), H h and H u at the window's start in true units, against the
+    monitor's pass over the state (monitor._window_sums, tested against NumPy, sums in double)
+    taken before each window of the same stream run one window a call (the same state bit for
     bit), on two heads, m over two blocks, a bias and a leak. The core sums each block's products
     in the dtype: within (block size + 4) eps of the sums of |H_dr| h_r (and |H_dr| u_r), the
     block's summation and the rounding of h and u. The outputs are bitwise those of the run

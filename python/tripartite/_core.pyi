@@ -50,6 +50,16 @@ def window_trajectory(
     integrator: str, duration: float, steps: int, rate_h: float, rate_a: float, e: float, leak: float,
     samples: Sequence[int],
 ) -> Tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+def monitor_window_float32(
+    W: npt.NDArray[np.float32], x: Optional[npt.NDArray[np.float64]], c: float, bias: Optional[npt.NDArray[np.float32]],
+    h: npt.NDArray[np.float32], g: npt.NDArray[np.float32], e_h: float, e_g: float,
+    H: Optional[npt.NDArray[np.float32]], num_threads: int,
+) -> Tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], Optional[npt.NDArray[np.float64]], Optional[npt.NDArray[np.float64]]]: ...
+def monitor_window_float64(
+    W: npt.NDArray[np.float64], x: Optional[npt.NDArray[np.float64]], c: float, bias: Optional[npt.NDArray[np.float64]],
+    h: npt.NDArray[np.float64], g: npt.NDArray[np.float64], e_h: float, e_g: float,
+    H: Optional[npt.NDArray[np.float64]], num_threads: int,
+) -> Tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], Optional[npt.NDArray[np.float64]], Optional[npt.NDArray[np.float64]]]: ...
 def scan_values(array: npt.NDArray[np.floating], num_threads: int = ...) -> Tuple[int, float]: ...
 @overload
 def shifted_exp2(x: npt.NDArray[np.float64], shift: float) -> npt.NDArray[np.float64]: ...

@@ -11,8 +11,9 @@ each window's starting calcium and Gram sums (the ones its own calcium update ta
 monitor of the outputs, each read's H h and H u at its start (two more readouts of the synapses
 in the same pass); each monitor carries its neurons and synapses through the windows from their
 state before the run (in float64, a dot product for each neuron's u). While writing, the outputs
-are the values the output neurons are clamped to. The sample at a monitor's creation takes H h in
-NumPy (_window_sums). Memory is bounded by samples x recorded indices.
+are the values the output neurons are clamped to. The state at a monitor's creation takes H h
+from the core's pass over a head's weights, state and synapses (cpp/tripartite/monitor.hpp;
+_window_sums_reference is the same in NumPy). Memory is bounded by samples x recorded indices.
 """
 
 from __future__ import annotations
@@ -67,12 +68,22 @@ def _calcium(A: np.ndarray, z: np.ndarray) -> np.ndarray:
 
 
 def _window_sums(net, hd: int, x: Optional[np.ndarray], with_outputs: bool):
-    """Sums over all hidden neurons of head ``hd`` from the network's state now and an input x (D,)
-    (None: no input), float64 in true units: (sums, u, Hh, Hu) with sums = (g.h, g.u, h.h, h.u,
-    u.u), u the rates of the input (m,), and with ``with_outputs`` Hh = H h, Hu = H u (else None).
-    What the sample at a monitor's creation needs (H h), and the readable form of the sums the core
-    hands over for each window (tested against it). It converts H (and, with an input, W) to float64
-    whole: 51 MB at the paper's m = 10^5, once a monitor."""
+    """What the samples of one window of head ``hd`` need, from the network's state at the
+    window's start and the window's input x (D,) (None: no input), all float64 in true units:
+    (sums, u, Hh, Hu) with sums = (g.h, g.u, h.h, h.u, u.u), u the rates of the input (m,), and
+    with ``with_outputs`` Hh = H h, Hu = H u (else None). The core's pass
+    (cpp/tripartite/monitor.hpp); :func:`_window_sums_reference` is the same in NumPy."""
+    xs, c = _scaled_input(net, x)
+    kernel = _core.monitor_window_float32 if net._dtype == np.float32 else _core.monitor_window_float64
+    e_h, e_g = np.exp(net._scalars[hd, 3]), np.exp(net._scalars[hd, 2])
+    sums, u, Hh, Hu = kernel(net._W[hd], xs, c, None if net._bias is None else net._bias[hd], net._h[hd], net._g[hd],
+                             float(e_h), float(e_g), net._H[hd] if with_outputs else None, net.num_threads)
+    return sums, u, None if Hh is None else Hh * e_g, None if Hu is None else Hu * e_g  # H's scale is g's
+
+
+def _window_sums_reference(net, hd: int, x: Optional[np.ndarray], with_outputs: bool):
+    """:func:`_window_sums` in NumPy, the readable version the core's pass is tested against (at the
+    paper's m = 10^5 it converts W and H to float64 whole, 51 MB each, every window)."""
     with np.errstate(over="ignore", invalid="ignore"):
         h0 = net._h[hd].astype(np.float64) * np.exp(net._scalars[hd, 3])
         g0 = net._g[hd].astype(np.float64) * np.exp(net._scalars[hd, 2])
@@ -86,6 +97,15 @@ def _window_sums(net, hd: int, x: Optional[np.ndarray], with_outputs: bool):
             return sums, u, None, None
         H = net._H[hd].astype(np.float64) * np.exp(net._scalars[hd, 2])
         return sums, u, H @ h0, H @ u
+
+
+def _scaled_input(net, x: Optional[np.ndarray]) -> Tuple[Optional[np.ndarray], float]:
+    """x~ = x sqrt(s) in float64 and the rates' constant -|x~|^2 / 2 - ln(m) / 2 (as
+    reference.log_features forms them); (None, 0.0) without an input."""
+    if x is None:
+        return None, 0.0
+    xs = np.asarray(x, dtype=np.float64) * math.sqrt(V.scale_value(net.scale, x.shape[-1]))
+    return np.ascontiguousarray(xs), float(-0.5 * (xs * xs).sum() - 0.5 * math.log(net.n_hidden))
 
 
 class StateMonitor:
@@ -134,7 +154,10 @@ class StateMonitor:
     def _record_now(self, net) -> None:
         """A sample of the network's state now (at creation, and after a reset), if the step count
         is a multiple of ``every``: the recorded entries, the calcium, and the outputs y = H h / a
-        (0 where a = 0), H h from _window_sums."""
+        (0 where a = 0), H h from the core's pass over each head (cpp/tripartite/monitor.hpp). Not
+        NumPy's H @ h (_window_sums_reference): its BLAS threads spin on after the product, beside
+        the core's, and the first run after a monitor of the outputs was made took twice as long
+        (a 100-token write at m = 1e5, 2 threads: 0.087 s against 0.040 s)."""
         if net._step % self.every:
             return
         sc = net._scalars
