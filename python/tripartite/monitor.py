@@ -160,28 +160,19 @@ class StateMonitor:
         (a 100-token write at m = 1e5, 2 threads: 0.087 s against 0.040 s)."""
         if net._step % self.every:
             return
-        sc = net._scalars
-        r, d, rs = self.hidden_indices, self.synapse_indices[:, 0], self.synapse_indices[:, 1]
-        per_head: Dict[str, list] = {name: [] for name in self.variables}
+        local = self._local_start(net)  # the recorded entries now, every recorded head
+        sc, heads = net._scalars, self.heads
         with np.errstate(over="ignore", invalid="ignore"):
-            for hd in self.heads:
-                e_h, e_g = np.exp(sc[hd, 3]), np.exp(sc[hd, 2])  # the stored h's and g's (and H's) scales
-                a = sc[hd, 0] * np.exp(sc[hd, 1])
-                if "calcium" in per_head:
-                    per_head["calcium"].append(np.array([a]))
-                if "hidden" in per_head:
-                    per_head["hidden"].append(net._h[hd, r].astype(np.float64)[None] * e_h)
-                if "astrocyte_weights" in per_head:
-                    per_head["astrocyte_weights"].append(net._g[hd, r].astype(np.float64)[None] * e_g)
-                if "synapses" in per_head:
-                    per_head["synapses"].append(net._H[hd, d, rs].astype(np.float64)[None] * e_g)
-                if "outputs" in per_head:
-                    Hh = _window_sums(net, hd, None, True)[2]
-                    per_head["outputs"].append(np.where(a > 0, Hh / (a if a > 0 else 1.0), 0.0)[None])
+            a = sc[heads, 0] * np.exp(sc[heads, 1])
+            out = {"calcium": a, "hidden": None if local is None else local["h"],
+                   "astrocyte_weights": None if local is None else local["g"], "synapses": None if local is None else local["H"]}
+            if "outputs" in self.variables:
+                Hh = np.stack([_window_sums(net, hd, None, True)[2] for hd in heads])
+                out["outputs"] = np.where(a[:, None] > 0, Hh / np.where(a > 0, a, 1.0)[:, None], 0.0)
         self._chunks["t"].append(np.array([net._now()]))
         self._chunks["window"].append(np.array(["now"]))
-        for name, values in per_head.items():
-            self._chunks[name].append(np.stack(values, axis=1))
+        for name in self.variables:
+            self._chunks[name].append(out[name][None])
 
     def _local_start(self, net) -> Optional[Dict[str, np.ndarray]]:
         """The recorded neurons' and synapses' state now, in true units (float64), one row a recorded
