@@ -22,6 +22,7 @@
 #include "tripartite/monitor.hpp"
 #include "tripartite/network.hpp"
 #include "tripartite/window.hpp"
+#include "tripartite/cuda.hpp"
 
 namespace py = pybind11;
 using namespace tripartite;
@@ -99,6 +100,108 @@ py::tuple attention(py::array W, py::object bias, py::array Q, py::array K, py::
     steady_state_attention(a);
   }
   return py::make_tuple(Y, log_a, log_underflow);
+}
+
+// The steady state on a GPU (tripartite/cuda.hpp): the same arrays as `attention`, bidirectional;
+// returns (y, log a, log underflow bound, the kernels' GPU time in ms). Emulated: the same kernels
+// on the CPU emulation (cuda_emulation.hpp), which every build has, for the tests.
+template <bool Emulated>
+int gpu_count() {
+  if constexpr (Emulated) {
+    return cuda::device_count_emulated();
+  } else {
+#ifdef TRIPARTITE_WITH_CUDA
+    return cuda::device_count();
+#else
+    return 0;
+#endif
+  }
+}
+
+template <class T, bool Emulated>
+void run_gpu(const cuda::Args<T>& a) {
+  if constexpr (Emulated) {
+    cuda::steady_state_attention_emulated(a);
+  } else {
+#ifdef TRIPARTITE_WITH_CUDA
+    cuda::steady_state_attention(a);
+#else
+    (void)a;
+    throw std::runtime_error("this build has no CUDA kernels");
+#endif
+  }
+}
+
+template <class T, bool Emulated>
+cuda::Args<T> cuda_args(py::array& W, const py::object& bias, py::array& Q, py::array& K, py::array& V,
+                        double input_scale, int device, std::size_t partial_budget, const py::object& w_index,
+                        const py::object& key_mask) {
+  if (W.ndim() != 3 || Q.ndim() != 3 || K.ndim() != 3 || V.ndim() != 3)
+    throw std::invalid_argument("hidden_weights, q, k, v must be 3-D (heads, rows, features)");
+  cuda::Args<T> a;
+  a.heads = Q.shape(0), a.m = W.shape(1), a.D = W.shape(2);
+  a.Lq = Q.shape(1), a.Lk = K.shape(1), a.Dv = V.shape(2);
+  const auto hs = static_cast<py::ssize_t>(a.heads), D = static_cast<py::ssize_t>(a.D);
+  a.w_index = optional_array<std::int64_t>(w_index, "w_index", {hs});
+  a.n_weights = a.w_index ? W.shape(0) : a.heads;
+  a.W = checked<T>(W, "hidden_weights", {a.w_index ? W.shape(0) : hs, W.shape(1), D}, false);
+  for (std::size_t h = 0; a.w_index && h < a.heads; ++h)
+    if (a.w_index[h] < 0 || a.w_index[h] >= W.shape(0))
+      throw std::invalid_argument("w_index must index hidden_weights' " + std::to_string(W.shape(0)) + " heads, got " +
+                                  std::to_string(a.w_index[h]));
+  a.bias = optional_array<T>(bias, "hidden_bias", {hs, py::ssize_t(a.m)});
+  a.Q = checked<T>(Q, "q", {hs, Q.shape(1), D}, false);
+  a.K = checked<T>(K, "k", {hs, K.shape(1), D}, false);
+  a.V = checked<T>(V, "v", {hs, K.shape(1), V.shape(2)}, false);
+  a.key_mask = optional_array<std::uint8_t>(key_mask, "key_mask", {hs, K.shape(1)});
+  a.input_scale = input_scale;
+  if (device < 0 || device >= gpu_count<Emulated>())
+    throw std::invalid_argument("CUDA device " + std::to_string(device) + " does not exist (" +
+                                std::to_string(gpu_count<Emulated>()) + " found)");
+  a.device = device;
+  if (partial_budget == 0) throw std::invalid_argument("partial_budget must be positive");
+  a.partial_budget = partial_budget;
+  return a;
+}
+
+template <class T, bool Emulated>
+py::tuple attention_cuda(py::array W, py::object bias, py::array Q, py::array K, py::array V, double input_scale,
+                         int device, std::size_t partial_budget, py::object w_index, py::object key_mask) {
+  cuda::Args<T> a = cuda_args<T, Emulated>(W, bias, Q, K, V, input_scale, device, partial_budget, w_index, key_mask);
+  const auto hs = static_cast<py::ssize_t>(a.heads);
+  py::array_t<T> Y({hs, Q.shape(1), V.shape(2)});
+  py::array_t<double> log_a({hs, Q.shape(1)}), log_underflow({hs, Q.shape(1)});
+  a.Y = Y.mutable_data();
+  a.log_a = log_a.mutable_data();
+  a.log_underflow = log_underflow.mutable_data();
+  double kernel_ms = 0;
+  a.kernel_ms = &kernel_ms;
+  {
+    py::gil_scoped_release release;
+    run_gpu<T, Emulated>(a);
+  }
+  return py::make_tuple(Y, log_a, log_underflow, kernel_ms);
+}
+
+// Bytes a call of these sizes allocates on the GPU (for the memory check before any work).
+std::size_t attention_cuda_bytes(std::size_t itemsize, std::size_t heads, std::size_t n_weights, std::size_t m,
+                                 std::size_t D, std::size_t Lq, std::size_t Lk, std::size_t Dv, bool bias,
+                                 bool w_index, bool key_mask, std::size_t partial_budget) {
+  static const std::int64_t dummy_index = 0;
+  static const std::uint8_t dummy_mask = 0;
+  auto fill = [&](auto a) {
+    a.heads = heads, a.n_weights = n_weights, a.m = m, a.D = D, a.Lq = Lq, a.Lk = Lk, a.Dv = Dv;
+    using T = std::remove_const_t<std::remove_pointer_t<decltype(a.W)>>;
+    static const T dummy = 0;
+    a.bias = bias ? &dummy : nullptr;
+    a.w_index = w_index ? &dummy_index : nullptr;
+    a.key_mask = key_mask ? &dummy_mask : nullptr;
+    a.partial_budget = partial_budget;
+    return cuda::device_bytes_emulated(a);  // the same function as the GPU build's
+  };
+  if (itemsize == 4) return fill(cuda::Args<float>{});
+  if (itemsize == 8) return fill(cuda::Args<double>{});
+  throw std::invalid_argument("itemsize must be 4 or 8");
 }
 
 // Reads where underflow may have changed the output by more than T's rounding (the core's
@@ -402,6 +505,32 @@ PYBIND11_MODULE(_core, mod) {
   };
   def_attention("attention_float32", &attention<float>);
   def_attention("attention_float64", &attention<double>);
+  auto def_cuda = [&mod](const char* name, auto kernel) {
+    mod.def(name, kernel, py::arg("W"), py::arg("bias"), py::arg("q"), py::arg("k"), py::arg("v"),
+            py::arg("input_scale"), py::arg("device") = 0, py::arg("partial_budget") = cuda::kPartialBudget,
+            py::arg("w_index") = py::none(), py::arg("key_mask") = py::none());
+  };
+  mod.attr("cuda_block_size") = cuda::kBlock;
+  mod.def("attention_cuda_bytes", &attention_cuda_bytes, py::arg("itemsize"), py::arg("heads"), py::arg("n_weights"),
+          py::arg("m"), py::arg("D"), py::arg("Lq"), py::arg("Lk"), py::arg("Dv"), py::arg("bias"), py::arg("w_index"),
+          py::arg("key_mask"), py::arg("partial_budget") = cuda::kPartialBudget,
+          "bytes attention_cuda_* allocates on the GPU for these sizes");
+  // The GPU kernels on the CPU emulation: for the tests (tests/test_cuda.py), in every build.
+  def_cuda("attention_cuda_emulated_float32", &attention_cuda<float, true>);
+  def_cuda("attention_cuda_emulated_float64", &attention_cuda<double, true>);
+  mod.def("cuda_emulated_device_count", &cuda::device_count_emulated);
+  mod.def("cuda_emulated_device_name", &cuda::device_name_emulated, py::arg("device"));
+  mod.def("cuda_emulated_memory_info", &cuda::memory_info_emulated, py::arg("device"));
+#ifdef TRIPARTITE_WITH_CUDA
+  mod.attr("cuda_compiled") = true;
+  def_cuda("attention_cuda_float32", &attention_cuda<float, false>);
+  def_cuda("attention_cuda_float64", &attention_cuda<double, false>);
+  mod.def("cuda_device_count", &cuda::device_count, "CUDA devices the driver sees (0 without a driver)");
+  mod.def("cuda_device_name", &cuda::device_name, py::arg("device"));
+  mod.def("cuda_memory_info", &cuda::memory_info, py::arg("device"), "(free, total) bytes of a CUDA device");
+#else
+  mod.attr("cuda_compiled") = false;
+#endif
   auto def_network = [&mod](const char* name, auto fn) {
     mod.def(name, fn, py::arg("W"), py::arg("bias"), py::arg("H"), py::arg("g"), py::arg("h"), py::arg("scalars"),
             py::arg("keys"), py::arg("values"), py::arg("queries"), py::arg("is_write"), py::arg("index"),

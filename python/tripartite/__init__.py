@@ -16,6 +16,7 @@ check_build_cpu()  # before the compiled core runs any code: see _cpu.py
 
 from . import reference  # noqa: E402
 from ._core import openmp_enabled  # noqa: E402
+from ._cuda import cuda_available, cuda_devices  # noqa: E402
 from .attention import attention  # noqa: E402
 from .network import NeuronAstrocyteNetwork, SimulationInterrupted  # noqa: E402
 from .weights import draw_hidden_weights  # noqa: E402
@@ -29,5 +30,7 @@ __all__ = [
     "draw_hidden_weights",
     "reference",
     "openmp_enabled",
+    "cuda_available",
+    "cuda_devices",
     "__version__",
 ]

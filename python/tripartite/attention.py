@@ -9,6 +9,7 @@ from typing import Any, Optional, Tuple, Union
 import numpy as np
 
 from . import _core
+from . import _cuda
 from . import _validate as V
 from .weights import FEATURE_MAPS, draw_hidden_weights
 
@@ -131,6 +132,7 @@ def attention(
     hidden_bias: Any = None,
     return_astrocyte: bool = False,
     key_mask: Any = None,
+    device: str = "cpu",
 ) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
     """Neuron-astrocyte attention: the paper's steady state, like ``scaled_dot_product_attention``.
 
@@ -189,6 +191,12 @@ def attention(
         True for the keys that are written into the synapses (like the boolean ``attn_mask`` of
         ``scaled_dot_product_attention`` restricted to keys); False for padding, which no query
         sees. A query that sees no key gets y = 0 and a = 0. Broadcast over the leading axes.
+    device : {"cpu", "cuda", "cuda:N"}
+        Where the products run: the C++/OpenMP core, or the CUDA kernels of a build with
+        ``TRIPARTITE_CUDA=ON`` (bidirectional only: ``causal=True`` is refused there;
+        ``num_threads`` then plays no part). Both compute the same algorithm with their own block
+        sizes and exponentials, so they agree to the dtype's precision, not bitwise; each gives the
+        same bits on every call. See :func:`tripartite.cuda_available`.
 
     Returns
     -------
@@ -197,6 +205,10 @@ def attention(
     """
     causal = V.flag(causal, "causal")
     return_astrocyte = V.flag(return_astrocyte, "return_astrocyte")
+    gpu = _cuda.device_index(device)
+    if gpu is not None and causal:
+        raise ValueError(f"causal=True is not implemented on device={device!r} (the CUDA kernels compute the "
+                         "bidirectional steady state): use device='cpu'")
     q = V.real_array(q, "q")
     k = V.real_array(k, "k")
     v = V.real_array(v, "v")
@@ -223,6 +235,10 @@ def attention(
         m = W.shape[-2]
     V.check_memory(memory_bytes(heads if W is None else len(W), m, d, heads, Lq, Lk, Dv, dtype, causal, threads),
                    "attention")
+    if gpu is not None:  # a key mask that keeps every key is not sent: counting it errs on the safe side
+        _cuda.check_device_memory(_core.attention_cuda_bytes(
+            np.dtype(dtype).itemsize, heads, heads if W is None else len(W), m, d, Lq, Lk, Dv, hidden_bias is not None,
+            W is not None and w_index is not None, key_mask is not None), gpu, "attention")
     # the values, once the sizes are known to fit (a broadcast view's scan makes temporaries of its full size)
     for name, x in (("q", q), ("k", k)):
         V.finite(x, name, threads)
@@ -263,9 +279,13 @@ def attention(
     if W is None:
         W = draw_hidden_weights(m, d, heads=heads, seed=seed, feature_map=feature_map, dtype=dtype)
     flat = lambda x, shape: np.ascontiguousarray(np.broadcast_to(x, batch + shape).reshape((heads,) + shape), dtype=dtype)  # noqa: E731
-    kernel = _core.attention_float32 if dtype == np.float32 else _core.attention_float64
     args = [np.ascontiguousarray(W, dtype=dtype), bias, flat(q, (Lq, d)), flat(k, (Lk, d)), flat(v, (Lk, Dv))]
-    y, log_a, log_u = kernel(*args, math.sqrt(s), causal, threads, w_index=w_index, key_mask=mask)
+    if gpu is None:
+        kernel = _core.attention_float32 if dtype == np.float32 else _core.attention_float64
+        y, log_a, log_u = kernel(*args, math.sqrt(s), causal, threads, w_index=w_index, key_mask=mask)
+    else:
+        kernel = _core.attention_cuda_float32 if dtype == np.float32 else _core.attention_cuda_float64
+        y, log_a, log_u, _ = kernel(*args, math.sqrt(s), gpu, w_index=w_index, key_mask=mask)
     if dtype == np.float32:
         lost = _recompute_underflowed(args, w_index, mask, math.sqrt(s), causal, threads, y, log_a, log_u)
     else:

@@ -1,0 +1,71 @@
+// The steady state (MODEL.md section 1, bidirectional) on an NVIDIA GPU: the host-side interface
+// of cpp/cuda/attention.cu, built only with TRIPARTITE_CUDA=ON. Plain C++: no CUDA header is
+// needed to call it.
+//
+// The algorithm is the CPU's (attention.hpp) with its own block size: hidden neurons go in blocks
+// of kBlock, one thread block each (and per slice of kColumns value columns). A block writes every
+// key into its own synapses, kept in registers and shared memory (never an m x Dv array), at a
+// log-scale C_b raised as the CPU's is, then reads every query from them; its partial readouts
+// (in double, with their log-scales) are folded in block order, query by query. Nothing is summed
+// with atomics, so the result depends on the inputs only: the same bits on every call and for any
+// grouping of blocks (partial_budget). Its roundings differ from the CPU's (other block size, exp
+// instead of exp2 of base-2 log-rates), so the two agree to float precision, not bitwise.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+
+namespace tripartite::cuda {
+
+inline constexpr std::size_t kBlock = 128;    // hidden neurons per thread block
+inline constexpr std::size_t kColumns = 64;   // value columns per slice (grid.y = ceil(Dv / kColumns))
+// Bytes of block partials kept on the device at once by default (they are folded every group of
+// blocks); at least one block is kept whatever this says. The result does not depend on it.
+inline constexpr std::size_t kPartialBudget = std::size_t(256) << 20;
+
+template <class T>
+struct Args {
+  std::size_t heads = 1, Lk = 0, Lq = 0, D = 0, Dv = 0, m = 0;
+  std::size_t n_weights = 1;            // heads of W (heads, unless w_index names them)
+  const T* W = nullptr;                 // n_weights x m x D (host)
+  const std::int64_t* w_index = nullptr;  // heads (null: head h uses W[h])
+  const T* bias = nullptr;              // heads x m (null: none)
+  const T* Q = nullptr;                 // heads x Lq x D (unscaled)
+  const T* K = nullptr;                 // heads x Lk x D (unscaled)
+  const T* V = nullptr;                 // heads x Lk x Dv
+  const std::uint8_t* key_mask = nullptr;  // heads x Lk (null: every key)
+  T* Y = nullptr;                       // heads x Lq x Dv
+  double* log_a = nullptr;              // heads x Lq
+  double* log_underflow = nullptr;      // heads x Lq (see attention.hpp: detail::underflow_bound)
+  double input_scale = 1.0;             // sqrt(s)
+  int device = 0;
+  std::size_t partial_budget = kPartialBudget;
+  double* kernel_ms = nullptr;          // (may be null) GPU time of the kernels, transfers excluded
+};
+
+// Runs the call on device a.device (host arrays in and out); throws std::runtime_error on a CUDA
+// error, std::bad_alloc when the device is out of memory.
+template <class T>
+void steady_state_attention(const Args<T>& a);
+
+// Bytes the call allocates on the device.
+template <class T>
+std::size_t device_bytes(const Args<T>& a);
+
+int device_count();                             // 0 without a driver or a device
+std::string device_name(int device);
+std::pair<std::size_t, std::size_t> memory_info(int device);  // (free, total) bytes
+
+// The same functions compiled from the same source for the CPU (cuda_emulation.hpp says how),
+// in every build: the tests run the kernels' code through them where there is no GPU.
+template <class T>
+void steady_state_attention_emulated(const Args<T>& a);
+template <class T>
+std::size_t device_bytes_emulated(const Args<T>& a);
+int device_count_emulated();
+std::string device_name_emulated(int device);
+std::pair<std::size_t, std::size_t> memory_info_emulated(int device);
+
+}  // namespace tripartite::cuda
