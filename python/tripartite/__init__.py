@@ -5,7 +5,8 @@ Implements Kozachkov, Kastanenka & Krotov, "Building transformers from neurons a
 plasticity, and one astrocyte per head whose calcium divides every synapse by the softmax
 denominator.
 
-- :func:`attention`: the paper's steady state, a drop-in attention function.
+- :func:`attention`: the paper's steady state, a drop-in attention function (``device="cuda"``
+  with a build that has the CUDA kernels: :func:`cuda_available`).
 - :class:`NeuronAstrocyteNetwork`: the network in continuous time.
 - :mod:`tripartite.reference`: slow NumPy references of both.
 """
