@@ -32,22 +32,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tripartite  # noqa: E402
 from tripartite import _core, reference  # noqa: E402
 
+import run  # noqa: E402  (bench/run.py: its timing helpers)
 from cases import PAPER, paper_problem, steady_state_flops  # noqa: E402
 
-
-def spread(values):
-    return statistics.median(values), min(values), max(values)
+spread = run.spread
 
 
-def timeit(fn, repeats, warmup=2):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return spread(times)
+def timeit(fn, repeats):
+    """(median, min, max) of `repeats` calls after one untimed call (bench/run.py's timeit)."""
+    return run.timeit(fn, repeats, warmup=0.0)
 
 
 def fmt(t, unit=1e3, suffix="ms"):

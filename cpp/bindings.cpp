@@ -63,12 +63,13 @@ T* optional_array(const py::object& obj, const char* name, const std::vector<py:
   return checked<T>(arr, name, shape, writable);
 }
 
-template <class T>
-py::tuple attention(py::array W, py::object bias, py::array Q, py::array K, py::array V, double input_scale, bool causal,
-                    int num_threads, std::size_t partial_budget, py::object w_index, py::object key_mask) {
+// The arrays of a steady-state call checked (dtype, C order, shape) and their sizes and pointers
+// put in `a`: AttentionArgs<T> (the CPU core) or cuda::Args<T> (the GPU's), whose fields are named alike.
+template <class T, class Args>
+void attention_arrays(Args& a, py::array& W, const py::object& bias, py::array& Q, py::array& K, py::array& V,
+                      const py::object& w_index, const py::object& key_mask) {
   if (W.ndim() != 3 || Q.ndim() != 3 || K.ndim() != 3 || V.ndim() != 3)
     throw std::invalid_argument("hidden_weights, q, k, v must be 3-D (heads, rows, features)");
-  AttentionArgs<T> a;
   a.heads = Q.shape(0), a.m = W.shape(1), a.D = W.shape(2);
   a.Lq = Q.shape(1), a.Lk = K.shape(1), a.Dv = V.shape(2);
   const auto hs = static_cast<py::ssize_t>(a.heads), D = static_cast<py::ssize_t>(a.D);
@@ -83,8 +84,16 @@ py::tuple attention(py::array W, py::object bias, py::array Q, py::array K, py::
   a.Q = checked<T>(Q, "q", {hs, Q.shape(1), D}, false);
   a.K = checked<T>(K, "k", {hs, K.shape(1), D}, false);
   a.V = checked<T>(V, "v", {hs, K.shape(1), V.shape(2)}, false);
-  if (causal && a.Lq != a.Lk) throw std::invalid_argument("causal attention needs as many queries as keys");
   a.key_mask = optional_array<std::uint8_t>(key_mask, "key_mask", {hs, K.shape(1)});
+}
+
+template <class T>
+py::tuple attention(py::array W, py::object bias, py::array Q, py::array K, py::array V, double input_scale, bool causal,
+                    int num_threads, std::size_t partial_budget, py::object w_index, py::object key_mask) {
+  AttentionArgs<T> a;
+  attention_arrays<T>(a, W, bias, Q, K, V, w_index, key_mask);
+  if (causal && a.Lq != a.Lk) throw std::invalid_argument("causal attention needs as many queries as keys");
+  const auto hs = static_cast<py::ssize_t>(a.heads);
   py::array_t<T> Y({hs, Q.shape(1), V.shape(2)});
   py::array_t<double> log_a({hs, Q.shape(1)}), log_underflow({hs, Q.shape(1)});
   a.Y = Y.mutable_data();
@@ -136,24 +145,9 @@ template <class T, bool Emulated>
 cuda::Args<T> cuda_args(py::array& W, const py::object& bias, py::array& Q, py::array& K, py::array& V,
                         double input_scale, int device, std::size_t partial_budget, const py::object& w_index,
                         const py::object& key_mask) {
-  if (W.ndim() != 3 || Q.ndim() != 3 || K.ndim() != 3 || V.ndim() != 3)
-    throw std::invalid_argument("hidden_weights, q, k, v must be 3-D (heads, rows, features)");
   cuda::Args<T> a;
-  a.heads = Q.shape(0), a.m = W.shape(1), a.D = W.shape(2);
-  a.Lq = Q.shape(1), a.Lk = K.shape(1), a.Dv = V.shape(2);
-  const auto hs = static_cast<py::ssize_t>(a.heads), D = static_cast<py::ssize_t>(a.D);
-  a.w_index = optional_array<std::int64_t>(w_index, "w_index", {hs});
+  attention_arrays<T>(a, W, bias, Q, K, V, w_index, key_mask);
   a.n_weights = a.w_index ? W.shape(0) : a.heads;
-  a.W = checked<T>(W, "hidden_weights", {a.w_index ? W.shape(0) : hs, W.shape(1), D}, false);
-  for (std::size_t h = 0; a.w_index && h < a.heads; ++h)
-    if (a.w_index[h] < 0 || a.w_index[h] >= W.shape(0))
-      throw std::invalid_argument("w_index must index hidden_weights' " + std::to_string(W.shape(0)) + " heads, got " +
-                                  std::to_string(a.w_index[h]));
-  a.bias = optional_array<T>(bias, "hidden_bias", {hs, py::ssize_t(a.m)});
-  a.Q = checked<T>(Q, "q", {hs, Q.shape(1), D}, false);
-  a.K = checked<T>(K, "k", {hs, K.shape(1), D}, false);
-  a.V = checked<T>(V, "v", {hs, K.shape(1), V.shape(2)}, false);
-  a.key_mask = optional_array<std::uint8_t>(key_mask, "key_mask", {hs, K.shape(1)});
   a.input_scale = input_scale;
   if (device < 0 || device >= gpu_count<Emulated>())
     throw std::invalid_argument("CUDA device " + std::to_string(device) + " does not exist (" +
