@@ -74,10 +74,15 @@ void monitor_window(const MonitorWindowArgs<T>& a) {
       for (std::size_t d = 0; d < Dv; ++d) {
         const T* row = a.H + d * m + lo;
         double sh = 0, su = 0;
+        if (a.x) {
 #pragma omp simd reduction(+ : sh, su)
-        for (std::size_t i = 0; i < n; ++i) {
-          const double s = static_cast<double>(row[i]);
-          sh += s * hb[i], su += s * ub[i];
+          for (std::size_t i = 0; i < n; ++i) {
+            const double s = static_cast<double>(row[i]);
+            sh += s * hb[i], su += s * ub[i];
+          }
+        } else {  // u = 0, so H u = 0: the sample at a monitor's creation reads H once, not twice
+#pragma omp simd reduction(+ : sh)
+          for (std::size_t i = 0; i < n; ++i) sh += static_cast<double>(row[i]) * hb[i];
         }
         p[5 + d] = sh, p[5 + Dv + d] = su;
       }
