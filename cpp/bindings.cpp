@@ -8,6 +8,7 @@
 #include <pybind11/stl.h>
 
 #include <chrono>
+#include <tuple>
 #include <type_traits>
 #include <cstring>
 #include <limits>
@@ -87,18 +88,26 @@ void attention_arrays(Args& a, py::array& W, const py::object& bias, py::array& 
   a.key_mask = optional_array<std::uint8_t>(key_mask, "key_mask", {hs, K.shape(1)});
 }
 
+// The outputs of a steady-state call (y, log a_t, log of the underflow bound), allocated and their
+// pointers put in `a`.
+template <class T, class Args>
+std::tuple<py::array_t<T>, py::array_t<double>, py::array_t<double>> attention_outputs(Args& a) {
+  const auto hs = static_cast<py::ssize_t>(a.heads), Lq = static_cast<py::ssize_t>(a.Lq);
+  py::array_t<T> Y({hs, Lq, static_cast<py::ssize_t>(a.Dv)});
+  py::array_t<double> log_a({hs, Lq}), log_underflow({hs, Lq});
+  a.Y = Y.mutable_data();
+  a.log_a = log_a.mutable_data();
+  a.log_underflow = log_underflow.mutable_data();
+  return {Y, log_a, log_underflow};
+}
+
 template <class T>
 py::tuple attention(py::array W, py::object bias, py::array Q, py::array K, py::array V, double input_scale, bool causal,
                     int num_threads, std::size_t partial_budget, py::object w_index, py::object key_mask) {
   AttentionArgs<T> a;
   attention_arrays<T>(a, W, bias, Q, K, V, w_index, key_mask);
   if (causal && a.Lq != a.Lk) throw std::invalid_argument("causal attention needs as many queries as keys");
-  const auto hs = static_cast<py::ssize_t>(a.heads);
-  py::array_t<T> Y({hs, Q.shape(1), V.shape(2)});
-  py::array_t<double> log_a({hs, Q.shape(1)}), log_underflow({hs, Q.shape(1)});
-  a.Y = Y.mutable_data();
-  a.log_a = log_a.mutable_data();
-  a.log_underflow = log_underflow.mutable_data();
+  auto [Y, log_a, log_underflow] = attention_outputs<T>(a);
   a.input_scale = input_scale;
   a.causal = causal;
   a.partial_budget = partial_budget;
@@ -162,12 +171,7 @@ template <class T, bool Emulated>
 py::tuple attention_cuda(py::array W, py::object bias, py::array Q, py::array K, py::array V, double input_scale,
                          int device, std::size_t partial_budget, py::object w_index, py::object key_mask) {
   cuda::Args<T> a = cuda_args<T, Emulated>(W, bias, Q, K, V, input_scale, device, partial_budget, w_index, key_mask);
-  const auto hs = static_cast<py::ssize_t>(a.heads);
-  py::array_t<T> Y({hs, Q.shape(1), V.shape(2)});
-  py::array_t<double> log_a({hs, Q.shape(1)}), log_underflow({hs, Q.shape(1)});
-  a.Y = Y.mutable_data();
-  a.log_a = log_a.mutable_data();
-  a.log_underflow = log_underflow.mutable_data();
+  auto [Y, log_a, log_underflow] = attention_outputs<T>(a);
   double kernel_ms = 0;
   a.kernel_ms = &kernel_ms;
   {
@@ -175,27 +179,6 @@ py::tuple attention_cuda(py::array W, py::object bias, py::array Q, py::array K,
     run_gpu<T, Emulated>(a);
   }
   return py::make_tuple(Y, log_a, log_underflow, kernel_ms);
-}
-
-// Bytes a call of these sizes allocates on the GPU (for the memory check before any work).
-std::size_t attention_cuda_bytes(std::size_t itemsize, std::size_t heads, std::size_t n_weights, std::size_t m,
-                                 std::size_t D, std::size_t Lq, std::size_t Lk, std::size_t Dv, bool bias,
-                                 bool w_index, bool key_mask, std::size_t partial_budget) {
-  static const std::int64_t dummy_index = 0;
-  static const std::uint8_t dummy_mask = 0;
-  auto fill = [&](auto a) {
-    a.heads = heads, a.n_weights = n_weights, a.m = m, a.D = D, a.Lq = Lq, a.Lk = Lk, a.Dv = Dv;
-    using T = std::remove_const_t<std::remove_pointer_t<decltype(a.W)>>;
-    static const T dummy = 0;
-    a.bias = bias ? &dummy : nullptr;
-    a.w_index = w_index ? &dummy_index : nullptr;
-    a.key_mask = key_mask ? &dummy_mask : nullptr;
-    a.partial_budget = partial_budget;
-    return cuda::device_bytes_emulated(a);  // the same function as the GPU build's
-  };
-  if (itemsize == 4) return fill(cuda::Args<float>{});
-  if (itemsize == 8) return fill(cuda::Args<double>{});
-  throw std::invalid_argument("itemsize must be 4 or 8");
 }
 
 // Reads where underflow may have changed the output by more than T's rounding (the core's
@@ -505,7 +488,7 @@ PYBIND11_MODULE(_core, mod) {
             py::arg("w_index") = py::none(), py::arg("key_mask") = py::none());
   };
   mod.attr("cuda_block_size") = cuda::kBlock;
-  mod.def("attention_cuda_bytes", &attention_cuda_bytes, py::arg("itemsize"), py::arg("heads"), py::arg("n_weights"),
+  mod.def("attention_cuda_bytes", &cuda::device_bytes, py::arg("itemsize"), py::arg("heads"), py::arg("n_weights"),
           py::arg("m"), py::arg("D"), py::arg("Lq"), py::arg("Lk"), py::arg("Dv"), py::arg("bias"), py::arg("w_index"),
           py::arg("key_mask"), py::arg("partial_budget") = cuda::kPartialBudget,
           "bytes attention_cuda_* allocates on the GPU for these sizes");

@@ -11,6 +11,7 @@
 // numerator sum_r f[i][r] H[r][c] and denominator sum_r f[i][r] g[r], at the log-scale C + M_i.
 // Every sum runs in a fixed order (no atomics); the partials are folded in block order.
 #include "tripartite/cuda.hpp"
+#include "tripartite/features.hpp"
 
 #ifdef TRIPARTITE_CUDA_EMULATION  // cpp/cuda/emulated.cpp: the same code on CPU fibers, for the tests
 #include "tripartite/cuda_emulation.hpp"
@@ -44,8 +45,6 @@ constexpr int kDT = 32;                          // inputs' columns per slice of
 constexpr int kCW = static_cast<int>(kColumns);  // 64 value columns: 8 warps x 8 (write), 32 lanes x 2 (read)
 constexpr int kWS = kNB + 4;                     // row stride of the weights' slice (fewer bank conflicts)
 static_assert(kNB == 128 && kTC == 32 && kCW == 64 && kThreads == 256, "the thread maps below assume these");
-
-constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 
 __host__ __device__ inline std::size_t smin(std::size_t x, std::size_t y) { return x < y ? x : y; }
 
@@ -133,13 +132,6 @@ template <class T>
 __device__ inline T warp_sum(T x) {
   for (int off = 16; off > 0; off >>= 1) x += __shfl_xor_sync(0xffffffffu, x, off);
   return x;
-}
-
-__device__ inline double log_add_exp(double x, double y) {
-  if (x == kNegInf) return y;
-  if (y == kNegInf) return x;
-  const double hi = fmax(x, y);
-  return hi + log1p(exp(-fabs(x - y)));
 }
 
 template <class T>
@@ -336,9 +328,7 @@ TRIPARTITE_GPU_UNROLL
     if (tid < kNB)
       for (int i = 0; i < n; ++i) g = fma(s.ft[i * kNB + tid], s.wk[i], g);
   }
-  // underflow_log_bound<T>(nbk, log F) of common.hpp: F = 0 (no key) gives -inf
-  const double floor_bound =
-      F > 0 ? log(4.0 * static_cast<double>(std::numeric_limits<T>::min()) * nbk) + log(F) : kNegInf;
+  const double floor_bound = underflow_log_bound<T>(nbk, log(F));  // F = 0 (no key): -inf, as the CPU's
 TRIPARTITE_GPU_UNROLL
   for (int a = 0; a < 4; ++a)
 TRIPARTITE_GPU_UNROLL
@@ -454,26 +444,7 @@ __global__ void fill(double* x, std::size_t n, double value) {
 
 unsigned grid_for(std::size_t n) { return static_cast<unsigned>((n + kThreads - 1) / kThreads); }
 
-std::size_t blocks_per_head(std::size_t m) { return (m + kNB - 1) / kNB; }
-
-// Blocks whose partials are kept at once.
-template <class T>
-std::size_t group_size(const Args<T>& a) {
-  const std::size_t per_block = std::max<std::size_t>(1, a.Lq * (a.Dv + 3) * sizeof(double));
-  return std::min(blocks_per_head(a.m), std::max<std::size_t>(1, a.partial_budget / per_block));
-}
-
 }  // namespace
-
-template <class T>
-std::size_t TRIPARTITE_API(device_bytes)(const Args<T>& a) {
-  const std::size_t T_values = a.n_weights * a.m * a.D + (a.bias ? a.heads * a.m : 0) + a.heads * (a.Lk + a.Lq) * a.D +
-                               a.heads * a.Lk * a.Dv + a.heads * a.Lq * a.Dv;
-  const std::size_t doubles = a.heads * (a.Lk + a.Lq) + group_size(a) * a.Lq * (a.Dv + 3) +
-                              a.heads * a.Lq * (a.Dv + 6) + a.heads * a.Lq * 2;
-  return T_values * sizeof(T) + doubles * sizeof(double) + (a.w_index ? a.heads * 8 : 0) +
-         (a.key_mask ? a.heads * a.Lk : 0);
-}
 
 template <class T>
 void TRIPARTITE_API(steady_state_attention)(const Args<T>& a) {
@@ -483,19 +454,11 @@ void TRIPARTITE_API(steady_state_attention)(const Args<T>& a) {
   DeviceGuard guard(a.device);
 
   // The scaled inputs x~ = x s^{1/2} in T and their offsets |x~|^2 / 2 + log(m) / 2 in double
-  // (features.hpp: scaled_input, without its log2(e)).
+  // (features.hpp, in natural units: the kernels exponentiate with exp, not exp2).
   auto scale_rows = [&](const T* X, std::size_t rows, std::vector<T>& out, std::vector<double>& off) {
     out.resize(rows * D);
     off.resize(rows);
-    for (std::size_t i = 0; i < rows; ++i) {
-      double norm2 = 0.0;
-      for (std::size_t j = 0; j < D; ++j) {
-        const double xs = static_cast<double>(X[i * D + j]) * a.input_scale;
-        out[i * D + j] = static_cast<T>(xs);
-        norm2 += xs * xs;
-      }
-      off[i] = 0.5 * norm2 + 0.5 * std::log(static_cast<double>(m));
-    }
+    for (std::size_t i = 0; i < rows; ++i) off[i] = scaled_input(X + i * D, D, a.input_scale, m, out.data() + i * D, 1.0);
   };
   std::vector<T> xk_h, xq_h;
   std::vector<double> koff_h, qoff_h;
@@ -507,7 +470,7 @@ void TRIPARTITE_API(steady_state_attention)(const Args<T>& a) {
   Buffer<std::int64_t> w_index(a.w_index ? heads : 0);
   Buffer<std::uint8_t> mask(a.key_mask ? heads * Lk : 0);
   Buffer<double> koff(heads * Lk), qoff(heads * Lq);
-  const std::size_t group = group_size(a), stride = Dv + 1;
+  const std::size_t group = group_size(m, Lq, Dv, a.partial_budget), stride = Dv + 1;
   Buffer<double> part(group * Lq * stride), pscale(group * Lq), pfloor(group * Lq);
   Buffer<double> acc(heads * Lq * Dv), scalars(heads * Lq * 6), log_a(heads * Lq), log_u(heads * Lq);
   W.upload(a.W);
@@ -590,7 +553,5 @@ std::pair<std::size_t, std::size_t> TRIPARTITE_API(memory_info)(int device) {
 
 template void TRIPARTITE_API(steady_state_attention)<float>(const Args<float>&);
 template void TRIPARTITE_API(steady_state_attention)<double>(const Args<double>&);
-template std::size_t TRIPARTITE_API(device_bytes)<float>(const Args<float>&);
-template std::size_t TRIPARTITE_API(device_bytes)<double>(const Args<double>&);
 
 }  // namespace tripartite::cuda

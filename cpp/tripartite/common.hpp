@@ -30,6 +30,13 @@ inline std::size_t block_end(std::size_t b, std::size_t m) { return std::min(m, 
 
 inline constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 
+// Functions that the GPU's kernels (cpp/cuda/attention.cu) call too.
+#ifdef __CUDACC__
+#define TRIPARTITE_HOST_DEVICE __host__ __device__
+#else
+#define TRIPARTITE_HOST_DEVICE
+#endif
+
 // Allocator of 64-byte aligned storage (a cache line): the kernels' 32-byte loads from scratch
 // rows and panels then never straddle two lines (malloc's 16-byte alignment splits every other one).
 template <class T>
@@ -145,12 +152,12 @@ void parallel_for(std::size_t n, int threads, F&& body, bool dynamic = false) {
 // terms carry, so at most 4 min(T) n e^log_weight. Used by the steady state (per block) and the
 // network (per read), each in its own units.
 template <class T>
-double underflow_log_bound(std::size_t n, double log_weight) {
+TRIPARTITE_HOST_DEVICE double underflow_log_bound(std::size_t n, double log_weight) {
   return std::log(4.0 * static_cast<double>(std::numeric_limits<T>::min()) * static_cast<double>(n)) + log_weight;
 }
 
 // log(exp(x) + exp(y)), exact for -inf arguments.
-inline double log_add_exp(double x, double y) {
+TRIPARTITE_HOST_DEVICE inline double log_add_exp(double x, double y) {
   if (x == kNegInf) return y;
   if (y == kNegInf) return x;
   const double hi = std::max(x, y);

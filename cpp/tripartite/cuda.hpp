@@ -12,6 +12,7 @@
 // instead of exp2 of base-2 log-rates), so the two agree to float precision, not bitwise.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -50,9 +51,30 @@ struct Args {
 template <class T>
 void steady_state_attention(const Args<T>& a);
 
-// Bytes the call allocates on the device.
-template <class T>
-std::size_t device_bytes(const Args<T>& a);
+inline std::size_t blocks_per_head(std::size_t m) { return (m + kBlock - 1) / kBlock; }
+
+// Blocks of one head whose partials (Lq x (Dv + 1) sums, a log-scale and an underflow bound each,
+// in double) are kept on the device at once.
+inline std::size_t group_size(std::size_t m, std::size_t Lq, std::size_t Dv, std::size_t partial_budget) {
+  const std::size_t per_block = Lq * (Dv + 3) * sizeof(double);
+  return per_block == 0 ? blocks_per_head(m) : std::min(blocks_per_head(m), std::max<std::size_t>(1, partial_budget / per_block));
+}
+
+// Bytes a call of these sizes allocates on the device (itemsize: 4 or 8; bias, w_index, key_mask:
+// whether they are given), for the memory check before any work: every buffer of
+// steady_state_attention.
+inline std::size_t device_bytes(std::size_t itemsize, std::size_t heads, std::size_t n_weights, std::size_t m,
+                                std::size_t D, std::size_t Lq, std::size_t Lk, std::size_t Dv, bool bias, bool w_index,
+                                bool key_mask, std::size_t partial_budget = kPartialBudget) {
+  const std::size_t values = n_weights * m * D + (bias ? heads * m : 0) + heads * (Lk + Lq) * D + heads * Lk * Dv +
+                             heads * Lq * Dv;  // W, bias, the scaled inputs, V, Y
+  const std::size_t doubles = heads * (Lk + Lq)                               // the inputs' offsets
+                              + group_size(m, Lq, Dv, partial_budget) * Lq * (Dv + 3)  // the partials
+                              + heads * Lq * (Dv + 6)                          // running sums and scalars
+                              + heads * Lq * 2;                                // log a, log underflow
+  return values * itemsize + doubles * sizeof(double) + (w_index ? heads * sizeof(std::int64_t) : 0) +
+         (key_mask ? heads * Lk : 0);
+}
 
 int device_count();                             // 0 without a driver or a device
 std::string device_name(int device);
@@ -62,8 +84,6 @@ std::pair<std::size_t, std::size_t> memory_info(int device);  // (free, total) b
 // in every build: the tests run the kernels' code through them where there is no GPU.
 template <class T>
 void steady_state_attention_emulated(const Args<T>& a);
-template <class T>
-std::size_t device_bytes_emulated(const Args<T>& a);
 int device_count_emulated();
 std::string device_name_emulated(int device);
 std::pair<std::size_t, std::size_t> memory_info_emulated(int device);

@@ -88,7 +88,7 @@ inline void run_block(Block& b, unsigned threads, std::size_t shared_bytes, std:
   b.body = std::move(body);
   b.fibers.assign(threads, Fiber{});
   b.stacks.resize(threads);
-  b.shared.assign(shared_bytes + 16, 0xA5);  // not zeroed: a kernel must write its shared memory first
+  b.shared.assign(shared_bytes, 0xA5);  // not zeroed: a kernel must write its shared memory first
   b.exchange.assign((threads + 31) / 32 * 32 * 8, 0);
   Block* outer = block;
   block = &b;

@@ -14,14 +14,15 @@ namespace tripartite {
 
 inline constexpr double kLog2e = 1.4426950408889634;  // log2(e)
 
-// x~ log2(e) = x * input_scale * log2(e) into `out` (D), the input of tiles::shifted_rates, and
-// returns the constant |x~|^2 / 2 + log(m) / 2 (natural units).
+// x~ log2(e) = x * input_scale * log2(e) into `out` (D), the input of tiles::shifted_rates (`unit`
+// 1: x~ itself, for the GPU's kernels, which take exp in natural units), and returns the constant
+// |x~|^2 / 2 + log(m) / 2 (natural units).
 template <class T>
-double scaled_input(const T* x, std::size_t D, double input_scale, std::size_t m, T* out) {
+double scaled_input(const T* x, std::size_t D, double input_scale, std::size_t m, T* out, double unit = kLog2e) {
   double norm2 = 0.0;
   for (std::size_t j = 0; j < D; ++j) {
     const double xs = static_cast<double>(x[j]) * input_scale;
-    out[j] = static_cast<T>(xs * kLog2e);
+    out[j] = static_cast<T>(xs * unit);
     norm2 += xs * xs;
   }
   return 0.5 * norm2 + 0.5 * std::log(static_cast<double>(m));

@@ -9,7 +9,7 @@ from . import _core
 
 BUILD_HINT = (
     "this tripartite was built without CUDA; rebuild it on a machine with the CUDA toolkit: "
-    "TRIPARTITE_CUDA=ON pip install --no-build-isolation ."
+    "TRIPARTITE_CUDA=ON pip install . (README, \"GPU\")"
 )
 
 
