@@ -16,6 +16,11 @@
 #include <setjmp.h>
 #include <ucontext.h>
 
+#if defined(__USE_FORTIFY_LEVEL) && __USE_FORTIFY_LEVEL > 0
+// glibc's fortified _longjmp (__longjmp_chk) aborts the jumps between fiber stacks below.
+#error "cuda_emulation.hpp must be compiled with _FORTIFY_SOURCE undefined (see cpp/cuda/emulated.cpp)"
+#endif
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
