@@ -15,7 +15,6 @@
 #include <utility>
 #include <cstdint>
 #include <cmath>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -31,11 +30,9 @@ using namespace tripartite;
 namespace {
 
 std::string shape_str(const std::vector<py::ssize_t>& shape) {
-  std::ostringstream out;
-  out << "(";
-  for (std::size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
-  out << (shape.size() == 1 ? ",)" : ")");
-  return out.str();
+  std::string out = "(";
+  for (std::size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
+  return out + (shape.size() == 1 ? ",)" : ")");
 }
 
 template <class T>
