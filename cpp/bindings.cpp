@@ -485,6 +485,7 @@ PYBIND11_MODULE(_core, mod) {
             py::arg("w_index") = py::none(), py::arg("key_mask") = py::none());
   };
   mod.attr("cuda_block_size") = cuda::kBlock;
+  mod.attr("cuda_fold_run") = cuda::kRun;  // blocks folded together in the fold's first level
   mod.def("attention_cuda_bytes", &cuda::device_bytes, py::arg("itemsize"), py::arg("heads"), py::arg("n_weights"),
           py::arg("m"), py::arg("D"), py::arg("Lq"), py::arg("Lk"), py::arg("Dv"), py::arg("bias"), py::arg("w_index"),
           py::arg("key_mask"), py::arg("partial_budget") = cuda::kPartialBudget,
@@ -495,6 +496,8 @@ PYBIND11_MODULE(_core, mod) {
   mod.def("cuda_emulated_device_count", &cuda::device_count_emulated);
   mod.def("cuda_emulated_device_name", &cuda::device_name_emulated, py::arg("device"));
   mod.def("cuda_emulated_memory_info", &cuda::memory_info_emulated, py::arg("device"));
+  mod.def("cuda_emulated_peak_bytes", &cuda::peak_bytes_emulated,
+          "the emulation's peak of device bytes allocated at once since the last call (which resets it)");
 #ifdef TRIPARTITE_WITH_CUDA
   mod.attr("cuda_compiled") = true;
   def_cuda("attention_cuda_float32", &attention_cuda<float, false>);

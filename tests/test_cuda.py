@@ -190,10 +190,12 @@ def test_agrees_with_the_cpu_core_at_the_papers_width(backend, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_same_bits_on_every_call_and_for_any_grouping(backend, dtype):
-    """No atomics: two calls give the same bits, and so does folding the partials one block at a
-    time (partial_budget of one byte) instead of all at once."""
+    """No atomics: two calls give the same bits, and so do folding the partials one run of
+    _core.cuda_fold_run blocks at a time (partial_budget of one byte: three groups here, the last
+    one short) or two runs at a time, instead of all at once."""
     rng = np.random.default_rng(7)
-    heads, L, D, Dv, m = 2, 50, 24, 7, 3000
+    run = _core.cuda_block_size * _core.cuda_fold_run  # hidden neurons in a run of the fold
+    heads, L, D, Dv, m = 2, 50, 24, 7, 2 * run + 900
     q, k, v = (x.astype(dtype) for x in moderate_inputs(rng, (heads, L, D), (heads, L, D), Dv))
     W = tripartite.draw_hidden_weights(m, D, heads=heads, seed=8, dtype=dtype)
     kernel = _core.attention_cuda_float32 if dtype == np.float32 else _core.attention_cuda_float64
@@ -201,8 +203,10 @@ def test_same_bits_on_every_call_and_for_any_grouping(backend, dtype):
     first = kernel(W, None, q, k, v, s)
     again = kernel(W, None, q, k, v, s)
     grouped = kernel(W, None, q, k, v, s, partial_budget=1)
-    for x, y, z in zip(first[:3], again[:3], grouped[:3]):
-        assert x.tobytes() == y.tobytes() == z.tobytes()
+    per_block = L * (Dv + 3) * np.dtype(np.float64).itemsize
+    in_twos = kernel(W, None, q, k, v, s, partial_budget=2 * _core.cuda_fold_run * per_block)
+    for x, y, z, t in zip(first[:3], again[:3], grouped[:3], in_twos[:3]):
+        assert x.tobytes() == y.tobytes() == z.tobytes() == t.tobytes()
     assert first[3] > 0  # the kernels' time in ms (CUDA events)
 
 
@@ -249,3 +253,33 @@ def test_empty_and_keyless_calls(backend):
 def test_devices_are_listed(backend):
     names = tripartite.cuda_devices()
     assert len(names) == _core.cuda_device_count() >= 1 and all(isinstance(n, str) and n for n in names)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("bias, shared, masked, budget", [
+    (False, False, False, None),  # the whole head in one group
+    (True, True, True, None),     # bias, w_index (two heads share one W), key mask
+    (False, False, True, 1),      # one run of blocks at a time
+])
+def test_memory_estimate_is_what_the_kernels_allocate(dtype, bias, shared, masked, budget):
+    """The memory checked before a call (_core.attention_cuda_bytes, cuda.hpp: device_bytes) is the
+    peak the kernels allocate at once, to the byte, on the emulation (whose allocations are
+    counted)."""
+    rng = np.random.default_rng(3)
+    heads, Lq, Lk, D, Dv = 2, 21, 37, 12, 70
+    m = _core.cuda_block_size * _core.cuda_fold_run + 300  # two runs of the fold
+    W = rng.standard_normal((1 if shared else heads, m, D)).astype(dtype)
+    q = rng.standard_normal((heads, Lq, D)).astype(dtype)
+    k = rng.standard_normal((heads, Lk, D)).astype(dtype)
+    v = rng.standard_normal((heads, Lk, Dv)).astype(dtype)
+    b = rng.standard_normal((heads, m)).astype(dtype) if bias else None
+    w_index = np.zeros(heads, np.int64) if shared else None
+    mask = (rng.random((heads, Lk)) < 0.7).astype(np.uint8) if masked else None
+    kernel = _core.attention_cuda_emulated_float32 if dtype == np.float32 else _core.attention_cuda_emulated_float64
+    kwargs = {} if budget is None else {"partial_budget": budget}
+    _core.cuda_emulated_peak_bytes()  # reset
+    kernel(W, b, q, k, v, 0.5, w_index=w_index, key_mask=mask, **kwargs)
+    peak = _core.cuda_emulated_peak_bytes()
+    estimate = _core.attention_cuda_bytes(np.dtype(dtype).itemsize, heads, W.shape[0], m, D, Lq, Lk, Dv, bias, shared,
+                                          masked, **kwargs)
+    assert peak == estimate

@@ -382,10 +382,48 @@ TRIPARTITE_GPU_UNROLL
   }
 }
 
-// Folds `count` blocks' partials into the running sums of head `hd`, in block order (attention.hpp:
-// detail::fold_partial). Thread (q, c) folds column c of query q; every thread of a query repeats
-// the same scale decisions. The scalars are read from *_in and written (by c = 0) to *_out, so no
-// thread reads what another writes.
+// The fold's first level: the partials of each run of kRun consecutive blocks (of `count`, a group
+// that starts at a run's first block) folded in block order into one partial of the same layout
+// (rpart, rscale, rfloor), all runs at once. Thread (run, q, c) folds column c of query q, c = Dv
+// being the denominator; every thread of a query repeats the same scale decisions, and the one of
+// c = 0 writes the scalars. (One thread per block and query would run 32 times fewer chains in
+// parallel: at the paper's scale, fold_blocks over all 782 blocks was 1.05 ms of the kernels' 1.7
+// on an H200, docs/ncu-h200-86adcdb.txt.)
+__global__ void fold_runs(const double* part, const double* pscale, const double* pfloor, std::size_t count,
+                          std::size_t Lq, std::size_t Dv, double* rpart, double* rscale, double* rfloor) {
+  const std::size_t stride = Dv + 1, idx = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const std::size_t runs = (count + kRun - 1) / kRun;
+  if (idx >= runs * Lq * stride) return;
+  const std::size_t run = idx / (Lq * stride), q = idx / stride % Lq, c = idx % stride;
+  double ref = kNegInf, fl = kNegInf, x = 0.0;
+  for (std::size_t b = run * kRun; b < smin(count, run * kRun + kRun); ++b) {
+    const std::size_t k = b * Lq + q;
+    fl = log_add_exp(fl, pfloor[k]);
+    const double pd = part[k * stride + Dv];
+    if (!(pd > 0)) continue;  // every key feature of the block underflowed (or no key): adds nothing
+    const double ps = pscale[k], pc = part[k * stride + c];
+    if (ref == kNegInf) {
+      x = pc;
+      ref = ps;
+    } else if (ps > ref) {
+      x = x * exp(ref - ps) + pc;
+      ref = ps;
+    } else {
+      x += pc * exp(ps - ref);
+    }
+  }
+  const std::size_t j = run * Lq + q;
+  rpart[j * stride + c] = x;
+  if (c == 0) {
+    rscale[j] = ref;
+    rfloor[j] = fl;
+  }
+}
+
+// The fold's second level: `count` partials (of runs) folded into the running sums of head `hd`, in
+// order (attention.hpp: detail::fold_partial). Thread (q, c) folds column c of query q; every thread
+// of a query repeats the same scale decisions. The scalars are read from *_in and written (by c = 0)
+// to *_out, so no thread reads what another writes.
 __global__ void fold_blocks(const double* part, const double* pscale, const double* pfloor, std::size_t count,
                             std::size_t Lq, std::size_t Dv, std::size_t hd, double* acc, const double* den_in,
                             const double* ref_in, const double* floor_in, double* den_out, double* ref_out,
@@ -472,6 +510,8 @@ void TRIPARTITE_API(steady_state_attention)(const Args<T>& a) {
   Buffer<double> koff(heads * Lk), qoff(heads * Lq);
   const std::size_t group = group_size(m, Lq, Dv, a.partial_budget), stride = Dv + 1;
   Buffer<double> part(group * Lq * stride), pscale(group * Lq), pfloor(group * Lq);
+  const std::size_t group_runs = runs_per_group(group);
+  Buffer<double> rpart(group_runs * Lq * stride), rscale(group_runs * Lq), rfloor(group_runs * Lq);
   Buffer<double> acc(heads * Lq * Dv), scalars(heads * Lq * 6), log_a(heads * Lq), log_u(heads * Lq);
   W.upload(a.W);
   if (a.bias) bias.upload(a.bias);
@@ -512,7 +552,11 @@ void TRIPARTITE_API(steady_state_attention)(const Args<T>& a) {
       TRIPARTITE_LAUNCH(block_partials<T>, dim3(static_cast<unsigned>(count), slices), kThreads, smem, p, b0, part.p,
                         pscale.p, pfloor.p);
       check(cudaGetLastError(), "block_partials");
-      TRIPARTITE_LAUNCH(fold_blocks, grid_for(Lq * Dv), kThreads, 0, part.p, pscale.p, pfloor.p, count, Lq, Dv, hd,
+      const std::size_t runs = runs_per_group(count);
+      TRIPARTITE_LAUNCH(fold_runs, grid_for(runs * Lq * stride), kThreads, 0, part.p, pscale.p, pfloor.p, count, Lq, Dv,
+                        rpart.p, rscale.p, rfloor.p);
+      check(cudaGetLastError(), "fold_runs");
+      TRIPARTITE_LAUNCH(fold_blocks, grid_for(Lq * Dv), kThreads, 0, rpart.p, rscale.p, rfloor.p, runs, Lq, Dv, hd,
                         acc.p, den[parity], ref[parity], fl[parity], den[1 - parity], ref[1 - parity], fl[1 - parity]);
       check(cudaGetLastError(), "fold_blocks");
       parity = 1 - parity;

@@ -9,3 +9,15 @@
 #undef _FORTIFY_SOURCE
 #define TRIPARTITE_CUDA_EMULATION 1
 #include "attention.cu"
+
+namespace tripartite::cuda {
+
+std::size_t peak_bytes_emulated() {
+  auto& all = tripartite_emulation::allocations;
+  std::lock_guard<std::mutex> lock(all.mutex);
+  const std::size_t peak = all.peak;
+  all.peak = all.live;
+  return peak;
+}
+
+}  // namespace tripartite::cuda

@@ -5,11 +5,14 @@
 // The algorithm is the CPU's (attention.hpp) with its own block size: hidden neurons go in blocks
 // of kBlock, one thread block each (and per slice of kColumns value columns). A block writes every
 // key into its own synapses, kept in registers and shared memory (never an m x Dv array), at a
-// log-scale C_b raised as the CPU's is, then reads every query from them; its partial readouts
-// (in double, with their log-scales) are folded in block order, query by query. Nothing is summed
-// with atomics, so the result depends on the inputs only: the same bits on every call and for any
-// grouping of blocks (partial_budget). Its roundings differ from the CPU's (other block size, exp
-// instead of exp2 of base-2 log-rates), so the two agree to float precision, not bitwise.
+// log-scale C_b raised as the CPU's is, then reads every query from them. Its partial readouts (in
+// double, with their log-scales) are folded in two levels of fixed order, query by query: the
+// blocks of each run of kRun consecutive blocks in block order (runs counted from the head's first
+// block; in parallel over runs), then the runs in run order. Nothing is summed with atomics, so the
+// result depends on the inputs only: the same bits on every call and for any grouping of blocks
+// (partial_budget; groups are whole runs). Its roundings differ from the CPU's (other block size,
+// exp instead of exp2 of base-2 log-rates, the two-level fold), so the two agree to float
+// precision, not bitwise.
 #pragma once
 
 #include <algorithm>
@@ -22,8 +25,10 @@ namespace tripartite::cuda {
 
 inline constexpr std::size_t kBlock = 128;    // hidden neurons per thread block
 inline constexpr std::size_t kColumns = 64;   // value columns per slice (grid.y = ceil(Dv / kColumns))
+inline constexpr std::size_t kRun = 32;       // blocks folded together in the fold's first level
 // Bytes of block partials kept on the device at once by default (they are folded every group of
-// blocks); at least one block is kept whatever this says. The result does not depend on it.
+// blocks); at least one run of kRun blocks (or the whole head) is kept whatever this says. The
+// result does not depend on it.
 inline constexpr std::size_t kPartialBudget = std::size_t(256) << 20;
 
 template <class T>
@@ -54,11 +59,16 @@ void steady_state_attention(const Args<T>& a);
 inline std::size_t blocks_per_head(std::size_t m) { return (m + kBlock - 1) / kBlock; }
 
 // Blocks of one head whose partials (Lq x (Dv + 1) sums, a log-scale and an underflow bound each,
-// in double) are kept on the device at once.
+// in double) are kept on the device at once: the whole head where the budget allows, else a
+// multiple of kRun (at least one run), so that every group holds whole runs of the fold.
 inline std::size_t group_size(std::size_t m, std::size_t Lq, std::size_t Dv, std::size_t partial_budget) {
-  const std::size_t per_block = Lq * (Dv + 3) * sizeof(double);
-  return per_block == 0 ? blocks_per_head(m) : std::min(blocks_per_head(m), std::max<std::size_t>(1, partial_budget / per_block));
+  const std::size_t nb = blocks_per_head(m), per_block = Lq * (Dv + 3) * sizeof(double);
+  if (per_block == 0 || partial_budget / per_block >= nb) return nb;
+  return std::min(nb, std::max(kRun, partial_budget / per_block / kRun * kRun));
 }
+
+// Runs of the fold's first level in a group of `group` blocks.
+inline std::size_t runs_per_group(std::size_t group) { return (group + kRun - 1) / kRun; }
 
 // Bytes a call of these sizes allocates on the device (itemsize: 4 or 8; bias, w_index, key_mask:
 // whether they are given), for the memory check before any work: every buffer of
@@ -70,6 +80,7 @@ inline std::size_t device_bytes(std::size_t itemsize, std::size_t heads, std::si
                              heads * Lq * Dv;  // W, bias, the scaled inputs, V, Y
   const std::size_t doubles = heads * (Lk + Lq)                               // the inputs' offsets
                               + group_size(m, Lq, Dv, partial_budget) * Lq * (Dv + 3)  // the partials
+                              + runs_per_group(group_size(m, Lq, Dv, partial_budget)) * Lq * (Dv + 3)  // runs
                               + heads * Lq * (Dv + 6)                          // running sums and scalars
                               + heads * Lq * 2;                                // log a, log underflow
   return values * itemsize + doubles * sizeof(double) + (w_index ? heads * sizeof(std::int64_t) : 0) +
@@ -87,5 +98,7 @@ void steady_state_attention_emulated(const Args<T>& a);
 int device_count_emulated();
 std::string device_name_emulated(int device);
 std::pair<std::size_t, std::size_t> memory_info_emulated(int device);
+// The emulation's peak of "device" bytes allocated at once since the last call (which resets it).
+std::size_t peak_bytes_emulated();
 
 }  // namespace tripartite::cuda

@@ -35,6 +35,7 @@
 #include <memory>
 #include <stdexcept>
 #include <type_traits>
+#include <unordered_map>
 #include <vector>
 
 #define __global__
@@ -194,11 +195,34 @@ struct cudaDeviceProp {
   char name[256];
 };
 
+// "Device" memory is host memory; the bytes live and their peak are counted, so that the tests can
+// check the memory estimate made before a call (cuda.hpp: device_bytes) against what it allocates.
+namespace tripartite_emulation {
+struct Allocations {
+  std::mutex mutex;
+  std::unordered_map<void*, std::size_t> sizes;
+  std::size_t live = 0, peak = 0;
+};
+inline Allocations allocations;
+}  // namespace tripartite_emulation
+
 inline cudaError_t cudaMalloc(void** p, std::size_t n) {
   *p = std::malloc(n);
-  return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+  if (!*p) return cudaErrorMemoryAllocation;
+  auto& all = tripartite_emulation::allocations;
+  std::lock_guard<std::mutex> lock(all.mutex);
+  all.sizes[*p] = n;
+  all.live += n;
+  all.peak = std::max(all.peak, all.live);
+  return cudaSuccess;
 }
 inline cudaError_t cudaFree(void* p) {
+  if (p) {
+    auto& all = tripartite_emulation::allocations;
+    std::lock_guard<std::mutex> lock(all.mutex);
+    all.live -= all.sizes.at(p);
+    all.sizes.erase(p);
+  }
   std::free(p);
   return cudaSuccess;
 }
