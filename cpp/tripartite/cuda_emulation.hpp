@@ -38,6 +38,19 @@
 #include <unordered_map>
 #include <vector>
 
+// Under AddressSanitizer, every switch between the scheduler's stack and a fiber's is announced to it
+// (its fiber interface), so that it knows which stack a thread runs on.
+#if defined(__SANITIZE_ADDRESS__)
+#define TRIPARTITE_EMULATION_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TRIPARTITE_EMULATION_ASAN 1
+#endif
+#endif
+#ifdef TRIPARTITE_EMULATION_ASAN
+#include <sanitizer/common_interface_defs.h>
+#endif
+
 #define __global__
 #define __device__
 #define __host__
@@ -59,6 +72,7 @@ struct Fiber {
   jmp_buf resume;
   bool started = false;
   Wait wait = Wait::none;
+  void* asan_fake = nullptr;  // its fake stack while it waits (AddressSanitizer only)
 };
 
 // One block's threads, its shared memory and its warps' exchange slots.
@@ -77,16 +91,50 @@ struct Block {
 inline Block* block = nullptr;
 inline dim3 thread_index, block_index, block_dim, grid_dim;
 
+// AddressSanitizer's fiber interface (no-ops without it): `to_fiber` before the scheduler runs
+// fiber i, `to_scheduler` before a fiber returns to it (saving the fiber's fake stack in `save`, or
+// with nullptr when it has finished), `arrived_on_*` on the stack just entered (the scheduler's
+// bounds are learnt on a fiber, from the switch's other end).
+#ifdef TRIPARTITE_EMULATION_ASAN
+struct AsanStacks {
+  void* fake = nullptr;  // the scheduler's fake stack while a fiber runs
+  const void* scheduler_bottom = nullptr;
+  std::size_t scheduler_size = 0;
+};
+inline AsanStacks asan;
+inline void to_fiber(const Block& b, unsigned i) {
+  __sanitizer_start_switch_fiber(&asan.fake, b.stacks[i].get(), Block::kStack);
+}
+inline void to_scheduler(void** save) {
+  __sanitizer_start_switch_fiber(save, asan.scheduler_bottom, asan.scheduler_size);
+}
+inline void arrived_on_fiber(void* saved) {
+  __sanitizer_finish_switch_fiber(saved, &asan.scheduler_bottom, &asan.scheduler_size);
+}
+inline void arrived_on_scheduler() { __sanitizer_finish_switch_fiber(asan.fake, nullptr, nullptr); }
+#else
+inline void to_fiber(const Block&, unsigned) {}
+inline void to_scheduler(void**) {}
+inline void arrived_on_fiber(void*) {}
+inline void arrived_on_scheduler() {}
+#endif
+
 inline void trampoline() {
+  arrived_on_fiber(nullptr);
   block->body();
   block->fibers[block->current].wait = Wait::done;
+  to_scheduler(nullptr);
   _longjmp(block->back, 1);
 }
 
 inline void wait_at(Wait w) {
   Fiber& f = block->fibers[block->current];
   f.wait = w;
-  if (!_setjmp(f.resume)) _longjmp(block->back, 1);
+  if (!_setjmp(f.resume)) {
+    to_scheduler(&f.asan_fake);
+    _longjmp(block->back, 1);
+  }
+  arrived_on_fiber(block->fibers[block->current].asan_fake);
 }
 
 // Runs body() as `threads` threads of one block with `shared_bytes` of shared memory.
@@ -116,10 +164,12 @@ inline void run_block(Block& b, unsigned threads, std::size_t shared_bytes, std:
       thread_index = dim3(i);
       Fiber& f = b.fibers[i];
       if (!_setjmp(b.back)) {
+        to_fiber(b, i);
         if (f.started) _longjmp(f.resume, 1);
         f.started = true;
         swapcontext(&b.scheduler, &f.context);
       }
+      arrived_on_scheduler();
     }
     bool released = false, all_done = true, all_at_block = true;
     for (unsigned w = 0; w < warps; ++w) {
