@@ -382,6 +382,37 @@ TRIPARTITE_GPU_UNROLL
   }
 }
 
+// Running sums of one column of one query: x (the column's numerator) and den at the log-scale ref,
+// and the underflow bound fl.
+struct Running {
+  double x, den, ref, fl;
+};
+
+// Partial k (of a block or a run: column value part[k][c], denominator part[k][Dv], log-scale
+// pscale[k], underflow bound pfloor[k]) folded into s, as attention.hpp's detail::fold_partial.
+__device__ inline void fold_partial(Running& s, const double* part, const double* pscale, const double* pfloor,
+                                    std::size_t k, std::size_t Dv, std::size_t c) {
+  const std::size_t stride = Dv + 1;
+  s.fl = log_add_exp(s.fl, pfloor[k]);
+  const double pd = part[k * stride + Dv];
+  if (!(pd > 0)) return;  // every key feature of the block underflowed (or no key): adds nothing
+  const double ps = pscale[k], pc = part[k * stride + c];
+  if (s.ref == kNegInf) {
+    s.x = pc;
+    s.den = pd;
+    s.ref = ps;
+  } else if (ps > s.ref) {
+    const double f = exp(s.ref - ps);
+    s.x = s.x * f + pc;
+    s.den = s.den * f + pd;
+    s.ref = ps;
+  } else {
+    const double f = exp(ps - s.ref);
+    s.x += pc * f;
+    s.den += pd * f;
+  }
+}
+
 // The fold's first level: the partials of each run of kRun consecutive blocks (of `count`, a group
 // that starts at a run's first block) folded in block order into one partial of the same layout
 // (rpart, rscale, rfloor), all runs at once. Thread (run, q, c) folds column c of query q, c = Dv
@@ -395,69 +426,34 @@ __global__ void fold_runs(const double* part, const double* pscale, const double
   const std::size_t runs = (count + kRun - 1) / kRun;
   if (idx >= runs * Lq * stride) return;
   const std::size_t run = idx / (Lq * stride), q = idx / stride % Lq, c = idx % stride;
-  double ref = kNegInf, fl = kNegInf, x = 0.0;
-  for (std::size_t b = run * kRun; b < smin(count, run * kRun + kRun); ++b) {
-    const std::size_t k = b * Lq + q;
-    fl = log_add_exp(fl, pfloor[k]);
-    const double pd = part[k * stride + Dv];
-    if (!(pd > 0)) continue;  // every key feature of the block underflowed (or no key): adds nothing
-    const double ps = pscale[k], pc = part[k * stride + c];
-    if (ref == kNegInf) {
-      x = pc;
-      ref = ps;
-    } else if (ps > ref) {
-      x = x * exp(ref - ps) + pc;
-      ref = ps;
-    } else {
-      x += pc * exp(ps - ref);
-    }
-  }
+  Running s{0.0, 0.0, kNegInf, kNegInf};
+  for (std::size_t b = run * kRun; b < smin(count, run * kRun + kRun); ++b) fold_partial(s, part, pscale, pfloor, b * Lq + q, Dv, c);
   const std::size_t j = run * Lq + q;
-  rpart[j * stride + c] = x;
+  rpart[j * stride + c] = s.x;  // for c = Dv, the denominator (folded with the same operations as s.den)
   if (c == 0) {
-    rscale[j] = ref;
-    rfloor[j] = fl;
+    rscale[j] = s.ref;
+    rfloor[j] = s.fl;
   }
 }
 
 // The fold's second level: `count` partials (of runs) folded into the running sums of head `hd`, in
-// order (attention.hpp: detail::fold_partial). Thread (q, c) folds column c of query q; every thread
-// of a query repeats the same scale decisions. The scalars are read from *_in and written (by c = 0)
-// to *_out, so no thread reads what another writes.
+// order. Thread (q, c) folds column c of query q; every thread of a query repeats the same scale
+// decisions. The scalars are read from *_in and written (by c = 0) to *_out, so no thread reads
+// what another writes.
 __global__ void fold_blocks(const double* part, const double* pscale, const double* pfloor, std::size_t count,
                             std::size_t Lq, std::size_t Dv, std::size_t hd, double* acc, const double* den_in,
                             const double* ref_in, const double* floor_in, double* den_out, double* ref_out,
                             double* floor_out) {
   const std::size_t idx = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= Lq * Dv) return;
-  const std::size_t q = idx / Dv, c = idx % Dv, j = hd * Lq + q, stride = Dv + 1;
-  double ref = ref_in[j], den = den_in[j], fl = floor_in[j], x = acc[j * Dv + c];
-  for (std::size_t b = 0; b < count; ++b) {
-    const std::size_t k = b * Lq + q;
-    fl = log_add_exp(fl, pfloor[k]);
-    const double pd = part[k * stride + Dv];
-    if (!(pd > 0)) continue;  // every key feature of the block underflowed (or no key): adds nothing
-    const double ps = pscale[k], pc = part[k * stride + c];
-    if (ref == kNegInf) {
-      x = pc;
-      den = pd;
-      ref = ps;
-    } else if (ps > ref) {
-      const double f = exp(ref - ps);
-      x = x * f + pc;
-      den = den * f + pd;
-      ref = ps;
-    } else {
-      const double f = exp(ps - ref);
-      x += pc * f;
-      den += pd * f;
-    }
-  }
-  acc[j * Dv + c] = x;
+  const std::size_t q = idx / Dv, c = idx % Dv, j = hd * Lq + q;
+  Running s{acc[j * Dv + c], den_in[j], ref_in[j], floor_in[j]};
+  for (std::size_t b = 0; b < count; ++b) fold_partial(s, part, pscale, pfloor, b * Lq + q, Dv, c);
+  acc[j * Dv + c] = s.x;
   if (c == 0) {
-    den_out[j] = den;
-    ref_out[j] = ref;
-    floor_out[j] = fl;
+    den_out[j] = s.den;
+    ref_out[j] = s.ref;
+    floor_out[j] = s.fl;
   }
 }
 
