@@ -10,6 +10,8 @@ m = 1e5, float32 and float64):
 - the kernels alone (CUDA events around them, transfers excluded), and their rate against the
   GPU's float32 / float64 matrix-product rate measured here with PyTorch (TF32 off), when PyTorch
   is installed;
+- the core's call in its phases (the host's scaling of the inputs, allocation, uploads, kernels,
+  downloads, and the whole call with the buffers' release), and what the Python layer adds;
 - the CPU core on all of this machine's cores, and GPU / CPU in alternating pairs;
 - PyTorch's exact softmax attention (scaled_dot_product_attention) on the same GPU, for scale;
 - the error against the float64 NumPy reference (and of the CPU core, for comparison).
@@ -133,17 +135,22 @@ def main() -> int:
             flops = steady_state_flops(heads)
             kernel = _core.attention_cuda_float32 if dtype == np.float32 else _core.attention_cuda_float64
             whole = timeit(lambda: tripartite.attention(q, k, v, hidden_weights=W, device="cuda"), args.repeats)
-            kms = []
+            kms, times = [], []
             for _ in range(args.repeats + 2):
-                kms.append(kernel(W, None, q, k, v, s)[3] / 1e3)
+                times.append(kernel(W, None, q, k, v, s)[3])
+                kms.append(times[-1]["kernels_gpu"] / 1e3)
             kern = spread(kms[2:])
-            entry = {"whole_call_s": whole, "kernels_s": kern, "gflops": flops / kern[0] / 1e9}
+            # the core's call (host arrays to host arrays) in its phases: medians, ms
+            phases = {name: statistics.median(t[name] for t in times[2:]) for name in times[0]}
+            entry = {"whole_call_s": whole, "kernels_s": kern, "gflops": flops / kern[0] / 1e9, "core_call_ms": phases}
             line = f"{name}: whole call {fmt(whole)}; kernels {fmt(kern)} = {entry['gflops']:.0f} GFLOP/s"
             if limits:
                 lim = limits["sgemm_gflops" if dtype == np.float32 else "dgemm_gflops"]
                 entry["of_gemm"] = entry["gflops"] / lim
                 line += f" ({100 * entry['of_gemm']:.0f} % of {'s' if dtype == np.float32 else 'd'}gemm)"
             print(line, flush=True)
+            print("  the core's call, medians in ms: " + ", ".join(f"{n} {t:.3f}" for n, t in phases.items())
+                  + f"; the Python layer's part of the whole call: {whole[0] * 1e3 - phases['call']:.3f}", flush=True)
             if heads == 1 or dtype == np.float32:
                 cpu = lambda: tripartite.attention(q, k, v, hidden_weights=W)  # noqa: E731
                 gpu = lambda: tripartite.attention(q, k, v, hidden_weights=W, device="cuda")  # noqa: E731

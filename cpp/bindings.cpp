@@ -169,13 +169,19 @@ py::tuple attention_cuda(py::array W, py::object bias, py::array Q, py::array K,
                          int device, std::size_t partial_budget, py::object w_index, py::object key_mask) {
   cuda::Args<T> a = cuda_args<T, Emulated>(W, bias, Q, K, V, input_scale, device, partial_budget, w_index, key_mask);
   auto [Y, log_a, log_underflow] = attention_outputs<T>(a);
-  double kernel_ms = 0;
+  double kernel_ms = 0, phase_ms[cuda::kPhases] = {};
   a.kernel_ms = &kernel_ms;
+  a.phase_ms = phase_ms;
+  const auto start = std::chrono::steady_clock::now();
   {
     py::gil_scoped_release release;
     run_gpu<T, Emulated>(a);
   }
-  return py::make_tuple(Y, log_a, log_underflow, kernel_ms);
+  py::dict times;  // ms
+  times["kernels_gpu"] = kernel_ms;
+  for (int i = 0; i < cuda::kPhases; ++i) times[cuda::kPhaseNames[i]] = phase_ms[i];
+  times["call"] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  return py::make_tuple(Y, log_a, log_underflow, times);
 }
 
 // Reads where underflow may have changed the output by more than T's rounding (the core's

@@ -207,7 +207,11 @@ def test_same_bits_on_every_call_and_for_any_grouping(backend, dtype):
     in_twos = kernel(W, None, q, k, v, s, partial_budget=2 * _core.cuda_fold_run * per_block)
     for x, y, z, t in zip(first[:3], again[:3], grouped[:3], in_twos[:3]):
         assert x.tobytes() == y.tobytes() == z.tobytes() == t.tobytes()
-    assert first[3] > 0  # the kernels' time in ms (CUDA events)
+    times = first[3]  # ms: the kernels' GPU time (CUDA events) and the host's phases of the call
+    assert set(times) == {"kernels_gpu", "scaling", "allocation", "upload", "kernels", "download", "call"}
+    assert times["kernels_gpu"] > 0 and all(math.isfinite(t) and t >= 0 for t in times.values())
+    phases = ("scaling", "allocation", "upload", "kernels", "download")
+    assert sum(times[p] for p in phases) <= times["call"]  # sub-intervals of one call, by one clock
 
 
 def test_large_norms_stay_finite(backend):

@@ -33,6 +33,7 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <chrono>
 #include <vector>
 
 namespace tripartite::cuda {
@@ -486,6 +487,12 @@ void TRIPARTITE_API(steady_state_attention)(const Args<T>& a) {
   if (heads == 0 || Lq == 0 || Dv == 0) return;
   if (m == 0 || D == 0) throw std::invalid_argument("CUDA attention needs m >= 1 and D >= 1");
   DeviceGuard guard(a.device);
+  auto mark = std::chrono::steady_clock::now();
+  auto phase = [&](int i) {  // the time since the last phase ended, as phase i
+    const auto now = std::chrono::steady_clock::now();
+    if (a.phase_ms) a.phase_ms[i] = std::chrono::duration<double, std::milli>(now - mark).count();
+    mark = now;
+  };
 
   // The scaled inputs x~ = x s^{1/2} in T and their offsets |x~|^2 / 2 + log(m) / 2 in double
   // (features.hpp, in natural units: the kernels exponentiate with exp, not exp2).
@@ -498,6 +505,7 @@ void TRIPARTITE_API(steady_state_attention)(const Args<T>& a) {
   std::vector<double> koff_h, qoff_h;
   scale_rows(a.K, heads * Lk, xk_h, koff_h);
   scale_rows(a.Q, heads * Lq, xq_h, qoff_h);
+  phase(0);
 
   Buffer<T> W(a.n_weights * m * D), bias(a.bias ? heads * m : 0), xk(heads * Lk * D), xq(heads * Lq * D),
       V(heads * Lk * Dv), Y(heads * Lq * Dv);
@@ -509,6 +517,7 @@ void TRIPARTITE_API(steady_state_attention)(const Args<T>& a) {
   const std::size_t group_runs = runs_per_group(group);
   Buffer<double> rpart(group_runs * Lq * stride), rscale(group_runs * Lq), rfloor(group_runs * Lq);
   Buffer<double> acc(heads * Lq * Dv), scalars(heads * Lq * 6), log_a(heads * Lq), log_u(heads * Lq);
+  phase(1);
   W.upload(a.W);
   if (a.bias) bias.upload(a.bias);
   xk.upload(xk_h.data());
@@ -518,6 +527,7 @@ void TRIPARTITE_API(steady_state_attention)(const Args<T>& a) {
   if (a.key_mask) mask.upload(a.key_mask);
   koff.upload(koff_h.data());
   qoff.upload(qoff_h.data());
+  phase(2);
 
   // Running sums: two buffers of (den, ref, floor), swapped after each group of a head.
   const std::size_t rows = heads * Lq;
@@ -563,10 +573,12 @@ void TRIPARTITE_API(steady_state_attention)(const Args<T>& a) {
   check(cudaGetLastError(), "finish");
   timer.stop();
   check(cudaDeviceSynchronize(), "the attention kernels");
+  phase(3);
   if (a.kernel_ms) *a.kernel_ms = timer.ms();
   Y.download(a.Y);
   if (a.log_a) log_a.download(a.log_a);
   if (a.log_underflow) log_u.download(a.log_underflow);
+  phase(4);
 }
 
 int TRIPARTITE_API(device_count)() {

@@ -49,7 +49,14 @@ struct Args {
   int device = 0;
   std::size_t partial_budget = kPartialBudget;
   double* kernel_ms = nullptr;          // (may be null) GPU time of the kernels, transfers excluded
+  double* phase_ms = nullptr;           // (may be null) kPhases host wall-clock times, in ms (below)
 };
+
+// The host's wall-clock phases of a call, in order (the device buffers' release, at return, is not
+// among them): the inputs' scaling on the host, the device allocations, the uploads, the kernels
+// (launch to synchronisation), the downloads.
+inline constexpr int kPhases = 5;
+inline constexpr const char* kPhaseNames[kPhases] = {"scaling", "allocation", "upload", "kernels", "download"};
 
 // Runs the call on device a.device (host arrays in and out); throws std::runtime_error on a CUDA
 // error, std::bad_alloc when the device is out of memory.

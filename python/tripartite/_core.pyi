@@ -1,6 +1,6 @@
 """Type stubs of the compiled core (private; use the tripartite package)."""
 
-from typing import Callable, Optional, Sequence, Tuple, overload
+from typing import Callable, Dict, Optional, Sequence, Tuple, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -77,7 +77,9 @@ def max_threads() -> int: ...
 # The steady state on a GPU (cpp/cuda/attention.cu): the attention_cuda_* functions and the
 # cuda_device_* queries exist only in a build with TRIPARTITE_CUDA=ON (cuda_compiled); the
 # *_emulated ones, the same kernels on the CPU emulation for the tests, in every build.
-# Each returns (y, log a, log of the underflow bound, the kernels' time in ms).
+# Each returns (y, log a, log of the underflow bound, times): times in ms, "kernels_gpu" (CUDA events
+# around the kernels) and the host's wall-clock phases "scaling", "allocation", "upload", "kernels",
+# "download" and the whole "call" (which also holds the device buffers' release).
 cuda_compiled: bool
 cuda_block_size: int
 cuda_fold_run: int
@@ -89,12 +91,12 @@ def attention_cuda_float32(
     W: npt.NDArray[np.float32], bias: Optional[npt.NDArray[np.float32]], q: npt.NDArray[np.float32],
     k: npt.NDArray[np.float32], v: npt.NDArray[np.float32], input_scale: float, device: int = ...,
     partial_budget: int = ..., w_index: Optional[npt.NDArray[np.int64]] = ..., key_mask: Optional[npt.NDArray[np.uint8]] = ...,
-) -> Tuple[npt.NDArray[np.float32], npt.NDArray[np.float64], npt.NDArray[np.float64], float]: ...
+) -> Tuple[npt.NDArray[np.float32], npt.NDArray[np.float64], npt.NDArray[np.float64], Dict[str, float]]: ...
 def attention_cuda_float64(
     W: npt.NDArray[np.float64], bias: Optional[npt.NDArray[np.float64]], q: npt.NDArray[np.float64],
     k: npt.NDArray[np.float64], v: npt.NDArray[np.float64], input_scale: float, device: int = ...,
     partial_budget: int = ..., w_index: Optional[npt.NDArray[np.int64]] = ..., key_mask: Optional[npt.NDArray[np.uint8]] = ...,
-) -> Tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], float]: ...
+) -> Tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], Dict[str, float]]: ...
 attention_cuda_emulated_float32 = attention_cuda_float32
 attention_cuda_emulated_float64 = attention_cuda_float64
 def cuda_device_count() -> int: ...
