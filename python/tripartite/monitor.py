@@ -19,7 +19,7 @@ _window_sums_reference is the same in NumPy). Memory is bounded by samples x rec
 from __future__ import annotations
 
 import math
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -99,13 +99,15 @@ def _window_sums_reference(net, hd: int, x: Optional[np.ndarray], with_outputs: 
         return sums, u, H @ h0, H @ u
 
 
-def _scaled_input(net, x: Optional[np.ndarray]) -> Tuple[Optional[np.ndarray], float]:
+def _scaled_input(net, x: Optional[np.ndarray]) -> Tuple[Optional[np.ndarray], Any]:
     """x~ = x sqrt(s) in float64 and the rates' constant -|x~|^2 / 2 - ln(m) / 2 (as
-    reference.log_features forms them); (None, 0.0) without an input."""
+    reference.log_features forms them): x (D,) gives a float, x (heads, D) one a row; (None, 0.0)
+    without an input."""
     if x is None:
         return None, 0.0
     xs = np.asarray(x, dtype=np.float64) * math.sqrt(V.scale_value(net.scale, x.shape[-1]))
-    return np.ascontiguousarray(xs), float(-0.5 * (xs * xs).sum() - 0.5 * math.log(net.n_hidden))
+    c = -0.5 * (xs * xs).sum(axis=-1) - 0.5 * math.log(net.n_hidden)
+    return np.ascontiguousarray(xs), float(c) if xs.ndim == 1 else c
 
 
 class StateMonitor:
@@ -247,8 +249,7 @@ class StateMonitor:
                 if x is None:
                     u, u_syn = np.zeros_like(local["h"]), np.zeros_like(local["h_syn"])
                 else:
-                    xs = x[self.heads].astype(np.float64) * math.sqrt(V.scale_value(net.scale, x.shape[-1]))
-                    c = -0.5 * (xs * xs).sum(axis=1) - 0.5 * math.log(net.n_hidden)
+                    xs, c = _scaled_input(net, x[self.heads])
                     u = np.exp(np.einsum("hkd,hd->hk", local["W"], xs) + c[:, None] + local["b"])
                     u_syn = np.exp(np.einsum("hkd,hd->hk", local["W_syn"], xs) + c[:, None] + local["b_syn"])
                 h, g, h_syn, H = local["h"], local["g"], local["h_syn"], local["H"]
