@@ -117,34 +117,19 @@ py::tuple attention(py::array W, py::object bias, py::array Q, py::array K, py::
   return py::make_tuple(Y, log_a, log_underflow);
 }
 
-// The steady state on a GPU (tripartite/cuda.hpp): the same arrays as `attention`, bidirectional;
-// returns (y, log a, log underflow bound, the kernels' GPU time in ms). Emulated: the same kernels
-// on the CPU emulation (cuda_emulation.hpp), which every build has, for the tests.
+// The steady state on a GPU (tripartite/cuda.hpp), or, Emulated, the same kernels on the CPU
+// emulation (cuda_emulation.hpp), which every build has, for the tests. The GPU's versions
+// (Emulated = false) are instantiated only in a build with TRIPARTITE_CUDA=ON, which links them.
 template <bool Emulated>
 int gpu_count() {
-  if constexpr (Emulated) {
-    return cuda::device_count_emulated();
-  } else {
-#ifdef TRIPARTITE_WITH_CUDA
-    return cuda::device_count();
-#else
-    return 0;
-#endif
-  }
+  if constexpr (Emulated) return cuda::device_count_emulated();
+  else return cuda::device_count();
 }
 
 template <class T, bool Emulated>
 void run_gpu(const cuda::Args<T>& a) {
-  if constexpr (Emulated) {
-    cuda::steady_state_attention_emulated(a);
-  } else {
-#ifdef TRIPARTITE_WITH_CUDA
-    cuda::steady_state_attention(a);
-#else
-    (void)a;
-    throw std::runtime_error("this build has no CUDA kernels");
-#endif
-  }
+  if constexpr (Emulated) cuda::steady_state_attention_emulated(a);
+  else cuda::steady_state_attention(a);
 }
 
 template <class T, bool Emulated>
@@ -164,6 +149,9 @@ cuda::Args<T> cuda_args(py::array& W, const py::object& bias, py::array& Q, py::
   return a;
 }
 
+// The same arrays as `attention`, bidirectional; returns (y, log a, log underflow bound, times):
+// times in ms, the kernels' GPU time ("kernels_gpu", CUDA events) and the host's phases of the
+// call (cuda.hpp: kPhaseNames) and the whole "call".
 template <class T, bool Emulated>
 py::tuple attention_cuda(py::array W, py::object bias, py::array Q, py::array K, py::array V, double input_scale,
                          int device, std::size_t partial_budget, py::object w_index, py::object key_mask) {
