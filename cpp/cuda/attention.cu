@@ -135,6 +135,15 @@ __device__ inline T warp_sum(T x) {
   return x;
 }
 
+// acc[a][b] += x[a] w[b]: the multiply-adds of a register tile (the log-rates, the write, the read).
+template <int A, int B, class T>
+__device__ inline void tile_fma(T (&acc)[A][B], const T (&x)[A], const T (&w)[B]) {
+TRIPARTITE_GPU_UNROLL
+  for (int a = 0; a < A; ++a)
+TRIPARTITE_GPU_UNROLL
+    for (int b = 0; b < B; ++b) acc[a][b] = fma(x[a], w[b], acc[a][b]);
+}
+
 template <class T>
 struct Params {
   const T* W;               // n_weights x m x D
@@ -188,11 +197,7 @@ template <class T>
 __device__ void rates(const T* X, const double* off, int n, const T* Wb, int nbk, std::size_t D, bool has_bias,
                       const std::uint8_t* mask, Shared<T>& s) {
   const int tid = threadIdx.x, tg = tid / 32, ng = tid % 32;
-  T acc[4][4];
-TRIPARTITE_GPU_UNROLL
-  for (int a = 0; a < 4; ++a)
-TRIPARTITE_GPU_UNROLL
-    for (int b = 0; b < 4; ++b) acc[a][b] = T(0);
+  T acc[4][4] = {};
   for (std::size_t d0 = 0; d0 < D; d0 += kDT) {
     __syncthreads();  // the previous slice (or the previous users of xs and ws) are done
     const int dn = static_cast<int>(smin(kDT, D - d0));
@@ -211,10 +216,7 @@ TRIPARTITE_GPU_UNROLL
       for (int a = 0; a < 4; ++a) x[a] = s.xs[(4 * tg + a) * (kDT + 1) + d];
 TRIPARTITE_GPU_UNROLL
       for (int b = 0; b < 4; ++b) w[b] = s.ws[d * kWS + 4 * ng + b];
-TRIPARTITE_GPU_UNROLL
-      for (int a = 0; a < 4; ++a)
-TRIPARTITE_GPU_UNROLL
-        for (int b = 0; b < 4; ++b) acc[a][b] = fma(x[a], w[b], acc[a][b]);
+      tile_fma(acc, x, w);
     }
   }
   T ymax[4];
@@ -279,11 +281,7 @@ __global__ void __launch_bounds__(kThreads) block_partials(Params<T> p, std::siz
   // Writing phase. Thread (rg, cg) = (tid % 32, tid / 32) holds H[4 rg + a][8 cg + c] in registers;
   // thread r < kNB holds g[r].
   const int rg = tid % 32, cg = tid / 32;
-  T h[4][8];
-TRIPARTITE_GPU_UNROLL
-  for (int a = 0; a < 4; ++a)
-TRIPARTITE_GPU_UNROLL
-    for (int c = 0; c < 8; ++c) h[a][c] = T(0);
+  T h[4][8] = {};
   T g = T(0);
   double C = kNegInf, F = 0.0;  // the block's log-scale, and its total key weight in C's units
   const double headroom = log(static_cast<double>(std::numeric_limits<T>::max())) / 8;
@@ -321,10 +319,7 @@ TRIPARTITE_GPU_UNROLL
       for (int a = 0; a < 4; ++a) f[a] = s.ft[i * kNB + 4 * rg + a];
 TRIPARTITE_GPU_UNROLL
       for (int c = 0; c < 8; ++c) v[c] = s.vp[i * kCW + 8 * cg + c];
-TRIPARTITE_GPU_UNROLL
-      for (int a = 0; a < 4; ++a)
-TRIPARTITE_GPU_UNROLL
-        for (int c = 0; c < 8; ++c) h[a][c] = fma(f[a], v[c], h[a][c]);
+      tile_fma(h, f, v);
     }
     if (tid < kNB)
       for (int i = 0; i < n; ++i) g = fma(s.ft[i * kNB + tid], s.wk[i], g);
@@ -343,19 +338,13 @@ TRIPARTITE_GPU_UNROLL
   for (std::size_t t0 = 0; t0 < p.Lq; t0 += kTC) {
     const int n = static_cast<int>(smin(kTC, p.Lq - t0));
     rates(p.xq + (hd * p.Lq + t0) * p.D, p.qoff + hd * p.Lq + t0, n, Wb, nbk, p.D, has_bias, nullptr, s);
-    T o[4][2];
-TRIPARTITE_GPU_UNROLL
-    for (int a = 0; a < 4; ++a) o[a][0] = o[a][1] = T(0);
+    T o[4][2] = {};
     for (int r = 0; r < nbk; ++r) {
       T e[4];
 TRIPARTITE_GPU_UNROLL
       for (int a = 0; a < 4; ++a) e[a] = s.ft[(4 * qg + a) * kNB + r];
-      const T h0 = s.Hs[r * kCW + 2 * cl], h1 = s.Hs[r * kCW + 2 * cl + 1];
-TRIPARTITE_GPU_UNROLL
-      for (int a = 0; a < 4; ++a) {
-        o[a][0] = fma(e[a], h0, o[a][0]);
-        o[a][1] = fma(e[a], h1, o[a][1]);
-      }
+      const T hc[2] = {s.Hs[r * kCW + 2 * cl], s.Hs[r * kCW + 2 * cl + 1]};
+      tile_fma(o, e, hc);
     }
     double* out = part + (bl * p.Lq + t0) * stride;
 TRIPARTITE_GPU_UNROLL
