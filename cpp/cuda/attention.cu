@@ -407,9 +407,9 @@ __device__ inline void fold_partial(Running& s, const double* part, const double
 // that starts at a run's first block) folded in block order into one partial of the same layout
 // (rpart, rscale, rfloor), all runs at once. Thread (run, q, c) folds column c of query q, c = Dv
 // being the denominator; every thread of a query repeats the same scale decisions, and the one of
-// c = 0 writes the scalars. (One thread per block and query would run 32 times fewer chains in
-// parallel: at the paper's scale, fold_blocks over all 782 blocks was 1.05 ms of the kernels' 1.7
-// on an H200, docs/ncu-h200-86adcdb.txt.)
+// c = 0 writes the scalars. (Before, fold_blocks alone folded all 782 blocks of the paper's scale
+// in one chain per query and column: 1.05 ms of the kernels' 1.7 on an H200,
+// docs/ncu-h200-86adcdb.txt. This level's speed there is not measured yet.)
 __global__ void fold_runs(const double* part, const double* pscale, const double* pfloor, std::size_t count,
                           std::size_t Lq, std::size_t Dv, double* rpart, double* rscale, double* rfloor) {
   const std::size_t stride = Dv + 1, idx = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x;
