@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU check, as one script for a machine with an NVIDIA GPU and the CUDA toolkit (not yet run
 # whole on a GPU: its parts took about 100 s on an H200 machine with 16 cores, in separate calls:
-# build 30-38 s, GPU tests 11, bench 17, whole suite 26, compute-sanitizer 5, ncu 8). It builds tripartite with TRIPARTITE_CUDA=ON into a
-# folder of its own (nothing is installed), then, against that build:
+# build 30-38 s, GPU tests 11, bench 17, whole suite 26, compute-sanitizer 5, ncu 8). It builds
+# tripartite with TRIPARTITE_CUDA=ON into a folder of its own (nothing is installed), then, against
+# that build:
 #   pytest-cuda.txt       the GPU tests (tests/test_cuda.py)
 #   bench-cuda.txt/.json  bench/cuda_attention.py (the paper's scale, beside the CPU core)
 #   pytest-all.txt        the whole suite (the machine's compiler and libraries differ from CI's;
