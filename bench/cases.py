@@ -93,6 +93,23 @@ def numpy_steady_state(q, k, v, W):
     return np.stack(out)
 
 
+def blas_products(q, k, v, W):
+    """The steady state's four matrix products alone, with NumPy/BLAS, at their shapes and in
+    their order: key log-rates K W^T (L x D by D x m), the write V^T (K W^T) (Dv x L by L x m),
+    query log-rates Q W^T, and the readout (Q W^T) H^T (L x m by m x Dv). The log-rates stand in
+    for the features: no scaling, no exponentials, no astrocyte sums, so the result is not
+    attention. It is what the machine's BLAS takes for the work that steady_state_flops counts
+    (BLAS's products on these thin shapes, not its square sgemm): a floor for any steady state
+    built on it."""
+    out = []
+    for h in range(W.shape[0]):
+        lk = k[h] @ W[h].T
+        H = v[h].T @ lk
+        lq = q[h] @ W[h].T
+        out.append(lq @ H.T)
+    return np.stack(out)
+
+
 def per_token_loop(q, k, v, W):
     """The paper's notebooks' way, extended to the values: a Python loop over tokens, then over
     queries. The notebooks (kozleo/Building_Transformers_from_Neurons_and_Astrocytes,
@@ -143,5 +160,5 @@ def per_token_loop_bytes(heads: int, L: int = PAPER["L"], D: int = PAPER["D"], D
 
 def steady_state_peer(heads: int, peer: str, dtype=np.float32) -> Case:
     q, k, v, W = paper_problem(heads, dtype)
-    fn = numpy_steady_state if peer == "numpy" else per_token_loop
+    fn = {"numpy": numpy_steady_state, "per-token loop": per_token_loop, "BLAS products alone": blas_products}[peer]
     return Case(f"steady state {heads}h {peer}{_suffix(dtype)}", lambda: fn(q, k, v, W), heads * PAPER["L"], "queries")

@@ -336,6 +336,14 @@ def steady_state_section(results, repeats, limits):
               f"2t speed-up {ratio[0]:.2f}x [{ratio[1]:.2f}, {ratio[2]:.2f}]", flush=True)
         row(results, cases.steady_state_peer(heads, "numpy"), repeats, heads=heads, impl="numpy")
         if heads == 1:
+            # the four products alone on the machine's BLAS (no exponentials, no sums): what ours
+            # would take if it were only those products, run by the library the field trusts
+            products = cases.steady_state_peer(heads, "BLAS products alone")
+            row(results, products, repeats, heads=heads, impl="blas-products")
+            mine, blas, ratio = paired(ours[2].run, products.run, pairs, settle=0.5)
+            scaling["ours_2t_vs_blas_products"] = dict(pairs=pairs, seconds_ours=mine, seconds_blas=blas, ratio=ratio)
+            print(f"  ours 2t vs BLAS products alone alternately, {pairs} pairs: ours {ms(mine)}, BLAS {ms(blas)}, "
+                  f"ours / BLAS {ratio[0]:.2f} [{ratio[1]:.2f}, {ratio[2]:.2f}]", flush=True)
             loop_case = cases.steady_state_peer(heads, "per-token loop")
             row(results, loop_case, max(1, repeats // 2), heads=heads, impl="loop")
             loop, mine, ratio = paired(loop_case.run, ours[2].run, pairs, settle=0.5)
@@ -402,6 +410,12 @@ def steady_state_limits(by, scaling, limits):
         rate = flops / by[f"steady state {heads}h numpy"] / 1e9
         out[f"{heads}h_numpy"] = dict(GFLOPs=rate, of_sgemm=rate / sgemm)
         print(f"    {heads}h numpy:   {rate:6.1f} GFLOP/s = {rate / sgemm:4.0%} of sgemm")
+        name = f"steady state {heads}h BLAS products alone"
+        if name in by:
+            rate, of_fma = flop_rate(flops, by[name], limits, 2)
+            out[f"{heads}h_blas_products"] = dict(GFLOPs=rate, of_fma=of_fma, of_sgemm=rate / sgemm)
+            print(f"    {heads}h BLAS products alone: {rate:6.1f} GFLOP/s = {of_fma:4.0%} of the FMA limit, "
+                  f"{rate / sgemm:4.0%} of sgemm (its products on these shapes, without exponentials or sums)")
     for dtype, name in ((np.float32, "steady state 1h per-token loop"), (np.float64, "steady state 1h per-token loop float64")):
         moved = cases.per_token_loop_bytes(1, itemsize=np.dtype(dtype).itemsize)
         bw = moved / by[name]
@@ -418,7 +432,12 @@ def steady_state_limits(by, scaling, limits):
     out["ours_2t_needed_for_20x_s"], out["ours_2t_needed_for_20x_of_fma"] = needed, at_fma / needed
     print(f"    the loop at the 2-thread triad ({moved / triad[2]:.2f} s) over ours at the 2-thread FMA limit "
           f"({at_fma * 1e3:.1f} ms): {ceiling:.1f}x; 20x the loop of the pairs ({loop_pairs:.3f} s) needs ours at "
-          f"{needed * 1e3:.1f} ms, {at_fma / needed:.0%} of the FMA limit")
+          f"{needed * 1e3:.1f} ms, {at_fma / needed:.0%} of the FMA limit", end="")
+    if "steady state 1h BLAS products alone" in by:
+        blas = by["steady state 1h BLAS products alone"]
+        out["ours_2t_needed_for_20x_over_blas_products"] = needed / blas
+        print(f", {needed / blas:.2f}x the time of the BLAS products alone", end="")
+    print()
     return out
 
 

@@ -44,6 +44,21 @@ def test_steady_state_flops_are_the_numpy_peers_products():
     assert CountingArray.flops == cases.steady_state_flops(heads, L, D, Dv, m) + heads * 2 * L * m
 
 
+def test_blas_products_are_the_counted_work_and_its_chain():
+    """The BLAS peer multiplies exactly the counted work (no denominators) and chains the four
+    products as the steady state does: y = (Q W^T) (V^T K W^T)^T = Q W^T W K^T V per head."""
+    heads, L, D, Dv, m = 2, 7, 5, 3, 11
+    rng = np.random.default_rng(1)
+    q, k = (rng.standard_normal((heads, L, D)) for _ in range(2))
+    v = rng.standard_normal((heads, L, Dv))
+    W = rng.standard_normal((heads, m, D))
+    CountingArray.flops = 0
+    cases.blas_products(*(x.view(CountingArray) for x in (q, k, v, W)))
+    assert CountingArray.flops == cases.steady_state_flops(heads, L, D, Dv, m)
+    expected = np.einsum("hid,hmd,hme,hje,hjc->hic", q, W, W, k, v)
+    np.testing.assert_allclose(cases.blas_products(q, k, v, W), expected, rtol=1e-12, atol=0)
+
+
 def test_per_token_loop_bytes_counts_each_call_once():
     """Per key: W read, the outer product written, H and it read, H written; per query: W and H
     read. At the paper's scale (float32) that is 35.3 GB per head, twice that in float64."""
@@ -123,3 +138,22 @@ def test_steady_state_limits_fractions_and_ceiling(capsys):
     assert out["ours_2t_needed_for_20x_of_fma"] == pytest.approx(flops1 / (loop_pairs / 20) / 200e9)
     printed = capsys.readouterr().out
     assert f"{ceiling:.1f}x" in printed and "100% of the FMA limit (2 threads)" in printed
+    assert "BLAS products alone" not in printed and "1h_blas_products" not in out
+
+
+def test_steady_state_limits_with_the_blas_products(capsys):
+    """With the BLAS peer timed, its rate is reported against the FMA limit and sgemm, and the time
+    that 20x needs against the BLAS products' time."""
+    flops1, bytes1 = cases.steady_state_flops(1), cases.per_token_loop_bytes(1)
+    by = {f"steady state {h}h {impl}": h * flops1 / 100e9
+          for h in (1, 12) for impl in ("ours 1t", "ours 2t", "numpy")}
+    by["steady state 1h per-token loop"] = by["steady state 1h per-token loop float64"] = bytes1 / 30e9
+    by["steady state 1h BLAS products alone"] = flops1 / 120e9
+    scaling = {"loop_vs_ours_2t": {"seconds_loop": (1.5, 1.4, 1.6)}}
+    out = run.steady_state_limits(by, scaling, LIMITS)
+    assert out["1h_blas_products"]["of_fma"] == pytest.approx(120 / 200)
+    assert out["1h_blas_products"]["of_sgemm"] == pytest.approx(120 / 160)
+    assert out["ours_2t_needed_for_20x_over_blas_products"] == pytest.approx((1.5 / 20) / (flops1 / 120e9))
+    printed = capsys.readouterr().out
+    assert "1h BLAS products alone:  120.0 GFLOP/s =  60% of the FMA limit,  75% of sgemm" in printed
+    assert f"{(1.5 / 20) / (flops1 / 120e9):.2f}x the time of the BLAS products alone" in printed
