@@ -44,6 +44,18 @@ assert _core.num_scalars == 6
 
 
 
+def _in_true_units(prop):
+    """Adds to a state property's docstring what reading the state in true units means (nothing
+    under ``python -OO``, which drops docstrings)."""
+    if prop.__doc__ is not None:
+        prop.__doc__ += """
+
+        True values in the network's dtype: below its smallest normal (1.2e-38 in float32) they
+        read as 0 or subnormal (|k~|^2, |q~|^2 in the hundreds); the state itself is kept relative to
+        a float64 scale, so this does not affect the simulation."""
+    return prop
+
+
 def state_bytes(heads: int, m: int, d_key: int, d_value: int, dtype: Any) -> int:
     """Bytes a network holds (its memory check, and the MiniLM study's): state and weights,
     (d_value + d_key + 4) numbers of its dtype per neuron, and the core's workspace for a segment
@@ -817,30 +829,21 @@ class NeuronAstrocyteNetwork:
         return None if self._bias is None else self._bias.view()
 
     @property
+    @_in_true_units
     def synapses(self) -> np.ndarray:
-        """H, the tripartite synapses, (heads, d_value, n_hidden): a read-only copy.
-
-        True values in the network's dtype: below its smallest normal (1.2e-38 in float32) they
-        read as 0 or subnormal (|k~|^2, |q~|^2 in the hundreds); the state itself is kept relative to
-        a float64 scale, so this does not affect the simulation."""
+        """H, the tripartite synapses, (heads, d_value, n_hidden): a read-only copy."""
         return self._true(self._H, _SCALE_H)
 
     @property
+    @_in_true_units
     def astrocyte_weights(self) -> np.ndarray:
-        """g, the neuron-to-astrocyte weights, (heads, n_hidden): a read-only copy.
-
-        True values in the network's dtype: below its smallest normal (1.2e-38 in float32) they
-        read as 0 or subnormal (|k~|^2, |q~|^2 in the hundreds); the state itself is kept relative to
-        a float64 scale, so this does not affect the simulation."""
+        """g, the neuron-to-astrocyte weights, (heads, n_hidden): a read-only copy."""
         return self._true(self._g, _SCALE_H)
 
     @property
+    @_in_true_units
     def hidden_rates(self) -> np.ndarray:
-        """h, the hidden neurons' rates now, (heads, n_hidden): a read-only copy.
-
-        True values in the network's dtype: below its smallest normal (1.2e-38 in float32) they
-        read as 0 or subnormal (|k~|^2, |q~|^2 in the hundreds); the state itself is kept relative to
-        a float64 scale, so this does not affect the simulation."""
+        """h, the hidden neurons' rates now, (heads, n_hidden): a read-only copy."""
         return self._true(self._h, _SCALE_h)
 
     @property
