@@ -34,27 +34,32 @@ std::size_t full_panels(std::size_t nb) {
   return nb / kPanel<T> * kPanel<T>;
 }
 
+// f(std::integral_constant<std::size_t, n>{}) for a count n in 1..K known only at run time (any
+// other n: 1), so that each count is its own unrolled code: the tile heights, the rows of synapses
+// taken together.
+template <std::size_t K, class F>
+inline void with_count(std::size_t n, F&& f) {
+  static_assert(K >= 1, "with_count: counts start at 1");
+  if constexpr (K == 1)
+    f(std::integral_constant<std::size_t, 1>{});
+  else if (n == K)
+    f(std::integral_constant<std::size_t, K>{});
+  else
+    with_count<K - 1>(n, f);
+}
+
 // Register tiles are kRows tall; a strip's last tile may have 1 to kRows - 1. with_rows calls f
-// with the row count as a compile-time constant (std::integral_constant), so each tile height is
-// its own unrolled code.
+// with the row count as a compile-time constant.
 inline constexpr std::size_t kRows = 6;
+
+template <class F>
+inline void with_rows(std::size_t rows, F&& f) {
+  with_count<kRows>(rows, f);
+}
 
 // The most neurons shifted_rates takes at once: the network's blocks; the steady state's are
 // smaller (both callers static_assert it).
 inline constexpr std::size_t kMaxRatesBlock = kBlock;
-
-template <class F>
-inline void with_rows(std::size_t rows, F&& f) {
-  static_assert(kRows == 6, "with_rows lists the tile heights 1..6");
-  switch (rows) {
-    case 6: f(std::integral_constant<std::size_t, 6>{}); break;
-    case 5: f(std::integral_constant<std::size_t, 5>{}); break;
-    case 4: f(std::integral_constant<std::size_t, 4>{}); break;
-    case 3: f(std::integral_constant<std::size_t, 3>{}); break;
-    case 2: f(std::integral_constant<std::size_t, 2>{}); break;
-    default: f(std::integral_constant<std::size_t, 1>{}); break;
-  }
-}
 
 // W rows [r0, r0 + full) into panels: panel p is D x kPanel, packed[(p D + j) kPanel + l] = W[r0 + p kPanel + l][j].
 // The plain loop, one value per load and store: the reference pack_panels is tested against.
@@ -358,17 +363,6 @@ void readout(const T* Pm, std::size_t n, std::size_t nb, const T* Hp, std::size_
 // each read where a monitor of the outputs asks for them (network.hpp: up to 3 x 32).
 inline constexpr std::size_t kMaxSegment = 96;
 
-// f(std::integral_constant<n>) for n in 1..4: a group of rows of the synapses as a compile-time count.
-template <class F>
-inline void with_count4(std::size_t n, F&& f) {
-  switch (n) {
-    case 4: f(std::integral_constant<std::size_t, 4>{}); break;
-    case 3: f(std::integral_constant<std::size_t, 3>{}); break;
-    case 2: f(std::integral_constant<std::size_t, 2>{}); break;
-    default: f(std::integral_constant<std::size_t, 1>{}); break;
-  }
-}
-
 // Reads of synapses that no later window of the segment changes: for rows dd < NR of H (stride m)
 // and the NJ windows jj whose rates are rows jj of `hr` (stride `stride`),
 //   acc[jj][dd0 + dd][k] = sum over the panels c < full, in order, of H[dd][c + k Wd ..] * hr[jj][c + k Wd ..]
@@ -426,7 +420,7 @@ void synapse_segment(T* H, std::size_t m, std::size_t Dv, std::size_t nb, const 
   V<T> dacc[kMaxSegment][4][2];  // per window of the segment, per row of the group
   T tail[kMaxSegment][4];
   for (std::size_t d0 = 0; d0 < Dv; d0 += 4) {
-    with_count4(std::min<std::size_t>(4, Dv - d0), [&](auto ND_) {
+    with_count<4>(std::min<std::size_t>(4, Dv - d0), [&](auto ND_) {
       constexpr std::size_t nd = decltype(ND_)::value;
       T* Hd = H + d0 * m;
       for (std::size_t j = 0; j < S; ++j)
