@@ -379,28 +379,19 @@ struct Running {
 };
 
 // Partial k (of a block or a run: column value part[k][c], denominator part[k][Dv], log-scale
-// pscale[k], underflow bound pfloor[k]) folded into s, as attention.hpp's detail::fold_partial.
+// pscale[k], underflow bound pfloor[k]) folded into s, as attention.hpp's detail::fold_partial
+// (common.hpp: fold_scaled), one column and the denominator.
 __device__ inline void fold_partial(Running& s, const double* part, const double* pscale, const double* pfloor,
                                     std::size_t k, std::size_t Dv, std::size_t c) {
   const std::size_t stride = Dv + 1;
   s.fl = log_add_exp(s.fl, pfloor[k]);
   const double pd = part[k * stride + Dv];
   if (!(pd > 0)) return;  // every key feature of the block underflowed (or no key): adds nothing
-  const double ps = pscale[k], pc = part[k * stride + c];
-  if (s.ref == kNegInf) {
-    s.x = pc;
-    s.den = pd;
-    s.ref = ps;
-  } else if (ps > s.ref) {
-    const double f = exp(s.ref - ps);
-    s.x = s.x * f + pc;
-    s.den = s.den * f + pd;
-    s.ref = ps;
-  } else {
-    const double f = exp(ps - s.ref);
-    s.x += pc * f;
-    s.den += pd * f;
-  }
+  double acc[2] = {s.x, s.den};
+  const double p[2] = {part[k * stride + c], pd};
+  fold_scaled(s.ref, pscale[k], acc, p, 2);
+  s.x = acc[0];
+  s.den = acc[1];
 }
 
 // The fold's first level: the partials of each run of kRun consecutive blocks (of `count`, a group

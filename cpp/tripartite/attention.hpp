@@ -119,24 +119,13 @@ double underflow_bound(std::size_t nb, double F) {
   return underflow_log_bound<T>(nb, std::log(F));  // F = 0 (no key): -inf, nothing to lose
 }
 
-// Running combination of one query's block partials, taken in block order:
-//   acc <- acc exp(ref - ref') + partial exp(scale - ref'),  ref' = max(ref, scale)
-// over blocks whose denominator is positive (a zero partial is a block where every key feature
-// underflowed: it adds nothing). The result depends on the block order only, never on how the
-// blocks were grouped or which thread computed them.
+// Running combination of one query's block partials, taken in block order (common.hpp:
+// fold_scaled) over blocks whose denominator is positive (a zero partial is a block where every key
+// feature underflowed: it adds nothing). The result depends on the block order only, never on how
+// the blocks were grouped or which thread computed them.
 inline void fold_partial(const double* partial, double scale, std::size_t n, double* acc, double& ref) {
   if (!(partial[n - 1] > 0)) return;
-  if (ref == kNegInf) {
-    std::copy_n(partial, n, acc);
-    ref = scale;
-  } else if (scale > ref) {
-    const double f = std::exp(ref - scale);
-    for (std::size_t d = 0; d < n; ++d) acc[d] = acc[d] * f + partial[d];
-    ref = scale;
-  } else {
-    const double f = std::exp(scale - ref);
-    for (std::size_t d = 0; d < n; ++d) acc[d] += partial[d] * f;
-  }
+  fold_scaled(ref, scale, acc, partial, n);
 }
 
 }  // namespace detail

@@ -164,6 +164,27 @@ TRIPARTITE_HOST_DEVICE inline double log_add_exp(double x, double y) {
   return hi + std::log1p(std::exp(-std::fabs(x - y)));
 }
 
+// One step of a fold of partial sums, each at its own log-scale, taken in a fixed order (the
+// steady state's block partials, on the CPU and the GPU): n values `partial` at log-scale `scale`
+// join the running sums acc at log-scale ref,
+//   acc <- acc exp(ref - ref') + partial exp(scale - ref'),  ref' = max(ref, scale),
+// with one exponential, of the smaller log-scale minus the larger (no factor exceeds 1). The first
+// partial (ref = -inf) is copied: acc is not read then, so it need not be initialised.
+TRIPARTITE_HOST_DEVICE inline void fold_scaled(double& ref, double scale, double* acc, const double* partial,
+                                               std::size_t n) {
+  if (ref == kNegInf) {
+    for (std::size_t d = 0; d < n; ++d) acc[d] = partial[d];
+    ref = scale;
+  } else if (scale > ref) {
+    const double f = std::exp(ref - scale);
+    for (std::size_t d = 0; d < n; ++d) acc[d] = acc[d] * f + partial[d];
+    ref = scale;
+  } else {
+    const double f = std::exp(scale - ref);
+    for (std::size_t d = 0; d < n; ++d) acc[d] += partial[d] * f;
+  }
+}
+
 // log|x|, -inf for 0.
 inline double log_abs(double x) { return x == 0.0 ? kNegInf : std::log(std::fabs(x)); }
 
