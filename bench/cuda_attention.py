@@ -155,18 +155,10 @@ def main() -> int:
                 cpu = lambda: tripartite.attention(q, k, v, hidden_weights=W)  # noqa: E731
                 gpu = lambda: tripartite.attention(q, k, v, hidden_weights=W, device="cuda")  # noqa: E731
                 pairs = max(3, args.repeats // 2 if heads == 1 else 3)
-                tg, tc, ratio = [], [], []
-                for _ in range(pairs):
-                    for fn, times in ((gpu, tg), (cpu, tc)):
-                        fn()
-                        t0 = time.perf_counter()
-                        fn()
-                        times.append(time.perf_counter() - t0)
-                    ratio.append(tc[-1] / tg[-1])
-                entry.update(cpu_s=spread(tc), gpu_in_pairs_s=spread(tg), cpu_over_gpu=spread(ratio),
-                             cpu_over_gpu_kernels=spread(tc)[0] / kern[0])
-                print(f"  CPU core ({os.cpu_count()} cores) {fmt(spread(tc))}; GPU whole call {fmt(spread(tg))}; "
-                      f"CPU / GPU {statistics.median(ratio):.1f}x [{min(ratio):.1f}, {max(ratio):.1f}] in {pairs} pairs "
+                tc, tg, ratio = run.paired(cpu, gpu, pairs)  # each timed call after an untimed one
+                entry.update(cpu_s=tc, gpu_in_pairs_s=tg, cpu_over_gpu=ratio, cpu_over_gpu_kernels=tc[0] / kern[0])
+                print(f"  CPU core ({os.cpu_count()} cores) {fmt(tc)}; GPU whole call {fmt(tg)}; "
+                      f"CPU / GPU {ratio[0]:.1f}x [{ratio[1]:.1f}, {ratio[2]:.1f}] in {pairs} pairs "
                       f"({entry['cpu_over_gpu_kernels']:.0f}x against the kernels alone)", flush=True)
             if heads == 1:
                 y_gpu = tripartite.attention(q, k, v, hidden_weights=W, device="cuda")
