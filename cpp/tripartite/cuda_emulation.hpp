@@ -154,7 +154,6 @@ inline void run_block(Block& b, unsigned threads, std::size_t shared_bytes, std:
     f.context.uc_stack.ss_size = Block::kStack;
     f.context.uc_link = &b.scheduler;
     makecontext(&f.context, trampoline, 0);
-    f.started = false;
   }
   const unsigned warps = (threads + 31) / 32;
   for (;;) {

@@ -19,7 +19,7 @@ _window_sums_reference is the same in NumPy). Memory is bounded by samples x rec
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -99,7 +99,7 @@ def _window_sums_reference(net, hd: int, x: Optional[np.ndarray], with_outputs: 
         return sums, u, H @ h0, H @ u
 
 
-def _scaled_input(net, x: Optional[np.ndarray]) -> Tuple[Optional[np.ndarray], Any]:
+def _scaled_input(net, x: Optional[np.ndarray]) -> Tuple[Optional[np.ndarray], Union[float, np.ndarray]]:
     """x~ = x sqrt(s) in float64 and the rates' constant -|x~|^2 / 2 - ln(m) / 2 (as
     reference.log_features forms them): x (D,) gives a float, x (heads, D) one a row; (None, 0.0)
     without an input."""
